@@ -1,0 +1,61 @@
+"""errpolicy: per-call error policies.
+
+Wrap a risky call in a guard; errpolicy captures the warnings, log records and
+structlog events that call raises, classifies each by severity, and raises,
+records or suppresses it by a PHP-style bitmask policy.
+"""
+
+from __future__ import annotations
+
+from . import match
+from ._classify import default_classifier
+from ._config import (
+    Config,
+    configure,
+    configure_from_env,
+    configure_from_mapping,
+    get_config,
+    reset_defaults,
+)
+from ._errors import ConfigurationError, ErrpolicyError, LoggedEvent, PolicyViolation
+from ._event import Action, Event
+from ._guard import Guard, guard
+from ._hooks import install, installed, structlog_processor, uninstall
+from ._policy import Policy
+from ._report import Explanation, Report
+from ._severity import NOTICE, Severity
+from ._sinks import NullSink, ReplaySink, StdlibSink, StructlogSink
+from ._state import carry
+
+__all__ = [
+    "NOTICE",
+    "Action",
+    "Config",
+    "ConfigurationError",
+    "ErrpolicyError",
+    "Event",
+    "Explanation",
+    "Guard",
+    "LoggedEvent",
+    "NullSink",
+    "Policy",
+    "PolicyViolation",
+    "ReplaySink",
+    "Report",
+    "Severity",
+    "StdlibSink",
+    "StructlogSink",
+    "carry",
+    "configure",
+    "configure_from_env",
+    "configure_from_mapping",
+    "default_classifier",
+    "get_config",
+    "guard",
+    "install",
+    "installed",
+    "match",
+    "reset_defaults",
+    "structlog_processor",
+    "uninstall",
+]

@@ -1,0 +1,226 @@
+"""A guard's report: the events it captured, what it decided, what it dropped."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from ._classify import classify
+from ._errors import LoggedEvent, PolicyViolation
+from ._event import Action, Event
+from ._severity import Severity
+
+if TYPE_CHECKING:
+    from ._config import Config
+    from ._policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an event got its action: who classified it and which mask decided."""
+
+    guard: str
+    classified_by: str
+    severity: Severity
+    action: Action
+    #: ``"raise_on"``, ``"record"``, or ``None`` when neither mask covers the severity.
+    mask_name: str | None
+    mask: Severity
+
+    def __str__(self) -> str:
+        decided = (
+            f"matched {self.mask_name}={self.mask.describe()}"
+            if self.mask_name
+            else f"is in neither raise_on nor record (suppress={self.mask.describe()})"
+        )
+        return (
+            f"guard {self.guard!r}: classifier {self.classified_by} said {self.severity.name}, "
+            f"which {decided}, so: {self.action.value}"
+        )
+
+
+class Report:
+    """What one entry of a guard captured and decided, in order.
+
+    Filled while the guard is open, read-only after. Keeps at most
+    ``max_events`` events: the first half and the latest half, with counts of
+    everything, kept or not.
+    """
+
+    __slots__ = (
+        "_config",
+        "_counts",
+        "_dropped",
+        "_head",
+        "_head_size",
+        "_lock",
+        "_open",
+        "_raised",
+        "_tail",
+        "immediate_violation",
+        "name",
+        "policy",
+    )
+
+    def __init__(self, name: str, policy: Policy, config: Config) -> None:
+        self.name = name
+        self.policy = policy
+        self._config = config
+        self._head: list[Event] = []
+        self._head_size = (config.max_events + 1) // 2
+        self._tail: collections.deque[Event] = collections.deque(
+            maxlen=config.max_events - self._head_size
+        )
+        self._counts: collections.Counter[tuple[Action, Severity]] = collections.Counter()
+        self._dropped = 0
+        # Raised events are also kept apart (the first max_events of them), so a
+        # flood cannot push the one that matters out of the middle of the buffer.
+        self._raised: list[Event] = []
+        self._lock = threading.Lock()
+        self._open = True
+        #: The violation raised from inside the block in immediate mode.
+        self.immediate_violation: PolicyViolation | None = None
+
+    # -- capture side -----------------------------------------------------
+
+    def takes(self, event: Event) -> bool:
+        """Whether this report captures ``event`` (open, and in the policy's scope)."""
+        return self._open and self.policy.takes(event)
+
+    def capture(self, draft: Event) -> Event:
+        """Classify and decide ``draft``, keep it, and raise at once in immediate mode."""
+        severity, by = classify(draft, self._config.classifiers)
+        action = self.policy.decide(severity)
+        # The draft is not yet visible to anyone else, so finish it in place
+        # rather than paying for dataclasses.replace on the capture path.
+        setattr_ = object.__setattr__
+        setattr_(draft, "severity", severity)
+        setattr_(draft, "action", action)
+        setattr_(draft, "guard", self.name)
+        setattr_(draft, "classified_by", by)
+        with self._lock:
+            self._counts[action, severity] += 1
+            if action is Action.RAISE and len(self._raised) < self._config.max_events:
+                self._raised.append(draft)
+            if len(self._head) < self._head_size:
+                self._head.append(draft)
+            else:
+                if len(self._tail) == self._tail.maxlen:
+                    self._dropped += 1
+                self._tail.append(draft)
+        if action is Action.RAISE and self.policy.immediate and self.immediate_violation is None:
+            self.immediate_violation = self._violation([draft])
+            raise self.immediate_violation
+        return draft
+
+    def close(self) -> None:
+        self._open = False
+
+    # -- read side --------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        """True while the guard is open."""
+        return self._open
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """Every kept event, in the order captured."""
+        with self._lock:
+            return (*self._head, *self._tail)
+
+    @property
+    def raised(self) -> tuple[Event, ...]:
+        """The kept events the policy raised."""
+        return self._with(Action.RAISE)
+
+    @property
+    def recorded(self) -> tuple[Event, ...]:
+        """The kept events the policy recorded."""
+        return self._with(Action.RECORD)
+
+    @property
+    def suppressed(self) -> tuple[Event, ...]:
+        """The kept events the policy suppressed."""
+        return self._with(Action.SUPPRESS)
+
+    @property
+    def dropped(self) -> int:
+        """How many events were captured and decided but not kept (over ``max_events``)."""
+        return self._dropped
+
+    @property
+    def counts(self) -> Mapping[tuple[Action, Severity], int]:
+        """How many events were captured, by action and severity, kept or not."""
+        with self._lock:
+            return MappingProxyType(dict(self._counts))
+
+    @property
+    def total(self) -> int:
+        """How many events were captured, kept or not."""
+        return sum(self.counts.values())
+
+    def count(self, action: Action) -> int:
+        """How many events got ``action``, kept or not."""
+        return sum(n for (a, _), n in self.counts.items() if a is action)
+
+    def explain(self, event: Event) -> Explanation:
+        """Which classifier and which mask decided ``event``."""
+        if event.action is None or event.guard != self.name:
+            raise ValueError(f"{event.describe()!r} was not decided by guard {self.name!r}")
+        if event.action is Action.RAISE:
+            name, mask = "raise_on", self.policy.raise_on
+        elif event.action is Action.RECORD:
+            name, mask = "record", self.policy.record
+        else:
+            name, mask = None, self.policy.suppress
+        return Explanation(self.name, event.classified_by, event.severity, event.action, name, mask)
+
+    def _with(self, action: Action) -> tuple[Event, ...]:
+        return tuple(e for e in self.events if e.action is action)
+
+    def _violation(self, events: list[Event] | tuple[Event, ...]) -> PolicyViolation:
+        raised = self.count(Action.RAISE)
+        kept = len(events)
+        more = f" ({raised - kept} more not kept)" if raised > kept else ""
+        message = (
+            f"guard {self.name!r}: {raised} event{'s' if raised != 1 else ''} "
+            f"in raise_on={self.policy.raise_on.describe()}{more}"
+        )
+        return PolicyViolation(message, [as_exception(e) for e in events], self)
+
+    def violation(self) -> PolicyViolation | None:
+        """The :class:`PolicyViolation` for the raised events, or ``None`` if there are none."""
+        if not self._raised:
+            return None
+        with self._lock:
+            raised = tuple(self._raised)
+        return self._violation(raised)
+
+    def notes(self) -> list[str]:
+        """One line per kept event, for attaching to an exception that left the guard."""
+        lines = [f"errpolicy guard {self.name!r}: {e.describe()}" for e in self.events]
+        if self._dropped:
+            lines.append(f"errpolicy guard {self.name!r}: {self._dropped} more events not kept")
+        return lines
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else "closed"
+        return f"<Report {self.name!r} {state} events={self.total} dropped={self._dropped}>"
+
+
+def as_exception(event: Event) -> Exception:
+    """The exception that stands for ``event`` in a :class:`PolicyViolation`."""
+    if event.source == "warning":
+        original = getattr(event.original, "message", None)
+        if isinstance(original, Warning):
+            return original
+    error = LoggedEvent(event)
+    exc_info = getattr(event.original, "exc_info", None)
+    if isinstance(exc_info, tuple) and isinstance(exc_info[1], BaseException):
+        error.__cause__ = exc_info[1]
+    return error

@@ -1,0 +1,72 @@
+"""Which guard is open where: one ContextVar, read by the capture hooks.
+
+A frame links a guard's report to the guard it is nested in. Threads do not
+inherit frames; :func:`carry` hands one over explicitly. asyncio tasks created
+inside a guard copy the context and so belong to it while it is open.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from ._report import Report
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_get_ident = threading.get_ident
+
+
+class Frame:
+    """An open guard in one thread: its report, the enclosing frame, the owning thread."""
+
+    __slots__ = ("parent", "report", "thread_id")
+
+    def __init__(self, report: Report, parent: Frame | None, thread_id: int) -> None:
+        self.report = report
+        self.parent = parent
+        self.thread_id = thread_id
+
+
+active: contextvars.ContextVar[Frame | None] = contextvars.ContextVar(
+    "errpolicy_active", default=None
+)
+
+
+def current_frame() -> Frame | None:
+    """The innermost frame that may capture here, or ``None``.
+
+    A context copied into another thread without :func:`carry` (Python 3.14 can
+    do that) does not count: guards belong to the thread that opened them.
+    """
+    frame = active.get()
+    if frame is None or frame.thread_id != _get_ident():
+        return None
+    return frame
+
+
+def carry(function: Callable[P, R]) -> Callable[P, R]:
+    """Wrap ``function`` so that it runs inside the caller's current guard.
+
+    Use it to hand work to a thread or an executor:
+    ``executor.submit(errpolicy.carry(fetch), url)``. Events raised by the
+    function then reach the guard that was open when ``carry`` was called,
+    as long as that guard is still open.
+    """
+    frame = active.get()
+
+    @functools.wraps(function)
+    def carried(*args: P.args, **kwargs: P.kwargs) -> R:
+        moved = None if frame is None else Frame(frame.report, frame.parent, _get_ident())
+        token = active.set(moved)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            active.reset(token)
+
+    return carried
