@@ -1,0 +1,46 @@
+"""errpolicy_memcache: a replicated memcache session store that reports outcomes to errpolicy.
+
+>>> from errpolicy_memcache import MemcacheSessionStore   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._breaker import BreakerState, CircuitBreaker
+from ._errors import (
+    ConfigurationError,
+    InvalidSessionId,
+    MemcacheSessionError,
+    SessionDataError,
+    SessionExists,
+    SessionTooLarge,
+    SessionUnavailable,
+)
+from ._ids import SESSION_ID_LENGTH, is_valid_session_id, new_session_id
+from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of
+from ._session import Session
+from ._store import DEFAULT_POLICIES, LOGGER_NAME, OPERATIONS, MemcacheSessionStore
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "LOGGER_NAME",
+    "OPERATIONS",
+    "SESSION_ID_LENGTH",
+    "BreakerState",
+    "CircuitBreaker",
+    "ConfigurationError",
+    "InvalidSessionId",
+    "MemcacheSessionError",
+    "MemcacheSessionStore",
+    "NodeResult",
+    "NodeStatus",
+    "Outcome",
+    "OutcomeKind",
+    "Session",
+    "SessionDataError",
+    "SessionExists",
+    "SessionTooLarge",
+    "SessionUnavailable",
+    "is_valid_session_id",
+    "new_session_id",
+    "severity_of",
+]

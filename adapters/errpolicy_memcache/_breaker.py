@@ -1,0 +1,96 @@
+"""A circuit breaker per node, shared by every thread of the process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+__all__ = ["BreakerState", "CircuitBreaker"]
+
+
+class BreakerState(StrEnum):
+    """Closed: calls go through. Open: the node is skipped. Half-open: one probe is let through."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; probes again after a backoff.
+
+    The backoff starts at ``backoff`` seconds and doubles after each failed probe, up to
+    ``max_backoff``. While open, :meth:`allow` returns False at once, so a dead or hung
+    node costs no time. After the backoff exactly one caller gets True (the probe); its
+    success closes the breaker, its failure reopens it.
+    """
+
+    def __init__(
+        self,
+        threshold: int,
+        backoff: float,
+        max_backoff: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._current_backoff = backoff
+        self._retry_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._state.value} failures={self._failures}>"
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an open breaker whose backoff elapsed still reads open)."""
+        return self._state
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures counted so far."""
+        return self._failures
+
+    def allow(self) -> bool:
+        """True if the caller may use the node now; claims the probe when one is due."""
+        if self._state is BreakerState.CLOSED:
+            return True
+        with self._lock:
+            if self._state is BreakerState.OPEN and self._clock() >= self._retry_at:
+                self._state = BreakerState.HALF_OPEN
+                # Reclaim the probe if its owner never reports (it cannot, but be safe).
+                self._retry_at = self._clock() + self._current_backoff
+                return True
+            if self._state is BreakerState.HALF_OPEN and self._clock() >= self._retry_at:
+                self._retry_at = self._clock() + self._current_backoff
+                return True
+            return False
+
+    def success(self) -> None:
+        """Record an answer: the breaker closes and the count restarts."""
+        if self._state is BreakerState.CLOSED and self._failures == 0:
+            return
+        with self._lock:
+            self._state = BreakerState.CLOSED
+            self._failures = 0
+            self._current_backoff = self.backoff
+
+    def failure(self) -> None:
+        """Record a refused, timed-out or closed connection."""
+        with self._lock:
+            self._failures += 1
+            if self._state is BreakerState.HALF_OPEN:
+                self._current_backoff = min(self._current_backoff * 2, self.max_backoff)
+                self._open()
+            elif self._state is BreakerState.CLOSED and self._failures >= self.threshold:
+                self._open()
+
+    def _open(self) -> None:
+        self._state = BreakerState.OPEN
+        self._retry_at = self._clock() + self._current_backoff

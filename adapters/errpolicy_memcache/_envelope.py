@@ -1,0 +1,155 @@
+"""The stored record: versioned JSON signed with HMAC-SHA256, bound to its memcached key.
+
+Layout: ``b"ep1:" + hex(mac) + b":" + json``. The MAC covers a domain tag, the memcached
+key and the JSON, so a record copied under another key fails verification. The first key
+signs; every key verifies (rotation), compared with :func:`hmac.compare_digest`.
+Never pickle: a record that is not exactly this shape is rejected, not interpreted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ConfigurationError, SessionDataError
+
+__all__ = ["EnvelopeError", "Record", "decode", "encode", "normalize_keys"]
+
+_MAGIC = b"ep1:"
+_MAC_HEX = 64
+_DOMAIN = b"errpolicy_memcache/1\x00"
+_MIN_KEY_BYTES = 16
+
+
+class EnvelopeError(ValueError):
+    """A stored record failed verification or decoding; ``reason`` says which check."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored copy of a session (or a tombstone, whose ``data`` is None)."""
+
+    version: int
+    writer: str
+    created: float
+    written: float
+    ttl: int
+    data: dict[str, Any] | None
+
+    @property
+    def tombstone(self) -> bool:
+        """True for the marker that destroy and regenerate leave behind."""
+        return self.data is None
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """Sort key: newest version wins, the writer id breaks exact ties."""
+        return (self.version, self.writer)
+
+
+def normalize_keys(secret_key: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ...]:
+    """Turn the ``secret_key`` option into a non-empty tuple of byte keys, signer first."""
+    raw: list[str | bytes] = (
+        [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+    )
+    if not raw:
+        raise ConfigurationError("secret_key: give at least one key")
+    keys: list[bytes] = []
+    for item in raw:
+        if not isinstance(item, str | bytes):
+            raise ConfigurationError(f"secret_key: keys are str or bytes, not {type(item)!r}")
+        key = item.encode() if isinstance(item, str) else bytes(item)
+        if len(key) < _MIN_KEY_BYTES:
+            raise ConfigurationError(
+                f"secret_key: each key needs at least {_MIN_KEY_BYTES} bytes "
+                f"(use secrets.token_hex(32)); got {len(key)}"
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
+def _mac(key: bytes, storage_key: str, body: bytes) -> bytes:
+    msg = _DOMAIN + storage_key.encode("ascii") + b"\x00" + body
+    return hmac.new(key, msg, hashlib.sha256).hexdigest().encode("ascii")
+
+
+def dumps_data(data: dict[str, Any]) -> str:
+    """JSON of the session data alone; raises :class:`SessionDataError` if JSON cannot hold it."""
+    for k in data:
+        if not isinstance(k, str):
+            raise SessionDataError(f"session keys must be str, not {type(k).__name__}: {k!r}")
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SessionDataError(f"session data is not JSON-serializable: {exc}") from exc
+
+
+def encode(record: Record, storage_key: str, signing_key: bytes) -> bytes:
+    """Serialize and sign ``record`` for ``storage_key``."""
+    data = "null" if record.data is None else dumps_data(record.data)
+    head = json.dumps(
+        {
+            "v": record.version,
+            "w": record.writer,
+            "c": record.created,
+            "a": record.written,
+            "l": record.ttl,
+        },
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    body = (head[:-1] + ',"d":' + data + "}").encode("utf-8")
+    return _MAGIC + _mac(signing_key, storage_key, body) + b":" + body
+
+
+def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
+    """Verify and parse a stored record; raise :class:`EnvelopeError` if anything is off."""
+    if not blob.startswith(_MAGIC):
+        raise EnvelopeError("unknown format")
+    sep = len(_MAGIC) + _MAC_HEX
+    if len(blob) <= sep or blob[sep : sep + 1] != b":":
+        raise EnvelopeError("truncated")
+    mac, body = blob[len(_MAGIC) : sep], blob[sep + 1 :]
+    if not any(hmac.compare_digest(mac, _mac(key, storage_key, body)) for key in keys):
+        raise EnvelopeError("bad signature")
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EnvelopeError("undecodable JSON") from exc
+    return _parse(doc)
+
+
+def _parse(doc: object) -> Record:
+    if not isinstance(doc, dict):
+        raise EnvelopeError("not an object")
+    version, writer, created = doc.get("v"), doc.get("w"), doc.get("c")
+    written, ttl, data = doc.get("a"), doc.get("l"), doc.get("d", ...)
+    if type(version) is not int or version < 0:
+        raise EnvelopeError("bad version")
+    if not isinstance(writer, str):
+        raise EnvelopeError("bad writer")
+    if not _is_time(created) or not _is_time(written):
+        raise EnvelopeError("bad timestamps")
+    if type(ttl) is not int or ttl < 0:
+        raise EnvelopeError("bad ttl")
+    if data is not None and not isinstance(data, dict):
+        raise EnvelopeError("bad data")
+    return Record(version, writer, float(created), float(written), ttl, data)  # type: ignore[arg-type]  # _is_time checked both
+
+
+def _is_time(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )

@@ -1,0 +1,134 @@
+"""The outcome of one logical operation: what each node answered, and how bad it was."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["NodeResult", "NodeStatus", "Outcome", "OutcomeKind", "severity_of"]
+
+_NOTICE = 25  # errpolicy.NOTICE; a literal so this module imports without the core
+
+
+class NodeStatus(StrEnum):
+    """What one node answered to one command."""
+
+    HIT = "hit"  # held the copy that won
+    STALE = "stale"  # held an older copy
+    MISS = "miss"  # said "not found"
+    INVALID = "invalid"  # held a copy that failed verification or decoding
+    STORED = "stored"
+    NOT_STORED = "not_stored"  # add found the key, or cas found it changed
+    TOUCHED = "touched"
+    DELETED = "deleted"
+    LOCKED = "locked"  # a lock was taken
+    BUSY = "busy"  # the lock was held by another request
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    CLOSED = "closed"
+    ERROR = "error"  # an error reply or a protocol violation
+    SKIPPED = "skipped"  # the node's circuit breaker is open: no time spent
+
+    @property
+    def failed(self) -> bool:
+        """True for the statuses where the node gave no usable answer."""
+        return self in _FAILED
+
+
+_FAILED = frozenset(
+    {
+        NodeStatus.REFUSED,
+        NodeStatus.TIMEOUT,
+        NodeStatus.CLOSED,
+        NodeStatus.ERROR,
+        NodeStatus.SKIPPED,
+    }
+)
+
+
+class OutcomeKind(StrEnum):
+    """How a logical operation went; :func:`severity_of` gives each its severity."""
+
+    OK = "ok"  # every consulted replica answered and agreed
+    NOT_FOUND = "not_found"  # enough replicas said "not found" (or a tombstone won)
+    FAILOVER = "failover"  # served, although a node failed or was skipped
+    REPAIRED = "repaired"  # stale, missing or invalid copies were rewritten
+    DEGRADED = "degraded"  # a write reached fewer than `replicas` nodes
+    INVALID = "invalid"  # a copy failed verification and was rejected
+    PARTIAL_MISS = "partial_miss"  # "not found" from some replicas, the others unreachable
+    LOCK_TIMEOUT = "lock_timeout"  # the session lock was not obtained in time
+    UNAVAILABLE = "unavailable"  # no replica could answer
+
+
+_SEVERITY: dict[OutcomeKind, int] = {
+    OutcomeKind.OK: 0,
+    OutcomeKind.NOT_FOUND: 0,
+    OutcomeKind.FAILOVER: _NOTICE,
+    OutcomeKind.REPAIRED: _NOTICE,
+    OutcomeKind.DEGRADED: _NOTICE,
+    OutcomeKind.INVALID: _NOTICE,
+    OutcomeKind.PARTIAL_MISS: logging.WARNING,
+    OutcomeKind.LOCK_TIMEOUT: logging.WARNING,
+    OutcomeKind.UNAVAILABLE: logging.ERROR,
+}
+_RANK = {kind: index for index, kind in enumerate(OutcomeKind)}
+
+
+def severity_of(kind: OutcomeKind) -> int:
+    """The logging level an outcome is reported at (0: not reported)."""
+    return _SEVERITY[kind]
+
+
+def worst(kinds: frozenset[OutcomeKind], base: OutcomeKind) -> OutcomeKind:
+    """The decisive kind: the most severe of ``kinds`` and ``base``, the later one on ties."""
+    return max({base, *kinds}, key=lambda k: (_SEVERITY[k], _RANK[k]))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """One node's answer to one command, and the seconds from the operation's start."""
+
+    node: str
+    command: str
+    status: NodeStatus
+    elapsed: float
+    detail: str = ""
+
+    def __str__(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.node} {self.command}={self.status.value}{extra} {self.elapsed * 1000:.1f}ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one logical operation, as attached to its log record (``extra``).
+
+    ``kind`` is the decisive (most severe) kind, ``flags`` every kind that applied,
+    ``served_by`` the node whose copy won (reads) or the first that stored (writes),
+    ``nodes`` each node's result and time in order, ``key`` a short fingerprint of the
+    memcached key (never the session id).
+    """
+
+    operation: str
+    kind: OutcomeKind
+    flags: frozenset[OutcomeKind]
+    served_by: str | None
+    nodes: tuple[NodeResult, ...]
+    key: str
+    version: int | None
+    elapsed: float
+
+    @property
+    def level(self) -> int:
+        """The logging level of this outcome (0 when it is not reported)."""
+        return _SEVERITY[self.kind]
+
+    def results_for(self, node: str) -> tuple[NodeResult, ...]:
+        """The results of one node, by its ``"host:port"``."""
+        return tuple(r for r in self.nodes if r.node == node)
+
+    def __str__(self) -> str:
+        served = f" served_by={self.served_by}" if self.served_by else ""
+        nodes = "; ".join(str(r) for r in self.nodes)
+        return f"{self.operation} {self.kind.value}{served} key={self.key} [{nodes}]"

@@ -1,0 +1,756 @@
+"""MemcacheSessionStore: replicated, versioned, signed sessions that report each outcome."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import errpolicy
+from errpolicy import Policy, match
+
+from ._breaker import CircuitBreaker
+from ._envelope import EnvelopeError, Record, decode, encode, normalize_keys
+from ._errors import (
+    ConfigurationError,
+    SessionExists,
+    SessionTooLarge,
+    SessionUnavailable,
+)
+from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._node import Node, Reply, execute
+from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, worst
+from ._placement import rank
+from ._session import Session, _Lock
+from ._wire import Command, add, cas, delete, gets, set_, touch
+
+__all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
+
+LOGGER_NAME = "errpolicy_memcache"
+_logger = logging.getLogger(LOGGER_NAME)
+
+#: The guard names, one per logical operation.
+OPERATIONS = (
+    "session.destroy",
+    "session.exists",
+    "session.regenerate",
+    "session.save",
+    "session.start",
+)
+
+
+def _default_policy() -> Policy:
+    return Policy(
+        raise_on="WARNING | ERROR | CRITICAL",
+        record="ALL",
+        scope=match.logger(LOGGER_NAME),
+    )
+
+
+#: The policy each operation's guard uses when the application configured none under
+#: its name: notices recorded, warnings and errors raised, and only this adapter's own
+#: records in scope (an unrelated warning during the call does not fail the request).
+DEFAULT_POLICIES: Mapping[str, Policy] = MappingProxyType(
+    {name: _default_policy() for name in OPERATIONS}
+)
+
+_MAX_TTL = 30 * 24 * 3600  # memcached reads larger expiry values as UNIX timestamps
+_STORED = "STORED"
+
+
+def _parse_server(spec: object) -> tuple[str, int]:
+    if isinstance(spec, tuple) and len(spec) == 2:
+        host, port = spec
+    elif isinstance(spec, str):
+        host, sep, port = spec.rpartition(":")
+        if not sep:
+            raise ConfigurationError(f"servers: {spec!r} is not 'host:port'")
+    else:
+        raise ConfigurationError(f"servers: {spec!r} is not 'host:port' or (host, port)")
+    try:
+        port_number = int(port)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"servers: bad port in {spec!r}") from None
+    if not isinstance(host, str) or not host.strip("[]") or not 0 < port_number < 65536:
+        raise ConfigurationError(f"servers: bad address {spec!r}")
+    return host.strip("[]"), port_number
+
+
+def _positive(name: str, value: float, *, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{name}: must be a positive number, not {value!r}")
+    if integer and not isinstance(value, int):
+        raise ConfigurationError(f"{name}: must be an int, not {value!r}")
+
+
+@dataclass(slots=True)
+class _Op:
+    """What one logical operation has gathered so far."""
+
+    name: str
+    key: str
+    start: float = field(default_factory=time.perf_counter)
+    results: list[NodeResult] = field(default_factory=list)
+    flags: set[OutcomeKind] = field(default_factory=set)
+
+    def record(
+        self, node: Node, command: str, status: NodeStatus, at: float, detail: str = ""
+    ) -> None:
+        self.results.append(NodeResult(node.address, command, status, at, detail))
+        if status.failed:
+            self.flags.add(OutcomeKind.FAILOVER)
+
+    def outcome(self, base: OutcomeKind, served_by: Node | None, version: int | None) -> Outcome:
+        flags = frozenset(self.flags)
+        return Outcome(
+            operation=self.name,
+            kind=worst(flags, base),
+            flags=flags,
+            served_by=served_by.address if served_by else None,
+            nodes=tuple(self.results),
+            key=self.key[-12:],
+            version=version,
+            elapsed=time.perf_counter() - self.start,
+        )
+
+
+@dataclass(slots=True)
+class _Copy:
+    node: Node
+    record: Record
+    blob: bytes
+    cas: int
+
+
+@dataclass(slots=True)
+class _Read:
+    """The replicas' answers to one read, before any repair."""
+
+    copies: list[_Copy] = field(default_factory=list)
+    misses: list[Node] = field(default_factory=list)
+    invalid: list[tuple[Node, int]] = field(default_factory=list)
+    answered: int = 0
+
+    @property
+    def winner(self) -> _Copy | None:
+        if not self.copies:
+            return None
+        return max(self.copies, key=lambda c: c.record.order)
+
+
+@dataclass(slots=True)
+class _Write:
+    """One key to be written to ``replicas`` nodes, with the command for each."""
+
+    key: str
+    make: Callable[[], Command]
+    ranked: list[Node]
+    need: int
+    consulted: set[Node] = field(default_factory=set)
+    acks: list[Node] = field(default_factory=list)
+    taken: bool = False  # add found the key present (must_create)
+
+
+class MemcacheSessionStore:
+    """Sessions replicated on ``replicas`` memcached nodes, each operation guarded.
+
+    ``servers`` are ``"host:port"`` strings (or ``(host, port)`` tuples). ``secret_key`` is
+    a str or bytes of at least 16 bytes, or a list of them: the first signs, all verify.
+    See docs/memcache/options.md for every option; all times are in seconds.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str | tuple[str, int]],
+        secret_key: str | bytes | Sequence[str | bytes],
+        replicas: int = 2,
+        *,
+        prefix: str = "errpolicy:session:",
+        idle_ttl: int = 1800,
+        absolute_ttl: int | None = 86400,
+        renew_after: float = 0.5,
+        max_size: int = 256 * 1024,
+        connect_timeout: float = 0.25,
+        timeout: float = 0.5,
+        failure_threshold: int = 3,
+        retry_after: float = 2.0,
+        max_retry_after: float = 30.0,
+        locking: bool = False,
+        lock_timeout: float = 1.0,
+        lock_ttl: int = 30,
+        lock_poll: float = 0.01,
+        pool_size: int = 16,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(servers, str) or not servers:
+            raise ConfigurationError("servers: give a non-empty list of 'host:port' strings")
+        addresses = [_parse_server(s) for s in servers]
+        if len({f"{h}:{p}" for h, p in addresses}) != len(addresses):
+            raise ConfigurationError("servers: an address is listed twice")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
+        if replicas > len(addresses):
+            raise ConfigurationError(
+                f"replicas: {replicas} copies need at least {replicas} servers, "
+                f"got {len(addresses)}"
+            )
+        if not isinstance(prefix, str) or not prefix.isascii() or not prefix.isprintable():
+            raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
+        if " " in prefix or len(prefix) > 150:
+            raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
+        for name, value in (("idle_ttl", idle_ttl), ("lock_ttl", lock_ttl)):
+            _positive(name, value, integer=True)
+            if value > _MAX_TTL:
+                raise ConfigurationError(f"{name}: at most 30 days ({_MAX_TTL}), not {value}")
+        if absolute_ttl is not None:
+            _positive("absolute_ttl", absolute_ttl, integer=True)
+        if not isinstance(renew_after, int | float) or not 0 <= renew_after <= 1:
+            raise ConfigurationError(f"renew_after: a fraction in [0, 1], not {renew_after!r}")
+        _positive("max_size", max_size, integer=True)
+        for name, number in (
+            ("connect_timeout", connect_timeout),
+            ("timeout", timeout),
+            ("retry_after", retry_after),
+            ("max_retry_after", max_retry_after),
+            ("lock_timeout", lock_timeout),
+            ("lock_poll", lock_poll),
+        ):
+            _positive(name, number)
+        _positive("failure_threshold", failure_threshold, integer=True)
+        _positive("pool_size", pool_size, integer=True)
+
+        self._keys = normalize_keys(secret_key)
+        self._replicas = replicas
+        self._prefix = prefix
+        self._idle_ttl = idle_ttl
+        self._absolute_ttl = absolute_ttl
+        self._renew_after = renew_after
+        self._max_size = max_size
+        self._locking = locking
+        self._lock_timeout = lock_timeout
+        self._lock_ttl = lock_ttl
+        self._lock_poll = lock_poll
+        self._on_outcome = on_outcome
+        self._clock = clock
+        self._writer = secrets.token_hex(4)
+        self._version_lock = threading.Lock()
+        self._last_version = 0
+        self._nodes = [
+            Node(
+                host,
+                port,
+                CircuitBreaker(failure_threshold, retry_after, max_retry_after),
+                connect_timeout,
+                timeout,
+                pool_size,
+            )
+            for host, port in addresses
+        ]
+        self._names = [node.address for node in self._nodes]
+
+    def __repr__(self) -> str:
+        return f"<MemcacheSessionStore replicas={self._replicas} nodes={self._nodes!r}>"
+
+    # -- public API ------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes in the order given; ``node.breaker.state`` tells their health."""
+        return tuple(self._nodes)
+
+    def new_session(self) -> Session:
+        """A fresh, empty session with a new id; no I/O."""
+        return Session(new_session_id(), new=True, created=self._clock())
+
+    def start(self, sid: str | None) -> Session:
+        """Load the session ``sid``, or give a new one if it is None, malformed or unknown.
+
+        Guarded by ``"session.start"``. With the default policy, a failed node costs a
+        recorded notice; no node answering raises :class:`errpolicy.PolicyViolation`.
+        An unknown or destroyed id never comes back: the new session has a fresh id.
+        """
+        with errpolicy.guard("session.start", default=DEFAULT_POLICIES["session.start"]):
+            session, outcome = self._start(sid)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        return session
+
+    def exists(self, sid: str) -> bool:
+        """True if ``sid`` names a stored, live session (guarded by ``"session.exists"``)."""
+        if not is_valid_session_id(sid):
+            return False
+        with errpolicy.guard("session.exists", default=DEFAULT_POLICIES["session.exists"]):
+            key = storage_key(self._prefix, sid)
+            op = _Op("session.exists", key)
+            read = self._read(op, key)
+            found, base, served = self._judge(read)
+            self._repair(op, key, read, renew=False)
+            outcome = self._report(op, base, served, read)
+        if outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        return found is not None
+
+    def save(self, session: Session, *, must_create: bool = False, ttl: int | None = None) -> None:
+        """Write the session to its replicas (guarded by ``"session.save"``).
+
+        ``must_create`` stores only if the id is unused anywhere (memcached ``add``),
+        else raises :class:`SessionExists`. ``ttl`` sets this session's idle lifetime
+        (kept for later saves and renewals). Oversize or non-JSON data raises
+        :class:`SessionTooLarge` / :class:`SessionDataError` before any I/O, and the
+        session keeps its data. A save with the lock held releases it.
+        """
+        if ttl is not None:
+            _positive("ttl", ttl, integer=True)
+            if ttl > _MAX_TTL:
+                raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
+        with errpolicy.guard("session.save", default=DEFAULT_POLICIES["session.save"]):
+            outcome = self._save(session, must_create=must_create, ttl=ttl)
+        if outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+
+    def regenerate(self, session: Session) -> None:
+        """Give the session a new id (at login); the old id is tombstoned and stops working.
+
+        Guarded by ``"session.regenerate"``. The data moves to the new id at once.
+        """
+        with errpolicy.guard("session.regenerate", default=DEFAULT_POLICIES["session.regenerate"]):
+            outcome = self._regenerate(session)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+
+    def destroy(self, session: Session) -> None:
+        """Log out: tombstone the stored session, then reset ``session`` to a new empty one.
+
+        Guarded by ``"session.destroy"``. The tombstone outlives the stored copies, so the
+        session does not come back when a node that was down returns with it.
+        """
+        outcome: Outcome | None = None
+        with errpolicy.guard("session.destroy", default=DEFAULT_POLICIES["session.destroy"]):
+            if not session.new:
+                outcome = self._tombstone(session.id, session.version, session.ttl, session)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        session._id = new_session_id()
+        session._data.clear()
+        session.new = True
+        session.modified = False
+        session._version = 0
+        session._created = self._clock()
+        session._lock = None
+
+    def delete(self, sid: str) -> None:
+        """Tombstone the session ``sid`` (guarded by ``"session.destroy"``).
+
+        A malformed id cannot name a stored session: nothing is sent.
+        """
+        if not is_valid_session_id(sid):
+            return
+        with errpolicy.guard("session.destroy", default=DEFAULT_POLICIES["session.destroy"]):
+            outcome = self._tombstone(sid, 0, None, None)
+        if outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+
+    def release(self, session: Session) -> None:
+        """Release the session's lock without saving (a request that changed nothing)."""
+        if session._lock is not None:
+            self._unlock(session, None)
+
+    def close(self) -> None:
+        """Close every pooled connection (the store can still be used; it reconnects)."""
+        for node in self._nodes:
+            node.close()
+
+    def __enter__(self) -> MemcacheSessionStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------------
+
+    def _start(self, sid: str | None) -> tuple[Session, Outcome | None]:
+        if sid is None or not is_valid_session_id(sid):
+            return self.new_session(), None
+        key = storage_key(self._prefix, sid)
+        op = _Op("session.start", key)
+        lock = self._lock(op, key) if self._locking else None
+        read = self._read(op, key)
+        found, base, served = self._judge(read)
+        self._repair(op, key, read, renew=found is not None)
+        outcome = self._report(op, base, served, read)
+        if found is None:
+            session = self.new_session()
+            # The caller's id was unknown: never adopt it (session fixation).
+            if lock is not None:
+                self._unlock_key(lock)
+        else:
+            record = found.record
+            assert record.data is not None
+            session = Session(
+                sid,
+                record.data,
+                new=False,
+                version=record.version,
+                created=record.created,
+                ttl=None if record.ttl == self._idle_ttl else record.ttl,
+            )
+            session._lock = lock
+        return session, outcome
+
+    def _targets(self, op: _Op, ranked: Sequence[Node], need: int, seen: set[Node]) -> list[Node]:
+        targets: list[Node] = []
+        for node in ranked:
+            if len(targets) >= need:
+                break
+            if node in seen:
+                continue
+            seen.add(node)
+            if node.breaker.allow():
+                targets.append(node)
+            else:
+                op.record(node, "-", NodeStatus.SKIPPED, time.perf_counter() - op.start)
+        return targets
+
+    def _read(self, op: _Op, key: str) -> _Read:
+        """Ask ``replicas`` answering nodes for the key, falling back down the ranking."""
+        ranked = rank(self._nodes, self._names, key)
+        read = _Read()
+        seen: set[Node] = set()
+        need = self._replicas
+        replies: list[Reply] = []
+        while need > 0:
+            targets = self._targets(op, ranked, need, seen)
+            if not targets:
+                break
+            for reply in execute([(node, (gets(key),)) for node in targets]):
+                replies.append(reply)
+                if reply.failure is None:
+                    need -= 1
+        for reply in replies:
+            self._classify(op, key, read, reply)
+        self._label(op, read)
+        return read
+
+    def _classify(self, op: _Op, key: str, read: _Read, reply: Reply) -> None:
+        node, at = reply.node, reply.elapsed
+        if reply.failure is not None:
+            op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
+            return
+        read.answered += 1
+        value = reply.values[0]
+        if value is None:
+            read.misses.append(node)
+            op.results.append(NodeResult(node.address, "gets", NodeStatus.MISS, at))
+            return
+        blob, token = value
+        try:
+            record = decode(blob, key, self._keys)
+        except EnvelopeError as exc:
+            read.invalid.append((node, token))
+            op.flags.add(OutcomeKind.INVALID)
+            op.results.append(NodeResult(node.address, "gets", NodeStatus.INVALID, at, exc.reason))
+            return
+        read.copies.append(_Copy(node, record, blob, token))
+        # HIT or STALE is decided once every reply is in: see _label.
+        op.results.append(NodeResult(node.address, "gets", NodeStatus.HIT, at, ""))
+
+    def _label(self, op: _Op, read: _Read) -> None:
+        winner = read.winner
+        if winner is None:
+            return
+        by_node = {c.node.address: c for c in read.copies}
+        for index, result in enumerate(op.results):
+            copy = by_node.get(result.node)
+            if result.command != "gets" or result.status is not NodeStatus.HIT or copy is None:
+                continue
+            status = (
+                NodeStatus.HIT if copy.record.order == winner.record.order else NodeStatus.STALE
+            )
+            kind = "tombstone" if copy.record.tombstone else "v"
+            op.results[index] = NodeResult(
+                result.node, "gets", status, result.elapsed, f"{kind}{copy.record.version}"
+            )
+
+    def _expired(self, record: Record) -> bool:
+        if self._absolute_ttl is None:
+            return False
+        return self._clock() >= record.created + self._absolute_ttl
+
+    def _judge(self, read: _Read) -> tuple[_Copy | None, OutcomeKind, Node | None]:
+        """The live copy to serve (if any), the base outcome, and the node that served."""
+        winner = read.winner
+        if winner is not None and (winner.record.tombstone or not self._expired(winner.record)):
+            if winner.record.tombstone:
+                return None, OutcomeKind.NOT_FOUND, winner.node
+            return winner, OutcomeKind.OK, winner.node
+        if read.answered == 0:
+            return None, OutcomeKind.UNAVAILABLE, None
+        if read.answered < self._replicas:
+            return None, OutcomeKind.PARTIAL_MISS, None
+        return None, OutcomeKind.NOT_FOUND, None
+
+    def _effective_ttl(self, record: Record) -> int:
+        ttl = record.ttl or self._idle_ttl
+        if self._absolute_ttl is not None and not record.tombstone:
+            left = int(record.created + self._absolute_ttl - self._clock())
+            ttl = min(ttl, max(left, 1))
+        return max(1, min(ttl, _MAX_TTL))
+
+    def _repair(self, op: _Op, key: str, read: _Read, *, renew: bool) -> None:
+        """Rewrite stale, invalid and missing copies with the winner; touch when due."""
+        winner = read.winner
+        if winner is None or (not winner.record.tombstone and self._expired(winner.record)):
+            return
+        record, ttl = winner.record, self._effective_ttl(winner.record)
+        plan: list[tuple[Node, tuple[Command, ...]]] = []
+        for copy in read.copies:
+            if copy.record.order != record.order:
+                plan.append((copy.node, (cas(key, winner.blob, ttl, copy.cas),)))
+        for node, token in read.invalid:
+            plan.append((node, (cas(key, winner.blob, ttl, token),)))
+        if not record.tombstone:
+            for node in read.misses:
+                plan.append((node, (add(key, winner.blob, ttl),)))
+        if plan:
+            op.flags.add(OutcomeKind.REPAIRED)
+        age = self._clock() - record.written
+        if renew and age >= self._renew_after * (record.ttl or self._idle_ttl):
+            for copy in read.copies:
+                if copy.record.order == record.order:
+                    plan.append((copy.node, (touch(key, ttl),)))
+        if not plan:
+            return
+        for reply in execute(plan):
+            command = reply.commands[0].name
+            if reply.failure is not None:
+                op.record(reply.node, command, NodeStatus(reply.failure.kind), reply.elapsed)
+                continue
+            status = {
+                "STORED": NodeStatus.STORED,
+                "TOUCHED": NodeStatus.TOUCHED,
+            }.get(reply.values[0], NodeStatus.NOT_STORED)
+            op.results.append(NodeResult(reply.node.address, command, status, reply.elapsed))
+
+    def _report(
+        self, op: _Op, base: OutcomeKind, served: Node | None, read: _Read | None
+    ) -> Outcome:
+        version = None
+        if read is not None and read.winner is not None:
+            version = read.winner.record.version
+        outcome = op.outcome(base, served, version)
+        self._emit(outcome)
+        return outcome
+
+    def _emit(self, outcome: Outcome) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        level = outcome.level
+        if level:
+            _logger.log(level, "%s", outcome, extra={"outcome": outcome})
+
+    # -- writing -------------------------------------------------------------------
+
+    def _next_version(self, floor: int) -> int:
+        with self._version_lock:
+            version = max(time.time_ns(), self._last_version + 1, floor + 1)
+            self._last_version = version
+            return version
+
+    def _write(self, op: _Op, writes: Sequence[_Write]) -> None:
+        """Store every write on ``need`` answering nodes, falling back down the ranking."""
+        while True:
+            plan: dict[Node, list[tuple[_Write, Command]]] = {}
+            for write in writes:
+                if write.need <= 0 or write.taken:
+                    continue
+                for node in self._targets(op, write.ranked, write.need, write.consulted):
+                    plan.setdefault(node, []).append((write, write.make()))
+            if not plan:
+                return
+            replies = execute([(node, tuple(c for _, c in items)) for node, items in plan.items()])
+            for reply in replies:
+                items = plan[reply.node]
+                if reply.failure is not None:
+                    for _, command in items:
+                        op.record(
+                            reply.node,
+                            command.name,
+                            NodeStatus(reply.failure.kind),
+                            reply.elapsed,
+                            reply.failure.detail,
+                        )
+                    continue
+                for (write, command), answer in zip(items, reply.values, strict=True):
+                    stored = answer == _STORED
+                    status = NodeStatus.STORED if stored else NodeStatus.NOT_STORED
+                    op.results.append(
+                        NodeResult(reply.node.address, command.name, status, reply.elapsed)
+                    )
+                    if stored:
+                        write.acks.append(reply.node)
+                        write.need -= 1
+                    else:
+                        write.taken = True
+
+    def _encode(self, key: str, record: Record) -> bytes:
+        blob = encode(record, key, self._keys[0])
+        if len(blob) > self._max_size:
+            raise SessionTooLarge(len(blob), self._max_size)
+        return blob
+
+    def _write_outcome(self, op: _Op, writes: Sequence[_Write], version: int | None) -> Outcome:
+        if any(not w.acks for w in writes):
+            base = OutcomeKind.UNAVAILABLE
+        elif any(len(w.acks) < self._replicas for w in writes):
+            base = OutcomeKind.DEGRADED
+        else:
+            base = OutcomeKind.OK
+        served = writes[0].acks[0] if writes and writes[0].acks else None
+        outcome = op.outcome(base, served, version)
+        self._emit(outcome)
+        return outcome
+
+    def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome:
+        key = storage_key(self._prefix, session.id)
+        if ttl is not None:
+            session.ttl = ttl
+        now = self._clock()
+        created = session.created or now
+        version = self._next_version(session.version)
+        life = session.ttl or self._idle_ttl
+        record = Record(version, self._writer, created, now, life, session._data_copy())
+        blob = self._encode(key, record)
+        expire = self._effective_ttl(record)
+        op = _Op("session.save", key)
+        verb = add if must_create else set_
+        write = _Write(
+            key,
+            lambda: verb(key, blob, expire),
+            rank(self._nodes, self._names, key),
+            self._replicas,
+        )
+        self._write(op, [write])
+        if write.taken:
+            self._rollback(op, key, write.acks)
+            raise SessionExists(f"session id already in use (key ...{key[-12:]})")
+        if session._lock is not None:
+            self._unlock(session, op)
+        outcome = self._write_outcome(op, [write], version)
+        if write.acks:
+            session.new = False
+            session.modified = False
+            session._version = version
+            session._created = created
+        return outcome
+
+    def _rollback(self, op: _Op, key: str, nodes: Sequence[Node]) -> None:
+        if nodes:
+            for reply in execute([(node, (delete(key),)) for node in nodes]):
+                status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
+                op.results.append(NodeResult(reply.node.address, "delete", status, reply.elapsed))
+
+    def _tombstone_write(self, key: str, floor: int, ttl: int | None) -> tuple[_Write, int]:
+        now = self._clock()
+        version = self._next_version(floor)
+        life = max(ttl or self._idle_ttl, self._idle_ttl)
+        record = Record(version, self._writer, now, now, life, None)
+        blob = self._encode(key, record)
+        ranked = rank(self._nodes, self._names, key)
+        return _Write(key, lambda: set_(key, blob, life), ranked, self._replicas), version
+
+    def _tombstone(self, sid: str, floor: int, ttl: int | None, session: Session | None) -> Outcome:
+        key = storage_key(self._prefix, sid)
+        op = _Op("session.destroy", key)
+        write, version = self._tombstone_write(key, floor, ttl)
+        self._write(op, [write])
+        if session is not None and session._lock is not None:
+            self._unlock(session, op)
+        return self._write_outcome(op, [write], version)
+
+    def _regenerate(self, session: Session) -> Outcome | None:
+        old_key = storage_key(self._prefix, session.id)
+        new_id = new_session_id()
+        new_key = storage_key(self._prefix, new_id)
+        now = self._clock()
+        version = self._next_version(session.version)
+        ttl = session.ttl or self._idle_ttl
+        record = Record(version, self._writer, now, now, ttl, session._data_copy())
+        blob = self._encode(new_key, record)
+        expire = self._effective_ttl(record)
+        op = _Op("session.regenerate", new_key)
+        writes = [
+            _Write(
+                new_key,
+                lambda: set_(new_key, blob, expire),
+                rank(self._nodes, self._names, new_key),
+                self._replicas,
+            )
+        ]
+        if not session.new:
+            tomb, _ = self._tombstone_write(old_key, session.version, session.ttl)
+            writes.append(tomb)
+        self._write(op, writes)
+        if writes[0].acks:
+            self._unlock(session, op)
+            session._id = new_id
+            session._version = version
+            session._created = now
+            session.new = False
+            session.modified = False
+        return self._write_outcome(op, writes, version)
+
+    # -- locking -------------------------------------------------------------------
+
+    def _lock(self, op: _Op, key: str) -> _Lock | None:
+        """Take the session's lock with memcached ``add``, waiting at most ``lock_timeout``."""
+        lock_key = key + ":lock"
+        ranked = rank(self._nodes, self._names, key)
+        token = secrets.token_hex(8).encode()
+        deadline = time.monotonic() + self._lock_timeout
+        delay = self._lock_poll
+        seen: set[Node] = set()
+        node: Node | None = None
+        while True:
+            if node is None:
+                targets = self._targets(op, ranked, 1, seen)
+                if not targets:
+                    return None
+                node = targets[0]
+            (reply,) = execute([(node, (add(lock_key, token, self._lock_ttl),))])
+            if reply.failure is not None:
+                op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
+                node = None
+                continue
+            if reply.values[0] == _STORED:
+                op.results.append(
+                    NodeResult(node.address, "lock", NodeStatus.LOCKED, reply.elapsed)
+                )
+                return _Lock(node.address, lock_key, time.monotonic())
+            if time.monotonic() + delay > deadline:
+                op.results.append(NodeResult(node.address, "lock", NodeStatus.BUSY, reply.elapsed))
+                op.flags.add(OutcomeKind.LOCK_TIMEOUT)
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _unlock(self, session: Session, op: _Op | None) -> None:
+        lock, session._lock = session._lock, None
+        if lock is not None:
+            self._unlock_key(lock, op)
+
+    def _unlock_key(self, lock: _Lock, op: _Op | None = None) -> None:
+        # Past its TTL the lock may belong to another request now: leave it to expire.
+        if time.monotonic() - lock.acquired > self._lock_ttl - 2:
+            return
+        node = next((n for n in self._nodes if n.address == lock.node), None)
+        if node is None:
+            return
+        (reply,) = execute([(node, (delete(lock.key),))])
+        if op is not None:
+            status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
+            op.results.append(NodeResult(node.address, "unlock", status, reply.elapsed))

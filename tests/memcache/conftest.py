@@ -1,0 +1,163 @@
+"""Fixtures: real memcached processes on free loopback ports, and stores wired to them."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import errpolicy
+import pytest
+from pymemcache.client.base import Client
+
+from errpolicy_memcache import MemcacheSessionStore, Outcome
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
+
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def memcached_binary() -> str:
+    """The memcached binary; missing fails under CI=true, skips elsewhere."""
+    binary = find_memcached()
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("memcached is required under CI=true (apt-get install memcached)")
+        pytest.skip("memcached not installed")
+    return binary
+
+
+@pytest.fixture
+def cluster(memcached_binary: str) -> Iterator[MemcachedCluster]:
+    """Three fresh memcached nodes, stopped (even if killed or paused) after the test."""
+    nodes = MemcachedCluster(3, memory_mb=16)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture
+def pair(memcached_binary: str) -> Iterator[MemcachedCluster]:
+    """Two fresh memcached nodes."""
+    nodes = MemcachedCluster(2, memory_mb=16)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture
+def outcomes() -> list[Outcome]:
+    """Every outcome the stores of a test report, in order."""
+    return []
+
+
+@pytest.fixture
+def make_store(
+    outcomes: list[Outcome],
+) -> Iterator[Callable[..., MemcacheSessionStore]]:
+    """Build stores with test-sized timeouts; all are closed after the test."""
+    made: list[MemcacheSessionStore] = []
+
+    def make(nodes: MemcachedCluster | list[str], **options: Any) -> MemcacheSessionStore:
+        servers = nodes.addresses if isinstance(nodes, MemcachedCluster) else nodes
+        settings: dict[str, Any] = {
+            "secret_key": SECRET,
+            "connect_timeout": 0.5,
+            "timeout": 0.3,
+            "failure_threshold": 2,
+            "retry_after": 60.0,
+            "on_outcome": outcomes.append,
+        }
+        settings.update(options)
+        store = MemcacheSessionStore(servers, **settings)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(
+    cluster: MemcachedCluster, make_store: Callable[..., MemcacheSessionStore]
+) -> MemcacheSessionStore:
+    """A store over the three-node cluster with replicas=2."""
+    return make_store(cluster)
+
+
+@pytest.fixture
+def recorded() -> Iterator[list[errpolicy.Event]]:
+    """Events that guards record (not raise), through a sink; restores the configuration."""
+    events: list[errpolicy.Event] = []
+    previous = errpolicy.get_config()
+    errpolicy.configure(sink=events.append)
+    yield events
+    errpolicy.configure(sink=previous.sink)
+
+
+@pytest.fixture
+def relaxed() -> Iterator[None]:
+    """Configure every session operation to record, never raise; restores the configuration."""
+    previous = errpolicy.get_config()
+    policy = errpolicy.Policy(raise_on="NONE", record="ALL")
+    errpolicy.configure(
+        policies={
+            name: policy
+            for name in (
+                "session.start",
+                "session.save",
+                "session.regenerate",
+                "session.destroy",
+                "session.exists",
+            )
+        }
+    )
+    yield
+    errpolicy.configure(policies=previous.policies)
+
+
+@pytest.fixture
+def raw() -> Callable[[MemcachedServer], Client]:
+    """Plain pymemcache clients for looking at (or tampering with) one node."""
+    return _raw_client
+
+
+@pytest.fixture
+def ttl_of() -> Callable[[MemcachedServer, str], int | None]:
+    """Seconds left before a key expires on a node (memcached meta get), None if absent."""
+    return _remaining_ttl
+
+
+@pytest.fixture
+def counters() -> Callable[[MemcachedServer], dict[str, int]]:
+    """A node's command counters (cmd_get, cmd_set, ...)."""
+    return _counters
+
+
+def _raw_client(server: MemcachedServer) -> Client:
+    """A plain pymemcache client for looking at (or tampering with) one node."""
+    return Client((server.host, server.port), connect_timeout=1.0, timeout=1.0)
+
+
+def _remaining_ttl(server: MemcachedServer, key: str) -> int | None:
+    """Seconds left before ``key`` expires on ``server`` (meta get ``t`` flag), None if absent."""
+    with socket.create_connection((server.host, server.port), timeout=2.0) as sock:
+        sock.sendall(f"mg {key} t\r\n".encode())
+        line = sock.recv(1024).decode().strip()
+    if line.startswith("EN"):
+        return None
+    flags = dict((part[0], part[1:]) for part in line.split()[1:])
+    return int(flags["t"])
+
+
+def _counters(server: MemcachedServer) -> dict[str, int]:
+    """The get/set/touch/delete counters of one node."""
+    stats = server.stats()
+    names = ("cmd_get", "cmd_set", "cmd_touch", "get_hits", "get_misses", "curr_items")
+    return {name: int(stats[name]) for name in names}

@@ -1,0 +1,94 @@
+"""The per-node circuit breaker, on a fake clock."""
+
+from __future__ import annotations
+
+from errpolicy_memcache import BreakerState, CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def opened(clock: Clock, threshold: int = 3) -> CircuitBreaker:
+    breaker = CircuitBreaker(threshold, backoff=2.0, max_backoff=5.0, clock=clock)
+    for _ in range(threshold):
+        breaker.failure()
+    return breaker
+
+
+def test_stays_closed_below_the_threshold() -> None:
+    """Fewer consecutive failures than the threshold keep it closed."""
+    breaker = CircuitBreaker(3, 2.0, 5.0, clock=Clock())
+    breaker.failure()
+    breaker.failure()
+    assert BreakerState.CLOSED == breaker.state
+
+
+def test_a_success_resets_the_count() -> None:
+    """Only consecutive failures count."""
+    breaker = CircuitBreaker(3, 2.0, 5.0, clock=Clock())
+    breaker.failure()
+    breaker.failure()
+    breaker.success()
+    breaker.failure()
+    assert (BreakerState.CLOSED, 1) == (breaker.state, breaker.failures)
+
+
+def test_opens_at_the_threshold() -> None:
+    """The threshold-th consecutive failure opens it."""
+    assert BreakerState.OPEN == opened(Clock()).state
+
+
+def test_open_refuses_before_the_backoff() -> None:
+    """While open and before the backoff, every call is refused."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 1.9
+    assert [False, False] == [breaker.allow(), breaker.allow()]
+
+
+def test_after_the_backoff_exactly_one_probe_is_allowed() -> None:
+    """After the backoff, one caller probes; the others are still refused."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    assert [True, False, False] == [breaker.allow(), breaker.allow(), breaker.allow()]
+
+
+def test_a_successful_probe_closes_it() -> None:
+    """The probe's success closes the breaker."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    breaker.allow()
+    breaker.success()
+    assert (BreakerState.CLOSED, True) == (breaker.state, breaker.allow())
+
+
+def test_a_failed_probe_reopens_with_a_doubled_backoff() -> None:
+    """A failed probe reopens it, and the next probe waits twice as long."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    breaker.allow()
+    breaker.failure()
+    clock.now += 3.9
+    refused = breaker.allow()
+    clock.now += 0.1
+    assert (BreakerState.OPEN, False, True) == (breaker.state, refused, breaker.allow())
+
+
+def test_the_backoff_is_capped() -> None:
+    """Repeated failed probes never wait longer than max_backoff."""
+    clock = Clock()
+    breaker = opened(clock)
+    for _ in range(5):
+        clock.now += 100
+        breaker.allow()
+        breaker.failure()
+    clock.now += 5.0
+    assert breaker.allow()
