@@ -1,0 +1,393 @@
+"""Benchmarks of the errpolicy core, each a ratio against its stdlib baseline.
+
+Every row times two variants, errpolicy's and the baseline, in the same process,
+interleaved round by round (A B, then B A, ...), so that a noisy shared machine
+slows both alike. The ratio of a row is the median of the per-round ratios.
+
+Rows (issue 2, item 11):
+
+- ``guard enter/exit``: ``with errpolicy.guard(...)`` around nothing, against
+  ``warnings.catch_warnings(record=True)`` + ``simplefilter("always")``.
+  Target: at most 0.25x.
+- ``guard + 1 warning``: the same with one ``warnings.warn`` inside, recorded
+  (``NullSink``: kept on the report only, as ``record=True`` keeps it in a list).
+- ``logger.warning, idle``: a ``logger.warning`` outside every guard, formatted
+  into a ``StringIO``, with errpolicy installed against uninstalled.
+  Target: at most 5 % slower.
+- ``logger.debug below level, idle``: a ``logger.debug`` that the logger's level
+  filters out, installed against uninstalled. Target: at most 5 % slower.
+- ``logger.debug below level, capture_log_level``: the same with the opt-in
+  ``configure(capture_log_level="DEBUG")``, reported apart (no target: it is
+  documented to cost something on every call).
+- ``warnings.warn outside guards``: a repeated warning that the calling module's
+  ``__warningregistry__`` already suppresses, installed against uninstalled
+  (no target; for the record, since ``warnings.warn`` itself is wrapped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import logging
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import errpolicy
+
+Timer = Callable[[int], float]  # runs n iterations, returns ns per iteration
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One row: errpolicy's variant against its baseline."""
+
+    name: str
+    errpolicy_ns: float  # median ns per operation
+    baseline_ns: float
+    ratio: float  # median of the per-round ratios errpolicy / baseline
+    spread: tuple[float, float]  # lowest and highest per-round ratio
+    target: str  # "<= 0.25x", "<= +5 %", or "" for no target
+    passed: bool | None  # None when there is no target
+    rounds: int
+    iterations: int
+
+    @property
+    def shown_ratio(self) -> str:
+        if self.target.startswith("<= +"):
+            return f"{(self.ratio - 1) * 100:+.1f} %"
+        return f"{self.ratio:.3f}x"
+
+
+# -- the timed bodies -----------------------------------------------------------
+# Each returns nanoseconds per iteration; the loop is inside so that calling the
+# timer costs nothing per iteration. Both variants of a row pay the same loop.
+
+
+def _guard_idle(n: int) -> float:
+    guard = errpolicy.guard
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        with guard("bench"):
+            pass
+    return (time.perf_counter_ns() - start) / n
+
+
+def _stdlib_idle(n: int) -> float:
+    catch, simplefilter = warnings.catch_warnings, warnings.simplefilter
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        with catch(record=True):
+            simplefilter("always")
+    return (time.perf_counter_ns() - start) / n
+
+
+_RECORD_ALL = errpolicy.Policy(raise_on="NONE", record="ALL")
+
+
+def _guard_one_warning(n: int) -> float:
+    guard, warn, policy = errpolicy.guard, warnings.warn, _RECORD_ALL
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        with guard("bench", policy=policy) as report:
+            warn("bench", UserWarning, stacklevel=1)
+    elapsed = time.perf_counter_ns() - start
+    assert len(report.recorded) == 1, report
+    return elapsed / n
+
+
+def _stdlib_one_warning(n: int) -> float:
+    catch, simplefilter, warn = warnings.catch_warnings, warnings.simplefilter, warnings.warn
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        with catch(record=True) as caught:
+            simplefilter("always")
+            warn("bench", UserWarning, stacklevel=1)
+    elapsed = time.perf_counter_ns() - start
+    assert len(caught) == 1, caught
+    return elapsed / n
+
+
+def _make_logger() -> tuple[logging.Logger, io.StringIO]:
+    """A logger as an application has one: level WARNING, a formatting handler."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    )
+    logger = logging.getLogger("errpolicy.bench.app")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    return logger, stream
+
+
+_LOGGER, _STREAM = _make_logger()
+
+
+def _log_warning(n: int) -> float:
+    log = _LOGGER.warning
+    _STREAM.seek(0)
+    _STREAM.truncate()
+    start = time.perf_counter_ns()
+    for i in range(n):
+        log("cache miss for %s after %d tries", "user:42", i)
+    return (time.perf_counter_ns() - start) / n
+
+
+def _log_debug(n: int) -> float:
+    log = _LOGGER.debug
+    start = time.perf_counter_ns()
+    for i in range(n):
+        log("cache miss for %s after %d tries", "user:42", i)
+    return (time.perf_counter_ns() - start) / n
+
+
+class _BenchWarning(UserWarning):
+    """Only these benchmarks raise it."""
+
+
+def _warn_repeat(n: int) -> float:
+    warn = warnings.warn
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        warn("deprecated spelling", _BenchWarning, stacklevel=1)
+    return (time.perf_counter_ns() - start) / n
+
+
+def _first_warning_shown() -> None:
+    """Let the first occurrence through (quietly), so the registry holds the repeats."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        _warn_repeat(1)
+
+
+def _installed(timer: Timer) -> Timer:
+    def run(n: int) -> float:
+        errpolicy.install()
+        return timer(n)
+
+    return run
+
+
+def _uninstalled(timer: Timer) -> Timer:
+    def run(n: int) -> float:
+        errpolicy.uninstall()
+        return timer(n)
+
+    return run
+
+
+# -- the harness ----------------------------------------------------------------
+
+
+def _sample(timer: Timer, n: int) -> float:
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return timer(n)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _calibrate(timer: Timer, seconds: float) -> int:
+    """Iterations that take about ``seconds`` (at least 10)."""
+    n = 10
+    while True:
+        per = _sample(timer, n)
+        if per * n >= seconds * 1e9 / 4 or n >= 10_000_000:
+            return max(10, int(seconds * 1e9 / max(per, 1.0)))
+        n *= 4
+
+
+def compare(
+    name: str,
+    ours: Timer,
+    baseline: Timer,
+    *,
+    target: str,
+    check: Callable[[float], bool] | None,
+    rounds: int,
+    seconds: float,
+) -> Result:
+    """Time ``ours`` and ``baseline`` interleaved over ``rounds`` and compare them."""
+    ours(100)  # warm up both (first calls fill caches, the logger's included)
+    baseline(100)
+    n = min(_calibrate(ours, seconds), _calibrate(baseline, seconds))
+    ours_ns: list[float] = []
+    base_ns: list[float] = []
+    ratios: list[float] = []
+    for i in range(rounds):
+        if i % 2 == 0:
+            a = _sample(ours, n)
+            b = _sample(baseline, n)
+        else:
+            b = _sample(baseline, n)
+            a = _sample(ours, n)
+        ours_ns.append(a)
+        base_ns.append(b)
+        ratios.append(a / b)
+    ratio = statistics.median(ratios)
+    return Result(
+        name=name,
+        errpolicy_ns=statistics.median(ours_ns),
+        baseline_ns=statistics.median(base_ns),
+        ratio=ratio,
+        spread=(min(ratios), max(ratios)),
+        target=target,
+        passed=None if check is None else check(ratio),
+        rounds=rounds,
+        iterations=n,
+    )
+
+
+def run(*, quick: bool = False) -> list[Result]:
+    """Run every core benchmark and restore errpolicy's configuration and install state."""
+    rounds, seconds = (3, 0.005) if quick else (21, 0.05)
+    was_installed = errpolicy.installed()
+    saved = errpolicy.get_config()
+    errpolicy.configure(sink=errpolicy.NullSink(), capture_log_level=None)
+    at_most_quarter = "<= 0.25x"
+    at_most_5_percent = "<= +5 %"
+    results: list[Result] = []
+    try:
+        errpolicy.install()
+        results.append(
+            compare(
+                "guard enter/exit vs catch_warnings(record=True)+always",
+                _guard_idle,
+                _stdlib_idle,
+                target=at_most_quarter,
+                check=lambda r: r <= 0.25,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+        results.append(
+            compare(
+                "guard + 1 recorded warning vs catch_warnings equivalent",
+                _guard_one_warning,
+                _stdlib_one_warning,
+                target="",
+                check=None,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+        results.append(
+            compare(
+                "logger.warning outside guards, installed vs not",
+                _installed(_log_warning),
+                _uninstalled(_log_warning),
+                target=at_most_5_percent,
+                check=lambda r: r <= 1.05,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+        results.append(
+            compare(
+                "logger.debug below level, installed vs not",
+                _installed(_log_debug),
+                _uninstalled(_log_debug),
+                target=at_most_5_percent,
+                check=lambda r: r <= 1.05,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+        _first_warning_shown()
+        results.append(
+            compare(
+                "warnings.warn repeat outside guards, installed vs not",
+                _installed(_warn_repeat),
+                _uninstalled(_warn_repeat),
+                target="",
+                check=None,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+        errpolicy.configure(capture_log_level="DEBUG")
+        results.append(
+            compare(
+                "logger.debug below level, capture_log_level=DEBUG (opt-in)",
+                _installed(_log_debug),
+                _uninstalled(_log_debug),
+                target="",
+                check=None,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+    finally:
+        errpolicy.configure(
+            policies=saved.policies,
+            default_policy=saved.default_policy,
+            classifiers=saved.classifiers,
+            sink=saved.sink,
+            max_events=saved.max_events,
+            capture_log_level=saved.capture_log_level,
+        )
+        if not was_installed:
+            errpolicy.uninstall()
+    return results
+
+
+def table(results: Sequence[Result]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| benchmark | errpolicy | baseline | ratio | target | result |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        verdict = "-" if r.passed is None else ("pass" if r.passed else "FAIL")
+        lines.append(
+            f"| {r.name} | {r.errpolicy_ns:,.0f} ns | {r.baseline_ns:,.0f} ns "
+            f"| {r.shown_ratio} | {r.target or '-'} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    """Where the numbers were taken."""
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.core_bench [--quick] [--json PATH]``; returns 1 if a target is missed."""
+    parser = argparse.ArgumentParser(prog="python -m bench.core_bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run (for smoke tests)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
+    args = parser.parse_args(argv)
+    results = run(quick=args.quick)
+    env = environment()
+    print(f"errpolicy core benchmarks (Python {env['python']}, {env['machine']})")
+    print(table(results))
+    if args.json:
+        payload = {
+            "suite": "core",
+            "quick": args.quick,
+            "environment": env,
+            "results": [asdict(r) for r in results],
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+    return 0 if all(r.passed is not False for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
