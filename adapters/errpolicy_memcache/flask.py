@@ -1,0 +1,274 @@
+"""Flask integration: a :class:`flask.sessions.SessionInterface` on the memcache store.
+
+``init_app(app)`` is the one call most apps need: it installs the interface and turns
+an unreachable store into a ``503`` with ``Retry-After``, before any view runs.
+The store comes from ``app.config`` (``ERRPOLICY_MEMCACHE_*``) unless one is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+
+from ._frameworks import (
+    STORE_DOWN,
+    UNAVAILABLE_BODY,
+    CookieAction,
+    SaveErrors,
+    finish_session,
+    save_errors_from_config,
+    store_from_config,
+    unavailable_headers,
+)
+
+if TYPE_CHECKING:
+    from errpolicy_memcache import MemcacheSessionStore, Session
+
+__all__ = [
+    "FlaskSession",
+    "MemcacheSessionInterface",
+    "UnavailableSession",
+    "init_app",
+    "regenerate_session",
+    "unavailable_response",
+]
+
+_EXTENSION = "errpolicy_memcache"
+_log = logging.getLogger("errpolicy_memcache.flask")
+
+
+class FlaskSession(SessionMixin):
+    """Flask's view of a store :class:`Session`: the same mapping, plus ``permanent``."""
+
+    def __init__(self, inner: Session, incoming: str | None) -> None:
+        self.inner = inner
+        self.incoming = incoming
+
+    def __getitem__(self, key: str) -> Any:
+        return self.inner[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.inner[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.inner[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __repr__(self) -> str:
+        return f"<FlaskSession new={self.new} keys={sorted(self.inner)!r}>"
+
+    @property
+    def id(self) -> str:
+        """The session id (the cookie's value)."""
+        return self.inner.id
+
+    @property
+    def new(self) -> bool:
+        """True when no stored session was found (or the client sent none)."""
+        return self.inner.new
+
+    @new.setter
+    def new(self, value: bool) -> None:
+        self.inner.new = value
+
+    @property
+    def modified(self) -> bool:
+        """Set by assignment; set it yourself after changing a nested value."""
+        return self.inner.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self.inner.modified = value
+
+
+class UnavailableSession(SessionMixin):
+    """Stands in when the store could not load the session: every access raises.
+
+    So code that reaches the session anyway gets the original error
+    (:class:`errpolicy.PolicyViolation`), never an empty session.
+    """
+
+    modified = False
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def _raise(self, *args: object) -> NoReturn:
+        raise self.error
+
+    __getitem__ = __setitem__ = __delitem__ = _raise
+
+    def __iter__(self) -> Iterator[str]:
+        self._raise()
+
+    def __len__(self) -> int:
+        self._raise()
+
+    def __repr__(self) -> str:
+        return "<UnavailableSession>"
+
+
+class MemcacheSessionInterface(SessionInterface):
+    """Sessions kept in :class:`MemcacheSessionStore`, cookie settings from ``app.config``.
+
+    Cookie: ``SESSION_COOKIE_NAME``, ``_DOMAIN``, ``_PATH``, ``_HTTPONLY``, ``_SECURE``,
+    ``_SAMESITE``, ``PERMANENT_SESSION_LIFETIME`` as in Flask. A save that fails
+    (:class:`errpolicy.PolicyViolation`) turns the response into a ``503`` unless
+    ``save_errors="log"`` (or ``ERRPOLICY_SESSION_SAVE_ERRORS = "log"``).
+    """
+
+    def __init__(
+        self,
+        store: MemcacheSessionStore | None = None,
+        *,
+        retry_after: int | None = None,
+        save_errors: SaveErrors | None = None,
+    ) -> None:
+        self.store = store
+        self.retry_after = retry_after
+        self.save_errors = save_errors
+
+    def get_store(self, app: Flask) -> MemcacheSessionStore:
+        """The store given, else the one built once from ``app.config``."""
+        if self.store is not None:
+            return self.store
+        store: MemcacheSessionStore | None = app.extensions.get(_EXTENSION)
+        if store is None:
+            store = store_from_config(app.config.get, app.secret_key)
+            app.extensions[_EXTENSION] = store
+        return store
+
+    def get_retry_after(self, app: Flask) -> int:
+        """Seconds in ``Retry-After``: the argument, ``ERRPOLICY_SESSION_RETRY_AFTER``, or 5."""
+        if self.retry_after is not None:
+            return self.retry_after
+        return int(app.config.get("ERRPOLICY_SESSION_RETRY_AFTER") or 5)
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin:
+        incoming = request.cookies.get(self.get_cookie_name(app)) or None
+        try:
+            inner = self.get_store(app).start(incoming)
+        except STORE_DOWN as exc:
+            return UnavailableSession(exc)
+        return FlaskSession(inner, incoming)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession):
+            return
+        store = self.get_store(app)
+        if response.status_code >= 500:
+            store.release(session.inner)
+            return
+        try:
+            action = finish_session(store, session.inner, session.incoming)
+        except STORE_DOWN as exc:
+            save_errors = self.save_errors or save_errors_from_config(
+                app.config.get("ERRPOLICY_SESSION_SAVE_ERRORS")
+            )
+            if save_errors == "503":
+                _log.error("session store could not save, answered 503: %s", exc)
+                _make_unavailable(response, self.get_retry_after(app))
+                return
+            _log.error("session store could not save; the change is lost: %s", exc)
+            return
+        if (
+            action is CookieAction.KEEP
+            and not session.new
+            and session.permanent
+            and app.config["SESSION_REFRESH_EACH_REQUEST"]
+        ):
+            action = CookieAction.SET
+        name = self.get_cookie_name(app)
+        domain = self.get_cookie_domain(app)
+        path = self.get_cookie_path(app)
+        secure = self.get_cookie_secure(app)
+        samesite = self.get_cookie_samesite(app)
+        httponly = self.get_cookie_httponly(app)
+        if action is CookieAction.DELETE:
+            response.delete_cookie(
+                name, domain=domain, path=path, secure=secure, samesite=samesite, httponly=httponly
+            )
+            response.vary.add("Cookie")
+        elif action is CookieAction.SET:
+            response.set_cookie(
+                name,
+                session.id,
+                expires=self.get_expiration_time(app, session),
+                httponly=httponly,
+                domain=domain,
+                path=path,
+                secure=secure,
+                samesite=samesite,
+            )
+            response.vary.add("Cookie")
+
+
+def _make_unavailable(response: Response, retry_after: int) -> None:
+    response.status_code = 503
+    response.set_data(UNAVAILABLE_BODY)
+    response.headers.pop("Set-Cookie", None)
+    for key, value in unavailable_headers(retry_after):
+        response.headers[key] = value
+
+
+def unavailable_response(retry_after: int = 5) -> Response:
+    """The ``503`` answer (plain text, ``Retry-After``, ``Cache-Control: no-store``)."""
+    return Response(UNAVAILABLE_BODY, 503, unavailable_headers(retry_after))
+
+
+def init_app(
+    app: Flask,
+    store: MemcacheSessionStore | None = None,
+    *,
+    retry_after: int | None = None,
+    save_errors: SaveErrors | None = None,
+) -> MemcacheSessionInterface:
+    """Use the memcache store for ``app``'s sessions, with a ``503`` when it is down.
+
+    Installs :class:`MemcacheSessionInterface` and a ``before_request`` hook, run before
+    any other, that answers ``503`` (plain text, ``Retry-After``) when the session could
+    not be loaded, so no view runs without its session.
+    """
+    interface = MemcacheSessionInterface(store, retry_after=retry_after, save_errors=save_errors)
+    interface.get_store(app)  # a configuration mistake shows at boot, not on the first request
+    app.session_interface = interface
+
+    def refuse_without_session() -> Response | None:
+        from flask import session
+
+        current = session._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy
+        if isinstance(current, UnavailableSession):
+            _log.error("session store unavailable, answered 503: %s", current.error)
+            return unavailable_response(interface.get_retry_after(app))
+        return None
+
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_session)
+    return interface
+
+
+def regenerate_session() -> None:
+    """Give the current request's session a new id and invalidate the old one.
+
+    Call it on login (no session fixation). The data is kept; the new cookie is sent
+    with the response. A session that is still new has a fresh id already.
+    """
+    from flask import current_app, session
+
+    current = session._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy
+    if not isinstance(current, FlaskSession):
+        raise RuntimeError("the app does not use MemcacheSessionInterface (see init_app)")
+    if current.new:
+        return
+    interface = current_app.session_interface
+    if not isinstance(interface, MemcacheSessionInterface):
+        raise RuntimeError("the app does not use MemcacheSessionInterface (see init_app)")
+    interface.get_store(current_app).regenerate(current.inner)

@@ -1,0 +1,186 @@
+"""Per-phase figures and the demo's own checks."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from errpolicy import Event
+
+from ._phases import Phase
+from ._traffic import ERROR, KEPT, LOGIN, LOST, STALE, UNAVAILABLE, Sample
+
+
+class EventCounter:
+    """An errpolicy sink: counts the events the store's guards recorded, per phase."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.phase = "setup"
+        self._counts: dict[str, Counter[str]] = {}
+        self.examples: dict[str, str] = {}
+
+    def __call__(self, event: Event, /) -> None:
+        name = event.severity.name or str(event.severity)
+        with self._lock:
+            self._counts.setdefault(self.phase, Counter())[name] += 1
+            self.examples.setdefault(name, f"{event.guard}: {event.message}")
+
+    def counts(self, phase: str) -> dict[str, int]:
+        """Recorded events of ``phase`` by severity name."""
+        with self._lock:
+            return dict(self._counts.get(phase, Counter()))
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One expectation of one phase, and whether it held."""
+
+    phase: str
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStats:
+    """What happened in one phase, as shown in the table and written to JSON."""
+
+    name: str
+    title: str
+    duration_s: float
+    users: int
+    requests: int
+    served: int
+    kept: int
+    logins: int
+    lost: int
+    stale: int
+    unavailable: int
+    errors: int
+    notices: int
+    recorded: dict[str, int]
+    sessions_kept: int
+    sessions_lost: int
+    recovered: bool
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    checks: tuple[Check, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        """True when every check of the phase held."""
+        return all(check.passed for check in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q`` percentile (0 < q <= 100); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), -(-len(ordered) * q // 100)))
+    return round(ordered[int(rank) - 1], 2)
+
+
+def recovered(samples: Sequence[Sample], users: Sequence[str]) -> bool:
+    """True when each user's latest request of the phase was served."""
+    last: dict[str, str] = {}
+    for sample in samples:
+        last[sample.user] = sample.outcome
+    return all(last.get(user) in (KEPT, LOGIN) for user in users)
+
+
+def phase_stats(
+    phase: Phase,
+    samples: Sequence[Sample],
+    users: Sequence[str],
+    recorded: dict[str, int],
+    duration: float,
+) -> PhaseStats:
+    """Figures and checks for one phase's samples."""
+    outcomes = Counter(sample.outcome for sample in samples)
+    lost_users = {s.user for s in samples if s.outcome in (LOST, STALE)}
+    latencies = [sample.latency_ms for sample in samples]
+    stats = PhaseStats(
+        name=phase.name,
+        title=phase.title,
+        duration_s=round(duration, 2),
+        users=len(users),
+        requests=len(samples),
+        served=outcomes[KEPT] + outcomes[LOGIN],
+        kept=outcomes[KEPT],
+        logins=outcomes[LOGIN],
+        lost=outcomes[LOST],
+        stale=outcomes[STALE],
+        unavailable=outcomes[UNAVAILABLE],
+        errors=outcomes[ERROR],
+        notices=recorded.get("NOTICE", 0),
+        recorded=recorded,
+        sessions_kept=len(users) - len(lost_users),
+        sessions_lost=len(lost_users),
+        recovered=recovered(samples, users),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        max_ms=round(max(latencies), 2) if latencies else None,
+    )
+    checks = _checks(phase, stats, samples)
+    return PhaseStats(**{**_fields(stats), "checks": checks})
+
+
+def _fields(stats: PhaseStats) -> dict[str, Any]:
+    return {name: getattr(stats, name) for name in PhaseStats.__dataclass_fields__}
+
+
+def _first(samples: Sequence[Sample], outcome: str) -> str:
+    for sample in samples:
+        if sample.outcome == outcome:
+            status = sample.status if sample.status is not None else "no answer"
+            return f"first: {sample.user} {sample.action} -> {status} {sample.detail}".strip()
+    return ""
+
+
+def _checks(phase: Phase, stats: PhaseStats, samples: Sequence[Sample]) -> tuple[Check, ...]:
+    expect = phase.expect
+    name = phase.name
+    checks = [
+        Check(name, "requests were made", stats.requests > 0, f"{stats.requests} requests"),
+        Check(name, "no error other than a clean 503", stats.errors == 0, _first(samples, ERROR)),
+        Check(
+            name, "no stale session (newest copy wins)", stats.stale == 0, _first(samples, STALE)
+        ),
+    ]
+    if not expect.lost:
+        checks.append(Check(name, "no session lost", stats.lost == 0, _first(samples, LOST)))
+    if expect.all_unavailable:
+        checks.append(
+            Check(
+                name,
+                "every request a clean 503, never a fresh empty session",
+                stats.requests > 0 and stats.unavailable == stats.requests,
+                f"{stats.unavailable} of {stats.requests} were 503",
+            )
+        )
+    elif not expect.unavailable:
+        checks.append(Check(name, "no 503", stats.unavailable == 0, _first(samples, UNAVAILABLE)))
+    if expect.notices:
+        checks.append(
+            Check(
+                name,
+                "failover recorded as notices",
+                stats.notices > 0,
+                f"{stats.notices} notices recorded",
+            )
+        )
+    if expect.recover:
+        checks.append(Check(name, "every user served again by the end", stats.recovered, ""))
+    return tuple(checks)
