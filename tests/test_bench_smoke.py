@@ -1,0 +1,38 @@
+"""The benchmarks run and produce their rows (timings are never checked here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECTED_ROWS = [
+    "guard enter/exit vs catch_warnings(record=True)+always",
+    "guard + 1 recorded warning vs catch_warnings equivalent",
+    "logger.warning outside guards, installed vs not",
+    "logger.debug below level, installed vs not",
+    "warnings.warn repeat outside guards, installed vs not",
+    "logger.debug below level, capture_log_level=DEBUG (opt-in)",
+]
+
+
+def test_quick_run_produces_every_row(tmp_path: Path) -> None:
+    """`python -m bench --quick` prints and writes one row per core benchmark."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--skip-memcache", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stderr  # 1 only means a target was missed
+    assert not proc.stderr, proc.stderr
+    expected = EXPECTED_ROWS
+    assert expected == [row["name"] for row in json.loads(out.read_text())["results"]]
+    for name in expected:
+        assert f"| {name} |" in proc.stdout
