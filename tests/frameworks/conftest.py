@@ -1,0 +1,78 @@
+"""Fixtures for the framework glue: three real memcached nodes and a store on them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import errpolicy
+import pytest
+
+from errpolicy_memcache import MemcacheSessionStore
+from errpolicy_memcache.testing import MemcachedCluster, find_memcached
+
+SECRET = "frameworks-test-secret-0123456789"
+
+
+@pytest.fixture(scope="session")
+def memcached_binary() -> str:
+    """The memcached binary; missing fails under CI=true, skips elsewhere."""
+    binary = find_memcached()
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("memcached is required under CI=true (apt-get install memcached)")
+        pytest.skip("memcached not installed (apt-get install memcached)")
+    return binary
+
+
+@pytest.fixture
+def cluster(memcached_binary: str) -> Iterator[MemcachedCluster]:
+    """Three fresh memcached nodes, stopped (even if killed or paused) after the test."""
+    nodes = MemcachedCluster(3, memory_mb=16)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        # SIGKILL first: an idle memcached takes about a second to exit on SIGTERM.
+        for server in nodes.servers:
+            server.kill()
+        nodes.stop()
+
+
+@pytest.fixture
+def recorded() -> list[errpolicy.Event]:
+    """Events the store's guards recorded during the test (the sink is swapped for this)."""
+    events: list[errpolicy.Event] = []
+    errpolicy.configure(sink=events.append)
+    return events
+
+
+@pytest.fixture
+def make_store(
+    cluster: MemcachedCluster, recorded: list[errpolicy.Event]
+) -> Iterator[Callable[..., MemcacheSessionStore]]:
+    """Build stores on ``cluster`` with test-sized timeouts; closed after the test."""
+    made: list[MemcacheSessionStore] = []
+
+    def make(**options: Any) -> MemcacheSessionStore:
+        settings: dict[str, Any] = {
+            "secret_key": SECRET,
+            "connect_timeout": 0.5,
+            "timeout": 0.3,
+            "retry_after": 60.0,
+        }
+        settings.update(options)
+        store = MemcacheSessionStore(cluster.addresses, **settings)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., MemcacheSessionStore]) -> MemcacheSessionStore:
+    """A store with two replicas on the three nodes."""
+    return make_store()
