@@ -551,7 +551,12 @@ class MemcacheSessionStore:
             self._on_outcome(outcome)
         level = outcome.level
         if level:
-            _logger.log(level, "%s", outcome, extra={"outcome": outcome})
+            # Built and handled directly: the guard must see NOTICE records even when
+            # the logger's effective level (WARNING by default) would drop them.
+            record = _logger.makeRecord(
+                _logger.name, level, __file__, 0, "%s", (outcome,), None, extra={"outcome": outcome}
+            )
+            _logger.handle(record)
 
     # -- writing -------------------------------------------------------------------
 

@@ -12,9 +12,12 @@ import pytest
 from pymemcache.client.base import Client
 
 from errpolicy_memcache import MemcacheSessionStore, Outcome
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache._placement import rank
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
 
 SECRET = "test-secret-key-0123456789abcdef"
+PREFIX = "errpolicy:session:"
 
 
 @pytest.fixture(scope="session")
@@ -161,3 +164,14 @@ def _counters(server: MemcachedServer) -> dict[str, int]:
     stats = server.stats()
     names = ("cmd_get", "cmd_set", "cmd_touch", "get_hits", "get_misses", "curr_items")
     return {name: int(stats[name]) for name in names}
+
+
+@pytest.fixture
+def ranked() -> Callable[[MemcachedCluster, str], list[MemcachedServer]]:
+    """The cluster's servers in the order the store ranks them for a session id."""
+
+    def servers_for(nodes: MemcachedCluster, sid: str) -> list[MemcachedServer]:
+        key = storage_key(PREFIX, sid)
+        return rank(nodes.servers, nodes.addresses, key)
+
+    return servers_for
