@@ -121,9 +121,9 @@ class MemcacheSessionInterface(SessionInterface):
     """Sessions kept in :class:`MemcacheSessionStore`, cookie settings from ``app.config``.
 
     Cookie: ``SESSION_COOKIE_NAME``, ``_DOMAIN``, ``_PATH``, ``_HTTPONLY``, ``_SECURE``,
-    ``_SAMESITE``, ``PERMANENT_SESSION_LIFETIME`` as in Flask. A save that fails
-    (:class:`errpolicy.PolicyViolation`) turns the response into a ``503`` unless
-    ``save_errors="log"`` (or ``ERRPOLICY_SESSION_SAVE_ERRORS = "log"``).
+    ``_SAMESITE`` (``"Lax"`` when unset), ``PERMANENT_SESSION_LIFETIME`` as in Flask.
+    A save that fails (:class:`errpolicy.PolicyViolation`) turns the response into a
+    ``503`` unless ``save_errors="log"`` (or ``ERRPOLICY_SESSION_SAVE_ERRORS = "log"``).
     """
 
     def __init__(
@@ -146,6 +146,10 @@ class MemcacheSessionInterface(SessionInterface):
             store = store_from_config(app.config.get, app.secret_key)
             app.extensions[_EXTENSION] = store
         return store
+
+    def get_cookie_samesite(self, app: Flask) -> str | None:
+        """``SESSION_COOKIE_SAMESITE``, with ``"Lax"`` where Flask leaves it unset."""
+        return super().get_cookie_samesite(app) or "Lax"
 
     def get_retry_after(self, app: Flask) -> int:
         """Seconds in ``Retry-After``: the argument, ``ERRPOLICY_SESSION_RETRY_AFTER``, or 5."""

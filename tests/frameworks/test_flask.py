@@ -1,0 +1,206 @@
+"""The Flask session interface against real memcached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask, session
+
+from errpolicy_memcache import MemcacheSessionStore
+from errpolicy_memcache.flask import (
+    MemcacheSessionInterface,
+    UnavailableSession,
+    init_app,
+    regenerate_session,
+)
+from errpolicy_memcache.testing import MemcachedCluster
+
+SECRET = "flask-secret-key-0123456789abcdef"
+
+
+def kill_all(cluster: MemcachedCluster) -> None:
+    """Every node down at once: no replica can answer."""
+    for server in cluster.servers:
+        server.kill()
+
+
+def make_app(store: MemcacheSessionStore | None = None, **config: Any) -> Flask:
+    """A small app: /count counts, /login regenerates, /logout clears, /peek reads."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, **config)
+    app.extensions["views_run"] = []
+    init_app(app, store)
+
+    @app.get("/count")
+    def count() -> dict[str, Any]:
+        app.extensions["views_run"].append("count")
+        session["n"] = session.get("n", 0) + 1
+        return {"n": session["n"]}
+
+    @app.get("/login")
+    def login() -> dict[str, Any]:
+        regenerate_session()
+        session["user"] = "ada"
+        return {"user": "ada"}
+
+    @app.get("/logout")
+    def logout() -> dict[str, Any]:
+        session.clear()
+        return {}
+
+    @app.get("/peek")
+    def peek() -> dict[str, Any]:
+        return {"n": session.get("n"), "user": session.get("user")}
+
+    @app.get("/cart")
+    def cart() -> dict[str, Any]:
+        session.setdefault("cart", [])
+        session["cart"].append(1)
+        session.modified = True  # a nested change, made visible as Flask documents
+        return {"cart": session["cart"]}
+
+    return app
+
+
+@pytest.fixture
+def app(store: MemcacheSessionStore) -> Flask:
+    """The app on the test store."""
+    return make_app(store)
+
+
+def test_session_survives_between_requests(app: Flask):
+    """The cookie brings the stored session back."""
+    client = app.test_client()
+    client.get("/count")
+    assert {"n": 2} == client.get("/count").json
+
+
+def test_cookie_flags_follow_flask_config(store: MemcacheSessionStore):
+    """Flask's SESSION_COOKIE_* settings shape the cookie."""
+    app = make_app(store, SESSION_COOKIE_NAME="sid", SESSION_COOKIE_SECURE=True)
+    header = app.test_client().get("/count").headers["Set-Cookie"]
+    flags = sorted(part for part in header.split("; ")[1:] if "=" not in part or "Same" in part)
+    assert (True, ["HttpOnly", "SameSite=Lax", "Secure"]) == (header.startswith("sid="), flags)
+
+
+def test_reading_a_new_session_sets_no_cookie(app: Flask):
+    """An untouched new session is not stored and sends no cookie."""
+    assert None is app.test_client().get("/peek").headers.get("Set-Cookie")
+
+
+def test_all_nodes_down_answers_503_before_the_view(app: Flask, cluster: MemcachedCluster):
+    """No replica answering gives a 503 with Retry-After, and the view does not run."""
+    client = app.test_client()
+    client.get("/count")
+    kill_all(cluster)
+    response = client.get("/count")
+    assert (503, "5", ["count"]) == (
+        response.status_code,
+        response.headers["Retry-After"],
+        app.extensions["views_run"],
+    )
+
+
+def test_one_node_killed_keeps_the_session(app: Flask, cluster: MemcachedCluster):
+    """With two replicas a dead node is invisible to the user."""
+    client = app.test_client()
+    client.get("/count")
+    cluster[1].kill()
+    client.get("/count")
+    assert {"n": 3} == client.get("/count").json
+
+
+def test_failed_save_answers_503(app: Flask, cluster: MemcachedCluster):
+    """A change that could not be stored is answered with a 503, not a 200."""
+    kill_all(cluster)
+    response = app.test_client().get("/count")
+    assert (503, None) == (response.status_code, response.headers.get("Set-Cookie"))
+
+
+def test_failed_save_with_log_keeps_the_response(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+):
+    """``ERRPOLICY_SESSION_SAVE_ERRORS = "log"`` keeps the view's answer."""
+    app = make_app(store, ERRPOLICY_SESSION_SAVE_ERRORS="log")
+    kill_all(cluster)
+    assert 200 == app.test_client().get("/count").status_code
+
+
+def test_clear_logs_out(app: Flask, store: MemcacheSessionStore):
+    """``session.clear()`` destroys the stored session and deletes the cookie."""
+    client = app.test_client()
+    client.get("/count")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    response = client.get("/logout")
+    assert (True, False) == (
+        "session=;" in response.headers["Set-Cookie"],
+        store.exists(cookie.value),
+    )
+
+
+def test_regenerate_session_changes_the_id(app: Flask, store: MemcacheSessionStore):
+    """``regenerate_session()`` sends a new id and the old one stops working."""
+    client = app.test_client()
+    client.get("/count")
+    old = client.get_cookie("session")
+    assert old is not None
+    client.get("/login")
+    new = client.get_cookie("session")
+    assert (True, False, {"n": 1, "user": "ada"}) == (
+        new is not None and new.value != old.value,
+        store.exists(old.value),
+        client.get("/peek").json,
+    )
+
+
+def test_nested_change_marked_modified_is_saved(app: Flask):
+    """Setting ``session.modified = True`` after a nested change stores it."""
+    client = app.test_client()
+    client.get("/cart")
+    assert {"cart": [1, 1]} == client.get("/cart").json
+
+
+def test_store_from_config(cluster: MemcachedCluster):
+    """Without a store argument, ``ERRPOLICY_MEMCACHE_*`` in app.config builds one."""
+    app = make_app(
+        None,
+        ERRPOLICY_MEMCACHE_SERVERS=",".join(cluster.addresses),
+        ERRPOLICY_MEMCACHE_REPLICAS=3,
+    )
+    client = app.test_client()
+    client.get("/count")
+    store = app.extensions["errpolicy_memcache"]
+    assert (3, {"n": 2}) == (store._replicas, client.get("/count").json)
+
+
+def test_missing_servers_fail_at_init(memcached_binary: str):
+    """A configuration mistake shows at ``init_app``, not on the first request."""
+    with pytest.raises(ValueError, match="ERRPOLICY_MEMCACHE_SERVERS"):
+        make_app(None)
+
+
+def test_unavailable_session_raises_on_access():
+    """Code that reaches an unloadable session gets the error, never empty data."""
+    placeholder = UnavailableSession(RuntimeError("down"))
+    with pytest.raises(RuntimeError, match="down"):
+        placeholder.get("user")
+
+
+def test_interface_without_init_app_fails_loudly(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+):
+    """Installed by hand, a view that touches an unloadable session gets a 500, not {}."""
+    app = Flask(__name__)
+    app.secret_key = SECRET
+    app.session_interface = MemcacheSessionInterface(store)
+
+    @app.get("/peek")
+    def peek() -> dict[str, Any]:
+        return {"user": session.get("user")}
+
+    client = app.test_client()
+    client.set_cookie("session", store.new_session().id)
+    kill_all(cluster)
+    assert 500 == client.get("/peek").status_code
