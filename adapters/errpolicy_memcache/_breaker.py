@@ -81,6 +81,13 @@ class CircuitBreaker:
             self._failures = 0
             self._current_backoff = self.backoff
 
+    def reset(self) -> None:
+        """Close the breaker now (an operator knows the node is back); the next call uses it."""
+        with self._lock:
+            self._state = BreakerState.CLOSED
+            self._failures = 0
+            self._current_backoff = self.backoff
+
     def failure(self) -> None:
         """Record a refused, timed-out or closed connection."""
         with self._lock:

@@ -92,3 +92,10 @@ def test_the_backoff_is_capped() -> None:
         breaker.failure()
     clock.now += 5.0
     assert breaker.allow()
+
+
+def test_reset_closes_an_open_breaker() -> None:
+    """reset() closes the breaker at once, before any backoff."""
+    breaker = opened(Clock())
+    breaker.reset()
+    assert (BreakerState.CLOSED, True) == (breaker.state, breaker.allow())

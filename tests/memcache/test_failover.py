@@ -1,0 +1,457 @@
+"""Node failures against real memcached: kill, pause (hung node), restart, rejoin with stale data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import errpolicy
+import pytest
+from pymemcache.client.base import Client
+
+from errpolicy_memcache import (
+    BreakerState,
+    MemcacheSessionStore,
+    NodeStatus,
+    Outcome,
+    OutcomeKind,
+    Session,
+    SessionUnavailable,
+)
+from errpolicy_memcache._envelope import decode
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+
+PREFIX = "errpolicy:session:"
+SECRET = b"test-secret-key-0123456789abcdef"
+Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
+
+
+def saved(store: MemcacheSessionStore, **data: object) -> Session:
+    session = store.start(None)
+    session.update(data)
+    store.save(session)
+    return session
+
+
+def statuses(outcome: Outcome, server: MemcachedServer) -> list[NodeStatus]:
+    return [r.status for r in outcome.results_for(server.address)]
+
+
+def node_of(store: MemcacheSessionStore, server: MemcachedServer) -> BreakerState:
+    (node,) = [n for n in store.nodes if n.address == server.address]
+    return node.breaker.state
+
+
+def test_a_killed_node_loses_no_session(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+) -> None:
+    """With replicas=2, killing one node of three mid-run loses none of 30 sessions."""
+    sessions = [saved(store, n=i) for i in range(30)]
+    cluster[1].kill()
+    loaded = [dict(store.start(s.id)) for s in sessions]
+    assert [{"n": i} for i in range(30)] == loaded
+
+
+def test_a_killed_node_costs_notices_only(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, outcomes: list[Outcome]
+) -> None:
+    """After a node dies, no read reports worse than a notice, and some report failover."""
+    sessions = [saved(store, n=i) for i in range(30)]
+    cluster[1].kill()
+    del outcomes[:]
+    for session in sessions:
+        store.start(session.id)
+    assert (True, True) == (
+        max(o.level for o in outcomes) == errpolicy.NOTICE,
+        any(OutcomeKind.FAILOVER in o.flags for o in outcomes),
+    )
+
+
+def test_a_killed_node_is_recorded_not_raised(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    recorded: list[errpolicy.Event],
+) -> None:
+    """The failover notice reaches the errpolicy sink as a recorded NOTICE event."""
+    session = saved(store, a=1)
+    ranked(cluster, session.id)[0].kill()
+    store.start(session.id)
+    ours = [e for e in recorded if e.logger == "errpolicy_memcache"]
+    assert [(errpolicy.Severity.NOTICE, errpolicy.Action.RECORD)] == [
+        (e.severity, e.action) for e in ours
+    ]
+
+
+def test_saves_continue_on_the_next_node(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """A save while the primary is dead writes both copies: the second and third nodes."""
+    session = saved(store, a=1)
+    primary, second, third = ranked(cluster, session.id)
+    primary.kill()
+    session["a"] = 2
+    store.save(session)
+    key = storage_key(PREFIX, session.id)
+    assert [True, True] == [raw(s).get(key) is not None for s in (second, third)]
+
+
+def test_all_nodes_killed_raises_policy_violation(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+) -> None:
+    """With every node dead, start() raises PolicyViolation, never an empty session."""
+    session = saved(store, a=1)
+    for server in cluster.servers:
+        server.kill()
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)
+
+
+def test_all_nodes_killed_is_an_error_outcome(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, outcomes: list[Outcome]
+) -> None:
+    """The outage is reported once, as UNAVAILABLE at ERROR."""
+    session = saved(store, a=1)
+    for server in cluster.servers:
+        server.kill()
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)
+    assert (OutcomeKind.UNAVAILABLE, 40) == (outcomes[-1].kind, outcomes[-1].level)
+
+
+@pytest.mark.usefixtures("relaxed")
+def test_a_relaxed_policy_still_never_gives_an_empty_session(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+) -> None:
+    """If the app's policy does not raise errors, start() raises SessionUnavailable."""
+    session = saved(store, a=1)
+    for server in cluster.servers:
+        server.kill()
+    with pytest.raises(SessionUnavailable):
+        store.start(session.id)
+
+
+def test_all_nodes_killed_save_raises(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+) -> None:
+    """A save that reaches no node raises PolicyViolation (never silently dropped)."""
+    session = saved(store, a=1)
+    for server in cluster.servers:
+        server.kill()
+    session["a"] = 2
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.save(session)
+
+
+def test_a_degraded_write_is_a_notice(
+    pair: MemcachedCluster,
+    make_store: Callable[..., MemcacheSessionStore],
+    outcomes: list[Outcome],
+) -> None:
+    """Two nodes, one dead: the save lands on one replica and reports DEGRADED."""
+    store = make_store(pair)
+    pair[0].kill()
+    saved(store, a=1)
+    assert (OutcomeKind.DEGRADED, errpolicy.NOTICE) == (outcomes[-1].kind, outcomes[-1].level)
+
+
+def test_not_found_with_a_replica_unreachable_raises(
+    pair: MemcachedCluster, make_store: Callable[..., MemcacheSessionStore]
+) -> None:
+    """One replica says "not found", the other is dead: a WARNING, raised by default."""
+    store = make_store(pair)
+    sid = store.new_session().id
+    pair[0].kill()
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(sid)
+
+
+def test_not_found_with_a_replica_unreachable_is_a_partial_miss(
+    pair: MemcachedCluster,
+    make_store: Callable[..., MemcacheSessionStore],
+    outcomes: list[Outcome],
+) -> None:
+    """The outcome of that read is PARTIAL_MISS."""
+    store = make_store(pair)
+    sid = store.new_session().id
+    pair[0].kill()
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(sid)
+    assert OutcomeKind.PARTIAL_MISS == outcomes[-1].kind
+
+
+def test_a_hung_node_times_out_then_opens_its_breaker(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """A paused (SIGSTOP) primary times out twice (the threshold), then its breaker opens."""
+    session = saved(store, a=1)
+    primary = ranked(cluster, session.id)[0]
+    primary.pause()
+    store.start(session.id)
+    store.start(session.id)
+    assert BreakerState.OPEN == node_of(store, primary)
+
+
+def test_the_timeouts_are_recorded_per_node(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """While the breaker is closed, the hung node's result is TIMEOUT."""
+    session = saved(store, a=1)
+    primary = ranked(cluster, session.id)[0]
+    primary.pause()
+    store.start(session.id)
+    assert [NodeStatus.TIMEOUT] == statuses(outcomes[-1], primary)
+
+
+def test_an_open_breaker_skips_the_node(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """Once open, later requests skip the hung node (no time spent) and are still served."""
+    session = saved(store, a=1)
+    primary = ranked(cluster, session.id)[0]
+    primary.pause()
+    for _ in range(2):
+        store.start(session.id)
+    loaded = store.start(session.id)
+    assert ([NodeStatus.SKIPPED], {"a": 1}) == (statuses(outcomes[-1], primary), dict(loaded))
+
+
+def test_a_skipped_node_is_replaced_by_the_next_one(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """With the primary skipped, the read asks the second and third ranked nodes."""
+    session = saved(store, a=1)
+    primary, second, third = ranked(cluster, session.id)
+    primary.pause()
+    for _ in range(3):
+        store.start(session.id)
+    asked = [r.node for r in outcomes[-1].nodes if r.command == "gets"]
+    assert [second.address, third.address] == asked
+
+
+def test_a_recovered_node_is_probed_and_closes_its_breaker(
+    cluster: MemcachedCluster,
+    make_store: Callable[..., MemcacheSessionStore],
+    ranked: Ranked,
+) -> None:
+    """After the backoff a probe reaches the resumed node, and its breaker closes."""
+    store = make_store(cluster, retry_after=0.05)
+    session = saved(store, a=1)
+    primary = ranked(cluster, session.id)[0]
+    primary.pause()
+    for _ in range(2):
+        store.start(session.id)
+    primary.resume()
+    state = BreakerState.OPEN
+    for _ in range(100):  # the backoff elapses within a few reads; no timing asserted
+        store.start(session.id)
+        state = node_of(store, primary)
+        if state is BreakerState.CLOSED:
+            break
+        time.sleep(0.01)
+    assert BreakerState.CLOSED == state
+
+
+def missed_last_write(
+    store: MemcacheSessionStore,
+    session: Session,
+    server: MemcachedServer,
+    raw: Callable[[MemcachedServer], Client],
+    write: Callable[[], None],
+) -> None:
+    """Run ``write``, then put back ``server``'s previous copy: a node that missed it."""
+    key = storage_key(PREFIX, session.id)
+    before = raw(server).get(key)
+    write()
+    raw(server).set(key, before, expire=600, noreply=False)
+
+
+def test_a_stale_copy_loses_to_the_newer_one(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """A node that missed the last save serves old data: the newer copy still wins."""
+    session = saved(store, step="old")
+    session["step"] = "new"
+    missed_last_write(
+        store, session, ranked(cluster, session.id)[0], raw, lambda: store.save(session)
+    )
+    assert {"step": "new"} == dict(store.start(session.id))
+
+
+def test_a_stale_copy_is_repaired(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """After a read finds the stale copy, the node holds the newer one."""
+    session = saved(store, step="old")
+    primary = ranked(cluster, session.id)[0]
+    session["step"] = "new"
+    missed_last_write(store, session, primary, raw, lambda: store.save(session))
+    store.start(session.id)
+    key = storage_key(PREFIX, session.id)
+    assert {"step": "new"} == decode(raw(primary).get(key), key, [SECRET]).data
+
+
+def test_a_stale_read_reports_stale_and_repaired(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+    outcomes: list[Outcome],
+) -> None:
+    """The outcome names the stale node and its repair, at NOTICE."""
+    session = saved(store, step="old")
+    primary = ranked(cluster, session.id)[0]
+    session["step"] = "new"
+    missed_last_write(store, session, primary, raw, lambda: store.save(session))
+    store.start(session.id)
+    assert (OutcomeKind.REPAIRED, [NodeStatus.STALE, NodeStatus.STORED]) == (
+        outcomes[-1].kind,
+        statuses(outcomes[-1], primary),
+    )
+
+
+def test_a_paused_node_rejoins_with_stale_data_and_loses(
+    cluster: MemcachedCluster,
+    make_store: Callable[..., MemcacheSessionStore],
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """End to end: the primary hangs, its breaker opens, a save skips it; after it resumes
+    and its breaker is reset, its old copy is reported stale and the new data is served."""
+    store = make_store(cluster)
+    session = saved(store, step="old")
+    primary = ranked(cluster, session.id)[0]
+    primary.pause()
+    while node_of(store, primary) is not BreakerState.OPEN:
+        store.start(session.id)
+    session["step"] = "new"
+    store.save(session)
+    primary.resume()
+    reset_breaker(store, primary)
+    loaded, seen = wait_until_consulted(store, session.id, primary, outcomes)
+    assert ({"step": "new"}, NodeStatus.STALE) == (dict(loaded), seen)
+
+
+def reset_breaker(store: MemcacheSessionStore, server: MemcachedServer) -> None:
+    (node,) = [n for n in store.nodes if n.address == server.address]
+    node.breaker.reset()
+
+
+def wait_until_consulted(
+    store: MemcacheSessionStore, sid: str, server: MemcachedServer, outcomes: list[Outcome]
+) -> tuple[Session, NodeStatus]:
+    """Read until the breaker lets a probe reach ``server``; its first answered status."""
+    for _ in range(500):
+        loaded = store.start(sid)
+        answered = [
+            r.status
+            for r in outcomes[-1].results_for(server.address)
+            if r.command == "gets" and r.status is not NodeStatus.SKIPPED
+        ]
+        if answered:
+            return loaded, answered[0]
+        time.sleep(0.01)
+    raise AssertionError(f"{server!r} was never consulted again")
+
+
+def test_a_restarted_empty_node_is_refilled(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """A node restarted empty gets the missing copy back on the next read."""
+    session = saved(store, a=1)
+    primary = ranked(cluster, session.id)[0]
+    primary.restart()
+    store.start(session.id)
+    assert raw(primary).get(storage_key(PREFIX, session.id)) is not None
+
+
+def test_a_logout_survives_a_node_that_missed_it(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """Destroyed while its primary missed the tombstone: the session stays gone."""
+    session = saved(store, user_id=1)
+    old = session.id
+    primary = ranked(cluster, old)[0]
+    missed_last_write(store, session, primary, raw, lambda: store.destroy(session))
+    first, second = store.start(old), store.start(old)
+    assert (True, True, 0) == (first.new, second.new, len(first) + len(second))
+
+
+def test_the_returning_node_gets_the_tombstone(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """The stale live copy on the node that missed the logout is replaced by the tombstone."""
+    session = saved(store, user_id=1)
+    old = session.id
+    primary = ranked(cluster, old)[0]
+    missed_last_write(store, session, primary, raw, lambda: store.destroy(session))
+    store.start(old)
+    key = storage_key(PREFIX, old)
+    assert decode(raw(primary).get(key), key, [SECRET]).tombstone
+
+
+def test_a_logout_while_a_node_hung_survives_its_return(
+    cluster: MemcachedCluster,
+    make_store: Callable[..., MemcacheSessionStore],
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """End to end: logout while the primary hangs (breaker open); after it resumes with the
+    live copy and its breaker is reset, the session stays logged out."""
+    store = make_store(cluster)
+    session = saved(store, user_id=1)
+    old = session.id
+    primary = ranked(cluster, old)[0]
+    primary.pause()
+    while node_of(store, primary) is not BreakerState.OPEN:
+        store.start(old)
+    store.destroy(session)
+    primary.resume()
+    reset_breaker(store, primary)
+    loaded, seen = wait_until_consulted(store, old, primary, outcomes)
+    assert (True, 0, NodeStatus.STALE) == (loaded.new, len(loaded), seen)
+
+
+def test_a_regenerated_id_stays_dead_after_rejoin(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """Regenerated while the old primary missed the tombstone: the old id does not come back."""
+    session = saved(store, user_id=1)
+    old = session.id
+    primary = ranked(cluster, old)[0]
+    old_key = storage_key(PREFIX, old)
+    before = raw(primary).get(old_key)
+    store.regenerate(session)
+    raw(primary).set(old_key, before, expire=600, noreply=False)
+    assert store.start(old).new
