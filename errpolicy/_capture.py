@@ -45,11 +45,11 @@ def route(frame: Frame | None, draft: Event) -> Report | None:
     it must go where it would have gone without errpolicy.
     """
     while frame is not None:
-        report = frame.report
+        report = frame[0]
         if report.takes(draft):
             report.capture(draft)
             return report
-        frame = frame.parent
+        frame = frame[1]
     return None
 
 

@@ -34,15 +34,27 @@ class DefaultClassifier:
     @staticmethod
     def for_category(category: type[Warning]) -> Severity:
         """The default severity of a warning category."""
-        declared = getattr(category, "__errpolicy_severity__", None)
-        if isinstance(declared, Severity):
-            return declared
-        if issubclass(category, _DEPRECATIONS):
-            return Severity.DEPRECATED
-        return Severity.WARNING
+        cached = _BY_CATEGORY.get(category)
+        if cached is None:
+            cached = _BY_CATEGORY[category] = _category_severity(category)
+        return cached
 
     def __repr__(self) -> str:
         return "default"
+
+
+# Warning categories are few and long-lived; their default severity is looked
+# up on every captured warning.
+_BY_CATEGORY: dict[type[Warning], Severity] = {}
+
+
+def _category_severity(category: type[Warning]) -> Severity:
+    declared = getattr(category, "__errpolicy_severity__", None)
+    if isinstance(declared, Severity):
+        return declared
+    if issubclass(category, _DEPRECATIONS):
+        return Severity.DEPRECATED
+    return Severity.WARNING
 
 
 default_classifier = DefaultClassifier()

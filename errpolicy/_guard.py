@@ -6,6 +6,7 @@ import contextvars
 import functools
 import inspect
 import threading
+import warnings
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
@@ -15,7 +16,12 @@ from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
 from ._report import Report
-from ._state import Frame, active, current_frame
+from ._state import Frame, active
+
+_installed = _hooks.Installed
+_FILTER = _hooks.FILTER
+_active_get = active.get
+_active_set = active.set
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,7 +30,12 @@ _get_ident = threading.get_ident
 
 
 class Guard:
-    """Captures what a call raises and applies a policy to it; see :func:`guard`.
+    """Captures what a call raises and applies a policy to it.
+
+    ``errpolicy.guard(name)`` is used as ``with``, ``async with``, or as a
+    decorator ``@errpolicy.guard(name)``. The policy is ``policy`` if given,
+    else the one configured for ``name``, else ``default`` if given (libraries
+    ship their defaults this way), else the configured default policy.
 
     A Guard object can be entered again once it has exited, but not while it is
     open (like numpy's ``errstate``); as a decorator it opens a fresh guard per call.
@@ -54,12 +65,20 @@ class Guard:
     def __enter__(self) -> Report:
         if self._token is not None:
             raise RuntimeError(f"{self!r} is already open; use a new errpolicy.guard(...) to nest")
-        _hooks.ensure_ready()
-        config = _config.get_config()
-        policy = self._policy or config.policy_for(self.name, self._default)
+        filters = warnings.filters
+        if not _installed.on or not filters or filters[0] is not _FILTER:
+            _hooks.ensure_ready()
+        config = _config._config  # get_config() without the call
+        policy = (
+            self._policy or config.policies.get(self.name) or self._default or config.default_policy
+        )
         report = Report(self.name, policy, config)
         self._report = report
-        self._token = active.set(Frame(report, current_frame(), _get_ident()))
+        ident = _get_ident()
+        parent = _active_get()
+        self._token = _active_set(
+            (report, parent if parent and parent[2] == ident else None, ident)
+        )
         return report
 
     def __exit__(
@@ -73,8 +92,9 @@ class Guard:
             raise RuntimeError(f"{self!r} was not entered")
         self._token = self._report = None
         active.reset(token)
-        report.close()
-        _finish(report, exc)
+        report._open = False  # the guard owns its report's life
+        if report._head is not None:  # cheap "captured anything?"
+            _finish(report, exc)
 
     async def __aenter__(self) -> Report:
         return self.__enter__()
@@ -113,14 +133,8 @@ class Guard:
         return cast("Callable[P, Any]", guarded)
 
 
-def guard(name: str, *, policy: Policy | None = None, default: Policy | None = None) -> Guard:
-    """A guard named ``name``: ``with``, ``async with``, or ``@errpolicy.guard(name)``.
-
-    The policy is ``policy`` if given, else the one configured for ``name``,
-    else ``default`` if given (libraries ship their defaults this way), else the
-    configured default policy.
-    """
-    return Guard(name, policy=policy, default=default)
+#: ``errpolicy.guard(name, *, policy=None, default=None)``: a :class:`Guard`.
+guard = Guard
 
 
 def _finish(report: Report, exc: BaseException | None) -> None:

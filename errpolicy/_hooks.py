@@ -72,7 +72,7 @@ def _filters() -> list[Any]:
     return cast("list[Any]", warnings.filters)
 
 
-class _Installed:
+class Installed:
     on = False
     capture_level: int | None = None
 
@@ -212,6 +212,12 @@ def _showwarnmsg(msg: warnings.WarningMessage) -> None:
             )
 
 
+def first_filter() -> object:
+    """The first entry of ``warnings.filters`` (``None`` if there is none)."""
+    filters = warnings.filters
+    return filters[0] if filters else None
+
+
 def put_filter_first() -> None:
     """Make errpolicy's filter the first one again if something displaced it.
 
@@ -234,14 +240,14 @@ def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
         _orig_call_handlers(self, record)
         return
     if route(frame, record_event(record)) is None:
-        if _Installed.capture_level is not None and not _orig_is_enabled_for(self, record.levelno):
+        if Installed.capture_level is not None and not _orig_is_enabled_for(self, record.levelno):
             return  # made only because a guard might want it; nobody does
         with capture_disabled():
             _orig_call_handlers(self, record)
 
 
 def _is_enabled_for(self: logging.Logger, level: int) -> bool:
-    capture_level = _Installed.capture_level
+    capture_level = Installed.capture_level
     if (
         capture_level is not None
         and level >= capture_level
@@ -280,7 +286,7 @@ def structlog_processor(
 
 def install() -> None:
     """Install the hooks, once. Called by :func:`configure` and the first guard."""
-    if _Installed.on:
+    if Installed.on:
         return
     if logging.getLevelName(NOTICE) == f"Level {NOTICE}":
         logging.addLevelName(NOTICE, "NOTICE")
@@ -289,8 +295,8 @@ def install() -> None:
     warnings._showwarnmsg = _showwarnmsg  # type: ignore[attr-defined]
     logging.Logger.callHandlers = _call_handlers  # type: ignore[method-assign]
     put_filter_first()
-    _Installed.on = True
-    sync_level_hook(_Installed.capture_level)
+    Installed.on = True
+    sync_level_hook(Installed.capture_level)
 
 
 def uninstall() -> None:
@@ -307,17 +313,17 @@ def uninstall() -> None:
         logging.Logger.isEnabledFor = _orig_is_enabled_for  # type: ignore[method-assign]
     while FILTER in _filters():
         _filters().remove(FILTER)
-    _Installed.on = False
+    Installed.on = False
 
 
 def installed() -> bool:
     """Whether the hooks are installed."""
-    return _Installed.on
+    return Installed.on
 
 
 def ensure_ready() -> None:
     """Called on guard entry: install once, and keep the filter first."""
-    if not _Installed.on:
+    if not Installed.on:
         install()
     filters = _filters()
     if not filters or filters[0] is not FILTER:
@@ -326,8 +332,8 @@ def ensure_ready() -> None:
 
 def sync_level_hook(level: int | None) -> None:
     """Wrap ``Logger.isEnabledFor`` only while a capture level is configured."""
-    _Installed.capture_level = level
-    if not _Installed.on:
+    Installed.capture_level = level
+    if not Installed.on:
         return
     if level is None:
         if logging.Logger.isEnabledFor is _is_enabled_for:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
@@ -29,6 +29,9 @@ class Policy:
     record: Severity
     immediate: bool
     scope: Matcher | None
+    # The action of each single severity, computed once: IntFlag arithmetic is
+    # slow, and decide() runs for every captured event.
+    _actions: dict[Severity, Action] = field(init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -46,9 +49,14 @@ class Policy:
         object.__setattr__(self, "record", _mask("record", record))
         object.__setattr__(self, "immediate", immediate)
         object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "_actions", {s: self._decide(s) for s in Severity})
 
     def decide(self, severity: Severity) -> Action:
         """The action for an event of ``severity``."""
+        action = self._actions.get(severity)
+        return action if action is not None else self._decide(severity)
+
+    def _decide(self, severity: Severity) -> Action:
         if severity & self.raise_on:
             return Action.RAISE
         if severity & self.record:

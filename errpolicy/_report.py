@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ._config import Config
     from ._policy import Policy
 
+_LOCK = threading.Lock()
+setattr_ = object.__setattr__
+
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
@@ -51,67 +54,70 @@ class Report:
     everything, kept or not.
     """
 
-    __slots__ = (
-        "_config",
-        "_counts",
-        "_dropped",
-        "_head",
-        "_head_size",
-        "_lock",
-        "_open",
-        "_raised",
-        "_tail",
-        "immediate_violation",
-        "name",
-        "policy",
-    )
+    # No __slots__: the class-level defaults below let __init__ set three
+    # attributes only, because a report is made on every guard entry and most
+    # guards capture nothing. Storage is made on the first capture.
+    _head: list[Event] | None = None
+    _tail: collections.deque[Event] | None = None
+    _counts: dict[tuple[Action, Severity], int] | None = None
+    # Raised events are also kept apart (the first max_events of them), so a
+    # flood cannot push the one that matters out of the middle of the buffer.
+    _raised: list[Event] | None = None
+    _dropped = 0
+    _open = True
+    #: The violation raised from inside the block in immediate mode.
+    immediate_violation: PolicyViolation | None = None
 
     def __init__(self, name: str, policy: Policy, config: Config) -> None:
         self.name = name
         self.policy = policy
         self._config = config
-        self._head: list[Event] = []
-        self._head_size = (config.max_events + 1) // 2
-        self._tail: collections.deque[Event] = collections.deque(
-            maxlen=config.max_events - self._head_size
-        )
-        self._counts: collections.Counter[tuple[Action, Severity]] = collections.Counter()
-        self._dropped = 0
-        # Raised events are also kept apart (the first max_events of them), so a
-        # flood cannot push the one that matters out of the middle of the buffer.
-        self._raised: list[Event] = []
-        self._lock = threading.Lock()
-        self._open = True
-        #: The violation raised from inside the block in immediate mode.
-        self.immediate_violation: PolicyViolation | None = None
 
     # -- capture side -----------------------------------------------------
 
     def takes(self, event: Event) -> bool:
         """Whether this report captures ``event`` (open, and in the policy's scope)."""
-        return self._open and self.policy.takes(event)
+        return self._open and (self.policy.scope is None or self.policy.scope(event))
 
     def capture(self, draft: Event) -> Event:
         """Classify and decide ``draft``, keep it, and raise at once in immediate mode."""
-        severity, by = classify(draft, self._config.classifiers)
+        classifiers = self._config.classifiers
+        if classifiers:
+            severity, by = classify(draft, classifiers)
+            setattr_(draft, "severity", severity)
+            setattr_(draft, "classified_by", by)
+        else:
+            severity = draft.severity
         action = self.policy.decide(severity)
         # The draft is not yet visible to anyone else, so finish it in place
         # rather than paying for dataclasses.replace on the capture path.
-        setattr_ = object.__setattr__
-        setattr_(draft, "severity", severity)
         setattr_(draft, "action", action)
         setattr_(draft, "guard", self.name)
-        setattr_(draft, "classified_by", by)
-        with self._lock:
-            self._counts[action, severity] += 1
-            if action is Action.RAISE and len(self._raised) < self._config.max_events:
-                self._raised.append(draft)
-            if len(self._head) < self._head_size:
-                self._head.append(draft)
+        max_events = self._config.max_events
+        # One lock for all reports: only carried threads ever contend for it.
+        with _LOCK:
+            key = (action, severity)
+            counts = self._counts
+            if counts is None:
+                counts = self._counts = {}
+            counts[key] = counts.get(key, 0) + 1
+            if action is Action.RAISE:
+                if self._raised is None:
+                    self._raised = []
+                if len(self._raised) < max_events:
+                    self._raised.append(draft)
+            head = self._head
+            if head is None:
+                self._head = [draft]
+            elif len(head) < (max_events + 1) // 2:
+                head.append(draft)
             else:
-                if len(self._tail) == self._tail.maxlen:
+                tail = self._tail
+                if tail is None:
+                    tail = self._tail = collections.deque(maxlen=max_events // 2)
+                elif len(tail) == tail.maxlen:
                     self._dropped += 1
-                self._tail.append(draft)
+                tail.append(draft)
         if action is Action.RAISE and self.policy.immediate and self.immediate_violation is None:
             self.immediate_violation = self._violation([draft])
             raise self.immediate_violation
@@ -119,6 +125,11 @@ class Report:
 
     def close(self) -> None:
         self._open = False
+
+    @property
+    def captured_any(self) -> bool:
+        """Whether anything was captured (cheap; for the exit path)."""
+        return self._head is not None
 
     # -- read side --------------------------------------------------------
 
@@ -130,8 +141,8 @@ class Report:
     @property
     def events(self) -> tuple[Event, ...]:
         """Every kept event, in the order captured."""
-        with self._lock:
-            return (*self._head, *self._tail)
+        with _LOCK:
+            return (*(self._head or ()), *(self._tail or ()))
 
     @property
     def raised(self) -> tuple[Event, ...]:
@@ -156,8 +167,8 @@ class Report:
     @property
     def counts(self) -> Mapping[tuple[Action, Severity], int]:
         """How many events were captured, by action and severity, kept or not."""
-        with self._lock:
-            return MappingProxyType(dict(self._counts))
+        with _LOCK:
+            return MappingProxyType(dict(self._counts or {}))
 
     @property
     def total(self) -> int:
@@ -197,7 +208,7 @@ class Report:
         """The :class:`PolicyViolation` for the raised events, or ``None`` if there are none."""
         if not self._raised:
             return None
-        with self._lock:
+        with _LOCK:
             raised = tuple(self._raised)
         return self._violation(raised)
 

@@ -22,15 +22,9 @@ R = TypeVar("R")
 _get_ident = threading.get_ident
 
 
-class Frame:
-    """An open guard in one thread: its report, the enclosing frame, the owning thread."""
-
-    __slots__ = ("parent", "report", "thread_id")
-
-    def __init__(self, report: Report, parent: Frame | None, thread_id: int) -> None:
-        self.report = report
-        self.parent = parent
-        self.thread_id = thread_id
+#: An open guard in one thread: (its report, the enclosing frame, the owning
+#: thread's ident). A plain tuple because one is made on every guard entry.
+Frame = tuple["Report", "Frame | None", int]
 
 
 active: contextvars.ContextVar[Frame | None] = contextvars.ContextVar(
@@ -45,7 +39,7 @@ def current_frame() -> Frame | None:
     do that) does not count: guards belong to the thread that opened them.
     """
     frame = active.get()
-    if frame is None or frame.thread_id != _get_ident():
+    if frame is None or frame[2] != _get_ident():
         return None
     return frame
 
@@ -62,7 +56,7 @@ def carry(function: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(function)
     def carried(*args: P.args, **kwargs: P.kwargs) -> R:
-        moved = None if frame is None else Frame(frame.report, frame.parent, _get_ident())
+        moved = None if frame is None else (frame[0], frame[1], _get_ident())
         token = active.set(moved)
         try:
             return function(*args, **kwargs)
