@@ -1,0 +1,145 @@
+"""The failover demo in short mode, run as ``make demo`` runs it, and its JSON checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PHASES = ["all-up", "one-killed", "one-hung", "restarted", "all-down", "all-back"]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The finished demo: exit code, output, parsed JSON and the plot's path."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any]
+    plot: Path
+
+    def phase(self, name: str) -> dict[str, Any]:
+        return next(p for p in self.report["phases"] if p["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def demo(memcached_binary: str, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One short run of the demo, shared by the tests of this module."""
+    out = tmp_path_factory.mktemp("demo")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.failover_demo",
+            "--short",
+            "--json",
+            str(out / "demo.json"),
+            "--plot",
+            str(out / "demo.svg"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    report = json.loads((out / "demo.json").read_text()) if (out / "demo.json").exists() else {}
+    return DemoRun(result.returncode, result.stdout, result.stderr, report, out / "demo.svg")
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_passes_its_own_checks(demo: DemoRun):
+    """The short demo exits 0 with every check passed."""
+    assert (0, True, []) == (demo.returncode, demo.report["passed"], demo.report["failed_checks"])
+
+
+def test_demo_runs_the_six_phases_in_order(demo: DemoRun):
+    """The JSON lists the six phases in the documented order."""
+    assert PHASES == [phase["name"] for phase in demo.report["phases"]]
+
+
+def test_no_session_lost_while_one_node_is_down(demo: DemoRun):
+    """With one node killed, every user keeps the session and no request fails."""
+    phase = demo.phase("one-killed")
+    assert (0, 0, 0, phase["users"]) == (
+        phase["lost"],
+        phase["unavailable"],
+        phase["errors"],
+        phase["sessions_kept"],
+    )
+
+
+def test_failover_is_recorded_as_notices(demo: DemoRun):
+    """The failover shows up as recorded notices, not as errors."""
+    assert True is (demo.phase("one-killed")["notices"] > 0)
+
+
+def test_all_down_answers_only_clean_503s(demo: DemoRun):
+    """With every node down each request is a clean 503, never a fresh empty session."""
+    phase = demo.phase("all-down")
+    assert (phase["requests"], 0, 0) == (phase["unavailable"], phase["lost"], phase["errors"])
+
+
+def test_sessions_come_back_with_the_nodes(demo: DemoRun):
+    """After the outage every user is served again with the same session."""
+    phase = demo.phase("all-back")
+    assert (True, 0, phase["users"]) == (
+        phase["recovered"],
+        phase["lost"],
+        phase["sessions_kept"],
+    )
+
+
+def test_timeline_has_every_request(demo: DemoRun):
+    """The JSON timeline holds one entry per request counted in the phases."""
+    total = sum(phase["requests"] for phase in demo.report["phases"])
+    assert total == len(demo.report["timeline"])
+
+
+def test_plot_is_written_as_svg(demo: DemoRun):
+    """``--plot PATH.svg`` writes an SVG document."""
+    assert "<svg" in demo.plot.read_text()[:2000]
+
+
+def test_table_is_printed(demo: DemoRun):
+    """The summary table names every phase on stdout."""
+    assert all(name in demo.stdout for name in PHASES)
+
+
+def _sample(outcome: str, phase: str = "p") -> Any:
+    from examples.failover_demo._traffic import Sample
+
+    return Sample(0.0, phase, "u1", "hit", outcome, 200, 1.0)
+
+
+def _failed(expect: Any, *outcomes: str) -> list[str]:
+    from examples.failover_demo._phases import Phase
+    from examples.failover_demo._stats import phase_stats
+
+    phase = Phase("p", "test phase", lambda cluster: None, expect)
+    stats = phase_stats(phase, [_sample(o) for o in outcomes], ["u1"], {}, 1.0)
+    return [check.name for check in stats.checks if not check.passed]
+
+
+def test_a_lost_session_fails_the_phase():
+    """A lost session where none may be lost breaks the demo's check."""
+    from examples.failover_demo._phases import Expect
+
+    assert ["no session lost"] == _failed(Expect(), "kept", "lost")
+
+
+def test_a_served_request_fails_the_all_down_phase():
+    """In the all-down phase anything but a clean 503 breaks the check."""
+    from examples.failover_demo._phases import Expect
+
+    expected = ["every request a clean 503, never a fresh empty session"]
+    assert expected == _failed(Expect(all_unavailable=True), "unavailable", "kept")
