@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.exceptions import ServiceUnavailable
 
 from ._frameworks import (
     STORE_DOWN,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FlaskSession",
     "MemcacheSessionInterface",
+    "SessionStoreUnavailable",
     "UnavailableSession",
     "init_app",
     "regenerate_session",
@@ -191,6 +193,8 @@ class MemcacheSessionInterface(SessionInterface):
             and app.config["SESSION_REFRESH_EACH_REQUEST"]
         ):
             action = CookieAction.SET
+        if session.incoming is not None or action is not CookieAction.KEEP:
+            response.vary.add("Cookie")
         name = self.get_cookie_name(app)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
@@ -201,7 +205,6 @@ class MemcacheSessionInterface(SessionInterface):
             response.delete_cookie(
                 name, domain=domain, path=path, secure=secure, samesite=samesite, httponly=httponly
             )
-            response.vary.add("Cookie")
         elif action is CookieAction.SET:
             response.set_cookie(
                 name,
@@ -213,7 +216,6 @@ class MemcacheSessionInterface(SessionInterface):
                 secure=secure,
                 samesite=samesite,
             )
-            response.vary.add("Cookie")
 
 
 def _make_unavailable(response: Response, retry_after: int) -> None:
@@ -239,24 +241,41 @@ def init_app(
     """Use the memcache store for ``app``'s sessions, with a ``503`` when it is down.
 
     Installs :class:`MemcacheSessionInterface` and a ``before_request`` hook, run before
-    any other, that answers ``503`` (plain text, ``Retry-After``) when the session could
-    not be loaded, so no view runs without its session.
+    any other, that raises :class:`SessionStoreUnavailable` (a ``503``: plain text,
+    ``Retry-After``) when the session could not be loaded, so no view runs without
+    its session. ``@app.errorhandler(503)`` can answer differently.
     """
     interface = MemcacheSessionInterface(store, retry_after=retry_after, save_errors=save_errors)
     interface.get_store(app)  # a configuration mistake shows at boot, not on the first request
     app.session_interface = interface
 
-    def refuse_without_session() -> Response | None:
+    def refuse_without_session() -> None:
         from flask import session
 
         current = session._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy
         if isinstance(current, UnavailableSession):
             _log.error("session store unavailable, answered 503: %s", current.error)
-            return unavailable_response(interface.get_retry_after(app))
-        return None
+            raise SessionStoreUnavailable(current.error, interface.get_retry_after(app))
 
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_session)
     return interface
+
+
+class SessionStoreUnavailable(ServiceUnavailable):
+    """The ``503`` raised before the view when no replica could load the session.
+
+    ``error`` is the store's error (:class:`errpolicy.PolicyViolation`, whose
+    ``report`` tells which nodes failed). Without a handler of yours the client
+    gets :func:`unavailable_response`.
+    """
+
+    def __init__(self, error: Exception, retry_after: int = 5) -> None:
+        super().__init__(
+            UNAVAILABLE_BODY.decode(),
+            response=unavailable_response(retry_after),
+            retry_after=retry_after,
+        )
+        self.error = error
 
 
 def regenerate_session() -> None:

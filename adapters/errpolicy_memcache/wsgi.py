@@ -153,7 +153,7 @@ class _Exchange:
                 headers.append(("Set-Cookie", cookie.set_cookie(self.session.id)))
             elif action is CookieAction.DELETE:
                 headers.append(("Set-Cookie", cookie.delete_cookie()))
-            if action is not CookieAction.KEEP or self.session.modified:
+            if action is not CookieAction.KEEP or self.incoming is not None:
                 headers.append(("Vary", "Cookie"))
         return self.server_start_response(status, headers, exc_info)
 

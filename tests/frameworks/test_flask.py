@@ -10,6 +10,7 @@ from flask import Flask, session
 from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.flask import (
     MemcacheSessionInterface,
+    SessionStoreUnavailable,
     UnavailableSession,
     init_app,
     regenerate_session,
@@ -204,3 +205,17 @@ def test_interface_without_init_app_fails_loudly(
     client.set_cookie("session", store.new_session().id)
     kill_all(cluster)
     assert 500 == client.get("/peek").status_code
+
+
+def test_app_can_answer_the_503_itself(store: MemcacheSessionStore, cluster: MemcachedCluster):
+    """An ``errorhandler(503)`` of the app replaces the default plain-text answer."""
+    app = make_app(store)
+
+    @app.errorhandler(SessionStoreUnavailable)
+    def sorry(error: SessionStoreUnavailable) -> tuple[str, int]:
+        return f"sorry, retry in {error.retry_after}s", 503
+
+    client = app.test_client()
+    client.get("/count")
+    kill_all(cluster)
+    assert b"sorry, retry in 5s" == client.get("/count").data
