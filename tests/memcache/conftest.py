@@ -11,7 +11,7 @@ import errpolicy
 import pytest
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import MemcacheSessionStore, Outcome
+from errpolicy_memcache import OPERATIONS, MemcacheSessionStore, Outcome
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._placement import rank
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
@@ -109,18 +109,7 @@ def relaxed() -> Iterator[None]:
     """Configure every session operation to record, never raise; restores the configuration."""
     previous = errpolicy.get_config()
     policy = errpolicy.Policy(raise_on="NONE", record="ALL")
-    errpolicy.configure(
-        policies={
-            name: policy
-            for name in (
-                "session.start",
-                "session.save",
-                "session.regenerate",
-                "session.destroy",
-                "session.exists",
-            )
-        }
-    )
+    errpolicy.configure(policies=dict.fromkeys(OPERATIONS, policy))
     yield
     errpolicy.configure(policies=previous.policies)
 
@@ -155,7 +144,7 @@ def _remaining_ttl(server: MemcachedServer, key: str) -> int | None:
         line = sock.recv(1024).decode().strip()
     if line.startswith("EN"):
         return None
-    flags = dict((part[0], part[1:]) for part in line.split()[1:])
+    flags = {part[0]: part[1:] for part in line.split()[1:]}
     return int(flags["t"])
 
 

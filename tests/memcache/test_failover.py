@@ -1,4 +1,4 @@
-"""Node failures against real memcached: kill, pause (hung node), restart, rejoin with stale data."""
+"""Node failures against real memcached: kill, pause (a hung node), restart, stale rejoin."""
 
 from __future__ import annotations
 

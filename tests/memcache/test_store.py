@@ -48,7 +48,11 @@ def test_an_agreeing_read_reports_ok(store: MemcacheSessionStore, outcomes: list
     """Both replicas answering the same version is an OK outcome, at no severity."""
     session = saved(store, a=1)
     store.start(session.id)
-    assert (OutcomeKind.OK, 0, 2) == (outcomes[-1].kind, outcomes[-1].level, len(outcomes[-1].nodes))
+    assert (OutcomeKind.OK, 0, 2) == (
+        outcomes[-1].kind,
+        outcomes[-1].level,
+        len(outcomes[-1].nodes),
+    )
 
 
 def test_save_writes_replicas_copies(
