@@ -12,19 +12,9 @@ import pytest
 from django.conf import settings
 
 if not settings.configured:
-    settings.configure(
-        SECRET_KEY="django-secret-key-0123456789abcdef",
-        SESSION_ENGINE="errpolicy_memcache.django",
-        ALLOWED_HOSTS=["testserver"],
-        INSTALLED_APPS=[],
-        DATABASES={},
-        USE_TZ=True,
-        MIDDLEWARE=[
-            "errpolicy_memcache.django.SessionUnavailableMiddleware",
-            "django.contrib.sessions.middleware.SessionMiddleware",
-        ],
-        ROOT_URLCONF="frameworks_django_urls",
-    )
+    # Only what must be there before django.setup(); the rest is overridden per test,
+    # so another module (or a docs example) that configured Django first does not matter.
+    settings.configure(SECRET_KEY="django-secret-key-0123456789abcdef", USE_TZ=True)
     django.setup()
 
 from django.contrib.sessions.backends.base import UpdateError  # after settings.configure
@@ -81,6 +71,12 @@ def django_store(cluster: MemcachedCluster, recorded: list[Any]) -> Iterator[Non
     """Point the engine at the test cluster (a changed setting rebuilds the store)."""
     _state["cluster"] = cluster
     with override_settings(
+        SESSION_ENGINE="errpolicy_memcache.django",
+        ALLOWED_HOSTS=["testserver"],
+        MIDDLEWARE=[
+            "errpolicy_memcache.django.SessionUnavailableMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+        ],
         ROOT_URLCONF=_urls,
         ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses,
         ERRPOLICY_MEMCACHE_OPTIONS={"timeout": 0.3, "retry_after": 60.0},
