@@ -266,10 +266,15 @@ def _check_level(level: int | str | None) -> int | None:
 
 
 def _replace(**changes: Any) -> Config:
+    return restore(dataclasses.replace(_config, **changes))
+
+
+def restore(config: Config) -> Config:
+    """Make ``config`` the configuration again (used by :func:`errpolicy.testing.configured`)."""
     global _config
     from . import _hooks
 
-    new = dataclasses.replace(_config, **changes)
+    new = config
     _config = new
     _hooks.install()
     _hooks.sync_level_hook(new.capture_log_level)

@@ -198,3 +198,15 @@ def test_uninstall_restores_the_originals() -> None:
         assert logging.__name__ == logging.Logger.callHandlers.__module__
     finally:
         errpolicy.install()
+
+
+def test_testing_configured_restores_what_it_found() -> None:
+    """errpolicy.testing.configured() restores the previous configuration, also on error."""
+    from errpolicy.testing import configured
+
+    errpolicy.configure(policies={"kept": Policy()})
+    before = errpolicy.get_config()
+    with pytest.raises(KeyError), configured(max_events=5) as inside:
+        assert 5 == inside.max_events
+        raise KeyError("leave early")
+    assert before == errpolicy.get_config()
