@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 from . import match as _match
 from ._errors import ConfigurationError
 from ._policy import Policy
+from ._severity import logging_level
 from ._sinks import default_sink
 from .typing import Classifier, Sink
 
@@ -256,13 +256,10 @@ def _check_classifiers(classifiers: Iterable[Classifier]) -> tuple[Classifier, .
 def _check_level(level: int | str | None) -> int | None:
     if level is None:
         return None
-    if isinstance(level, str):
-        n = logging.getLevelName(level.upper())
-        if isinstance(n, int):
-            return n
-    elif isinstance(level, int) and not isinstance(level, bool) and level >= 0:
-        return level
-    raise ConfigurationError(f"unknown logging level {level!r}", key="capture_log_level")
+    try:
+        return logging_level(level)
+    except ValueError as e:
+        raise ConfigurationError(str(e), key="capture_log_level") from None
 
 
 def _replace(**changes: Any) -> Config:

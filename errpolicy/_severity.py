@@ -11,6 +11,21 @@ from ._grammar import parse_mask
 NOTICE = 25
 
 
+def logging_level(value: int | str) -> int:
+    """A stdlib logging level from a number or a name (``"NOTICE"`` is 25 even before
+    errpolicy registers the name). Raises ``ValueError`` for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        name = value.strip().upper()
+        if name == "NOTICE":
+            return NOTICE
+        number = logging.getLevelName(name)
+        if isinstance(number, int):
+            return number
+    raise ValueError(f"unknown logging level {value!r}")
+
+
 class Severity(enum.IntFlag):
     """How bad an event is. Masks combine severities: ``Severity.ALL & ~Severity.NOTICE``."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
-from ._severity import Severity
+from ._severity import Severity, logging_level
 
 if TYPE_CHECKING:
     from ._event import Event, Source
@@ -245,13 +245,10 @@ def predicate(function: Callable[[Event], bool], name: str = "") -> Matcher:
 
 
 def _levelno(value: int | str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        n = logging.getLevelName(value.upper())
-        if isinstance(n, int):
-            return n
-    raise ConfigurationError(f"unknown logging level {value!r}")
+    try:
+        return logging_level(value)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
