@@ -99,7 +99,8 @@ def ensure_memcached(err: TextIO) -> str | None:
     binary = find_memcached()
     if binary is not None:
         return binary
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+    explicit = os.environ.get("MEMCACHED")  # a wrong $MEMCACHED is the user's to fix
+    if not explicit and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         err.write("failover demo: installing memcached with apt-get\n")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
@@ -143,7 +144,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
 
     if ensure_memcached(err) is None:
         err.write(
-            "failover demo: memcached is not installed; get it with "
+            "failover demo: memcached was not found; install it with "
             "`sudo apt-get install memcached` (Debian/Ubuntu) or `brew install memcached` "
             "(macOS), or set $MEMCACHED to its path, then run `make demo` again\n"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -143,3 +144,18 @@ def test_a_served_request_fails_the_all_down_phase():
 
     expected = ["every request a clean 503, never a fresh empty session"]
     assert expected == _failed(Expect(all_unavailable=True), "unavailable", "kept")
+
+
+def test_missing_memcached_says_how_to_get_it(tmp_path: Path):
+    """Without a memcached binary the demo prints one line on how to get it and exits 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.failover_demo", "--short", "--json", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "MEMCACHED": str(tmp_path / "no-such-memcached")},
+    )
+    lines = result.stderr.strip().splitlines()
+    assert (2, 1, True) == (result.returncode, len(lines), "apt-get install memcached" in lines[0])
