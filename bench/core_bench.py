@@ -344,14 +344,15 @@ def run(*, quick: bool = False) -> list[Result]:
 def table(results: Sequence[Result]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| benchmark | errpolicy | baseline | ratio | target | result |",
-        "|---|---:|---:|---:|---|---|",
+        "| benchmark | errpolicy | baseline | ratio | rounds' range | target | result |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         verdict = "-" if r.passed is None else ("pass" if r.passed else "FAIL")
+        low, high = r.spread
         lines.append(
             f"| {r.name} | {r.errpolicy_ns:,.0f} ns | {r.baseline_ns:,.0f} ns "
-            f"| {r.shown_ratio} | {r.target or '-'} | {verdict} |"
+            f"| {r.shown_ratio} | {low:.2f}-{high:.2f}x | {r.target or '-'} | {verdict} |"
         )
     return "\n".join(lines)
 
