@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import errpolicy
+from errpolicy.testing import configured
 
 from errpolicy_memcache.testing import MemcachedCluster, find_memcached
 
@@ -153,14 +153,12 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
     log_path = json_path.with_suffix(".log")
     handler = _quiet_logging(log_path)
     counter = EventCounter()
-    previous_sink = errpolicy.get_config().sink
-    errpolicy.configure(sink=counter)
     phases = build_phases(options.all_down, REPLICAS, NODES)
     progress = Progress(err, len(phases))
     results: list[PhaseStats] = []
     spans: list[tuple[float, float]] = []
     try:
-        with MemcachedCluster(NODES) as cluster:
+        with configured(sink=counter), MemcachedCluster(NODES) as cluster:
             progress.say(f"memcached nodes: {', '.join(cluster.addresses)}")
             app = create_app(cluster.addresses, secret_key=secrets.token_hex(32))
             server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -237,7 +235,6 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                 for node in cluster.servers:
                     node.kill()
     finally:
-        errpolicy.configure(sink=previous_sink)
         logging.getLogger().removeHandler(handler)
         handler.close()
 

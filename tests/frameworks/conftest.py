@@ -8,6 +8,7 @@ from typing import Any
 
 import errpolicy
 import pytest
+from errpolicy.testing import configured
 
 from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster, find_memcached
@@ -41,11 +42,11 @@ def cluster(memcached_binary: str) -> Iterator[MemcachedCluster]:
 
 
 @pytest.fixture
-def recorded() -> list[errpolicy.Event]:
+def recorded() -> Iterator[list[errpolicy.Event]]:
     """Events the store's guards recorded during the test (the sink is swapped for this)."""
     events: list[errpolicy.Event] = []
-    errpolicy.configure(sink=events.append)
-    return events
+    with configured(sink=events.append):
+        yield events
 
 
 @pytest.fixture
