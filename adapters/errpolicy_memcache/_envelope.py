@@ -1,9 +1,10 @@
 """The stored record: versioned JSON signed with HMAC-SHA256, bound to its memcached key.
 
-Layout: ``b"ep1:" + hex(mac) + b":" + json``. The MAC covers a domain tag, the memcached
-key and the JSON, so a record copied under another key fails verification. The first key
-signs; every key verifies (rotation), compared with :func:`hmac.compare_digest`.
-Never pickle: a record that is not exactly this shape is rejected, not interpreted.
+Layout: ``b"ep1:" + hex(mac) + b":" + header_json + b"\\n" + data_json``. The MAC covers
+a domain tag, the memcached key, the header and the data, so a record copied under
+another key fails verification. The first key signs; every key verifies (rotation),
+compared with :func:`hmac.compare_digest`. Never pickle: a record that is not exactly
+this shape is rejected, not interpreted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any
 
 from ._errors import ConfigurationError, SessionDataError
 
-__all__ = ["EnvelopeError", "Record", "decode", "encode", "normalize_keys"]
+__all__ = [
+    "EnvelopeError",
+    "Record",
+    "decode",
+    "dumps_data",
+    "encode",
+    "load_data",
+    "normalize_keys",
+]
 
 _MAGIC = b"ep1:"
 _MAC_HEX = 64
@@ -36,24 +45,58 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One stored copy of a session (or a tombstone, whose ``data`` is None)."""
+    """One stored copy of a session, or a tombstone (``payload`` None).
+
+    ``payload`` is the session data as JSON bytes, parsed only when the data is used
+    (:meth:`load`): a read that only needs versions never pays for the data.
+    """
 
     version: int
     writer: str
     created: float
     written: float
     ttl: int
-    data: dict[str, Any] | None
+    payload: bytes | None
+
+    @classmethod
+    def of(
+        cls,
+        version: int,
+        writer: str,
+        created: float,
+        written: float,
+        ttl: int,
+        data: dict[str, Any] | None,
+    ) -> Record:
+        """A record holding ``data`` (None: a tombstone); raises SessionDataError for non-JSON."""
+        payload = None if data is None else dumps_data(data).encode("utf-8")
+        return cls(version, writer, created, written, ttl, payload)
 
     @property
     def tombstone(self) -> bool:
         """True for the marker that destroy and regenerate leave behind."""
-        return self.data is None
+        return self.payload is None
 
     @property
     def order(self) -> tuple[int, str]:
         """Sort key: newest version wins, the writer id breaks exact ties."""
         return (self.version, self.writer)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """The session data (parsed on each call), None for a tombstone."""
+        return None if self.payload is None else load_data(self.payload)
+
+
+def load_data(payload: bytes) -> dict[str, Any]:
+    """Parse a verified payload; :class:`EnvelopeError` if it is not a JSON object."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EnvelopeError("undecodable JSON") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError("bad data")
+    return data
 
 
 def normalize_keys(secret_key: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ...]:
@@ -95,7 +138,6 @@ def dumps_data(data: dict[str, Any]) -> str:
 
 def encode(record: Record, storage_key: str, signing_key: bytes) -> bytes:
     """Serialize and sign ``record`` for ``storage_key``."""
-    data = "null" if record.data is None else dumps_data(record.data)
     head = json.dumps(
         {
             "v": record.version,
@@ -103,16 +145,20 @@ def encode(record: Record, storage_key: str, signing_key: bytes) -> bytes:
             "c": record.created,
             "a": record.written,
             "l": record.ttl,
+            "t": 1 if record.payload is None else 0,
         },
         separators=(",", ":"),
         allow_nan=False,
-    )
-    body = (head[:-1] + ',"d":' + data + "}").encode("utf-8")
+    ).encode("ascii")
+    body = head + b"\n" + (record.payload or b"")
     return _MAGIC + _mac(signing_key, storage_key, body) + b":" + body
 
 
 def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
-    """Verify and parse a stored record; raise :class:`EnvelopeError` if anything is off."""
+    """Verify a stored record and parse its header; :class:`EnvelopeError` if anything is off.
+
+    The data itself stays JSON bytes until :meth:`Record.load` (it is covered by the MAC).
+    """
     if not blob.startswith(_MAGIC):
         raise EnvelopeError("unknown format")
     sep = len(_MAGIC) + _MAC_HEX
@@ -121,18 +167,21 @@ def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
     mac, body = blob[len(_MAGIC) : sep], blob[sep + 1 :]
     if not any(hmac.compare_digest(mac, _mac(key, storage_key, body)) for key in keys):
         raise EnvelopeError("bad signature")
+    head, newline, payload = body.partition(b"\n")
+    if not newline:
+        raise EnvelopeError("no header")
     try:
-        doc = json.loads(body)
+        doc = json.loads(head)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EnvelopeError("undecodable JSON") from exc
-    return _parse(doc)
+    return _parse(doc, payload)
 
 
-def _parse(doc: object) -> Record:
+def _parse(doc: object, payload: bytes) -> Record:
     if not isinstance(doc, dict):
         raise EnvelopeError("not an object")
     version, writer, created = doc.get("v"), doc.get("w"), doc.get("c")
-    written, ttl, data = doc.get("a"), doc.get("l"), doc.get("d", ...)
+    written, ttl, tombstone = doc.get("a"), doc.get("l"), doc.get("t")
     if type(version) is not int or version < 0:
         raise EnvelopeError("bad version")
     if not isinstance(writer, str):
@@ -141,9 +190,10 @@ def _parse(doc: object) -> Record:
         raise EnvelopeError("bad timestamps")
     if type(ttl) is not int or ttl < 0:
         raise EnvelopeError("bad ttl")
-    if data is not None and not isinstance(data, dict):
-        raise EnvelopeError("bad data")
-    return Record(version, writer, float(created), float(written), ttl, data)  # type: ignore[arg-type]  # _is_time checked both
+    if tombstone not in (0, 1) or type(tombstone) is not int or (tombstone and payload):
+        raise EnvelopeError("bad tombstone flag")
+    body = None if tombstone else payload
+    return Record(version, writer, float(created), float(written), ttl, body)  # type: ignore[arg-type]  # _is_time checked both
 
 
 def _is_time(value: object) -> bool:

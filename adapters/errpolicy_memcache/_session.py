@@ -6,6 +6,7 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._envelope import EnvelopeError, dumps_data, load_data
 from ._errors import SessionDataError
 
 __all__ = ["Session"]
@@ -28,7 +29,17 @@ class Session(MutableMapping[str, Any]):
     (None: the store's ``idle_ttl``).
     """
 
-    __slots__ = ("_created", "_data", "_id", "_lock", "_version", "modified", "new", "ttl")
+    __slots__ = (
+        "_created",
+        "_data_cache",
+        "_id",
+        "_lock",
+        "_payload",
+        "_version",
+        "modified",
+        "new",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -39,9 +50,14 @@ class Session(MutableMapping[str, Any]):
         version: int = 0,
         created: float = 0.0,
         ttl: int | None = None,
+        payload: bytes | None = None,
     ) -> None:
         self._id = sid
-        self._data: dict[str, Any] = dict(data) if data else {}
+        # Stored data stays JSON bytes (verified) until first used.
+        self._data_cache: dict[str, Any] | None = dict(data) if data else None
+        self._payload = payload if data is None else None
+        if self._data_cache is None and payload is None:
+            self._data_cache = {}
         self.new = new
         self.modified = False
         self._version = version
@@ -68,6 +84,18 @@ class Session(MutableMapping[str, Any]):
     def locked(self) -> bool:
         """True while this request holds the session's lock (``locking=True`` stores)."""
         return self._lock is not None
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        data = self._data_cache
+        if data is None:
+            assert self._payload is not None
+            try:
+                data = load_data(self._payload)
+            except EnvelopeError as exc:
+                raise SessionDataError(f"stored session data is unreadable: {exc}") from exc
+            self._data_cache, self._payload = data, None
+        return data
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -102,5 +130,17 @@ class Session(MutableMapping[str, Any]):
         flags += " modified" if self.modified else ""
         return f"<Session {self._id[:6]}...{flags} keys={sorted(self._data)!r}>"
 
-    def _data_copy(self) -> dict[str, Any]:
-        return dict(self._data)
+    def _encoded(self) -> bytes:
+        """The data as JSON bytes; unread stored data is passed on without parsing."""
+        if self._data_cache is None and self._payload is not None:
+            return self._payload
+        return dumps_data(self._data).encode("utf-8")
+
+    def _reset(self, sid: str, created: float) -> None:
+        self._id = sid
+        self._data_cache, self._payload = {}, None
+        self.new = True
+        self.modified = False
+        self._version = 0
+        self._created = created
+        self._lock = None

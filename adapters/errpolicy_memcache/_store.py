@@ -335,13 +335,7 @@ class MemcacheSessionStore:
                 outcome = self._tombstone(session.id, session.version, session.ttl, session)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
-        session._id = new_session_id()
-        session._data.clear()
-        session.new = True
-        session.modified = False
-        session._version = 0
-        session._created = self._clock()
-        session._lock = None
+        session._reset(new_session_id(), self._clock())
 
     def delete(self, sid: str) -> None:
         """Tombstone the session ``sid`` (guarded by ``"session.destroy"``).
@@ -390,14 +384,13 @@ class MemcacheSessionStore:
                 self._unlock_key(lock)
         else:
             record = found.record
-            assert record.data is not None
             session = Session(
                 sid,
-                record.data,
                 new=False,
                 version=record.version,
                 created=record.created,
                 ttl=None if record.ttl == self._idle_ttl else record.ttl,
+                payload=record.payload,
             )
             session._lock = lock
         return session, outcome
@@ -431,12 +424,35 @@ class MemcacheSessionStore:
                 replies.append(reply)
                 if reply.failure is None:
                     need -= 1
+        decoded: dict[bytes, Record | EnvelopeError] = {}
         for reply in replies:
-            self._classify(op, key, read, reply)
-        self._label(op, read)
+            if reply.failure is not None or reply.values[0] is None:
+                continue
+            blob, token = reply.values[0]
+            record = decoded.get(blob)
+            if record is None:  # identical copies (the usual case) are verified once
+                try:
+                    record = decode(blob, key, self._keys)
+                except EnvelopeError as exc:
+                    record = exc
+                decoded[blob] = record
+            if isinstance(record, Record):
+                read.copies.append(_Copy(reply.node, record, blob, token))
+            else:
+                read.invalid.append((reply.node, token))
+        winner = read.winner
+        for reply in replies:
+            self._result(op, read, reply, winner, decoded)
         return read
 
-    def _classify(self, op: _Op, key: str, read: _Read, reply: Reply) -> None:
+    def _result(
+        self,
+        op: _Op,
+        read: _Read,
+        reply: Reply,
+        winner: _Copy | None,
+        decoded: dict[bytes, Record | EnvelopeError],
+    ) -> None:
         node, at = reply.node, reply.elapsed
         if reply.failure is not None:
             op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
@@ -447,34 +463,17 @@ class MemcacheSessionStore:
             read.misses.append(node)
             op.results.append(NodeResult(node.address, "gets", NodeStatus.MISS, at))
             return
-        blob, token = value
-        try:
-            record = decode(blob, key, self._keys)
-        except EnvelopeError as exc:
-            read.invalid.append((node, token))
+        record = decoded[value[0]]
+        if isinstance(record, EnvelopeError):
             op.flags.add(OutcomeKind.INVALID)
-            op.results.append(NodeResult(node.address, "gets", NodeStatus.INVALID, at, exc.reason))
-            return
-        read.copies.append(_Copy(node, record, blob, token))
-        # HIT or STALE is decided once every reply is in: see _label.
-        op.results.append(NodeResult(node.address, "gets", NodeStatus.HIT, at, ""))
-
-    def _label(self, op: _Op, read: _Read) -> None:
-        winner = read.winner
-        if winner is None:
-            return
-        by_node = {c.node.address: c for c in read.copies}
-        for index, result in enumerate(op.results):
-            copy = by_node.get(result.node)
-            if result.command != "gets" or result.status is not NodeStatus.HIT or copy is None:
-                continue
-            status = (
-                NodeStatus.HIT if copy.record.order == winner.record.order else NodeStatus.STALE
+            op.results.append(
+                NodeResult(node.address, "gets", NodeStatus.INVALID, at, record.reason)
             )
-            kind = "tombstone" if copy.record.tombstone else "v"
-            op.results[index] = NodeResult(
-                result.node, "gets", status, result.elapsed, f"{kind}{copy.record.version}"
-            )
+            return
+        assert winner is not None
+        status = NodeStatus.HIT if record.order == winner.record.order else NodeStatus.STALE
+        detail = f"{'tombstone' if record.tombstone else 'v'}{record.version}"
+        op.results.append(NodeResult(node.address, "gets", status, at, detail))
 
     def _expired(self, record: Record) -> bool:
         if self._absolute_ttl is None:
@@ -628,7 +627,7 @@ class MemcacheSessionStore:
         created = session.created or now
         version = self._next_version(session.version)
         life = session.ttl or self._idle_ttl
-        record = Record(version, self._writer, created, now, life, session._data_copy())
+        record = Record(version, self._writer, created, now, life, session._encoded())
         blob = self._encode(key, record)
         expire = self._effective_ttl(record)
         op = _Op("session.save", key)
@@ -684,7 +683,7 @@ class MemcacheSessionStore:
         now = self._clock()
         version = self._next_version(session.version)
         ttl = session.ttl or self._idle_ttl
-        record = Record(version, self._writer, now, now, ttl, session._data_copy())
+        record = Record(version, self._writer, now, now, ttl, session._encoded())
         blob = self._encode(new_key, record)
         expire = self._effective_ttl(record)
         op = _Op("session.regenerate", new_key)

@@ -204,10 +204,14 @@ class MemcachedServer:
         self._forget()
 
     def pause(self) -> None:
-        """SIGSTOP the process: connections still open, but nothing is answered."""
+        """SIGSTOP the process and wait until it is stopped: connections are still
+        accepted (by the kernel), but nothing is answered."""
         if not self.running or self._proc is None:
             raise MemcachedError(f"cannot pause {self!r}")
         self._proc.send_signal(signal.SIGSTOP)
+        # The signal is asynchronous: wait until the child is really stopped, or a request
+        # sent right after pause() could still be answered.
+        os.waitpid(self._proc.pid, os.WUNTRACED)
         self._paused = True
 
     def resume(self) -> None:
@@ -215,6 +219,7 @@ class MemcachedServer:
         if not self.running or self._proc is None:
             raise MemcachedError(f"cannot resume {self!r}")
         self._proc.send_signal(signal.SIGCONT)
+        os.waitpid(self._proc.pid, os.WCONTINUED)
         self._paused = False
 
     def restart(self) -> None:

@@ -30,7 +30,7 @@ session_data = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
 
 
 def record(data: dict[str, object] | None = None, version: int = 7) -> Record:
-    return Record(version, "w1", 1000.0, 1001.5, 1800, data)
+    return Record.of(version, "w1", 1000.0, 1001.5, 1800, data)
 
 
 @given(session_data)
@@ -86,7 +86,7 @@ def test_a_signed_record_with_a_bad_shape_is_rejected() -> None:
     import hashlib
     import hmac
 
-    body = b'{"v":"1","w":"x","c":1,"a":1,"l":1,"d":{}}'
+    body = b'{"v":"1","w":"x","c":1,"a":1,"l":1,"t":0}\n{}'
     mac = hmac.new(
         KEY, b"errpolicy_memcache/1\x00" + SKEY.encode() + b"\x00" + body, hashlib.sha256
     ).hexdigest()

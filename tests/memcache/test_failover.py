@@ -239,7 +239,7 @@ def test_a_skipped_node_is_replaced_by_the_next_one(
     for _ in range(3):
         store.start(session.id)
     asked = [r.node for r in outcomes[-1].nodes if r.command == "gets"]
-    assert [second.address, third.address] == asked
+    assert [second.address, third.address] == asked, "\n".join(str(o) for o in outcomes)
 
 
 def test_a_recovered_node_is_probed_and_closes_its_breaker(

@@ -1,0 +1,251 @@
+"""``python -m bench.memcache_bench [--quick] [--json PATH] [--markdown]``.
+
+The memcache session store against raw pymemcache on the same memcached servers, in
+the same run (three local memcached processes started by ``errpolicy_memcache.testing``):
+
+- ``start()`` of an existing session (``replicas=2``) vs one raw ``get`` of the same
+  stored bytes; target <= 1.5x (the replicas are read concurrently).
+- ``save()`` vs one raw ``set`` of the same bytes (no target; two copies are written).
+- ``start()`` while the session's primary node hangs (SIGSTOP) and its breaker is open,
+  vs ``start()`` with every node healthy: the outage costs no timeout.
+
+Each measurement interleaves the contenders in rounds and reports the median (p50) and
+p99 of single-operation latencies. Exit status 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from pymemcache.client.base import Client
+
+from errpolicy_memcache import BreakerState, MemcacheSessionStore
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache._placement import rank
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+
+_SECRET = "bench-secret-0123456789abcdef-0123"
+_PREFIX = "errpolicy:session:"
+_SESSION = {
+    "user_id": 4242,
+    "name": "Ada Lovelace",
+    "roles": ["reader", "editor"],
+    "csrf": "3f1c0d8e9a7b6c5d4e3f2a1b0c9d8e7f",
+    "cart": [{"sku": f"SKU-{i:04d}", "qty": i % 3 + 1} for i in range(6)],
+    "flash": [],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One comparison: the store's operation against its baseline, in microseconds."""
+
+    name: str
+    store_p50: float
+    store_p99: float
+    baseline: str
+    base_p50: float
+    base_p99: float
+    target: float | None  # the highest acceptable p50 ratio, None for no target
+
+    @property
+    def ratio(self) -> float:
+        return self.store_p50 / self.base_p50
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.target is None else self.ratio <= self.target
+
+
+def _percentile(samples: Sequence[int], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+
+
+def _measure(
+    contenders: Sequence[Callable[[], object]], rounds: int, per_round: int
+) -> list[list[int]]:
+    """Per-operation latencies (ns) of each contender, interleaved round by round."""
+    samples: list[list[int]] = [[] for _ in contenders]
+    clock = time.perf_counter_ns
+    for fn in contenders:  # warm connections, caches and code paths
+        for _ in range(200):
+            fn()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for index, fn in enumerate(contenders):
+                out = samples[index]
+                for _ in range(per_round):
+                    start = clock()
+                    fn()
+                    out.append(clock() - start)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def _compare(
+    name: str,
+    store_op: Callable[[], object],
+    baseline: str,
+    base_op: Callable[[], object],
+    target: float | None,
+    rounds: int,
+    per_round: int,
+) -> Result:
+    ours, base = _measure([store_op, base_op], rounds, per_round)
+    return Result(
+        name,
+        statistics.median(ours) / 1000,
+        _percentile(ours, 0.99),
+        baseline,
+        statistics.median(base) / 1000,
+        _percentile(base, 0.99),
+        target,
+    )
+
+
+def _raw(server: MemcachedServer) -> Client:
+    return Client(
+        (server.host, server.port),
+        connect_timeout=0.25,
+        timeout=0.5,
+        no_delay=True,
+        default_noreply=False,
+    )
+
+
+def run(rounds: int, per_round: int) -> list[Result]:
+    """Start three memcached nodes, run every comparison, stop the nodes."""
+    results: list[Result] = []
+    with MemcachedCluster(3) as cluster:
+        store = MemcacheSessionStore(cluster.addresses, _SECRET, replicas=2, prefix=_PREFIX)
+        session = store.start(None)
+        session.update(_SESSION)
+        store.save(session)
+        sid = session.id
+        key = storage_key(_PREFIX, sid)
+        primary, second, _ = rank(cluster.servers, cluster.addresses, key)
+        raw = _raw(primary)
+        blob = raw.get(key)
+        assert blob is not None, "the session should be on its primary node"
+
+        results.append(
+            _compare(
+                "start() existing session, replicas=2",
+                lambda: store.start(sid),
+                "raw pymemcache get, same bytes",
+                lambda: raw.get(key),
+                1.5,
+                rounds,
+                per_round,
+            )
+        )
+        other = _raw(second)
+        results.append(
+            _compare(
+                "start() existing session, replicas=2",
+                lambda: store.start(sid),
+                "two raw gets one after the other",
+                lambda: (raw.get(key), other.get(key)),
+                None,
+                rounds,
+                per_round,
+            )
+        )
+        scratch = f"{_PREFIX}bench-raw-set"
+        results.append(
+            _compare(
+                "save() replicas=2",
+                lambda: store.save(session),
+                "raw pymemcache set, same bytes",
+                lambda: raw.set(scratch, blob, expire=1800),
+                None,
+                rounds,
+                per_round,
+            )
+        )
+
+        def healthy_start() -> object:
+            return store.start(sid)
+
+        healthy = _measure([healthy_start], rounds, per_round)[0]
+        outage_store = MemcacheSessionStore(
+            cluster.addresses, _SECRET, replicas=2, prefix=_PREFIX, retry_after=3600.0
+        )
+        primary.pause()
+        try:
+            node = next(n for n in outage_store.nodes if n.address == primary.address)
+            while node.breaker.state is not BreakerState.OPEN:
+                try:
+                    outage_store.start(sid)
+                except Exception:  # noqa: S110  # opening the breaker may raise under the policy
+                    pass
+            during = _measure([lambda: outage_store.start(sid)], rounds, per_round)[0]
+        finally:
+            primary.resume()
+            outage_store.close()
+        results.append(
+            Result(
+                "start() while the primary hangs, breaker open",
+                statistics.median(during) / 1000,
+                _percentile(during, 0.99),
+                "start() with every node healthy",
+                statistics.median(healthy) / 1000,
+                _percentile(healthy, 0.99),
+                2.0,
+            )
+        )
+        store.close()
+    return results
+
+
+def render(results: Sequence[Result]) -> str:
+    """A Markdown table of the results."""
+    lines = [
+        "| operation | p50 µs | p99 µs | baseline | p50 µs | p99 µs | ratio (p50) | target |",
+        "|---|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        verdict = "-" if r.passed is None else f"<= {r.target}x " + ("ok" if r.passed else "MISSED")
+        lines.append(
+            f"| {r.name} | {r.store_p50:.1f} | {r.store_p99:.1f} | {r.baseline} "
+            f"| {r.base_p50:.1f} | {r.base_p99:.1f} | {r.ratio:.2f}x | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks, print the table; 1 if a target is missed, else 0."""
+    parser = argparse.ArgumentParser(prog="python -m bench.memcache_bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
+    args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    rounds, per_round = (3, 300) if args.quick else (10, 1000)
+    results = run(rounds, per_round)
+    print(
+        f"memcache session store vs raw pymemcache (Python {platform.python_version()}, "
+        f"{rounds}x{per_round} operations each, interleaved, loopback)"
+    )
+    print(render(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(
+                [{**asdict(r), "ratio": r.ratio, "passed": r.passed} for r in results], f, indent=2
+            )
+    return 1 if any(r.passed is False for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
