@@ -8,26 +8,29 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from errpolicy import Event
+from errpolicy import Event, StdlibSink
 
 from ._phases import Phase
 from ._traffic import ERROR, KEPT, LOGIN, LOST, STALE, UNAVAILABLE, Sample
 
 
 class EventCounter:
-    """An errpolicy sink: counts the events the store's guards recorded, per phase."""
+    """An errpolicy sink: counts the events the store's guards recorded, per phase,
+    and logs each on the stdlib logger ``errpolicy`` (the demo sends that to its log file)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.phase = "setup"
         self._counts: dict[str, Counter[str]] = {}
         self.examples: dict[str, str] = {}
+        self._log = StdlibSink()
 
     def __call__(self, event: Event, /) -> None:
         name = event.severity.name or str(event.severity)
         with self._lock:
             self._counts.setdefault(self.phase, Counter())[name] += 1
             self.examples.setdefault(name, f"{event.guard}: {event.message}")
+        self._log(event)
 
     def counts(self, phase: str) -> dict[str, int]:
         """Recorded events of ``phase`` by severity name."""
