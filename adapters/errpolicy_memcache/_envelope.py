@@ -1,7 +1,9 @@
 """The stored record: versioned JSON signed with HMAC-SHA256, bound to its memcached key.
 
-Layout: ``b"ep1:" + hex(mac) + b":" + header_json + b"\\n" + data_json``. The MAC covers
-a domain tag, the memcached key, the header and the data, so a record copied under
+Layout: ``b"EP2"``, the 32-byte HMAC-SHA256, a fixed 37-byte header (version, created,
+written, ttl, tombstone flag, writer id; :mod:`struct`, so a read parses no JSON to
+compare versions), then the session data as JSON. The MAC covers a domain tag, the
+memcached key, the header and the data, so a record copied under
 another key fails verification. The first key signs; every key verifies (rotation),
 compared with :func:`hmac.compare_digest`. Never pickle: a record that is not exactly
 this shape is rejected, not interpreted.
@@ -9,10 +11,10 @@ this shape is rejected, not interpreted.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +31,11 @@ __all__ = [
     "normalize_keys",
 ]
 
-_MAGIC = b"ep1:"
-_MAC_HEX = 64
-_DOMAIN = b"errpolicy_memcache/1\x00"
+_MAGIC = b"EP2"
+_MAC_SIZE = 32
+_HEADER = struct.Struct(">QddIB8s")
+_BODY_AT = len(_MAGIC) + _MAC_SIZE
+_DOMAIN = b"errpolicy_memcache/2\x00"
 _MIN_KEY_BYTES = 16
 
 
@@ -121,8 +125,7 @@ def normalize_keys(secret_key: str | bytes | Sequence[str | bytes]) -> tuple[byt
 
 
 def _mac(key: bytes, storage_key: str, body: bytes) -> bytes:
-    msg = _DOMAIN + storage_key.encode("ascii") + b"\x00" + body
-    return hmac.new(key, msg, hashlib.sha256).hexdigest().encode("ascii")
+    return hmac.digest(key, _DOMAIN + storage_key.encode("ascii") + b"\x00" + body, "sha256")
 
 
 def dumps_data(data: dict[str, Any]) -> str:
@@ -138,20 +141,22 @@ def dumps_data(data: dict[str, Any]) -> str:
 
 def encode(record: Record, storage_key: str, signing_key: bytes) -> bytes:
     """Serialize and sign ``record`` for ``storage_key``."""
-    head = json.dumps(
-        {
-            "v": record.version,
-            "w": record.writer,
-            "c": record.created,
-            "a": record.written,
-            "l": record.ttl,
-            "t": 1 if record.payload is None else 0,
-        },
-        separators=(",", ":"),
-        allow_nan=False,
-    ).encode("ascii")
-    body = head + b"\n" + (record.payload or b"")
-    return _MAGIC + _mac(signing_key, storage_key, body) + b":" + body
+    writer = record.writer.encode("ascii")
+    if len(writer) > 8:
+        raise ValueError(f"writer ids have at most 8 ASCII characters, not {record.writer!r}")
+    for t in (record.created, record.written):
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"timestamps are finite and >= 0, not {t!r}")
+    head = _HEADER.pack(
+        record.version,
+        record.created,
+        record.written,
+        record.ttl,
+        1 if record.payload is None else 0,
+        writer,
+    )
+    body = head + (record.payload or b"")
+    return _MAGIC + _mac(signing_key, storage_key, body) + body
 
 
 def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
@@ -161,45 +166,19 @@ def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
     """
     if not blob.startswith(_MAGIC):
         raise EnvelopeError("unknown format")
-    sep = len(_MAGIC) + _MAC_HEX
-    if len(blob) <= sep or blob[sep : sep + 1] != b":":
+    if len(blob) < _BODY_AT + _HEADER.size:
         raise EnvelopeError("truncated")
-    mac, body = blob[len(_MAGIC) : sep], blob[sep + 1 :]
+    mac, body = blob[len(_MAGIC) : _BODY_AT], blob[_BODY_AT:]
     if not any(hmac.compare_digest(mac, _mac(key, storage_key, body)) for key in keys):
         raise EnvelopeError("bad signature")
-    head, newline, payload = body.partition(b"\n")
-    if not newline:
-        raise EnvelopeError("no header")
-    try:
-        doc = json.loads(head)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EnvelopeError("undecodable JSON") from exc
-    return _parse(doc, payload)
-
-
-def _parse(doc: object, payload: bytes) -> Record:
-    if not isinstance(doc, dict):
-        raise EnvelopeError("not an object")
-    version, writer, created = doc.get("v"), doc.get("w"), doc.get("c")
-    written, ttl, tombstone = doc.get("a"), doc.get("l"), doc.get("t")
-    if type(version) is not int or version < 0:
-        raise EnvelopeError("bad version")
-    if not isinstance(writer, str):
-        raise EnvelopeError("bad writer")
-    if not _is_time(created) or not _is_time(written):
+    version, created, written, ttl, tombstone, writer = _HEADER.unpack_from(body)
+    payload = body[_HEADER.size :]
+    if not (math.isfinite(created) and math.isfinite(written) and created >= 0 <= written):
         raise EnvelopeError("bad timestamps")
-    if type(ttl) is not int or ttl < 0:
-        raise EnvelopeError("bad ttl")
-    if tombstone not in (0, 1) or type(tombstone) is not int or (tombstone and payload):
+    if tombstone not in (0, 1) or (tombstone and payload):
         raise EnvelopeError("bad tombstone flag")
-    body = None if tombstone else payload
-    return Record(version, writer, float(created), float(written), ttl, body)  # type: ignore[arg-type]  # _is_time checked both
-
-
-def _is_time(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    try:
+        writer_id = writer.rstrip(b"\x00").decode("ascii")
+    except UnicodeDecodeError:
+        raise EnvelopeError("bad writer") from None
+    return Record(version, writer_id, created, written, ttl, None if tombstone else payload)

@@ -6,23 +6,31 @@ import hashlib
 from collections.abc import Sequence
 from typing import TypeVar
 
-__all__ = ["rank"]
+__all__ = ["node_seed", "rank"]
 
 T = TypeVar("T")
+_MASK = (1 << 64) - 1
 
 
-def _score(node: str, key: str) -> int:
-    digest = hashlib.blake2b(f"{node}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+def node_seed(name: str) -> int:
+    """A node's 64-bit seed, from its ``host:port`` (the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
-def rank(nodes: Sequence[T], names: Sequence[str], key: str) -> list[T]:
+def _mix(x: int) -> int:
+    # splitmix64's finalizer: a cheap, well-spread 64-bit permutation.
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def rank(nodes: Sequence[T], seeds: Sequence[int], key: str) -> list[T]:
     """``nodes`` ordered by their weight for ``key``, highest first.
 
+    One hash of the key, then each node's weight is a mix of it with the node's seed.
     Adding or removing a node only moves the keys whose top ranks involve it; the order
     of the other nodes for a key never changes.
     """
-    scored = sorted(
-        range(len(nodes)), key=lambda i: (_score(names[i], key), names[i]), reverse=True
-    )
-    return [nodes[i] for i in scored]
+    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+    weights = sorted(((_mix(h ^ seed), i) for i, seed in enumerate(seeds)), reverse=True)
+    return [nodes[i] for _, i in weights]

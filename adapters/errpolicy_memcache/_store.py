@@ -23,8 +23,8 @@ from ._errors import (
 )
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._node import Node, Reply, execute
-from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, worst
-from ._placement import rank
+from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of, worst
+from ._placement import node_seed, rank
 from ._session import Session, _Lock
 from ._wire import Command, add, cas, delete, gets, set_, touch
 
@@ -87,59 +87,70 @@ def _positive(name: str, value: float, *, integer: bool = False) -> None:
         raise ConfigurationError(f"{name}: must be an int, not {value!r}")
 
 
-@dataclass(slots=True)
+# (node address, command, status, seconds, detail): made into NodeResult only when reported
+_Result = tuple[str, str, NodeStatus, float, str]
+
+
 class _Op:
     """What one logical operation has gathered so far."""
 
-    name: str
-    key: str
-    start: float = field(default_factory=time.perf_counter)
-    results: list[NodeResult] = field(default_factory=list)
-    flags: set[OutcomeKind] = field(default_factory=set)
+    __slots__ = ("flags", "key", "name", "results", "start")
+
+    def __init__(self, name: str, key: str) -> None:
+        self.name = name
+        self.key = key
+        self.start = time.perf_counter()
+        self.results: list[_Result] = []
+        self.flags: set[OutcomeKind] = set()
 
     def record(
         self, node: Node, command: str, status: NodeStatus, at: float, detail: str = ""
     ) -> None:
-        self.results.append(NodeResult(node.address, command, status, at, detail))
+        self.results.append((node.address, command, status, at, detail))
         if status.failed:
             self.flags.add(OutcomeKind.FAILOVER)
 
-    def outcome(self, base: OutcomeKind, served_by: Node | None, version: int | None) -> Outcome:
-        flags = frozenset(self.flags)
+    def kind(self, base: OutcomeKind) -> OutcomeKind:
+        return worst(frozenset(self.flags), base) if self.flags else base
+
+    def outcome(self, kind: OutcomeKind, served_by: Node | None, version: int | None) -> Outcome:
         return Outcome(
             operation=self.name,
-            kind=worst(flags, base),
-            flags=flags,
+            kind=kind,
+            flags=frozenset(self.flags),
             served_by=served_by.address if served_by else None,
-            nodes=tuple(self.results),
+            nodes=tuple(NodeResult(*r) for r in self.results),
             key=self.key[-12:],
             version=version,
             elapsed=time.perf_counter() - self.start,
         )
 
 
-@dataclass(slots=True)
 class _Copy:
-    node: Node
-    record: Record
-    blob: bytes
-    cas: int
+    __slots__ = ("blob", "cas", "node", "record")
+
+    def __init__(self, node: Node, record: Record, blob: bytes, cas: int) -> None:
+        self.node = node
+        self.record = record
+        self.blob = blob
+        self.cas = cas
 
 
-@dataclass(slots=True)
+def _order(copy: _Copy) -> tuple[int, str]:
+    return copy.record.order
+
+
 class _Read:
     """The replicas' answers to one read, before any repair."""
 
-    copies: list[_Copy] = field(default_factory=list)
-    misses: list[Node] = field(default_factory=list)
-    invalid: list[tuple[Node, int]] = field(default_factory=list)
-    answered: int = 0
+    __slots__ = ("answered", "copies", "invalid", "misses", "winner")
 
-    @property
-    def winner(self) -> _Copy | None:
-        if not self.copies:
-            return None
-        return max(self.copies, key=lambda c: c.record.order)
+    def __init__(self) -> None:
+        self.copies: list[_Copy] = []
+        self.misses: list[Node] = []
+        self.invalid: list[tuple[Node, int]] = []
+        self.answered = 0
+        self.winner: _Copy | None = None
 
 
 @dataclass(slots=True)
@@ -251,7 +262,7 @@ class MemcacheSessionStore:
             )
             for host, port in addresses
         ]
-        self._names = [node.address for node in self._nodes]
+        self._seeds = [node_seed(node.address) for node in self._nodes]
 
     def __repr__(self) -> str:
         return f"<MemcacheSessionStore replicas={self._replicas} nodes={self._nodes!r}>"
@@ -291,7 +302,7 @@ class MemcacheSessionStore:
             found, base, served = self._judge(read)
             self._repair(op, key, read, renew=False)
             outcome = self._report(op, base, served, read)
-        if outcome.kind is OutcomeKind.UNAVAILABLE:
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
         return found is not None
 
@@ -310,7 +321,7 @@ class MemcacheSessionStore:
                 raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
         with errpolicy.guard("session.save", default=DEFAULT_POLICIES["session.save"]):
             outcome = self._save(session, must_create=must_create, ttl=ttl)
-        if outcome.kind is OutcomeKind.UNAVAILABLE:
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
 
     def regenerate(self, session: Session) -> None:
@@ -346,7 +357,7 @@ class MemcacheSessionStore:
             return
         with errpolicy.guard("session.destroy", default=DEFAULT_POLICIES["session.destroy"]):
             outcome = self._tombstone(sid, 0, None, None)
-        if outcome.kind is OutcomeKind.UNAVAILABLE:
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
 
     def release(self, session: Session) -> None:
@@ -411,7 +422,7 @@ class MemcacheSessionStore:
 
     def _read(self, op: _Op, key: str) -> _Read:
         """Ask ``replicas`` answering nodes for the key, falling back down the ranking."""
-        ranked = rank(self._nodes, self._names, key)
+        ranked = rank(self._nodes, self._seeds, key)
         read = _Read()
         seen: set[Node] = set()
         need = self._replicas
@@ -440,6 +451,8 @@ class MemcacheSessionStore:
                 read.copies.append(_Copy(reply.node, record, blob, token))
             else:
                 read.invalid.append((reply.node, token))
+        if read.copies:
+            read.winner = max(read.copies, key=_order)
         winner = read.winner
         for reply in replies:
             self._result(op, read, reply, winner, decoded)
@@ -461,19 +474,17 @@ class MemcacheSessionStore:
         value = reply.values[0]
         if value is None:
             read.misses.append(node)
-            op.results.append(NodeResult(node.address, "gets", NodeStatus.MISS, at))
+            op.results.append((node.address, "gets", NodeStatus.MISS, at, ""))
             return
         record = decoded[value[0]]
         if isinstance(record, EnvelopeError):
             op.flags.add(OutcomeKind.INVALID)
-            op.results.append(
-                NodeResult(node.address, "gets", NodeStatus.INVALID, at, record.reason)
-            )
+            op.results.append((node.address, "gets", NodeStatus.INVALID, at, record.reason))
             return
         assert winner is not None
         status = NodeStatus.HIT if record.order == winner.record.order else NodeStatus.STALE
         detail = f"{'tombstone' if record.tombstone else 'v'}{record.version}"
-        op.results.append(NodeResult(node.address, "gets", status, at, detail))
+        op.results.append((node.address, "gets", status, at, detail))
 
     def _expired(self, record: Record) -> bool:
         if self._absolute_ttl is None:
@@ -533,15 +544,24 @@ class MemcacheSessionStore:
                 "STORED": NodeStatus.STORED,
                 "TOUCHED": NodeStatus.TOUCHED,
             }.get(reply.values[0], NodeStatus.NOT_STORED)
-            op.results.append(NodeResult(reply.node.address, command, status, reply.elapsed))
+            op.results.append((reply.node.address, command, status, reply.elapsed, ""))
 
     def _report(
         self, op: _Op, base: OutcomeKind, served: Node | None, read: _Read | None
-    ) -> Outcome:
+    ) -> Outcome | None:
         version = None
         if read is not None and read.winner is not None:
             version = read.winner.record.version
-        outcome = op.outcome(base, served, version)
+        return self._finish(op, base, served, version)
+
+    def _finish(
+        self, op: _Op, base: OutcomeKind, served: Node | None, version: int | None
+    ) -> Outcome | None:
+        """Decide the outcome and report it; None when there is nothing to report."""
+        kind = op.kind(base)
+        if not severity_of(kind) and self._on_outcome is None:
+            return None
+        outcome = op.outcome(kind, served, version)
         self._emit(outcome)
         return outcome
 
@@ -592,9 +612,7 @@ class MemcacheSessionStore:
                 for (write, command), answer in zip(items, reply.values, strict=True):
                     stored = answer == _STORED
                     status = NodeStatus.STORED if stored else NodeStatus.NOT_STORED
-                    op.results.append(
-                        NodeResult(reply.node.address, command.name, status, reply.elapsed)
-                    )
+                    op.results.append((reply.node.address, command.name, status, reply.elapsed, ""))
                     if stored:
                         write.acks.append(reply.node)
                         write.need -= 1
@@ -607,7 +625,9 @@ class MemcacheSessionStore:
             raise SessionTooLarge(len(blob), self._max_size)
         return blob
 
-    def _write_outcome(self, op: _Op, writes: Sequence[_Write], version: int | None) -> Outcome:
+    def _write_outcome(
+        self, op: _Op, writes: Sequence[_Write], version: int | None
+    ) -> Outcome | None:
         if any(not w.acks for w in writes):
             base = OutcomeKind.UNAVAILABLE
         elif any(len(w.acks) < self._replicas for w in writes):
@@ -615,11 +635,9 @@ class MemcacheSessionStore:
         else:
             base = OutcomeKind.OK
         served = writes[0].acks[0] if writes and writes[0].acks else None
-        outcome = op.outcome(base, served, version)
-        self._emit(outcome)
-        return outcome
+        return self._finish(op, base, served, version)
 
-    def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome:
+    def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome | None:
         key = storage_key(self._prefix, session.id)
         if ttl is not None:
             session.ttl = ttl
@@ -635,7 +653,7 @@ class MemcacheSessionStore:
         write = _Write(
             key,
             lambda: verb(key, blob, expire),
-            rank(self._nodes, self._names, key),
+            rank(self._nodes, self._seeds, key),
             self._replicas,
         )
         self._write(op, [write])
@@ -656,7 +674,7 @@ class MemcacheSessionStore:
         if nodes:
             for reply in execute([(node, (delete(key),)) for node in nodes]):
                 status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
-                op.results.append(NodeResult(reply.node.address, "delete", status, reply.elapsed))
+                op.results.append((reply.node.address, "delete", status, reply.elapsed, ""))
 
     def _tombstone_write(self, key: str, floor: int, ttl: int | None) -> tuple[_Write, int]:
         now = self._clock()
@@ -664,10 +682,12 @@ class MemcacheSessionStore:
         life = max(ttl or self._idle_ttl, self._idle_ttl)
         record = Record(version, self._writer, now, now, life, None)
         blob = self._encode(key, record)
-        ranked = rank(self._nodes, self._names, key)
+        ranked = rank(self._nodes, self._seeds, key)
         return _Write(key, lambda: set_(key, blob, life), ranked, self._replicas), version
 
-    def _tombstone(self, sid: str, floor: int, ttl: int | None, session: Session | None) -> Outcome:
+    def _tombstone(
+        self, sid: str, floor: int, ttl: int | None, session: Session | None
+    ) -> Outcome | None:
         key = storage_key(self._prefix, sid)
         op = _Op("session.destroy", key)
         write, version = self._tombstone_write(key, floor, ttl)
@@ -691,7 +711,7 @@ class MemcacheSessionStore:
             _Write(
                 new_key,
                 lambda: set_(new_key, blob, expire),
-                rank(self._nodes, self._names, new_key),
+                rank(self._nodes, self._seeds, new_key),
                 self._replicas,
             )
         ]
@@ -713,7 +733,7 @@ class MemcacheSessionStore:
     def _lock(self, op: _Op, key: str) -> _Lock | None:
         """Take the session's lock with memcached ``add``, waiting at most ``lock_timeout``."""
         lock_key = key + ":lock"
-        ranked = rank(self._nodes, self._names, key)
+        ranked = rank(self._nodes, self._seeds, key)
         token = secrets.token_hex(8).encode()
         deadline = time.monotonic() + self._lock_timeout
         delay = self._lock_poll
@@ -731,12 +751,10 @@ class MemcacheSessionStore:
                 node = None
                 continue
             if reply.values[0] == _STORED:
-                op.results.append(
-                    NodeResult(node.address, "lock", NodeStatus.LOCKED, reply.elapsed)
-                )
+                op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
                 return _Lock(node.address, lock_key, time.monotonic())
             if time.monotonic() + delay > deadline:
-                op.results.append(NodeResult(node.address, "lock", NodeStatus.BUSY, reply.elapsed))
+                op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
                 op.flags.add(OutcomeKind.LOCK_TIMEOUT)
                 return None
             time.sleep(delay)
@@ -757,4 +775,4 @@ class MemcacheSessionStore:
         (reply,) = execute([(node, (delete(lock.key),))])
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
-            op.results.append(NodeResult(node.address, "unlock", status, reply.elapsed))
+            op.results.append((node.address, "unlock", status, reply.elapsed, ""))

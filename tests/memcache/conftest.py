@@ -13,7 +13,7 @@ from pymemcache.client.base import Client
 
 from errpolicy_memcache import OPERATIONS, MemcacheSessionStore, Outcome
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._placement import rank
+from errpolicy_memcache._placement import node_seed, rank
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -161,6 +161,6 @@ def ranked() -> Callable[[MemcachedCluster, str], list[MemcachedServer]]:
 
     def servers_for(nodes: MemcachedCluster, sid: str) -> list[MemcachedServer]:
         key = storage_key(PREFIX, sid)
-        return rank(nodes.servers, nodes.addresses, key)
+        return rank(nodes.servers, [node_seed(a) for a in nodes.addresses], key)
 
     return servers_for

@@ -81,17 +81,15 @@ def test_a_removed_key_no_longer_verifies() -> None:
         decode(blob, SKEY, [KEY])
 
 
-def test_a_signed_record_with_a_bad_shape_is_rejected() -> None:
-    """A correctly signed document without the fields of a record is not trusted."""
-    import hashlib
+def test_a_signed_record_with_a_bad_header_is_rejected() -> None:
+    """A correctly signed record whose header is inconsistent is not trusted."""
     import hmac
+    import struct
 
-    body = b'{"v":"1","w":"x","c":1,"a":1,"l":1,"t":0}\n{}'
-    mac = hmac.new(
-        KEY, b"errpolicy_memcache/1\x00" + SKEY.encode() + b"\x00" + body, hashlib.sha256
-    ).hexdigest()
-    with pytest.raises(EnvelopeError, match="bad version"):
-        decode(b"ep1:" + mac.encode() + b":" + body, SKEY, [KEY])
+    body = struct.pack(">QddIB8s", 1, 1.0, 1.0, 60, 2, b"x") + b"{}"
+    mac = hmac.digest(KEY, b"errpolicy_memcache/2\x00" + SKEY.encode() + b"\x00" + body, "sha256")
+    with pytest.raises(EnvelopeError, match="bad tombstone flag"):
+        decode(b"EP2" + mac + body, SKEY, [KEY])
 
 
 def test_pickle_is_never_interpreted() -> None:
