@@ -9,6 +9,9 @@ Rows (issue 2, item 11):
 - ``guard enter/exit``: ``with errpolicy.guard(...)`` around nothing, against
   ``warnings.catch_warnings(record=True)`` + ``simplefilter("always")``.
   Target: at most 0.25x.
+- ``guard enter/exit, object reused``: the same with one ``Guard`` object built
+  before the loop and entered again each time (no target; it shows how much of
+  the first row is building the guard).
 - ``guard + 1 warning``: the same with one ``warnings.warn`` inside, recorded
   (``NullSink``: kept on the report only, as ``record=True`` keeps it in a list).
 - ``logger.warning, idle``: a ``logger.warning`` outside every guard, formatted
@@ -76,6 +79,15 @@ def _guard_idle(n: int) -> float:
     start = time.perf_counter_ns()
     for _ in range(n):
         with guard("bench"):
+            pass
+    return (time.perf_counter_ns() - start) / n
+
+
+def _guard_reused(n: int) -> float:
+    guard = errpolicy.guard("bench")
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        with guard:
             pass
     return (time.perf_counter_ns() - start) / n
 
@@ -266,6 +278,17 @@ def run(*, quick: bool = False) -> list[Result]:
                 _stdlib_idle,
                 target=at_most_quarter,
                 check=lambda r: r <= 0.25,
+                rounds=rounds,
+                seconds=seconds,
+            )
+        )
+        results.append(
+            compare(
+                "guard enter/exit, Guard object reused, vs the same stdlib block",
+                _guard_reused,
+                _stdlib_idle,
+                target="",
+                check=None,
                 rounds=rounds,
                 seconds=seconds,
             )

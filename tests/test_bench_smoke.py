@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_ROWS = [
     "guard enter/exit vs catch_warnings(record=True)+always",
+    "guard enter/exit, Guard object reused, vs the same stdlib block",
     "guard + 1 recorded warning vs catch_warnings equivalent",
     "logger.warning outside guards, installed vs not",
     "logger.debug below level, installed vs not",
