@@ -16,6 +16,7 @@ from ._errors import (
     SessionUnavailable,
 )
 from ._ids import SESSION_ID_LENGTH, is_valid_session_id, new_session_id
+from ._node import Node
 from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of
 from ._session import Session
 from ._store import DEFAULT_POLICIES, LOGGER_NAME, OPERATIONS, MemcacheSessionStore
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidSessionId",
     "MemcacheSessionError",
     "MemcacheSessionStore",
+    "Node",
     "NodeResult",
     "NodeStatus",
     "Outcome",

@@ -17,6 +17,7 @@ from ._breaker import CircuitBreaker
 from ._envelope import EnvelopeError, Record, decode, encode, normalize_keys
 from ._errors import (
     ConfigurationError,
+    InvalidSessionId,
     SessionExists,
     SessionTooLarge,
     SessionUnavailable,
@@ -78,6 +79,14 @@ def _parse_server(spec: object) -> tuple[str, int]:
     if not isinstance(host, str) or not host.strip("[]") or not 0 < port_number < 65536:
         raise ConfigurationError(f"servers: bad address {spec!r}")
     return host.strip("[]"), port_number
+
+
+def _check_id(session: Session) -> None:
+    if not is_valid_session_id(session.id):
+        raise InvalidSessionId(
+            "the session's id does not have the shape of one this store issues "
+            "(use store.new_session() or new_session_id())"
+        )
 
 
 def _positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -315,6 +324,7 @@ class MemcacheSessionStore:
         :class:`SessionTooLarge` / :class:`SessionDataError` before any I/O, and the
         session keeps its data. A save with the lock held releases it.
         """
+        _check_id(session)
         if ttl is not None:
             _positive("ttl", ttl, integer=True)
             if ttl > _MAX_TTL:
@@ -329,6 +339,7 @@ class MemcacheSessionStore:
 
         Guarded by ``"session.regenerate"``. The data moves to the new id at once.
         """
+        _check_id(session)
         with errpolicy.guard("session.regenerate", default=DEFAULT_POLICIES["session.regenerate"]):
             outcome = self._regenerate(session)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
@@ -340,6 +351,7 @@ class MemcacheSessionStore:
         Guarded by ``"session.destroy"``. The tombstone outlives the stored copies, so the
         session does not come back when a node that was down returns with it.
         """
+        _check_id(session)
         outcome: Outcome | None = None
         with errpolicy.guard("session.destroy", default=DEFAULT_POLICIES["session.destroy"]):
             if not session.new:

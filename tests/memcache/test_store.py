@@ -10,6 +10,7 @@ from pymemcache.client.base import Client
 
 from errpolicy_memcache import (
     ConfigurationError,
+    InvalidSessionId,
     MemcacheSessionStore,
     Outcome,
     OutcomeKind,
@@ -193,6 +194,14 @@ def test_non_json_values_are_refused_at_save_and_kept(store: MemcacheSessionStor
     with pytest.raises(SessionDataError):
         store.save(session)
     assert ({1, 2}, {"a": 1}) == (session["s"], dict(store.start(session.id)))
+
+
+def test_saving_a_session_with_a_foreign_id_is_a_typed_error(
+    store: MemcacheSessionStore,
+) -> None:
+    """A Session built by hand with a malformed id raises InvalidSessionId before any I/O."""
+    with pytest.raises(InvalidSessionId):
+        store.save(Session("a\r\nflush_all", {"a": 1}))
 
 
 def test_repr_hides_the_id(store: MemcacheSessionStore) -> None:
