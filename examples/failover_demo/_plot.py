@@ -50,8 +50,18 @@ def write_plot(
             if not points:
                 continue
             xs, ys = zip(*points, strict=True)
-            size = 6 if outcome in (KEPT, LOGIN) else 18
-            ax.scatter(xs, ys, s=size, c=color, marker=marker, label=label, zorder=2, alpha=0.7)
+            # Failures are rare among thousands of successes: draw them large and on top.
+            ok = outcome in (KEPT, LOGIN)
+            ax.scatter(
+                xs,
+                ys,
+                s=6 if ok else (18 if outcome == UNAVAILABLE else 60),
+                c=color,
+                marker=marker,
+                label=label,
+                zorder=2 if ok else 3,
+                alpha=0.7 if ok else 0.9,
+            )
         ax.set_yscale("log")
         ax.set_xlabel("seconds since the demo started")
         ax.set_ylabel("request latency (ms, log scale)")
