@@ -82,9 +82,11 @@ class Record:
         return self.payload is None
 
     @property
-    def order(self) -> tuple[int, str]:
-        """Sort key: newest version wins, the writer id breaks exact ties."""
-        return (self.version, self.writer)
+    def order(self) -> tuple[bool, int, str]:
+        """Sort key: a tombstone beats any live copy (ids are never reused, so a destroyed
+        session stays destroyed whatever the clocks say); then the newest version wins,
+        and the writer id breaks exact ties."""
+        return (self.payload is None, self.version, self.writer)
 
     @property
     def data(self) -> dict[str, Any] | None:

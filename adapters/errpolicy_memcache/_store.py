@@ -145,7 +145,7 @@ class _Copy:
         self.cas = cas
 
 
-def _order(copy: _Copy) -> tuple[int, str]:
+def _order(copy: _Copy) -> tuple[bool, int, str]:
     return copy.record.order
 
 
@@ -443,7 +443,8 @@ class MemcacheSessionStore:
             targets = self._targets(op, ranked, need, seen)
             if not targets:
                 break
-            for reply in execute([(node, (gets(key),)) for node in targets]):
+            command = (gets(key),)
+            for reply in execute([(node, command) for node in targets]):
                 replies.append(reply)
                 if reply.failure is None:
                     need -= 1
