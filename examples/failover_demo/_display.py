@@ -75,6 +75,7 @@ _COLUMNS = (
     ("notices", ">", 7),
     ("p50 ms", ">", 7),
     ("p99 ms", ">", 7),
+    ("max ms", ">", 7),
     ("check", "<", 6),
 )
 
@@ -95,6 +96,7 @@ def table(phases: Sequence[PhaseStats]) -> str:
                 str(stats.notices),
                 _ms(stats.p50_ms),
                 _ms(stats.p99_ms),
+                _ms(stats.max_ms),
                 "ok" if stats.passed else "FAILED",
             ]
         )
