@@ -238,3 +238,12 @@ def test_store_is_built_from_settings(cluster: MemcachedCluster):
     """``ERRPOLICY_MEMCACHE_*`` settings decide the store's nodes."""
     expected = tuple(cluster.addresses)
     assert expected == tuple(node.address for node in get_store().nodes)
+
+
+def test_read_only_request_releases_the_lock():
+    """With ``locking=True`` the middleware frees the lock of a request that saved nothing."""
+    with override_settings(ERRPOLICY_MEMCACHE_OPTIONS={"locking": True, "lock_timeout": 0.2}):
+        client = Client()
+        client.get("/count")
+        statuses = [client.get("/peek").status_code for _ in range(3)]
+        assert ([200, 200, 200], {"n": 2}) == (statuses, client.get("/count").json())

@@ -231,3 +231,19 @@ def test_bad_save_errors_value_is_refused(store: MemcacheSessionStore):
     """Only "503" and "log" are accepted for ``save_errors``."""
     with pytest.raises(ValueError, match="save_errors"):
         SessionMiddleware(make_app(count, []), store, save_errors="ignore")  # type: ignore[arg-type]
+
+
+def test_read_only_request_releases_the_lock(
+    make_store: Callable[..., MemcacheSessionStore], calls: list[str]
+):
+    """With ``locking=True`` a request that saves nothing still frees the session."""
+    store = make_store(locking=True, lock_timeout=0.2)
+
+    def handler(environ: WSGIEnvironment) -> None:
+        if environ["PATH_INFO"] == "/count":
+            count(environ)
+
+    client = Client(SessionMiddleware(make_app(handler, calls), store))
+    client.get("/count")
+    statuses = [client.get("/read").status_code for _ in range(3)]
+    assert ([200, 200, 200], b"{'n': 2}") == (statuses, client.get("/count").data)
