@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import threading
@@ -16,12 +15,13 @@ from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
 from ._report import Report
-from ._state import Frame, active
+from ._state import active
 
 _installed = _hooks.Installed
 _FILTER = _hooks.FILTER
 _active_get = active.get
 _active_set = active.set
+_active_reset = active.reset
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,25 +37,25 @@ class Guard:
     else the one configured for ``name``, else ``default`` if given (libraries
     ship their defaults this way), else the configured default policy.
 
-    A Guard object can be entered again once it has exited, but not while it is
-    open (like numpy's ``errstate``); as a decorator it opens a fresh guard per call.
+    A Guard holds no state of its own: each entry gets a fresh :class:`Report`,
+    so one Guard object can be kept as a module constant and entered from many
+    threads and tasks at once, and nested in itself.
     """
 
-    __slots__ = ("_default", "_policy", "_report", "_token", "name")
+    __slots__ = ("_default", "_policy", "name")
 
     def __init__(
         self, name: str, *, policy: Policy | None = None, default: Policy | None = None
     ) -> None:
-        if not isinstance(name, str) or not name:
+        if not name or not isinstance(name, str):
             raise ConfigurationError(f"a guard needs a non-empty name, not {name!r}")
-        for key, value in (("policy", policy), ("default", default)):
-            if value is not None and not isinstance(value, Policy):
-                raise ConfigurationError(f"expected a Policy, not {value!r}", key=key)
+        if policy is not None and not isinstance(policy, Policy):
+            raise ConfigurationError(f"expected a Policy, not {policy!r}", key="policy")
+        if default is not None and not isinstance(default, Policy):
+            raise ConfigurationError(f"expected a Policy, not {default!r}", key="default")
         self.name = name
         self._policy = policy
         self._default = default
-        self._token: contextvars.Token[Frame | None] | None = None
-        self._report: Report | None = None
 
     def __repr__(self) -> str:
         return f"guard({self.name!r})"
@@ -63,8 +63,6 @@ class Guard:
     # -- context manager ----------------------------------------------------
 
     def __enter__(self) -> Report:
-        if self._token is not None:
-            raise RuntimeError(f"{self!r} is already open; use a new errpolicy.guard(...) to nest")
         filters = warnings.filters
         if not _installed.on or not filters or filters[0] is not _FILTER:
             _hooks.ensure_ready()
@@ -73,12 +71,11 @@ class Guard:
             self._policy or config.policies.get(self.name) or self._default or config.default_policy
         )
         report = Report(self.name, policy, config)
-        self._report = report
         ident = _get_ident()
         parent = _active_get()
-        self._token = _active_set(
-            (report, parent if parent and parent[2] == ident else None, ident)
-        )
+        if parent is not None and parent[2] != ident:
+            parent = None
+        report._token = _active_set((report, parent, ident, self))
         return report
 
     def __exit__(
@@ -87,12 +84,14 @@ class Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        token, report = self._token, self._report
-        if token is None or report is None:
-            raise RuntimeError(f"{self!r} was not entered")
-        self._token = self._report = None
-        active.reset(token)
-        report._open = False  # the guard owns its report's life
+        frame = _active_get()
+        token = None if frame is None or frame[3] is not self else frame[0]._token
+        if frame is None or token is None:
+            raise RuntimeError(f"{self!r} exited, but it is not the innermost open guard here")
+        report = frame[0]
+        _active_reset(token)
+        report._token = None
+        report._open = False
         if report._head is not None:  # cheap "captured anything?"
             _finish(report, exc)
 
@@ -115,26 +114,39 @@ class Guard:
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, function: Callable[P, Any]) -> Callable[P, Any]:
-        name, policy, default = self.name, self._policy, self._default
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
             async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with Guard(name, policy=policy, default=default):
+                with self:
                     return await function(*args, **kwargs)
 
             return guarded_async
 
         @functools.wraps(function)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with Guard(name, policy=policy, default=default):
+            with self:
                 return function(*args, **kwargs)
 
         return cast("Callable[P, Any]", guarded)
 
 
-#: ``errpolicy.guard(name, *, policy=None, default=None)``: a :class:`Guard`.
-guard = Guard
+_SHARED: dict[str, Guard] = {}
+_SHARED_MAX = 4096  # names made up at run time must not grow the table without end
+
+
+def guard(name: str, *, policy: Policy | None = None, default: Policy | None = None) -> Guard:
+    """A :class:`Guard` named ``name``; see there. Guards are stateless, so a
+    plain ``guard(name)`` hands out one shared object per name."""
+    if policy is None and default is None:
+        shared = _SHARED.get(name)
+        if shared is not None:
+            return shared
+        made = Guard(name)
+        if len(_SHARED) < _SHARED_MAX:
+            _SHARED[name] = made
+        return made
+    return Guard(name, policy=policy, default=default)
 
 
 def _finish(report: Report, exc: BaseException | None) -> None:

@@ -29,8 +29,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import warnings
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,13 +42,16 @@ from ._severity import NOTICE
 if TYPE_CHECKING:
     from ._event import Event
 
-_orig_warn = warnings.warn
+# Typed loosely: skip_file_prefixes exists from Python 3.12 on.
+_orig_warn: Callable[..., None] = warnings.warn
 _orig_warn_explicit = warnings.warn_explicit
 _orig_showwarnmsg = warnings._showwarnmsg  # type: ignore[attr-defined]
 _orig_call_handlers = logging.Logger.callHandlers
 _orig_is_enabled_for = logging.Logger.isEnabledFor
 
 _current_frame = _state.current_frame
+_active_get = _state.active.get
+_get_ident = threading.get_ident
 
 
 class _GuardIsOpen:
@@ -133,17 +137,20 @@ def _warn(
     category: type[Warning] | None = None,
     stacklevel: int = 1,
     source: Any = None,
-    **kwargs: Any,
+    *,
+    skip_file_prefixes: tuple[str, ...] = (),
 ) -> None:
-    frame = _current_frame()
-    skip: tuple[str, ...] = kwargs.get("skip_file_prefixes") or ()
-    if frame is None:
-        # One frame more than the caller asked for: ours.
-        level = (max(2, stacklevel) if skip else max(1, stacklevel)) + 1
-        _orig_warn(message, category, level, source, **kwargs)
+    frame = _active_get()
+    if frame is None or frame[2] != _get_ident():
+        # Outside guards: the original, one frame further up (ours is in between).
+        if skip_file_prefixes:
+            level = max(2, stacklevel) + 1
+            _orig_warn(message, category, level, source, skip_file_prefixes=skip_file_prefixes)
+        else:
+            _orig_warn(message, category, (stacklevel if stacklevel > 1 else 1) + 1, source)
         return
     instance, category = _message_and_category(message, category)
-    module_globals, filename, lineno = _locate(stacklevel, skip)
+    module_globals, filename, lineno = _locate(stacklevel, skip_file_prefixes)
     msg = warnings.WarningMessage(instance, category, filename, lineno, None, None, source)
     if route(frame, warning_event(msg)) is None:
         registry = module_globals.setdefault("__warningregistry__", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextvars
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from ._severity import Severity
 if TYPE_CHECKING:
     from ._config import Config
     from ._policy import Policy
+    from ._state import Frame
 
 _LOCK = threading.Lock()
 setattr_ = object.__setattr__
@@ -67,6 +69,8 @@ class Report:
     _open = True
     #: The violation raised from inside the block in immediate mode.
     immediate_violation: PolicyViolation | None = None
+    # Set by the guard while open: what resets the context variable on exit.
+    _token: contextvars.Token[Frame | None] | None = None
 
     def __init__(self, name: str, policy: Policy, config: Config) -> None:
         self.name = name

@@ -23,8 +23,9 @@ _get_ident = threading.get_ident
 
 
 #: An open guard in one thread: (its report, the enclosing frame, the owning
-#: thread's ident). A plain tuple because one is made on every guard entry.
-Frame = tuple["Report", "Frame | None", int]
+#: thread's ident, the Guard that opened it). A plain tuple because one is made
+#: on every guard entry.
+Frame = tuple["Report", "Frame | None", int, object]
 
 
 active: contextvars.ContextVar[Frame | None] = contextvars.ContextVar(
@@ -56,7 +57,7 @@ def carry(function: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(function)
     def carried(*args: P.args, **kwargs: P.kwargs) -> R:
-        moved = None if frame is None else (frame[0], frame[1], _get_ident())
+        moved = None if frame is None else (frame[0], frame[1], _get_ident(), frame[3])
         token = active.set(moved)
         try:
             return function(*args, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import warnings
 
 import errpolicy
@@ -181,14 +182,53 @@ def test_sink_output_is_not_captured_by_the_outer_guard() -> None:
     assert () == outer.events
 
 
-def test_guard_refuses_double_entry() -> None:
-    """One guard object cannot be entered while it is open, but can be reused after."""
+def test_one_guard_object_nests_in_itself_with_separate_reports() -> None:
+    """A Guard is stateless: entering it again while open opens a second, inner guard."""
     g = errpolicy.guard("t", policy=RECORD_ALL)
-    with g, pytest.raises(RuntimeError, match="already open"), g:
-        pass
-    with g as report:
-        log.warning("again")
-    assert 1 == len(report.events)
+    with g as outer:
+        log.warning("outer's")
+        with g as inner:
+            log.warning("inner's")
+    assert (["outer's"], ["inner's"]) == (
+        [e.message for e in outer.events],
+        [e.message for e in inner.events],
+    )
+
+
+def test_plain_guards_are_shared_per_name() -> None:
+    """guard(name) without policies hands out one shared object per name."""
+    assert errpolicy.guard("shared") is errpolicy.guard("shared")
+    assert errpolicy.guard("shared") is not errpolicy.guard("shared", policy=RECORD_ALL)
+
+
+def test_one_guard_object_is_shared_by_threads() -> None:
+    """One Guard used by many threads at once gives each entry its own report."""
+    g = errpolicy.guard("shared.threads", policy=RECORD_ALL)
+    results: dict[int, list[str]] = {}
+
+    def work(n: int) -> None:
+        for _ in range(200):
+            with g as report:
+                log.warning("%d", n)
+            results.setdefault(n, []).extend(e.message for e in report.events)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {n: [str(n)] * 200 for n in range(4)} == results
+
+
+def test_exit_out_of_order_is_refused() -> None:
+    """Exiting a guard that is not the innermost open one is a RuntimeError."""
+    a, b = errpolicy.guard("a"), errpolicy.guard("b")
+    a.__enter__()
+    b.__enter__()
+    with pytest.raises(RuntimeError, match="not the innermost"):
+        a.__exit__(None, None, None)
+    b.__exit__(None, None, None)
+    a.__exit__(None, None, None)
 
 
 def test_decorator_opens_a_fresh_guard_per_call() -> None:
