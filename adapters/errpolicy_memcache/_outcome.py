@@ -130,5 +130,5 @@ class Outcome:
 
     def __str__(self) -> str:
         served = f" served_by={self.served_by}" if self.served_by else ""
-        nodes = "; ".join(str(r) for r in self.nodes)
+        nodes = "; ".join([f"{r.node} {r.command}={r.status.value}" for r in self.nodes])
         return f"{self.operation} {self.kind.value}{served} key={self.key} [{nodes}]"

@@ -77,11 +77,10 @@ class Connection:
             self._fill()
 
     def read_exact(self, size: int) -> bytes:
-        while len(self._buf) < size + 2:
+        """Exactly ``size`` bytes."""
+        while len(self._buf) < size:
             self._fill()
-        data, tail, self._buf = self._buf[:size], self._buf[size : size + 2], self._buf[size + 2 :]
-        if tail != b"\r\n":
-            raise NodeFailure("error", "malformed value block")
+        data, self._buf = self._buf[:size], self._buf[size:]
         return data
 
     @property
@@ -112,16 +111,16 @@ def _read_gets(conn: Connection) -> tuple[bytes, int] | None:
     line = conn.readline()
     if line == b"END":
         return None
-    _check_error(line)
     parts = line.split()
     if len(parts) != 5 or parts[0] != b"VALUE":
+        _check_error(line)
         raise NodeFailure("error", f"unexpected reply {line[:40]!r}")
-    value = conn.read_exact(int(parts[3]))
-    cas_unique = int(parts[4])
-    end = conn.readline()
-    if end != b"END":
-        raise NodeFailure("error", f"unexpected reply {end[:40]!r}")
-    return value, cas_unique
+    size = int(parts[3])
+    # The value, its CRLF and the closing "END\r\n" usually came in the same recv.
+    tail = conn.read_exact(size + 7)
+    if tail[size:] != b"\r\nEND\r\n":
+        raise NodeFailure("error", "malformed value block")
+    return tail[:size], int(parts[4])
 
 
 def _status_reader(*known: bytes) -> Callable[[Connection], str]:
