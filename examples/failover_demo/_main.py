@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from errpolicy.testing import configured
 
-from errpolicy_memcache.testing import MemcachedCluster, find_memcached
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
 
 from ._display import Progress, table
 from ._phases import ALL_DOWN_MODES, build_phases, killed_in_all_down
@@ -124,6 +124,13 @@ def kept_meaning(all_down: str) -> str:
     return text + "every session must come back."
 
 
+def _state(server: MemcachedServer) -> str:
+    """``"up"``, ``"hung"`` (SIGSTOP) or ``"down"`` (killed)."""
+    if server.paused:
+        return "hung"
+    return "up" if server.running else "down"
+
+
 def _quiet_logging(log_path: Path) -> logging.Handler:
     """Send log records to a file, so the 503s of the all-down phase do not flood stderr."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +164,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
     progress = Progress(err, len(phases))
     results: list[PhaseStats] = []
     spans: list[tuple[float, float]] = []
+    node_states: list[dict[str, str]] = []
     try:
         with configured(sink=counter), MemcachedCluster(NODES) as cluster:
             progress.say(f"memcached nodes: {', '.join(cluster.addresses)}")
@@ -186,6 +194,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
             try:
                 for index, phase in enumerate(phases, 1):
                     phase.apply(cluster)
+                    node_states.append({n.address: _state(n) for n in cluster.servers})
                     counter.phase = phase.name
                     start = time.monotonic()
                     progress.phase_started(index, phase.name, phase.title)
@@ -250,7 +259,10 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
         "passed": not failed,
         "kept_meaning": kept_meaning(options.all_down),
         "recorded_examples": counter.examples,
-        "phases": [stats.as_dict() for stats in results],
+        "phases": [
+            {**stats.as_dict(), "nodes": nodes}
+            for stats, nodes in zip(results, node_states, strict=False)
+        ],
         "failed_checks": [asdict(check) for check in failed],
         "timeline": [asdict(sample) for sample in samples],
     }

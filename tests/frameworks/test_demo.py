@@ -100,6 +100,12 @@ def test_sessions_come_back_with_the_nodes(demo: DemoRun):
     )
 
 
+def test_all_down_means_one_node_killed_and_two_hung(demo: DemoRun):
+    """By default the outage kills one node and hangs the two others."""
+    states = sorted(demo.phase("all-down")["nodes"].values())
+    assert ["down", "hung", "hung"] == states
+
+
 def test_timeline_has_every_request(demo: DemoRun):
     """The JSON timeline holds one entry per request counted in the phases."""
     total = sum(phase["requests"] for phase in demo.report["phases"])
