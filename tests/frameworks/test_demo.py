@@ -165,3 +165,31 @@ def test_missing_memcached_says_how_to_get_it(tmp_path: Path):
     )
     lines = result.stderr.strip().splitlines()
     assert (2, 1, True) == (result.returncode, len(lines), "apt-get install memcached" in lines[0])
+
+
+def _progress_output(interactive: bool) -> str:
+    import io
+
+    from examples.failover_demo._display import Progress
+    from examples.failover_demo._phases import Expect, Phase
+    from examples.failover_demo._stats import phase_stats
+
+    phase = Phase("p", "test phase", lambda cluster: None, Expect())
+    stats = phase_stats(phase, [_sample("kept")], ["u1"], {}, 1.0)
+    stream = io.StringIO()
+    progress = Progress(stream, 6, interactive=interactive)
+    progress.phase_started(1, "p", "test phase")
+    progress.update(1, stats)
+    progress.phase_finished(1, stats)
+    return stream.getvalue()
+
+
+def test_progress_redraws_one_line_on_a_terminal():
+    """On a terminal the live figures are redrawn in place."""
+    assert True is ("\r\x1b[2K[1/6 p]" in _progress_output(interactive=True))
+
+
+def test_progress_writes_plain_lines_elsewhere():
+    """Without a terminal there are no control characters, only whole lines."""
+    output = _progress_output(interactive=False)
+    assert (False, False, True) == ("\r" in output, "\x1b" in output, output.endswith("ok\n"))
