@@ -38,7 +38,6 @@ class Node:
         self._pool_size = pool_size
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<Node {self.address} {self.breaker.state.value}>"
@@ -56,7 +55,7 @@ class Node:
 
     def release(self, conn: Connection) -> None:
         with self._lock:
-            if not self._closed and conn.clean and len(self._idle) < self._pool_size:
+            if conn.clean and len(self._idle) < self._pool_size:
                 self._idle.append(conn)
                 return
         conn.close()
@@ -64,7 +63,6 @@ class Node:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-            self._closed = True
         for conn in idle:
             conn.close()
 

@@ -294,8 +294,15 @@ class MemcacheSessionStore:
         recorded notice; no node answering raises :class:`errpolicy.PolicyViolation`.
         An unknown or destroyed id never comes back: the new session has a fresh id.
         """
-        with errpolicy.guard("session.start", default=DEFAULT_POLICIES["session.start"]):
-            session, outcome = self._start(sid)
+        session: Session | None = None
+        try:
+            with errpolicy.guard("session.start", default=DEFAULT_POLICIES["session.start"]):
+                session, outcome = self._start(sid)
+        except BaseException:
+            # The caller never gets this session: do not leave its lock held.
+            if session is not None and session._lock is not None:
+                self._unlock(session, None)
+            raise
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
         return session
@@ -728,10 +735,12 @@ class MemcacheSessionStore:
                 self._replicas,
             )
         ]
-        if not session.new:
+        self._write(op, writes)
+        # The old id dies only once the data is safe under the new one.
+        if not session.new and writes[0].acks:
             tomb, _ = self._tombstone_write(old_key, session.version, session.ttl)
             writes.append(tomb)
-        self._write(op, writes)
+            self._write(op, [tomb])
         if writes[0].acks:
             self._unlock(session, op)
             session._id = new_id

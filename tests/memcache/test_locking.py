@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import errpolicy
 import pytest
+from pymemcache.client.base import Client
 
 from errpolicy_memcache import MemcacheSessionStore, Outcome, OutcomeKind, Session
-from errpolicy_memcache.testing import MemcachedCluster
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 
 def saved(store: MemcacheSessionStore, **data: object) -> Session:
@@ -105,3 +107,31 @@ def test_concurrent_increments_are_not_lost(
     for thread in threads:
         thread.join()
     assert ([], 100) == (errors, store.start(sid)["n"])
+
+
+@pytest.fixture
+def strict_start() -> Iterator[None]:
+    """The app raises on notices for session.start; restores the configuration."""
+    previous = errpolicy.get_config()
+    errpolicy.configure(
+        policies={"session.start": errpolicy.Policy(raise_on="NOTICE | WARNING | ERROR")}
+    )
+    yield
+    errpolicy.configure(policies=previous.policies)
+
+
+@pytest.mark.usefixtures("strict_start")
+def test_a_start_that_raises_releases_its_lock(
+    locking: Callable[..., MemcacheSessionStore],
+    cluster: MemcachedCluster,
+    ranked: Callable[[MemcachedCluster, str], list[MemcachedServer]],
+    raw: Callable[[MemcachedServer], Client],
+) -> None:
+    """If the policy raises after the lock was taken, the lock is released."""
+    store = locking()
+    sid = saved(store, n=0).id
+    primary, second, _ = ranked(cluster, sid)
+    second.kill()
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(sid)  # locked on the primary, then a failover notice, raised here
+    assert None is raw(primary).get(storage_key("errpolicy:session:", sid) + ":lock")
