@@ -119,6 +119,7 @@ class _Exchange:
         self.server_start_response = start_response
         self.started = False
         self.replaced = False
+        self.stored = False  # the session was stored as it was at start_response
 
     def start_response(
         self,
@@ -137,6 +138,7 @@ class _Exchange:
             cookie = self.middleware.cookie
             try:
                 action = finish_session(self.middleware.store, self.session, self.incoming)
+                self.stored = True
             except STORE_DOWN as exc:
                 if self.middleware.save_errors == "503":
                     _log.error("session store could not save, answered 503: %s", exc)
@@ -183,7 +185,7 @@ class _Response:
         finally:
             exchange = self.exchange
             exchange.middleware.store.release(exchange.session)
-            if exchange.started and not exchange.replaced and exchange.session.modified:
+            if exchange.stored and exchange.session.modified:
                 _log.warning(
                     "the session was changed after start_response; that change was not saved"
                 )

@@ -247,3 +247,29 @@ def test_read_only_request_releases_the_lock(
     client.get("/count")
     statuses = [client.get("/read").status_code for _ in range(3)]
     assert ([200, 200, 200], b"{'n': 2}") == (statuses, client.get("/count").data)
+
+
+def test_change_after_start_response_is_reported(
+    store: MemcacheSessionStore, caplog: pytest.LogCaptureFixture
+):
+    """A change made while the body streams is not saved, and a warning says so."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        get_session(environ)["late"] = True
+        yield b"done"
+
+    with caplog.at_level("WARNING", logger="errpolicy_memcache.wsgi"):
+        Client(SessionMiddleware(app, store)).get("/").close()  # a server closes the body
+    assert ["the session was changed after start_response; that change was not saved"] == [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+def test_unsaved_server_error_is_not_reported_as_late_change(
+    store: MemcacheSessionStore, calls: list[str], caplog: pytest.LogCaptureFixture
+):
+    """A 5xx response leaves its change unsaved on purpose: no late-change warning."""
+    with caplog.at_level("WARNING", logger="errpolicy_memcache.wsgi"):
+        Client(SessionMiddleware(make_app(count, calls, "500 Oops"), store)).get("/").close()
+    assert [] == caplog.records
