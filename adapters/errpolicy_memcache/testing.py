@@ -208,6 +208,8 @@ class MemcachedServer:
         accepted (by the kernel), but nothing is answered."""
         if not self.running or self._proc is None:
             raise MemcachedError(f"cannot pause {self!r}")
+        if self._paused:
+            return
         self._proc.send_signal(signal.SIGSTOP)
         # The signal is asynchronous: wait until the child is really stopped, or a request
         # sent right after pause() could still be answered.
@@ -218,6 +220,8 @@ class MemcachedServer:
         """SIGCONT a paused process; it answers again, with its old data."""
         if not self.running or self._proc is None:
             raise MemcachedError(f"cannot resume {self!r}")
+        if not self._paused:
+            return
         self._proc.send_signal(signal.SIGCONT)
         os.waitpid(self._proc.pid, os.WCONTINUED)
         self._paused = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from errpolicy_memcache import BreakerState, CircuitBreaker
 
 
@@ -99,3 +102,36 @@ def test_reset_closes_an_open_breaker() -> None:
     breaker = opened(Clock())
     breaker.reset()
     assert (BreakerState.CLOSED, True) == (breaker.state, breaker.allow())
+
+
+def test_concurrent_failures_open_it_once_and_one_probe_wins() -> None:
+    """Stress: 8 threads hammer one breaker; it opens, and after the backoff exactly one
+    thread of 8 gets the probe."""
+    clock = Clock()
+    breaker = CircuitBreaker(50, backoff=2.0, max_backoff=5.0, clock=clock)
+    barrier = threading.Barrier(8)
+
+    def fail() -> None:
+        barrier.wait()
+        for _ in range(100):
+            breaker.failure()
+
+    run_threads(fail)
+    opened_state = breaker.state
+    clock.now += 2.0
+    grants: list[bool] = []
+
+    def probe() -> None:
+        barrier.wait()
+        grants.append(breaker.allow())
+
+    run_threads(probe)
+    assert (BreakerState.OPEN, 1, 8) == (opened_state, grants.count(True), len(grants))
+
+
+def run_threads(target: Callable[[], None], count: int = 8) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -10,6 +10,8 @@ from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome, Sessio
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+
 PREFIX = "errpolicy:session:"
 TtlOf = Callable[[MemcachedServer, str], int | None]
 Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]

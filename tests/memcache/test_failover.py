@@ -22,6 +22,8 @@ from errpolicy_memcache._envelope import decode
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+
 PREFIX = "errpolicy:session:"
 SECRET = b"test-secret-key-0123456789abcdef"
 Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]

@@ -13,6 +13,8 @@ from errpolicy_memcache import MemcacheSessionStore, Outcome, OutcomeKind, Sessi
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+
 
 def saved(store: MemcacheSessionStore, **data: object) -> Session:
     session = store.start(None)

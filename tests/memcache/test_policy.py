@@ -12,6 +12,8 @@ import pytest
 from errpolicy_memcache import DEFAULT_POLICIES, OPERATIONS, MemcacheSessionStore, Session
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+
 Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
 
 
