@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import errpolicy
@@ -14,6 +15,18 @@ from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster, find_memcached
 
 SECRET = "frameworks-test-secret-0123456789"
+
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark this directory's tests that start real memcached nodes with ``memcached``."""
+    for item in items:
+        if item.path.is_relative_to(_HERE) and "memcached_binary" in getattr(
+            item, "fixturenames", ()
+        ):
+            item.add_marker(pytest.mark.memcached)
 
 
 @pytest.fixture(scope="session")
