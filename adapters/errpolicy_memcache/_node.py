@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,34 +36,35 @@ class Node:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._pool_size = pool_size
-        self._idle: list[Connection] = []
-        self._lock = threading.Lock()
+        # deque.append and deque.pop are atomic: the pool needs no lock.
+        self._idle: deque[Connection] = deque()
 
     def __repr__(self) -> str:
         return f"<Node {self.address} {self.breaker.state.value}>"
 
     def acquire(self) -> Connection:
-        with self._lock:
-            if self._idle:
-                conn = self._idle.pop()
-                conn.reused = True
-                return conn
-        return Connection.open(self.host, self.port, self._connect_timeout, self._read_timeout)
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            return self.fresh()
+        conn.reused = True
+        return conn
 
     def fresh(self) -> Connection:
         return Connection.open(self.host, self.port, self._connect_timeout, self._read_timeout)
 
     def release(self, conn: Connection) -> None:
-        with self._lock:
-            if conn.clean and len(self._idle) < self._pool_size:
-                self._idle.append(conn)
-                return
-        conn.close()
+        if conn.clean and len(self._idle) < self._pool_size:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                return
             conn.close()
 
 
@@ -127,7 +128,7 @@ def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
         values: list[Any] = []
         if conn is not None:
             try:
-                values = _read_all(conn, commands)
+                values = [command.read(conn) for command in commands]
             except Exception as exc:
                 conn.close()
                 failure = _as_failure(exc)

@@ -514,8 +514,9 @@ class MemcacheSessionStore:
     def _judge(self, read: _Read) -> tuple[_Copy | None, OutcomeKind, Node | None]:
         """The live copy to serve (if any), the base outcome, and the node that served."""
         winner = read.winner
-        if winner is not None and (winner.record.tombstone or not self._expired(winner.record)):
-            if winner.record.tombstone:
+        if winner is not None:
+            # A tombstone or a session past its absolute lifetime is a definite answer.
+            if winner.record.tombstone or self._expired(winner.record):
                 return None, OutcomeKind.NOT_FOUND, winner.node
             return winner, OutcomeKind.OK, winner.node
         if read.answered == 0:

@@ -258,3 +258,25 @@ def test_delete_wins_over_a_copy_from_a_clock_ahead(
     session = saved(ahead, user_id=1)
     make_store(cluster).delete(session.id)
     assert make_store(cluster).start(session.id).new
+
+
+def test_exists_is_false_after_delete(store: MemcacheSessionStore) -> None:
+    """A tombstoned id does not exist."""
+    session = saved(store, a=1)
+    store.delete(session.id)
+    assert not store.exists(session.id)
+
+
+def test_saving_an_unread_session_keeps_its_data(store: MemcacheSessionStore) -> None:
+    """A loaded session saved without its data being touched stores the same data."""
+    session = saved(store, user_id=5, cart=[1, 2])
+    store.save(store.start(session.id))
+    assert {"user_id": 5, "cart": [1, 2]} == dict(store.start(session.id))
+
+
+def test_regenerating_a_new_session_stores_it(store: MemcacheSessionStore) -> None:
+    """regenerate() on a never-saved session stores its data under the new id."""
+    session = store.start(None)
+    session["a"] = 1
+    store.regenerate(session)
+    assert {"a": 1} == dict(store.start(session.id))
