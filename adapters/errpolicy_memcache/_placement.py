@@ -32,5 +32,5 @@ def rank(nodes: Sequence[T], seeds: Sequence[int], key: str) -> list[T]:
     of the other nodes for a key never changes.
     """
     h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-    weights = sorted(((_mix(h ^ seed), i) for i, seed in enumerate(seeds)), reverse=True)
-    return [nodes[i] for _, i in weights]
+    order = sorted(range(len(seeds)), key=lambda i: _mix(h ^ seeds[i]), reverse=True)
+    return [nodes[i] for i in order]

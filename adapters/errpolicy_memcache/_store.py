@@ -502,9 +502,11 @@ class MemcacheSessionStore:
             op.results.append((node.address, "gets", NodeStatus.INVALID, at, record.reason))
             return
         assert winner is not None
-        status = NodeStatus.HIT if record.order == winner.record.order else NodeStatus.STALE
-        detail = f"{'tombstone' if record.tombstone else 'v'}{record.version}"
-        op.results.append((node.address, "gets", status, at, detail))
+        if record is winner.record or record.order == winner.record.order:
+            op.results.append((node.address, "gets", NodeStatus.HIT, at, ""))
+        else:
+            detail = f"{'tombstone' if record.tombstone else 'v'}{record.version}"
+            op.results.append((node.address, "gets", NodeStatus.STALE, at, detail))
 
     def _expired(self, record: Record) -> bool:
         if self._absolute_ttl is None:
@@ -535,9 +537,17 @@ class MemcacheSessionStore:
     def _repair(self, op: _Op, key: str, read: _Read, *, renew: bool) -> None:
         """Rewrite stale, invalid and missing copies with the winner; touch when due."""
         winner = read.winner
-        if winner is None or (not winner.record.tombstone and self._expired(winner.record)):
+        if winner is None:
             return
-        record, ttl = winner.record, self._effective_ttl(winner.record)
+        record = winner.record
+        age = self._clock() - record.written
+        due = renew and age >= self._renew_after * (record.ttl or self._idle_ttl)
+        agree = all(c.record is record for c in read.copies)
+        if agree and not (due or read.misses or read.invalid):  # the usual case
+            return
+        if not record.tombstone and self._expired(record):
+            return
+        ttl = self._effective_ttl(record)
         plan: list[tuple[Node, tuple[Command, ...]]] = []
         for copy in read.copies:
             if copy.record.order != record.order:
@@ -549,8 +559,7 @@ class MemcacheSessionStore:
                 plan.append((node, (add(key, winner.blob, ttl),)))
         if plan:
             op.flags.add(OutcomeKind.REPAIRED)
-        age = self._clock() - record.written
-        if renew and age >= self._renew_after * (record.ttl or self._idle_ttl):
+        if due:
             for copy in read.copies:
                 if copy.record.order == record.order:
                     plan.append((copy.node, (touch(key, ttl),)))
