@@ -88,6 +88,10 @@ def _as_failure(exc: BaseException) -> NodeFailure:
         return NodeFailure("timeout", str(exc) or "timed out")
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return NodeFailure("closed", str(exc))
+    if isinstance(exc, OSError):
+        # Unreachable network or host, unresolvable name: the node cannot be reached,
+        # which the breaker must count like a refusal.
+        return NodeFailure("refused", f"{type(exc).__name__}: {exc}")
     return NodeFailure("error", f"{type(exc).__name__}: {exc}")
 
 

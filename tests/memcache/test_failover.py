@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from errpolicy_memcache import (
     SessionUnavailable,
 )
 from errpolicy_memcache._envelope import decode
+from errpolicy_memcache._node import _as_failure
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
@@ -457,3 +459,20 @@ def test_a_regenerated_id_stays_dead_after_rejoin(
     store.regenerate(session)
     raw(primary).set(old_key, before, expire=600, noreply=False)
     assert store.start(old).new
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ConnectionRefusedError(111, "refused"), "refused"),
+        (socket.gaierror(-2, "Name or service not known"), "refused"),
+        (OSError(113, "No route to host"), "refused"),
+        (TimeoutError("timed out"), "timeout"),
+        (ConnectionResetError(104, "reset"), "closed"),
+        (ValueError("bad int"), "error"),
+    ],
+    ids=["refused", "unresolvable", "unreachable", "timeout", "reset", "protocol"],
+)
+def test_socket_errors_map_to_node_failures(error: Exception, kind: str) -> None:
+    """Unreachable and unresolvable nodes count for the breaker like refusals."""
+    assert kind == _as_failure(error).kind
