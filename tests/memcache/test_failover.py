@@ -20,8 +20,8 @@ from errpolicy_memcache import (
     SessionUnavailable,
 )
 from errpolicy_memcache._envelope import decode
-from errpolicy_memcache._node import _as_failure
 from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache._node import _as_failure
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
