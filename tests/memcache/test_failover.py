@@ -493,12 +493,12 @@ def test_a_node_killed_under_concurrent_load_loses_nothing(
     def work() -> None:
         try:
             session = saved(store, n=0)
-            started.wait()
+            started.wait(timeout=30)
             for i in range(60):
                 if i == 20:
                     halfway.release()
                 if i == 40:
-                    killed.wait()  # the kill lands between iterations 20 and 40
+                    killed.wait(timeout=30)  # the kill lands between iterations 20 and 40
                 current = store.start(session.id)
                 current["n"] += 1
                 store.save(current)
@@ -509,9 +509,9 @@ def test_a_node_killed_under_concurrent_load_loses_nothing(
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:
         thread.start()
-    started.wait()
+    started.wait(timeout=30)
     for _ in threads:
-        halfway.acquire()
+        halfway.acquire(timeout=30)
     cluster[1].kill()
     killed.set()
     for thread in threads:
