@@ -43,6 +43,7 @@ class CircuitBreaker:
         self._failures = 0
         self._current_backoff = backoff
         self._retry_at = 0.0
+        self._rejoined_at: float | None = None
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._state.value} failures={self._failures}>"
@@ -72,11 +73,19 @@ class CircuitBreaker:
                 return True
             return False
 
+    def rejoined_within(self, seconds: float) -> bool:
+        """True if the node came back (its breaker closed after being open) less than
+        ``seconds`` ago: it may have missed writes while it was away."""
+        at = self._rejoined_at
+        return at is not None and self._clock() - at < seconds
+
     def success(self) -> None:
         """Record an answer: the breaker closes and the count restarts."""
         if self._state is BreakerState.CLOSED and self._failures == 0:
             return
         with self._lock:
+            if self._state is not BreakerState.CLOSED:
+                self._rejoined_at = self._clock()
             self._state = BreakerState.CLOSED
             self._failures = 0
             self._current_backoff = self.backoff

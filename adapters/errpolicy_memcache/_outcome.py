@@ -57,6 +57,7 @@ class OutcomeKind(StrEnum):
     DEGRADED = "degraded"  # a write reached fewer than `replicas` nodes
     INVALID = "invalid"  # a copy failed verification and was rejected
     PARTIAL_MISS = "partial_miss"  # "not found" from some replicas, the others unreachable
+    POSSIBLY_STALE = "possibly_stale"  # only just-rejoined nodes hold copies; others unreachable
     LOCK_TIMEOUT = "lock_timeout"  # the session lock was not obtained in time
     UNAVAILABLE = "unavailable"  # no replica could answer
 
@@ -69,6 +70,7 @@ _SEVERITY: dict[OutcomeKind, int] = {
     OutcomeKind.DEGRADED: _NOTICE,
     OutcomeKind.INVALID: _NOTICE,
     OutcomeKind.PARTIAL_MISS: logging.WARNING,
+    OutcomeKind.POSSIBLY_STALE: logging.WARNING,
     OutcomeKind.LOCK_TIMEOUT: logging.WARNING,
     OutcomeKind.UNAVAILABLE: logging.ERROR,
 }

@@ -152,13 +152,14 @@ def _order(copy: _Copy) -> tuple[bool, int, str]:
 class _Read:
     """The replicas' answers to one read, before any repair."""
 
-    __slots__ = ("answered", "copies", "invalid", "misses", "winner")
+    __slots__ = ("answered", "asked", "copies", "invalid", "misses", "winner")
 
     def __init__(self) -> None:
         self.copies: list[_Copy] = []
         self.misses: list[Node] = []
         self.invalid: list[tuple[Node, int]] = []
         self.answered = 0
+        self.asked = 0  # how many nodes could hold a copy (all of them)
         self.winner: _Copy | None = None
 
 
@@ -252,6 +253,7 @@ class MemcacheSessionStore:
         self._renew_after = renew_after
         self._max_size = max_size
         self._locking = locking
+        self._max_retry_after = max_retry_after
         self._lock_timeout = lock_timeout
         self._lock_ttl = lock_ttl
         self._lock_poll = lock_poll
@@ -405,7 +407,8 @@ class MemcacheSessionStore:
         lock = self._lock(op, key) if self._locking else None
         read = self._read(op, key)
         found, base, served = self._judge(read)
-        self._repair(op, key, read, renew=found is not None)
+        if base is not OutcomeKind.POSSIBLY_STALE:
+            self._repair(op, key, read, renew=found is not None)
         outcome = self._report(op, base, served, read)
         if found is None:
             session = self.new_session()
@@ -440,21 +443,19 @@ class MemcacheSessionStore:
         return targets
 
     def _read(self, op: _Op, key: str) -> _Read:
-        """Ask ``replicas`` answering nodes for the key, falling back down the ranking."""
+        """Ask every node whose breaker allows it, in one pipelined round.
+
+        Not only the top ``replicas``: after a failover write the newest copy can sit
+        lower in the ranking, and a node that rejoins with old data, or restarted
+        empty, must not hide it (a stale copy would win and be "repaired" onto the
+        others). Sends are pipelined, so each further node costs little.
+        """
         ranked = rank(self._nodes, self._seeds, key)
         read = _Read()
-        seen: set[Node] = set()
-        need = self._replicas
-        replies: list[Reply] = []
-        while need > 0:
-            targets = self._targets(op, ranked, need, seen)
-            if not targets:
-                break
-            command = (gets(key),)
-            for reply in execute([(node, command) for node in targets]):
-                replies.append(reply)
-                if reply.failure is None:
-                    need -= 1
+        read.asked = len(ranked)
+        targets = self._targets(op, ranked, len(ranked), set())
+        command = (gets(key),)
+        replies = execute([(node, command) for node in targets]) if targets else []
         decoded: dict[bytes, Record | EnvelopeError] = {}
         for reply in replies:
             if reply.failure is not None or reply.values[0] is None:
@@ -476,6 +477,10 @@ class MemcacheSessionStore:
         winner = read.winner
         for reply in replies:
             self._result(op, read, reply, winner, decoded)
+        # Only the session's home, the first ``replicas`` nodes that answered (in rank
+        # order), is repaired when it misses; other nodes are not meant to hold a copy.
+        home = [r.node for r in replies if r.failure is None][: self._replicas]
+        read.misses = [node for node in read.misses if node in home]
         return read
 
     def _result(
@@ -520,12 +525,26 @@ class MemcacheSessionStore:
             # A tombstone or a session past its absolute lifetime is a definite answer.
             if winner.record.tombstone or self._expired(winner.record):
                 return None, OutcomeKind.NOT_FOUND, winner.node
+            if self._possibly_stale(read):
+                # Served only if the application's policy does not raise on WARNING
+                # (the default does: the request gets a 503, not an old session).
+                return winner, OutcomeKind.POSSIBLY_STALE, winner.node
             return winner, OutcomeKind.OK, winner.node
         if read.answered == 0:
             return None, OutcomeKind.UNAVAILABLE, None
         if read.answered < self._replicas:
             return None, OutcomeKind.PARTIAL_MISS, None
         return None, OutcomeKind.NOT_FOUND, None
+
+    def _possibly_stale(self, read: _Read) -> bool:
+        """Every copy sits on a node that just came back while another node is still
+        unreachable: that node may hold a newer copy, so this one must not be served
+        (nor repaired onto the others) until it answers or ``max_retry_after`` passes,
+        the longest any breaker waits before it probes again."""
+        if read.answered == read.asked:
+            return False
+        grace = self._max_retry_after
+        return all(copy.node.breaker.rejoined_within(grace) for copy in read.copies)
 
     def _effective_ttl(self, record: Record) -> int:
         ttl = record.ttl or self._idle_ttl

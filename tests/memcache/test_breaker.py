@@ -135,3 +135,23 @@ def run_threads(target: Callable[[], None], count: int = 8) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def test_a_breaker_that_closes_after_being_open_marks_a_rejoin() -> None:
+    """rejoined_within() is true for a while after an open breaker's probe succeeds."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    assert breaker.allow()
+    breaker.success()
+    clock.now += 4.0
+    assert (True, False) == (breaker.rejoined_within(5.0), breaker.rejoined_within(3.0))
+
+
+def test_successes_of_a_closed_breaker_are_no_rejoin() -> None:
+    """A node that never went away has not rejoined, whatever its answers."""
+    clock = Clock()
+    breaker = CircuitBreaker(3, backoff=2.0, max_backoff=5.0, clock=clock)
+    breaker.failure()
+    breaker.success()
+    assert breaker.rejoined_within(60.0) is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -9,6 +10,7 @@ from collections.abc import Callable
 
 import errpolicy
 import pytest
+from errpolicy.testing import configured
 from pymemcache.client.base import Client
 
 from errpolicy_memcache import (
@@ -518,3 +520,37 @@ def test_a_node_killed_under_concurrent_load_loses_nothing(
         thread.join()
     worst = max(o.level for o in outcomes)
     assert ([], [60] * 4, True) == (errors, finals, worst <= errpolicy.NOTICE)
+
+
+def test_a_copy_only_on_rejoined_nodes_is_not_served_while_another_node_is_away(
+    cluster: MemcachedCluster,
+    make_store: Callable[..., MemcacheSessionStore],
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """After an outage, the copy of a node that just came back is possibly stale while the
+    node holding a newer copy is still away: a WARNING (the default policy raises), and
+    served only to a relaxed policy; once the away node answers, the newest copy wins."""
+    store = make_store(cluster, failure_threshold=1, retry_after=0.2, max_retry_after=3.0)
+    session = saved(store, step="v1")
+    first, second, third = ranked(cluster, session.id)
+    second.pause()
+    while node_of(store, second) is not BreakerState.OPEN:
+        store.start(session.id)
+    session["step"] = "v2"
+    store.save(session)  # v2 on first and third; second keeps v1
+    first.kill()
+    third.pause()
+    second.resume()
+    while node_of(store, second) is not BreakerState.CLOSED:
+        with contextlib.suppress(errpolicy.PolicyViolation):  # unavailable meanwhile
+            store.start(session.id)
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)
+    assert OutcomeKind.POSSIBLY_STALE == outcomes[-1].kind
+    relaxed = errpolicy.Policy(raise_on="ERROR | CRITICAL")
+    with configured(policies={"session.start": relaxed}):
+        assert {"step": "v1"} == dict(store.start(session.id))
+    third.resume()
+    reset_breaker(store, third)
+    assert {"step": "v2"} == dict(store.start(session.id))

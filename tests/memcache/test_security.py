@@ -113,14 +113,16 @@ def test_a_tampered_record_is_reported(
     raw: Callable[[MemcachedServer], Client],
     outcomes: list[Outcome],
 ) -> None:
-    """The rejection is an INVALID outcome, a NOTICE, with each copy marked invalid."""
+    """The rejection is an INVALID outcome, a NOTICE, with each copy marked invalid
+    (and the third node, which holds no copy, a miss: reads ask every node)."""
     session = saved(store, user_id=1)
     key = storage_key(PREFIX, session.id)
     for server in ranked(cluster, session.id)[:2]:
         tamper(server, key, raw)
     store.start(session.id)
     got = outcomes[-1]
-    assert (OutcomeKind.INVALID, errpolicy.NOTICE, [NodeStatus.INVALID] * 2) == (
+    expected_nodes = [NodeStatus.INVALID, NodeStatus.INVALID, NodeStatus.MISS]
+    assert (OutcomeKind.INVALID, errpolicy.NOTICE, expected_nodes) == (
         got.kind,
         got.level,
         [r.status for r in got.nodes],
