@@ -8,7 +8,7 @@ import threading
 import warnings
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from . import _config, _hooks
 from ._errors import ConfigurationError
@@ -17,7 +17,9 @@ from ._policy import Policy
 from ._report import Report
 from ._state import active
 
-_installed = _hooks.Installed
+if TYPE_CHECKING:
+    from ._config import Config
+
 _FILTER = _hooks.FILTER
 _active_get = active.get
 _active_set = active.set
@@ -42,7 +44,7 @@ class Guard:
     threads and tasks at once, and nested in itself.
     """
 
-    __slots__ = ("_default", "_policy", "name")
+    __slots__ = ("_default", "_policy", "_resolved", "name")
 
     def __init__(
         self, name: str, *, policy: Policy | None = None, default: Policy | None = None
@@ -56,6 +58,8 @@ class Guard:
         self.name = name
         self._policy = policy
         self._default = default
+        # (config, policy) last resolved: configuration changes rarely, entries often.
+        self._resolved: tuple[Config, Policy] | None = None
 
     def __repr__(self) -> str:
         return f"guard({self.name!r})"
@@ -64,12 +68,21 @@ class Guard:
 
     def __enter__(self) -> Report:
         filters = warnings.filters
-        if not _installed.on or not filters or filters[0] is not _FILTER:
+        # (Not installed implies errpolicy's filter is not first.)
+        if not filters or filters[0] is not _FILTER:
             _hooks.ensure_ready()
         config = _config._config  # get_config() without the call
-        policy = (
-            self._policy or config.policies.get(self.name) or self._default or config.default_policy
-        )
+        resolved = self._resolved
+        if resolved is not None and resolved[0] is config:
+            policy = resolved[1]
+        else:
+            policy = (
+                self._policy
+                or config.policies.get(self.name)
+                or self._default
+                or config.default_policy
+            )
+            self._resolved = (config, policy)
         report = Report(self.name, policy, config)
         ident = _get_ident()
         parent = _active_get()

@@ -303,3 +303,14 @@ def test_event_fields() -> None:
     assert e.filename.endswith("test_guard.py")
     assert e.time > 0
     assert "fields" == e.as_dict()["message"]
+
+
+def test_reconfiguring_applies_to_guard_objects_already_used() -> None:
+    """A guard object kept as a constant follows a later configure()."""
+    g = errpolicy.guard("kept.constant")
+    with g as before:
+        log.warning("x")
+    errpolicy.configure(policies={"kept.constant": Policy(raise_on="NONE", record="NONE")})
+    with g as after:
+        log.warning("x")
+    assert (Action.RECORD, Action.SUPPRESS) == (before.events[0].action, after.events[0].action)
