@@ -27,6 +27,7 @@ from ._node import Node, Reply, execute
 from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of, worst
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
+from ._transport import TRANSPORTS
 from ._wire import Command, add, cas, delete, gets, set_, touch
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
@@ -205,6 +206,7 @@ class MemcacheSessionStore:
         lock_ttl: int = 30,
         lock_poll: float = 0.01,
         pool_size: int = 16,
+        transport: str = "pymemcache",
         on_outcome: Callable[[Outcome], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -244,6 +246,10 @@ class MemcacheSessionStore:
             _positive(name, number)
         _positive("failure_threshold", failure_threshold, integer=True)
         _positive("pool_size", pool_size, integer=True)
+        if transport not in TRANSPORTS:
+            raise ConfigurationError(
+                f"transport: one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}"
+            )
 
         self._keys = normalize_keys(secret_key)
         self._replicas = replicas
@@ -270,6 +276,7 @@ class MemcacheSessionStore:
                 connect_timeout,
                 timeout,
                 pool_size,
+                transport,
             )
             for host, port in addresses
         ]

@@ -1,8 +1,10 @@
-"""The memcached text protocol, pipelined across nodes on plain sockets with timeouts.
+"""The store's memcached commands, and the text protocol for the pipelined transport.
 
-Each node's commands are sent first, for every node, and only then are the replies read,
-so reading ``replicas`` copies costs about one round trip, not one per copy, and without a
-thread hop (threads measured slower than serial calls; see docs/memcache/benchmarks.md).
+A :class:`Command` carries its arguments (for the pymemcache transport, which calls the
+client method of the same name) and its request bytes and reply reader (for the
+pipelined transport, which sends every node its requests before reading any reply, so
+reading several copies costs about one round trip; see docs/memcache/benchmarks.md).
+Both transports give the same reply values.
 """
 
 from __future__ import annotations
@@ -95,11 +97,15 @@ class Connection:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One request line (and value) and the function that reads its reply."""
+    """One memcached command: its arguments, its request bytes and its reply reader."""
 
     name: str
+    key: str
     request: bytes
     read: Callable[[Connection], Any]
+    value: bytes | None = None
+    ttl: int = 0
+    token: int | None = None
 
 
 def _check_error(line: bytes) -> None:
@@ -141,7 +147,7 @@ _read_delete = _status_reader(b"DELETED", b"NOT_FOUND")
 
 def gets(key: str) -> Command:
     """Read a value and its CAS token; the reply is ``(value, cas)`` or None."""
-    return Command("gets", b"gets " + key.encode("ascii") + b"\r\n", _read_gets)
+    return Command("gets", key, b"gets " + key.encode("ascii") + b"\r\n", _read_gets)
 
 
 def _store(verb: bytes, key: str, value: bytes, ttl: int, extra: bytes = b"") -> bytes:
@@ -151,24 +157,26 @@ def _store(verb: bytes, key: str, value: bytes, ttl: int, extra: bytes = b"") ->
 
 def set_(key: str, value: bytes, ttl: int) -> Command:
     """Store unconditionally; the reply is ``"STORED"``."""
-    return Command("set", _store(b"set", key, value, ttl), _read_store)
+    return Command("set", key, _store(b"set", key, value, ttl), _read_store, value, ttl)
 
 
 def add(key: str, value: bytes, ttl: int) -> Command:
     """Store only if absent; the reply is ``"STORED"`` or ``"NOT_STORED"``."""
-    return Command("add", _store(b"add", key, value, ttl), _read_store)
+    return Command("add", key, _store(b"add", key, value, ttl), _read_store, value, ttl)
 
 
 def cas(key: str, value: bytes, ttl: int, token: int) -> Command:
     """Store only if unchanged since read; ``"STORED"``, ``"EXISTS"`` or ``"NOT_FOUND"``."""
-    return Command("cas", _store(b"cas", key, value, ttl, b" %d" % token), _read_store)
+    request = _store(b"cas", key, value, ttl, b" %d" % token)
+    return Command("cas", key, request, _read_store, value, ttl, token)
 
 
 def touch(key: str, ttl: int) -> Command:
     """Renew the TTL without rewriting; ``"TOUCHED"`` or ``"NOT_FOUND"``."""
-    return Command("touch", b"touch %s %d\r\n" % (key.encode("ascii"), ttl), _read_touch)
+    request = b"touch %s %d\r\n" % (key.encode("ascii"), ttl)
+    return Command("touch", key, request, _read_touch, None, ttl)
 
 
 def delete(key: str) -> Command:
     """Remove; ``"DELETED"`` or ``"NOT_FOUND"``."""
-    return Command("delete", b"delete %s\r\n" % key.encode("ascii"), _read_delete)
+    return Command("delete", key, b"delete %s\r\n" % key.encode("ascii"), _read_delete)

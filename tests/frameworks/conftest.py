@@ -62,11 +62,21 @@ def recorded() -> Iterator[list[errpolicy.Event]]:
         yield events
 
 
+@pytest.fixture(params=["pymemcache", "pipelined"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each transport in turn: every test that builds a store runs over both."""
+    param: str = request.param
+    return param
+
+
 @pytest.fixture
 def make_store(
-    cluster: MemcachedCluster, recorded: list[errpolicy.Event]
+    cluster: MemcachedCluster, recorded: list[errpolicy.Event], transport: str
 ) -> Iterator[Callable[..., MemcacheSessionStore]]:
-    """Build stores on ``cluster`` with test-sized timeouts; closed after the test."""
+    """Build stores on ``cluster`` with test-sized timeouts; closed after the test.
+
+    ``transport`` is the one of the :func:`transport` fixture unless given.
+    """
     made: list[MemcacheSessionStore] = []
 
     def make(**options: Any) -> MemcacheSessionStore:
@@ -75,6 +85,7 @@ def make_store(
             "connect_timeout": 0.5,
             "timeout": 0.3,
             "retry_after": 60.0,
+            "transport": transport,
         }
         settings.update(options)
         store = MemcacheSessionStore(cluster.addresses, **settings)

@@ -59,11 +59,21 @@ def outcomes() -> list[Outcome]:
     return []
 
 
+@pytest.fixture(params=["pymemcache", "pipelined"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each transport in turn: every test that builds a store runs over both."""
+    param: str = request.param
+    return param
+
+
 @pytest.fixture
 def make_store(
-    outcomes: list[Outcome],
+    outcomes: list[Outcome], transport: str
 ) -> Iterator[Callable[..., MemcacheSessionStore]]:
-    """Build stores with test-sized timeouts; all are closed after the test."""
+    """Build stores with test-sized timeouts; all are closed after the test.
+
+    ``transport`` is the one of the :func:`transport` fixture unless given.
+    """
     made: list[MemcacheSessionStore] = []
 
     def make(nodes: MemcachedCluster | list[str], **options: Any) -> MemcacheSessionStore:
@@ -74,6 +84,7 @@ def make_store(
             "timeout": 0.3,
             "failure_threshold": 2,
             "retry_after": 60.0,
+            "transport": transport,
             "on_outcome": outcomes.append,
         }
         settings.update(options)

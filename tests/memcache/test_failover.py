@@ -12,6 +12,13 @@ import errpolicy
 import pytest
 from errpolicy.testing import configured
 from pymemcache.client.base import Client
+from pymemcache.exceptions import (
+    MemcacheClientError,
+    MemcacheIllegalInputError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownError,
+)
 
 from errpolicy_memcache import (
     BreakerState,
@@ -24,7 +31,7 @@ from errpolicy_memcache import (
 )
 from errpolicy_memcache._envelope import decode
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._node import _as_failure
+from errpolicy_memcache._transport import as_failure
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
@@ -478,7 +485,23 @@ def test_a_regenerated_id_stays_dead_after_rejoin(
 )
 def test_socket_errors_map_to_node_failures(error: Exception, kind: str) -> None:
     """Unreachable and unresolvable nodes count for the breaker like refusals."""
-    assert kind == _as_failure(error).kind
+    assert kind == as_failure(error).kind
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (MemcacheUnexpectedCloseError(), "closed"),
+        (MemcacheServerError(b"out of memory storing object"), "error"),
+        (MemcacheClientError(b"bad data chunk"), "error"),
+        (MemcacheIllegalInputError("Key contains whitespace"), "error"),
+        (MemcacheUnknownError(b"WHAT"), "error"),
+    ],
+    ids=["unexpected-close", "server-error", "client-error", "illegal-input", "unknown"],
+)
+def test_pymemcache_errors_map_to_node_failures(error: Exception, kind: str) -> None:
+    """A close counts for the breaker; server and client errors (our bug) do not."""
+    assert kind == as_failure(error).kind
 
 
 def test_a_node_killed_under_concurrent_load_loses_nothing(

@@ -223,6 +223,7 @@ def test_repr_hides_the_id(store: MemcacheSessionStore) -> None:
         ("prefix", "has space"),
         ("renew_after", 2),
         ("secret_key", "short"),
+        ("transport", "hashclient"),
     ],
 )
 def test_bad_options_are_configuration_errors(
@@ -232,6 +233,12 @@ def test_bad_options_are_configuration_errors(
     options: dict[str, object] = {"secret_key": "s" * 32, option: value}
     with pytest.raises(ConfigurationError, match=option):
         MemcacheSessionStore(cluster.addresses, **options)  # type: ignore[arg-type]
+
+
+def test_the_default_transport_is_pymemcache(cluster: MemcachedCluster) -> None:
+    """Without the option, every node speaks through pymemcache clients."""
+    with MemcacheSessionStore(cluster.addresses, "s" * 32) as store:
+        assert {"pymemcache"} == {node.transport.name for node in store.nodes}
 
 
 def test_one_record_per_operation(
