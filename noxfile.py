@@ -1,12 +1,11 @@
 """Run the test suite on every supported Python: `make nox` or `.venv/bin/nox`.
 
-Each interpreter is looked up on PATH and in pyenv; CI runs 3.11 through `make test`.
+Sessions are `tests-3.11`, `tests-3.12` and `tests-3.13`; CI runs 3.11 through `make test`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 
 import nox
 
@@ -16,20 +15,21 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHONS = ["3.11", "3.12", "3.13"]
 
 
-def _interpreter(version: str) -> str:
-    # pyenv's own install directory first: its shims on PATH answer only for the
-    # globally selected version.
+def _pyenv_bins() -> list[str]:
+    """pyenv's install directories: its shims on PATH answer only for the globally
+    selected version, so nox would not find the others."""
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     versions = os.path.join(root, "versions")
-    if os.path.isdir(versions):
-        for name in sorted(os.listdir(versions), reverse=True):
-            candidate = os.path.join(versions, name, "bin", f"python{version}")
-            if name.startswith(version + ".") and os.path.exists(candidate):
-                return candidate
-    return shutil.which(f"python{version}") or f"python{version}"
+    if not os.path.isdir(versions):
+        return []
+    names = sorted(os.listdir(versions), reverse=True)
+    return [os.path.join(versions, name, "bin") for name in names]
 
 
-@nox.session(python=[_interpreter(v) for v in PYTHONS])
+os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
+
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole pytest suite (pass `-- -m 'not slow'` or a path to narrow it)."""
     session.install("-e", ".[dev]")
