@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from ._wire import Command, Connection, NodeFailure
 
@@ -29,7 +29,6 @@ __all__ = [
     "Answer",
     "PipelinedTransport",
     "PymemcacheTransport",
-    "Transport",
     "as_failure",
     "make_transport",
 ]
@@ -68,15 +67,6 @@ def as_failure(exc: BaseException) -> NodeFailure:
         if isinstance(exc, MemcacheUnexpectedCloseError):
             return NodeFailure("closed", "connection closed by the server")
     return NodeFailure("error", f"{type(exc).__name__}: {exc}")
-
-
-class Transport(Protocol):
-    """A node's connections; ``exchange`` on its class runs a batch for several nodes."""
-
-    name: str
-
-    def close(self) -> None:
-        """Close the idle connections (the node reconnects when used again)."""
 
 
 class _Pool:
