@@ -200,7 +200,7 @@ class MemcacheSessionStore:
         timeout: float = 0.5,
         failure_threshold: int = 3,
         retry_after: float = 2.0,
-        max_retry_after: float = 30.0,
+        max_retry_after: float = 5.0,
         locking: bool = False,
         lock_timeout: float = 1.0,
         lock_ttl: int = 30,
