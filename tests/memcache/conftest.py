@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,56 +13,16 @@ from pymemcache.client.base import Client
 from errpolicy_memcache import OPERATIONS, MemcacheSessionStore, Outcome
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._placement import node_seed, rank
-from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 SECRET = "test-secret-key-0123456789abcdef"
 PREFIX = "errpolicy:session:"
-
-
-@pytest.fixture(scope="session")
-def memcached_binary() -> str:
-    """The memcached binary; missing fails under CI=true, skips elsewhere."""
-    binary = find_memcached()
-    if binary is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("memcached is required under CI=true (apt-get install memcached)")
-        pytest.skip("memcached not installed")
-    return binary
-
-
-@pytest.fixture
-def cluster(memcached_binary: str) -> Iterator[MemcachedCluster]:
-    """Three fresh memcached nodes, stopped (even if killed or paused) after the test."""
-    nodes = MemcachedCluster(3, memory_mb=16)
-    try:
-        nodes.start()
-        yield nodes
-    finally:
-        nodes.stop()
-
-
-@pytest.fixture
-def pair(memcached_binary: str) -> Iterator[MemcachedCluster]:
-    """Two fresh memcached nodes."""
-    nodes = MemcachedCluster(2, memory_mb=16)
-    try:
-        nodes.start()
-        yield nodes
-    finally:
-        nodes.stop()
 
 
 @pytest.fixture
 def outcomes() -> list[Outcome]:
     """Every outcome the stores of a test report, in order."""
     return []
-
-
-@pytest.fixture(params=["pymemcache", "pipelined"])
-def transport(request: pytest.FixtureRequest) -> str:
-    """Each transport in turn: every test that builds a store runs over both."""
-    param: str = request.param
-    return param
 
 
 @pytest.fixture
@@ -103,16 +62,6 @@ def store(
 ) -> MemcacheSessionStore:
     """A store over the three-node cluster with replicas=2."""
     return make_store(cluster)
-
-
-@pytest.fixture
-def recorded() -> Iterator[list[errpolicy.Event]]:
-    """Events that guards record (not raise), through a sink; restores the configuration."""
-    events: list[errpolicy.Event] = []
-    previous = errpolicy.get_config()
-    errpolicy.configure(sink=events.append)
-    yield events
-    errpolicy.configure(sink=previous.sink)
 
 
 @pytest.fixture
