@@ -15,8 +15,7 @@ from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._placement import node_seed, rank
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
-SECRET = "test-secret-key-0123456789abcdef"
-PREFIX = "errpolicy:session:"
+from .helpers import PREFIX, SECRET
 
 
 @pytest.fixture

@@ -6,15 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome, Session
+from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
-pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+from .helpers import PREFIX, Ranked, TtlOf, saved
 
-PREFIX = "errpolicy:session:"
-TtlOf = Callable[[MemcachedServer, str], int | None]
-Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
 
 
 class Clock:
@@ -38,13 +36,6 @@ def timed(
 ) -> MemcacheSessionStore:
     """A store with idle_ttl=600, absolute_ttl=3600 on the hand-moved clock."""
     return make_store(cluster, idle_ttl=600, absolute_ttl=3600, clock=clock)
-
-
-def saved(store: MemcacheSessionStore, **data: object) -> Session:
-    session = store.start(None)
-    session.update(data)
-    store.save(session)
-    return session
 
 
 def ttls(cluster: MemcachedCluster, ranked: Ranked, ttl_of: TtlOf, sid: str) -> list[int | None]:

@@ -34,22 +34,9 @@ from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._transport import as_failure
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+from .helpers import PREFIX, SECRET, Ranked, saved, statuses
+
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
-
-PREFIX = "errpolicy:session:"
-SECRET = b"test-secret-key-0123456789abcdef"
-Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
-
-
-def saved(store: MemcacheSessionStore, **data: object) -> Session:
-    session = store.start(None)
-    session.update(data)
-    store.save(session)
-    return session
-
-
-def statuses(outcome: Outcome, server: MemcachedServer) -> list[NodeStatus]:
-    return [r.status for r in outcome.results_for(server.address)]
 
 
 def node_of(store: MemcacheSessionStore, server: MemcachedServer) -> BreakerState:
@@ -321,7 +308,7 @@ def test_a_stale_copy_is_repaired(
     missed_last_write(store, session, primary, raw, lambda: store.save(session))
     store.start(session.id)
     key = storage_key(PREFIX, session.id)
-    assert {"step": "new"} == decode(raw(primary).get(key), key, [SECRET]).data
+    assert {"step": "new"} == decode(raw(primary).get(key), key, [SECRET.encode()]).data
 
 
 def test_a_stale_read_reports_stale_and_repaired(
@@ -429,7 +416,7 @@ def test_the_returning_node_gets_the_tombstone(
     missed_last_write(store, session, primary, raw, lambda: store.destroy(session))
     store.start(old)
     key = storage_key(PREFIX, old)
-    assert decode(raw(primary).get(key), key, [SECRET]).tombstone
+    assert decode(raw(primary).get(key), key, [SECRET.encode()]).tombstone
 
 
 def test_a_logout_while_a_node_hung_survives_its_return(

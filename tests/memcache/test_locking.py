@@ -9,18 +9,13 @@ import errpolicy
 import pytest
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import MemcacheSessionStore, Outcome, OutcomeKind, Session
+from errpolicy_memcache import MemcacheSessionStore, Outcome, OutcomeKind
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+from .helpers import PREFIX, Ranked, saved
+
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
-
-
-def saved(store: MemcacheSessionStore, **data: object) -> Session:
-    session = store.start(None)
-    session.update(data)
-    store.save(session)
-    return session
 
 
 @pytest.fixture
@@ -126,7 +121,7 @@ def strict_start() -> Iterator[None]:
 def test_a_start_that_raises_releases_its_lock(
     locking: Callable[..., MemcacheSessionStore],
     cluster: MemcachedCluster,
-    ranked: Callable[[MemcachedCluster, str], list[MemcachedServer]],
+    ranked: Ranked,
     raw: Callable[[MemcachedServer], Client],
 ) -> None:
     """If the policy raises after the lock was taken, the lock is released."""
@@ -136,4 +131,4 @@ def test_a_start_that_raises_releases_its_lock(
     second.kill()
     with pytest.raises(errpolicy.PolicyViolation):
         store.start(sid)  # locked on the primary, then a failover notice, raised here
-    assert None is raw(primary).get(storage_key("errpolicy:session:", sid) + ":lock")
+    assert None is raw(primary).get(storage_key(PREFIX, sid) + ":lock")

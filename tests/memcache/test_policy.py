@@ -9,19 +9,12 @@ from collections.abc import Callable, Iterator
 import errpolicy
 import pytest
 
-from errpolicy_memcache import DEFAULT_POLICIES, OPERATIONS, MemcacheSessionStore, Session
-from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+from errpolicy_memcache import DEFAULT_POLICIES, OPERATIONS, MemcacheSessionStore
+from errpolicy_memcache.testing import MemcachedCluster
+
+from .helpers import Ranked, saved
 
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
-
-Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
-
-
-def saved(store: MemcacheSessionStore, **data: object) -> Session:
-    session = store.start(None)
-    session.update(data)
-    store.save(session)
-    return session
 
 
 def test_every_operation_has_a_default_policy() -> None:

@@ -13,17 +13,15 @@ from errpolicy_memcache import (
     NodeStatus,
     Outcome,
     OutcomeKind,
-    Session,
     SessionTooLarge,
 )
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+from .helpers import PREFIX, Counters, Ranked, saved, statuses
+
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
 
-PREFIX = "errpolicy:session:"
-Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
-Counters = Callable[[MemcachedServer], dict[str, int]]
 
 HOSTILE = [
     "a\r\nflush_all",
@@ -35,13 +33,6 @@ HOSTILE = [
     "\x00" * 43,
     "../../etc/passwd",
 ]
-
-
-def saved(store: MemcacheSessionStore, **data: object) -> Session:
-    session = store.start(None)
-    session.update(data)
-    store.save(session)
-    return session
 
 
 def totals(cluster: MemcachedCluster, counters: Counters) -> list[int]:
@@ -144,7 +135,7 @@ def test_one_tampered_copy_is_outvoted_and_repaired(
     loaded = store.start(session.id)
     assert ({"user_id": 1}, [NodeStatus.INVALID, NodeStatus.STORED]) == (
         dict(loaded),
-        [r.status for r in outcomes[-1].results_for(primary.address)],
+        statuses(outcomes[-1], primary),
     )
 
 

@@ -22,16 +22,9 @@ from errpolicy_memcache import (
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
+from .helpers import PREFIX, saved
+
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
-
-PREFIX = "errpolicy:session:"
-
-
-def saved(store: MemcacheSessionStore, **data: object) -> Session:
-    session = store.start(None)
-    session.update(data)
-    store.save(session)
-    return session
 
 
 def test_start_none_gives_a_new_session(store: MemcacheSessionStore) -> None:

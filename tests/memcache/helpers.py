@@ -1,0 +1,28 @@
+"""Helpers the memcache tests share (imported as ``from .helpers import ...``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome, Session
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+
+SECRET = "test-secret-key-0123456789abcdef"
+PREFIX = "errpolicy:session:"
+
+Ranked = Callable[[MemcachedCluster, str], list[MemcachedServer]]
+TtlOf = Callable[[MemcachedServer, str], int | None]
+Counters = Callable[[MemcachedServer], dict[str, int]]
+
+
+def saved(store: MemcacheSessionStore, **data: object) -> Session:
+    """A new session holding ``data``, saved."""
+    session = store.start(None)
+    session.update(data)
+    store.save(session)
+    return session
+
+
+def statuses(outcome: Outcome, server: MemcachedServer) -> list[NodeStatus]:
+    """The status of each of ``server``'s results in ``outcome``, in order."""
+    return [r.status for r in outcome.results_for(server.address)]
