@@ -74,6 +74,17 @@ def relaxed() -> Iterator[None]:
 
 
 @pytest.fixture
+def strict_start() -> Iterator[None]:
+    """The app raises on notices too, for session.start; restores the configuration."""
+    previous = errpolicy.get_config()
+    errpolicy.configure(
+        policies={"session.start": errpolicy.Policy(raise_on="NOTICE | WARNING | ERROR")}
+    )
+    yield
+    errpolicy.configure(policies=previous.policies)
+
+
+@pytest.fixture
 def raw() -> Callable[[MemcachedServer], Client]:
     """Plain pymemcache clients for looking at (or tampering with) one node."""
     return _raw_client

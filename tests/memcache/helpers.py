@@ -26,3 +26,11 @@ def saved(store: MemcacheSessionStore, **data: object) -> Session:
 def statuses(outcome: Outcome, server: MemcachedServer) -> list[NodeStatus]:
     """The status of each of ``server``'s results in ``outcome``, in order."""
     return [r.status for r in outcome.results_for(server.address)]
+
+
+def saved_before_outage(store: MemcacheSessionStore, cluster: MemcachedCluster) -> Session:
+    """A session saved (``a=1``), then every node of ``cluster`` killed."""
+    session = saved(store, a=1)
+    for server in cluster.servers:
+        server.kill()
+    return session

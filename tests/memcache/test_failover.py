@@ -23,6 +23,7 @@ from pymemcache.exceptions import (
 from errpolicy_memcache import (
     BreakerState,
     MemcacheSessionStore,
+    Node,
     NodeStatus,
     Outcome,
     OutcomeKind,
@@ -34,14 +35,18 @@ from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._transport import as_failure
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
-from .helpers import PREFIX, SECRET, Ranked, saved, statuses
+from .helpers import PREFIX, SECRET, Ranked, saved, saved_before_outage, statuses
 
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
 
 
-def node_of(store: MemcacheSessionStore, server: MemcachedServer) -> BreakerState:
+def node_for(store: MemcacheSessionStore, server: MemcachedServer) -> Node:
     (node,) = [n for n in store.nodes if n.address == server.address]
-    return node.breaker.state
+    return node
+
+
+def node_of(store: MemcacheSessionStore, server: MemcachedServer) -> BreakerState:
+    return node_for(store, server).breaker.state
 
 
 def test_a_killed_node_loses_no_session(
@@ -105,9 +110,7 @@ def test_all_nodes_killed_raises_policy_violation(
     store: MemcacheSessionStore, cluster: MemcachedCluster
 ) -> None:
     """With every node dead, start() raises PolicyViolation, never an empty session."""
-    session = saved(store, a=1)
-    for server in cluster.servers:
-        server.kill()
+    session = saved_before_outage(store, cluster)
     with pytest.raises(errpolicy.PolicyViolation):
         store.start(session.id)
 
@@ -116,9 +119,7 @@ def test_all_nodes_killed_is_an_error_outcome(
     store: MemcacheSessionStore, cluster: MemcachedCluster, outcomes: list[Outcome]
 ) -> None:
     """The outage is reported once, as UNAVAILABLE at ERROR."""
-    session = saved(store, a=1)
-    for server in cluster.servers:
-        server.kill()
+    session = saved_before_outage(store, cluster)
     with pytest.raises(errpolicy.PolicyViolation):
         store.start(session.id)
     assert (OutcomeKind.UNAVAILABLE, 40) == (outcomes[-1].kind, outcomes[-1].level)
@@ -129,9 +130,7 @@ def test_a_relaxed_policy_still_never_gives_an_empty_session(
     store: MemcacheSessionStore, cluster: MemcachedCluster
 ) -> None:
     """If the app's policy does not raise errors, start() raises SessionUnavailable."""
-    session = saved(store, a=1)
-    for server in cluster.servers:
-        server.kill()
+    session = saved_before_outage(store, cluster)
     with pytest.raises(SessionUnavailable):
         store.start(session.id)
 
@@ -140,58 +139,60 @@ def test_all_nodes_killed_save_raises(
     store: MemcacheSessionStore, cluster: MemcachedCluster
 ) -> None:
     """A save that reaches no node raises PolicyViolation (never silently dropped)."""
-    session = saved(store, a=1)
-    for server in cluster.servers:
-        server.kill()
+    session = saved_before_outage(store, cluster)
     session["a"] = 2
     with pytest.raises(errpolicy.PolicyViolation):
         store.save(session)
 
 
-def test_a_degraded_write_is_a_notice(
-    pair: MemcachedCluster,
-    make_store: Callable[..., MemcacheSessionStore],
-    outcomes: list[Outcome],
-) -> None:
-    """Two nodes, one dead: the save lands on one replica and reports DEGRADED."""
+@pytest.fixture
+def half_dead(
+    pair: MemcachedCluster, make_store: Callable[..., MemcacheSessionStore]
+) -> MemcacheSessionStore:
+    """A store on two nodes, the first of them killed."""
     store = make_store(pair)
     pair[0].kill()
-    saved(store, a=1)
+    return store
+
+
+def test_a_degraded_write_is_a_notice(
+    half_dead: MemcacheSessionStore, outcomes: list[Outcome]
+) -> None:
+    """Two nodes, one dead: the save lands on one replica and reports DEGRADED."""
+    saved(half_dead, a=1)
     assert (OutcomeKind.DEGRADED, errpolicy.NOTICE) == (outcomes[-1].kind, outcomes[-1].level)
 
 
-def test_not_found_with_a_replica_unreachable_raises(
-    pair: MemcachedCluster, make_store: Callable[..., MemcacheSessionStore]
-) -> None:
+def test_not_found_with_a_replica_unreachable_raises(half_dead: MemcacheSessionStore) -> None:
     """One replica says "not found", the other is dead: a WARNING, raised by default."""
-    store = make_store(pair)
-    sid = store.new_session().id
-    pair[0].kill()
     with pytest.raises(errpolicy.PolicyViolation):
-        store.start(sid)
+        half_dead.start(half_dead.new_session().id)
 
 
 def test_not_found_with_a_replica_unreachable_is_a_partial_miss(
-    pair: MemcachedCluster,
-    make_store: Callable[..., MemcacheSessionStore],
-    outcomes: list[Outcome],
+    half_dead: MemcacheSessionStore, outcomes: list[Outcome]
 ) -> None:
     """The outcome of that read is PARTIAL_MISS."""
-    store = make_store(pair)
-    sid = store.new_session().id
-    pair[0].kill()
     with pytest.raises(errpolicy.PolicyViolation):
-        store.start(sid)
+        half_dead.start(half_dead.new_session().id)
     assert OutcomeKind.PARTIAL_MISS == outcomes[-1].kind
+
+
+def hung_primary(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
+) -> tuple[Session, MemcachedServer]:
+    """A saved session (``a=1``) whose primary node is then paused (SIGSTOP); both."""
+    session = saved(store, a=1)
+    primary = ranked(cluster, session.id)[0]
+    primary.pause()
+    return session, primary
 
 
 def test_a_hung_node_times_out_then_opens_its_breaker(
     store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:
     """A paused (SIGSTOP) primary times out twice (the threshold), then its breaker opens."""
-    session = saved(store, a=1)
-    primary = ranked(cluster, session.id)[0]
-    primary.pause()
+    session, primary = hung_primary(store, cluster, ranked)
     store.start(session.id)
     store.start(session.id)
     assert BreakerState.OPEN == node_of(store, primary)
@@ -204,9 +205,7 @@ def test_the_timeouts_are_recorded_per_node(
     outcomes: list[Outcome],
 ) -> None:
     """While the breaker is closed, the hung node's result is TIMEOUT."""
-    session = saved(store, a=1)
-    primary = ranked(cluster, session.id)[0]
-    primary.pause()
+    session, primary = hung_primary(store, cluster, ranked)
     store.start(session.id)
     assert [NodeStatus.TIMEOUT] == statuses(outcomes[-1], primary)
 
@@ -218,9 +217,7 @@ def test_an_open_breaker_skips_the_node(
     outcomes: list[Outcome],
 ) -> None:
     """Once open, later requests skip the hung node (no time spent) and are still served."""
-    session = saved(store, a=1)
-    primary = ranked(cluster, session.id)[0]
-    primary.pause()
+    session, primary = hung_primary(store, cluster, ranked)
     for _ in range(2):
         store.start(session.id)
     loaded = store.start(session.id)
@@ -234,9 +231,8 @@ def test_a_skipped_node_is_replaced_by_the_next_one(
     outcomes: list[Outcome],
 ) -> None:
     """With the primary skipped, the read asks the second and third ranked nodes."""
-    session = saved(store, a=1)
-    primary, second, third = ranked(cluster, session.id)
-    primary.pause()
+    session, _ = hung_primary(store, cluster, ranked)
+    second, third = ranked(cluster, session.id)[1:]
     for _ in range(3):
         store.start(session.id)
     asked = [r.node for r in outcomes[-1].nodes if r.command == "gets"]
@@ -250,9 +246,7 @@ def test_a_recovered_node_is_probed_and_closes_its_breaker(
 ) -> None:
     """After the backoff a probe reaches the resumed node, and its breaker closes."""
     store = make_store(cluster, retry_after=0.05)
-    session = saved(store, a=1)
-    primary = ranked(cluster, session.id)[0]
-    primary.pause()
+    session, primary = hung_primary(store, cluster, ranked)
     for _ in range(2):
         store.start(session.id)
     primary.resume()
@@ -341,20 +335,31 @@ def test_a_paused_node_rejoins_with_stale_data_and_loses(
     store = make_store(cluster)
     session = saved(store, step="old")
     primary = ranked(cluster, session.id)[0]
-    primary.pause()
-    while node_of(store, primary) is not BreakerState.OPEN:
-        store.start(session.id)
+    hang_until_open(store, session.id, primary)
     session["step"] = "new"
     store.save(session)
-    primary.resume()
-    reset_breaker(store, primary)
-    loaded, seen = wait_until_consulted(store, session.id, primary, outcomes)
+    loaded, seen = rejoin(store, session.id, primary, outcomes)
     assert ({"step": "new"}, NodeStatus.STALE) == (dict(loaded), seen)
 
 
 def reset_breaker(store: MemcacheSessionStore, server: MemcachedServer) -> None:
-    (node,) = [n for n in store.nodes if n.address == server.address]
-    node.breaker.reset()
+    node_for(store, server).breaker.reset()
+
+
+def hang_until_open(store: MemcacheSessionStore, sid: str, server: MemcachedServer) -> None:
+    """Pause ``server`` (SIGSTOP), then read ``sid`` until its breaker is open."""
+    server.pause()
+    while node_of(store, server) is not BreakerState.OPEN:
+        store.start(sid)
+
+
+def rejoin(
+    store: MemcacheSessionStore, sid: str, server: MemcachedServer, outcomes: list[Outcome]
+) -> tuple[Session, NodeStatus]:
+    """Resume ``server`` and reset its breaker, then :func:`wait_until_consulted`."""
+    server.resume()
+    reset_breaker(store, server)
+    return wait_until_consulted(store, sid, server, outcomes)
 
 
 def wait_until_consulted(
@@ -431,13 +436,9 @@ def test_a_logout_while_a_node_hung_survives_its_return(
     session = saved(store, user_id=1)
     old = session.id
     primary = ranked(cluster, old)[0]
-    primary.pause()
-    while node_of(store, primary) is not BreakerState.OPEN:
-        store.start(old)
+    hang_until_open(store, old, primary)
     store.destroy(session)
-    primary.resume()
-    reset_breaker(store, primary)
-    loaded, seen = wait_until_consulted(store, old, primary, outcomes)
+    loaded, seen = rejoin(store, old, primary, outcomes)
     assert (True, 0, NodeStatus.STALE) == (loaded.new, len(loaded), seen)
 
 
@@ -451,10 +452,7 @@ def test_a_regenerated_id_stays_dead_after_rejoin(
     session = saved(store, user_id=1)
     old = session.id
     primary = ranked(cluster, old)[0]
-    old_key = storage_key(PREFIX, old)
-    before = raw(primary).get(old_key)
-    store.regenerate(session)
-    raw(primary).set(old_key, before, expire=600, noreply=False)
+    missed_last_write(store, session, primary, raw, lambda: store.regenerate(session))
     assert store.start(old).new
 
 
@@ -544,9 +542,7 @@ def test_a_copy_only_on_rejoined_nodes_is_not_served_while_another_node_is_away(
     store = make_store(cluster, failure_threshold=1, retry_after=0.2, max_retry_after=3.0)
     session = saved(store, step="v1")
     first, second, third = ranked(cluster, session.id)
-    second.pause()
-    while node_of(store, second) is not BreakerState.OPEN:
-        store.start(session.id)
+    hang_until_open(store, session.id, second)
     session["step"] = "v2"
     store.save(session)  # v2 on first and third; second keeps v1
     first.kill()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import errpolicy
 import pytest
@@ -104,17 +104,6 @@ def test_concurrent_increments_are_not_lost(
     for thread in threads:
         thread.join()
     assert ([], 100) == (errors, store.start(sid)["n"])
-
-
-@pytest.fixture
-def strict_start() -> Iterator[None]:
-    """The app raises on notices for session.start; restores the configuration."""
-    previous = errpolicy.get_config()
-    errpolicy.configure(
-        policies={"session.start": errpolicy.Policy(raise_on="NOTICE | WARNING | ERROR")}
-    )
-    yield
-    errpolicy.configure(policies=previous.policies)
 
 
 @pytest.mark.usefixtures("strict_start")

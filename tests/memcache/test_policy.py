@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import errpolicy
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from errpolicy_memcache import DEFAULT_POLICIES, OPERATIONS, MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster
 
-from .helpers import Ranked, saved
+from .helpers import Ranked, saved, saved_before_outage
 
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
 
@@ -61,18 +61,7 @@ def test_an_unrelated_error_record_does_not_fail_the_request(
     assert ({"a": 1}, True) == (dict(loaded), "unrelated" in caplog.text)
 
 
-@pytest.fixture
-def strict() -> Iterator[None]:
-    """The app raises on notices too, for session.start; restores the configuration."""
-    previous = errpolicy.get_config()
-    errpolicy.configure(
-        policies={"session.start": errpolicy.Policy(raise_on="NOTICE | WARNING | ERROR")}
-    )
-    yield
-    errpolicy.configure(policies=previous.policies)
-
-
-@pytest.mark.usefixtures("strict")
+@pytest.mark.usefixtures("strict_start")
 def test_an_app_policy_overrides_the_default(
     store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:
@@ -87,9 +76,7 @@ def test_the_violation_carries_the_outcome(
     store: MemcacheSessionStore, cluster: MemcachedCluster
 ) -> None:
     """The PolicyViolation's report holds the event whose record carries the outcome."""
-    session = saved(store, a=1)
-    for server in cluster.servers:
-        server.kill()
+    session = saved_before_outage(store, cluster)
     with pytest.raises(errpolicy.PolicyViolation) as info:
         store.start(session.id)
     (event,) = info.value.report.raised
