@@ -693,6 +693,20 @@ class MemcacheSessionStore:
         served = writes[0].acks[0] if writes and writes[0].acks else None
         return self._finish(op, base, served, version)
 
+    def _record_write(
+        self, key: str, record: Record, verb: Callable[[str, bytes, int], Command]
+    ) -> _Write:
+        """The write of a live ``record`` under ``key`` (``verb`` is ``set_`` or ``add``) to
+        its ranked nodes, expiring after the record's effective TTL."""
+        blob = self._encode(key, record)
+        expire = self._effective_ttl(record)
+        return _Write(
+            key,
+            lambda: verb(key, blob, expire),
+            rank(self._nodes, self._seeds, key),
+            self._replicas,
+        )
+
     def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome | None:
         key = storage_key(self._prefix, session.id)
         if ttl is not None:
@@ -702,16 +716,8 @@ class MemcacheSessionStore:
         version = self._next_version(session.version)
         life = session.ttl or self._idle_ttl
         record = Record(version, self._writer, created, now, life, session._encoded())
-        blob = self._encode(key, record)
-        expire = self._effective_ttl(record)
+        write = self._record_write(key, record, add if must_create else set_)
         op = _Op("session.save", key)
-        verb = add if must_create else set_
-        write = _Write(
-            key,
-            lambda: verb(key, blob, expire),
-            rank(self._nodes, self._seeds, key),
-            self._replicas,
-        )
         self._write(op, [write])
         if write.taken:
             self._rollback(op, key, write.acks)
@@ -760,17 +766,8 @@ class MemcacheSessionStore:
         version = self._next_version(session.version)
         ttl = session.ttl or self._idle_ttl
         record = Record(version, self._writer, now, now, ttl, session._encoded())
-        blob = self._encode(new_key, record)
-        expire = self._effective_ttl(record)
+        writes = [self._record_write(new_key, record, set_)]
         op = _Op("session.regenerate", new_key)
-        writes = [
-            _Write(
-                new_key,
-                lambda: set_(new_key, blob, expire),
-                rank(self._nodes, self._seeds, new_key),
-                self._replicas,
-            )
-        ]
         self._write(op, writes)
         # The old id dies only once the data is safe under the new one.
         if not session.new and writes[0].acks:
