@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ._breaker import CircuitBreaker
 from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
@@ -60,25 +60,33 @@ class Reply:
 def _answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
     """Each node's answer, in plan order, from its transport (one kind per store)."""
     pipelined = [i for i, (node, _) in enumerate(plan) if node.transport.name == "pipelined"]
+    others = [i for i, (node, _) in enumerate(plan) if node.transport.name != "pipelined"]
     answers: list[Answer | None] = [None] * len(plan)
-    if pipelined:
-        batch = []
-        for i in pipelined:
-            node, commands = plan[i]
-            assert isinstance(node.transport, PipelinedTransport)
-            batch.append((node.transport, commands))
-        for i, answer in zip(pipelined, PipelinedTransport.exchange(batch), strict=True):
-            answers[i] = answer
-    if len(pipelined) < len(plan):
-        others = [i for i in range(len(plan)) if answers[i] is None]
-        batch_pm = []
-        for i in others:
-            node, commands = plan[i]
-            assert isinstance(node.transport, PymemcacheTransport)
-            batch_pm.append((node.transport, commands))
-        for i, answer in zip(others, PymemcacheTransport.exchange(batch_pm), strict=True):
-            answers[i] = answer
+    _exchange(plan, pipelined, PipelinedTransport, answers)
+    _exchange(plan, others, PymemcacheTransport, answers)
     return [answer for answer in answers if answer is not None]
+
+
+_T = TypeVar("_T", PipelinedTransport, PymemcacheTransport)
+
+
+def _exchange(
+    plan: Sequence[tuple[Node, Sequence[Command]]],
+    indexes: list[int],
+    kind: type[_T],
+    answers: list[Answer | None],
+) -> None:
+    """Fill ``answers[i]`` for each plan index in ``indexes``, whose transports are ``kind``,
+    with one exchange of that transport (none when ``indexes`` is empty)."""
+    if not indexes:
+        return
+    batch: list[tuple[_T, Sequence[Command]]] = []
+    for i in indexes:
+        node, commands = plan[i]
+        assert isinstance(node.transport, kind)
+        batch.append((node.transport, commands))
+    for i, answer in zip(indexes, kind.exchange(batch), strict=True):
+        answers[i] = answer
 
 
 def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
