@@ -76,12 +76,7 @@ class Guard:
         if resolved is not None and resolved[0] is config:
             policy = resolved[1]
         else:
-            policy = (
-                self._policy
-                or config.policies.get(self.name)
-                or self._default
-                or config.default_policy
-            )
+            policy = self._policy or config.policy_for(self.name, self._default)
             self._resolved = (config, policy)
         report = Report(self.name, policy, config)
         ident = _get_ident()

@@ -223,12 +223,6 @@ def _showwarnmsg(msg: warnings.WarningMessage) -> None:
             )
 
 
-def first_filter() -> object:
-    """The first entry of ``warnings.filters`` (``None`` if there is none)."""
-    filters = warnings.filters
-    return filters[0] if filters else None
-
-
 def put_filter_first() -> None:
     """Make errpolicy's filter the first one again if something displaced it.
 

@@ -127,14 +127,6 @@ class Report:
             raise self.immediate_violation
         return draft
 
-    def close(self) -> None:
-        self._open = False
-
-    @property
-    def captured_any(self) -> bool:
-        """Whether anything was captured (cheap; for the exit path)."""
-        return self._head is not None
-
     # -- read side --------------------------------------------------------
 
     @property
