@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,30 @@ __all__ = [
 ]
 
 _CHUNK = 65536
+
+
+# A timeval of two C longs: the layout of 64-bit Linux, the platform the store runs on.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("@l") == 8
+
+
+def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make every later send and recv wait at most ``seconds``.
+
+    On 64-bit Linux the kernel enforces it (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking
+    socket: one system call per recv. A Python timeout (``settimeout``) would poll
+    before each recv and send, which costs as much again; elsewhere it is the fallback.
+    A kernel timeout surfaces as BlockingIOError, which send and recv turn into
+    TimeoutError.
+    """
+    if not _KERNEL_TIMEOUTS:
+        sock.settimeout(seconds)
+        return
+    # At least 1 µs: a zero timeval means "wait forever".
+    whole, micros = divmod(max(round(seconds * 1_000_000), 1), 1_000_000)
+    timeval = struct.pack("@ll", whole, micros)
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 class NodeFailure(Exception):
@@ -55,17 +81,23 @@ class Connection:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(read_timeout)
+            _set_read_timeout(sock, read_timeout)
         except OSError:
             sock.close()
             raise
         return cls(sock)
 
     def send(self, data: bytes) -> None:
-        self._sock.sendall(data)
+        try:
+            self._sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO expired: the node stopped reading
+            raise TimeoutError("timed out") from None
 
     def _fill(self) -> None:
-        chunk = self._sock.recv(_CHUNK)
+        try:
+            chunk = self._sock.recv(_CHUNK)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise TimeoutError("timed out") from None
         if not chunk:
             raise NodeFailure("closed", "connection closed by the server")
         self._buf += chunk
