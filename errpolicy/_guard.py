@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 import warnings
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from . import _config, _hooks
+from . import _config, _core, _hooks
+from ._core import GuardCore
 from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
@@ -20,18 +20,11 @@ from ._state import active
 if TYPE_CHECKING:
     from ._config import Config
 
-_FILTER = _hooks.FILTER
-_active_get = active.get
-_active_set = active.set
-_active_reset = active.reset
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_get_ident = threading.get_ident
 
-
-class Guard:
+class Guard(GuardCore):
     """Captures what a call raises and applies a policy to it.
 
     ``errpolicy.guard(name)`` is used as ``with``, ``async with``, or as a
@@ -41,10 +34,11 @@ class Guard:
 
     A Guard holds no state of its own: each entry gets a fresh :class:`Report`,
     so one Guard object can be kept as a module constant and entered from many
-    threads and tasks at once, and nested in itself.
+    threads and tasks at once, and nested in itself. ``__enter__`` and
+    ``__exit__`` come from ``errpolicy._core`` (in C where it was built).
     """
 
-    __slots__ = ("_default", "_policy", "_resolved", "name")
+    __slots__ = ()
 
     def __init__(
         self, name: str, *, policy: Policy | None = None, default: Policy | None = None
@@ -58,50 +52,11 @@ class Guard:
         self.name = name
         self._policy = policy
         self._default = default
-        # (config, policy) last resolved: configuration changes rarely, entries often.
-        self._resolved: tuple[Config, Policy] | None = None
+        self._resolved_config = None
+        self._resolved_policy = None
 
     def __repr__(self) -> str:
         return f"guard({self.name!r})"
-
-    # -- context manager ----------------------------------------------------
-
-    def __enter__(self) -> Report:
-        filters = warnings.filters
-        # (Not installed implies errpolicy's filter is not first.)
-        if not filters or filters[0] is not _FILTER:
-            _hooks.ensure_ready()
-        config = _config._config  # get_config() without the call
-        resolved = self._resolved
-        if resolved is not None and resolved[0] is config:
-            policy = resolved[1]
-        else:
-            policy = self._policy or config.policy_for(self.name, self._default)
-            self._resolved = (config, policy)
-        report = Report(self.name, policy, config)
-        ident = _get_ident()
-        parent = _active_get()
-        if parent is not None and parent[2] != ident:
-            parent = None
-        report._token = _active_set((report, parent, ident, self))
-        return report
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        frame = _active_get()
-        token = None if frame is None or frame[3] is not self else frame[0]._token
-        if frame is None or token is None:
-            raise RuntimeError(f"{self!r} exited, but it is not the innermost open guard here")
-        report = frame[0]
-        _active_reset(token)
-        report._token = None
-        report._open = False
-        if report._head is not None:  # cheap "captured anything?"
-            _finish(report, exc)
 
     async def __aenter__(self) -> Report:
         return self.__enter__()
@@ -146,7 +101,7 @@ _SHARED_MAX = 4096  # names made up at run time must not grow the table without 
 def guard(name: str, *, policy: Policy | None = None, default: Policy | None = None) -> Guard:
     """A :class:`Guard` named ``name``; see there. Guards are stateless, so a
     plain ``guard(name)`` hands out one shared object per name."""
-    if policy is None and default is None:
+    if policy is None and default is None and isinstance(name, str):
         shared = _SHARED.get(name)
         if shared is not None:
             return shared
@@ -155,6 +110,15 @@ def guard(name: str, *, policy: Policy | None = None, default: Policy | None = N
             _SHARED[name] = made
         return made
     return Guard(name, policy=policy, default=default)
+
+
+def _resolve(entered: Guard, config: Config) -> Policy:
+    """The policy of ``entered`` under ``config``, cached on it until the
+    configuration object changes (configure() makes a new one)."""
+    policy = entered._policy or config.policy_for(entered.name, entered._default)
+    entered._resolved_policy = policy
+    entered._resolved_config = config
+    return policy
 
 
 def _finish(report: Report, exc: BaseException | None) -> None:
@@ -175,5 +139,20 @@ def _finish(report: Report, exc: BaseException | None) -> None:
     for note in report.notes():
         exc.add_note(note)
 
+
+_guard_lookup = _core.setup(
+    active=active,
+    warnings_module=warnings,
+    front_filter=_hooks.FILTER,
+    ensure_ready=_hooks.ensure_ready,
+    config_module=_config,
+    report_type=Report,
+    resolve=_resolve,
+    finish=_finish,
+    shared_guards=_SHARED,
+    make_guard=guard,
+)
+if not TYPE_CHECKING:  # the same function; in C, guard(name) is a dict lookup
+    guard = _guard_lookup
 
 __all__ = ["Action", "Guard", "guard"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextvars
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ._classify import classify
+from ._core import ReportCore
 from ._errors import LoggedEvent, PolicyViolation
 from ._event import Action, Event
 from ._severity import Severity
@@ -18,7 +18,6 @@ from ._severity import Severity
 if TYPE_CHECKING:
     from ._config import Config
     from ._policy import Policy
-    from ._state import Frame
 
 _LOCK = threading.Lock()
 setattr_ = object.__setattr__
@@ -48,7 +47,7 @@ class Explanation:
         )
 
 
-class Report:
+class Report(ReportCore):
     """What one entry of a guard captured and decided, in order.
 
     Filled while the guard is open, read-only after. Keeps at most
@@ -56,26 +55,26 @@ class Report:
     everything, kept or not.
     """
 
-    # No __slots__: the class-level defaults below let __init__ set three
-    # attributes only, because a report is made on every guard entry and most
-    # guards capture nothing. Storage is made on the first capture.
-    _head: list[Event] | None = None
+    # ReportCore holds what every guard entry sets (name, policy, _config,
+    # _token, _head, _open); the guard makes reports without calling __init__.
+    # The rest are class-level defaults, because most guards capture nothing:
+    # storage is made on the first capture.
     _tail: collections.deque[Event] | None = None
     _counts: dict[tuple[Action, Severity], int] | None = None
     # Raised events are also kept apart (the first max_events of them), so a
     # flood cannot push the one that matters out of the middle of the buffer.
     _raised: list[Event] | None = None
     _dropped = 0
-    _open = True
     #: The violation raised from inside the block in immediate mode.
     immediate_violation: PolicyViolation | None = None
-    # Set by the guard while open: what resets the context variable on exit.
-    _token: contextvars.Token[Frame | None] | None = None
 
     def __init__(self, name: str, policy: Policy, config: Config) -> None:
         self.name = name
         self.policy = policy
         self._config = config
+        self._token = None
+        self._head = None
+        self._open = True
 
     # -- capture side -----------------------------------------------------
 

@@ -1,0 +1,195 @@
+"""The hot path of every guard entry: make a report, push its frame, pop it on exit.
+
+This module is the reference implementation, in Python. ``errpolicy/_speedups.c``
+does the same in C and is used when it was built (``pip install`` compiles it
+where a C compiler is found) unless ``ERRPOLICY_PURE_PYTHON`` is set to a non-empty
+value. The test suite runs against both. Everything off the hot path (resolving a
+policy after the configuration changed, finishing a guard that captured something)
+is a Python callback handed to :func:`setup`, shared by both implementations.
+
+Why two: entering a guard must cost a fraction of ``warnings.catch_warnings()``,
+and in Python the calls of ``__enter__`` and ``__exit__`` and making the report
+alone cost about as much as that budget (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from collections.abc import Callable
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:
+    from ._config import Config
+    from ._policy import Policy
+    from ._report import Report
+
+__all__ = ["IMPLEMENTATION", "GuardCore", "ReportCore", "setup"]
+
+_get_ident = threading.get_ident
+G = TypeVar("G", bound=Callable[..., Any])
+
+
+class _Hooks:
+    """What :func:`setup` hands over (one instance, replaced by each call)."""
+
+    active: contextvars.ContextVar[Any]
+    warnings_module: ModuleType
+    front_filter: object
+    ensure_ready: Callable[[], None]
+    config_module: ModuleType
+    report_type: type[Report]
+    resolve: Callable[[Any, Config], Policy]
+    finish: Callable[[Report, BaseException | None], None]
+
+
+_hooks: _Hooks | None = None
+
+
+class PyReportCore:
+    """The fields of a :class:`~errpolicy.Report` read and written on every guard entry."""
+
+    __slots__ = ("_config", "_head", "_open", "_token", "name", "policy")
+
+    name: str
+    policy: Policy
+    _config: Config
+    _token: contextvars.Token[Any] | None
+    _head: list[Any] | None
+    _open: bool
+
+
+class PyGuardCore:
+    """A guard's enter and exit; ``Guard`` adds the rest."""
+
+    __slots__ = ("_default", "_policy", "_resolved_config", "_resolved_policy", "name")
+
+    name: str
+    _policy: Policy | None
+    _default: Policy | None
+    # The policy last resolved and the configuration it was resolved against:
+    # configuration changes rarely, entries are frequent.
+    _resolved_config: Config | None
+    _resolved_policy: Policy | None
+
+    def __enter__(self) -> Report:
+        hooks = _hooks
+        if hooks is None:
+            raise RuntimeError("errpolicy._core.setup() was not called")
+        filters = hooks.warnings_module.filters
+        # errpolicy's filter not first implies the hooks may be missing, too.
+        if not filters or filters[0] is not hooks.front_filter:
+            hooks.ensure_ready()
+        config: Config = hooks.config_module._config
+        if self._resolved_config is config and self._resolved_policy is not None:
+            policy = self._resolved_policy
+        else:
+            policy = hooks.resolve(self, config)
+        report = hooks.report_type.__new__(hooks.report_type)
+        report.name = self.name
+        report.policy = policy
+        report._config = config
+        report._head = None
+        report._open = True
+        ident = _get_ident()
+        parent = hooks.active.get()
+        # A frame counts only in the thread that opened it (asyncio.to_thread copies
+        # the context into another thread; errpolicy.carry moves a frame on purpose).
+        if parent is not None and parent[2] != ident:
+            parent = None
+        report._token = hooks.active.set((report, parent, ident, self))
+        return report
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        hooks = _hooks
+        if hooks is None:
+            raise RuntimeError("errpolicy._core.setup() was not called")
+        frame = hooks.active.get()
+        report = frame[0] if frame is not None and frame[3] is self else None
+        if not isinstance(report, ReportCore) or report._token is None:
+            raise RuntimeError(f"{self!r} exited, but it is not the innermost open guard here")
+        token = report._token
+        report._token = None
+        try:
+            hooks.active.reset(token)
+        finally:
+            report._open = False
+        if report._head is not None:  # captured anything?
+            hooks.finish(cast("Report", report), exc)
+
+
+def _speedups() -> ModuleType | None:
+    if os.environ.get("ERRPOLICY_PURE_PYTHON"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:  # not built: no compiler at install time, or another platform
+        return None
+    return _speedups
+
+
+_compiled = _speedups()
+if TYPE_CHECKING:
+    GuardCore = PyGuardCore
+    ReportCore = PyReportCore
+    IMPLEMENTATION: str
+else:
+    if _compiled is None:
+        GuardCore, ReportCore, IMPLEMENTATION = PyGuardCore, PyReportCore, "python"
+    else:
+        GuardCore, ReportCore = _compiled.GuardCore, _compiled.ReportCore
+        IMPLEMENTATION = "c"
+
+
+def setup(
+    *,
+    active: contextvars.ContextVar[Any],
+    warnings_module: ModuleType,
+    front_filter: object,
+    ensure_ready: Callable[[], None],
+    config_module: ModuleType,
+    report_type: type[Report],
+    resolve: Callable[[Any, Config], Policy],
+    finish: Callable[[Report, BaseException | None], None],
+    shared_guards: dict[str, Any],
+    make_guard: G,
+) -> G:
+    """Hand the hot path what it needs; called once, by ``errpolicy._guard``.
+
+    Returns the function to export as ``errpolicy.guard``: ``make_guard`` itself,
+    or in C a function that answers a plain ``guard(name)`` from ``shared_guards``
+    and hands every other call to ``make_guard``.
+    """
+    global _hooks
+    hooks = _Hooks()
+    hooks.active = active
+    hooks.warnings_module = warnings_module
+    hooks.front_filter = front_filter
+    hooks.ensure_ready = ensure_ready
+    hooks.config_module = config_module
+    hooks.report_type = report_type
+    hooks.resolve = resolve
+    hooks.finish = finish
+    _hooks = hooks
+    if _compiled is None:
+        return make_guard
+    _compiled.setup(
+        active=active,
+        warnings_module=warnings_module,
+        front_filter=front_filter,
+        ensure_ready=ensure_ready,
+        config_module=config_module,
+        report_type=report_type,
+        resolve=resolve,
+        finish=finish,
+        shared_guards=shared_guards,
+        make_guard=make_guard,
+    )
+    return cast("G", _compiled.guard)

@@ -1,0 +1,145 @@
+"""The guard's hot path exists twice, in C (errpolicy/_speedups.c) and in Python
+(errpolicy/_core.py). These tests pin down which one runs, check what only the C one
+can get wrong (setup's checks, references), and run the whole core suite again with
+the other implementation."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import errpolicy
+import pytest
+from errpolicy import ConfigurationError, Policy, _core
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPILED = _core.IMPLEMENTATION == "c"
+needs_c = pytest.mark.skipif(not COMPILED, reason="the C speedups are not loaded")
+
+
+def test_ci_runs_the_compiled_guard() -> None:
+    """CI machines have a compiler: a build that silently fell back to Python fails here."""
+    if os.environ.get("CI") and not os.environ.get("ERRPOLICY_PURE_PYTHON"):
+        assert "c" == _core.IMPLEMENTATION
+    else:
+        assert _core.IMPLEMENTATION in {"c", "python"}
+
+
+def test_pure_python_switch_is_honoured() -> None:
+    code = "from errpolicy import _core; print(_core.IMPLEMENTATION)"
+    env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert "python" == out.stdout.strip()
+
+
+@pytest.mark.skipif(bool(os.environ.get("ERRPOLICY_PURE_PYTHON")), reason="already pure Python")
+@pytest.mark.slow
+def test_core_suite_passes_with_the_other_implementation() -> None:
+    """The whole of tests/core again, with the implementation this process did not load."""
+    env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1" if COMPILED else ""}
+    if not COMPILED:
+        pytest.skip("only the Python implementation is available here")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/core"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert 0 == result.returncode, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_guard_lookup_answers_like_the_python_function() -> None:
+    same = errpolicy.guard("speedups.same")
+    assert same is errpolicy.guard("speedups.same")
+    assert same is errpolicy.guard(name="speedups.same")
+    own = errpolicy.guard("speedups.same", policy=Policy(raise_on="NONE"))
+    assert own is not same
+    assert "speedups.same" == own.name
+    with pytest.raises(ConfigurationError, match="non-empty name"):
+        errpolicy.guard(3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="non-empty name"):
+        errpolicy.guard(["x"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        errpolicy.guard()  # type: ignore[call-arg]
+
+
+@needs_c
+def test_setup_refuses_what_the_hot_path_cannot_use() -> None:
+    from errpolicy import _speedups
+
+    with pytest.raises(TypeError):
+        _speedups.setup(active=None)
+    good = {
+        "active": errpolicy._state.active,
+        "warnings_module": warnings,
+        "front_filter": None,
+        "ensure_ready": lambda: None,
+        "config_module": errpolicy._config,
+        "report_type": errpolicy.Report,
+        "resolve": lambda guard, config: None,
+        "finish": lambda report, exc: None,
+        "shared_guards": {},
+        "make_guard": lambda name: None,
+    }
+    bad: dict[str, object] = {
+        "active": "not a ContextVar",
+        "report_type": dict,
+        "warnings_module": object(),
+        "finish": 42,
+        "shared_guards": [],
+    }
+    for key, value in bad.items():
+        with pytest.raises(TypeError):
+            _speedups.setup(**{**good, key: value})
+
+
+def test_guard_entries_leak_nothing() -> None:
+    """Reports, frames, tokens and policies made per entry are all freed."""
+    policy = Policy(raise_on="NONE", record="ALL")
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recording = errpolicy.Guard("speedups.leak", policy=policy)
+    idle = errpolicy.guard("speedups.idle")
+
+    def run(n: int) -> None:
+        for i in range(n):
+            with idle:
+                pass
+            with errpolicy.guard("speedups.idle"), idle:
+                pass
+            if i % 10 == 0:
+                with recording as report:
+                    warnings.warn("leak check", UserWarning, stacklevel=1)
+                assert 1 == len(report.recorded)
+
+    run(2_000)  # warm caches: the class-level storage, interned strings, free lists
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run(20_000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 20,000 leaked reports would be over a megabyte; allow for allocator noise.
+    assert grown < 64_000, grown
+
+
+def test_an_exit_without_entry_is_refused_and_changes_nothing() -> None:
+    g = errpolicy.guard("speedups.stray")
+    with pytest.raises(RuntimeError, match="not the innermost"):
+        g.__exit__(None, None, None)
+    with g as report:
+        assert report.open
+    assert not report.open
+    assert errpolicy._state.active.get() is None
