@@ -14,8 +14,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Command",
@@ -127,9 +126,12 @@ class Connection:
             self._sock.close()
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One memcached command: its arguments, its request bytes and its reply reader."""
+class Command(NamedTuple):
+    """One memcached command: its arguments, its request bytes and its reply reader.
+
+    A named tuple: immutable, and about 4x cheaper to make than a frozen dataclass
+    (one or more per operation).
+    """
 
     name: str
     key: str
