@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
+from hashlib import blake2b
 from typing import TypeVar
 
 __all__ = ["node_seed", "rank"]
@@ -14,23 +14,24 @@ _MASK = (1 << 64) - 1
 
 def node_seed(name: str) -> int:
     """A node's 64-bit seed, from its ``host:port`` (the same in every process)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
-
-
-def _mix(x: int) -> int:
-    # splitmix64's finalizer: a cheap, well-spread 64-bit permutation.
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
+    return int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
 def rank(nodes: Sequence[T], seeds: Sequence[int], key: str) -> list[T]:
     """``nodes`` ordered by their weight for ``key``, highest first.
 
-    One hash of the key, then each node's weight is a mix of it with the node's seed.
-    Adding or removing a node only moves the keys whose top ranks involve it; the order
-    of the other nodes for a key never changes.
+    One hash of the key, then each node's weight is a mix of it with the node's seed
+    (splitmix64's finalizer: a cheap, well-spread 64-bit permutation). Adding or removing
+    a node only moves the keys whose top ranks involve it; the order of the other nodes
+    for a key never changes.
     """
-    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-    order = sorted(range(len(seeds)), key=lambda i: _mix(h ^ seeds[i]), reverse=True)
-    return [nodes[i] for i in order]
+    h = int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big")
+    weighted: list[tuple[int, int]] = []
+    for i, seed in enumerate(seeds):  # the mix inlined: this runs on every operation
+        x = h ^ seed
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+        weighted.append((x ^ (x >> 31), -i))
+    # Highest weight first; -i keeps the given order among equal weights (stable).
+    weighted.sort(reverse=True)
+    return [nodes[-i] for _, i in weighted]
