@@ -16,8 +16,7 @@ import json
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import ConfigurationError, SessionDataError
 
@@ -47,12 +46,12 @@ class EnvelopeError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One stored copy of a session, or a tombstone (``payload`` None).
 
     ``payload`` is the session data as JSON bytes, parsed only when the data is used
-    (:meth:`load`): a read that only needs versions never pays for the data.
+    (:meth:`load`): a read that only needs versions never pays for the data. A named
+    tuple: immutable, and cheaper to make than a frozen dataclass (one per read).
     """
 
     version: int
@@ -130,6 +129,15 @@ def _mac(key: bytes, storage_key: str, body: bytes) -> bytes:
     return hmac.digest(key, _DOMAIN + storage_key.encode("ascii") + b"\x00" + body, "sha256")
 
 
+def _signed(mac: bytes, storage_key: str, body: bytes, keys: Sequence[bytes]) -> bool:
+    """True if one of ``keys`` (tried in order) made ``mac``; compared in constant time."""
+    # A loop: any() over a generator costs 0.3 us more on every read (one key, usually).
+    for key in keys:  # noqa: SIM110
+        if hmac.compare_digest(mac, _mac(key, storage_key, body)):
+            return True
+    return False
+
+
 def dumps_data(data: dict[str, Any]) -> str:
     """JSON of the session data alone; raises :class:`SessionDataError` if JSON cannot hold it."""
     for k in data:
@@ -170,8 +178,8 @@ def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
         raise EnvelopeError("unknown format")
     if len(blob) < _BODY_AT + _HEADER.size:
         raise EnvelopeError("truncated")
-    mac, body = blob[len(_MAGIC) : _BODY_AT], blob[_BODY_AT:]
-    if not any(hmac.compare_digest(mac, _mac(key, storage_key, body)) for key in keys):
+    body = blob[_BODY_AT:]
+    if not _signed(blob[len(_MAGIC) : _BODY_AT], storage_key, body, keys):
         raise EnvelopeError("bad signature")
     version, created, written, ttl, tombstone, writer = _HEADER.unpack_from(body)
     payload = body[_HEADER.size :]
