@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from ._breaker import CircuitBreaker
 from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
@@ -58,35 +58,25 @@ class Reply:
 
 
 def _answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
-    """Each node's answer, in plan order, from its transport (one kind per store)."""
-    pipelined = [i for i, (node, _) in enumerate(plan) if node.transport.name == "pipelined"]
-    others = [i for i, (node, _) in enumerate(plan) if node.transport.name != "pipelined"]
-    answers: list[Answer | None] = [None] * len(plan)
-    _exchange(plan, pipelined, PipelinedTransport, answers)
-    _exchange(plan, others, PymemcacheTransport, answers)
-    return [answer for answer in answers if answer is not None]
-
-
-_T = TypeVar("_T", PipelinedTransport, PymemcacheTransport)
-
-
-def _exchange(
-    plan: Sequence[tuple[Node, Sequence[Command]]],
-    indexes: list[int],
-    kind: type[_T],
-    answers: list[Answer | None],
-) -> None:
-    """Fill ``answers[i]`` for each plan index in ``indexes``, whose transports are ``kind``,
-    with one exchange of that transport (none when ``indexes`` is empty)."""
-    if not indexes:
-        return
-    batch: list[tuple[_T, Sequence[Command]]] = []
-    for i in indexes:
-        node, commands = plan[i]
-        assert isinstance(node.transport, kind)
-        batch.append((node.transport, commands))
-    for i, answer in zip(indexes, kind.exchange(batch), strict=True):
-        answers[i] = answer
+    """Each node's answer, in plan order, from one exchange per transport kind."""
+    pipelined: list[tuple[PipelinedTransport, Sequence[Command]]] = []
+    pooled: list[tuple[PymemcacheTransport, Sequence[Command]]] = []
+    for node, commands in plan:
+        transport = node.transport
+        if isinstance(transport, PipelinedTransport):
+            pipelined.append((transport, commands))
+        else:
+            pooled.append((transport, commands))
+    if not pooled:  # a store's nodes share one transport: this or the next line
+        return PipelinedTransport.exchange(pipelined)
+    if not pipelined:
+        return PymemcacheTransport.exchange(pooled)
+    firsts = iter(PipelinedTransport.exchange(pipelined))
+    others = iter(PymemcacheTransport.exchange(pooled))
+    return [
+        next(firsts) if isinstance(node.transport, PipelinedTransport) else next(others)
+        for node, _ in plan
+    ]
 
 
 def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:

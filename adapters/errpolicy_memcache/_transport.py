@@ -109,13 +109,6 @@ class PipelinedTransport(_Pool):
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
 
-    def acquire(self) -> Connection:
-        conn: Connection | None = self._take()
-        if conn is None:
-            return self.fresh()
-        conn.reused = True
-        return conn
-
     def fresh(self) -> Connection:
         return Connection.open(self._host, self._port, self._connect_timeout, self._read_timeout)
 
@@ -132,50 +125,55 @@ class PipelinedTransport(_Pool):
     @staticmethod
     def exchange(batch: Sequence[tuple[PipelinedTransport, Sequence[Command]]]) -> list[Answer]:
         """Send every node its commands, then read every reply; never raises for a node."""
-        pending: list[tuple[bytes, Connection | None, NodeFailure | None]] = []
-        for transport, commands in batch:
-            request = b"".join(c.request for c in commands)
-            conn: Connection | None = None
-            failure: NodeFailure | None = None
-            try:
-                conn = transport.acquire()
-                try:
-                    conn.send(request)
-                except OSError:
-                    if not conn.reused:
-                        raise
-                    conn.close()
-                    conn = transport.fresh()
-                    conn.send(request)
-            except Exception as exc:
-                if conn is not None:
-                    conn.close()
-                conn, failure = None, as_failure(exc)
-            pending.append((request, conn, failure))
-
+        sent = [transport._send(_request(commands)) for transport, commands in batch]
         answers: list[Answer] = []
-        for (transport, commands), (request, conn, failure) in zip(batch, pending, strict=True):
-            values: list[Any] = []
-            if conn is not None:
-                try:
-                    values = [command.read(conn) for command in commands]
-                except Exception as exc:
-                    conn.close()
-                    failure = as_failure(exc)
-                    if conn.reused and failure.kind == "closed":
-                        values, failure = transport._retry(commands, request)
-                else:
-                    transport.release(conn)
-            answers.append((values, failure, time.perf_counter()))
+        for (transport, commands), conn in zip(batch, sent, strict=True):
+            if isinstance(conn, NodeFailure):
+                answers.append(([], conn, time.perf_counter()))
+            else:
+                answers.append(transport._receive(conn, commands))
         return answers
 
-    def _retry(
-        self, commands: Sequence[Command], request: bytes
-    ) -> tuple[list[Any], NodeFailure | None]:
+    def _send(self, request: bytes) -> Connection | NodeFailure:
+        """The connection that took ``request`` (an idle one if any), or why none did."""
+        conn: Connection | None = self._take()
+        try:
+            if conn is not None:
+                conn.reused = True
+                try:
+                    conn.send(request)
+                    return conn
+                except OSError:
+                    # Closed by the server meanwhile (a restarted node?): one fresh try.
+                    conn.close()
+            conn = self.fresh()
+            conn.send(request)
+            return conn
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            return as_failure(exc)
+
+    def _receive(self, conn: Connection, commands: Sequence[Command]) -> Answer:
+        """Read the replies to ``commands`` sent on ``conn``, then keep or close it."""
+        values: list[Any] = []
+        try:
+            for command in commands:  # a loop: usually one command, no list comprehension
+                values.append(command.read(conn))
+        except Exception as exc:
+            conn.close()
+            failure = as_failure(exc)
+            if conn.reused and failure.kind == "closed":
+                return (*self._retry(commands), time.perf_counter())
+            return [], failure, time.perf_counter()
+        self.release(conn)
+        return values, None, time.perf_counter()
+
+    def _retry(self, commands: Sequence[Command]) -> tuple[list[Any], NodeFailure | None]:
         conn: Connection | None = None
         try:
             conn = self.fresh()
-            conn.send(request)
+            conn.send(_request(commands))
             values = [command.read(conn) for command in commands]
         except Exception as exc:
             if conn is not None:
@@ -183,6 +181,12 @@ class PipelinedTransport(_Pool):
             return [], as_failure(exc)
         self.release(conn)
         return values, None
+
+
+def _request(commands: Sequence[Command]) -> bytes:
+    if len(commands) == 1:  # the usual case: no join
+        return commands[0].request
+    return b"".join([command.request for command in commands])
 
 
 def _gets(client: Any, c: Command) -> tuple[bytes, int] | None:
