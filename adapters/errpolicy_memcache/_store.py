@@ -145,15 +145,15 @@ class _Copy:
         self.blob = blob
         self.cas = cas
 
-
-def _order(copy: _Copy) -> tuple[bool, int, str]:
-    return copy.record.order
+    @property
+    def order(self) -> tuple[bool, int, str]:
+        return self.record.order
 
 
 class _Read:
     """The replicas' answers to one read, before any repair."""
 
-    __slots__ = ("answered", "asked", "copies", "invalid", "misses", "winner")
+    __slots__ = ("answered", "asked", "copies", "invalid", "misses", "mixed", "winner")
 
     def __init__(self) -> None:
         self.copies: list[_Copy] = []
@@ -162,6 +162,19 @@ class _Read:
         self.answered = 0
         self.asked = 0  # how many nodes could hold a copy (all of them)
         self.winner: _Copy | None = None
+        self.mixed = False  # some copy is not the winner's: the copies disagree
+
+    def add_copy(self, copy: _Copy) -> None:
+        """Keep ``copy``; it wins if its order is higher than every copy before it (the
+        first of equal copies wins). Identical blobs share one Record: no comparison."""
+        self.copies.append(copy)
+        winner = self.winner
+        if winner is None:
+            self.winner = copy
+        elif copy.record is not winner.record:
+            self.mixed = True
+            if copy.order > winner.order:
+                self.winner = copy
 
 
 @dataclass(slots=True)
@@ -470,25 +483,26 @@ class MemcacheSessionStore:
             blob, token = reply.values[0]
             record = decoded.get(blob)
             if record is None:  # identical copies (the usual case) are verified once
-                try:
-                    record = decode(blob, key, self._keys)
-                except EnvelopeError as exc:
-                    record = exc
-                decoded[blob] = record
+                record = decoded[blob] = self._verify(blob, key)
             if isinstance(record, Record):
-                read.copies.append(_Copy(reply.node, record, blob, token))
+                read.add_copy(_Copy(reply.node, record, blob, token))
             else:
                 read.invalid.append((reply.node, token))
-        if read.copies:
-            read.winner = max(read.copies, key=_order)
         winner = read.winner
         for reply in replies:
             self._result(op, read, reply, winner, decoded)
-        # Only the session's home, the first ``replicas`` nodes that answered (in rank
-        # order), is repaired when it misses; other nodes are not meant to hold a copy.
-        home = [r.node for r in replies if r.failure is None][: self._replicas]
-        read.misses = [node for node in read.misses if node in home]
+        if read.misses:
+            # Only the session's home, the first ``replicas`` nodes that answered (in
+            # rank order), is repaired when it misses; others are not meant to hold a copy.
+            home = [r.node for r in replies if r.failure is None][: self._replicas]
+            read.misses = [node for node in read.misses if node in home]
         return read
+
+    def _verify(self, blob: bytes, key: str) -> Record | EnvelopeError:
+        try:
+            return decode(blob, key, self._keys)
+        except EnvelopeError as exc:
+            return exc
 
     def _result(
         self,
@@ -568,8 +582,7 @@ class MemcacheSessionStore:
         record = winner.record
         age = self._clock() - record.written
         due = renew and age >= self._renew_after * (record.ttl or self._idle_ttl)
-        agree = all(c.record is record for c in read.copies)
-        if agree and not (due or read.misses or read.invalid):  # the usual case
+        if not (due or read.mixed or read.misses or read.invalid):  # the usual case
             return
         if not record.tombstone and self._expired(record):
             return
