@@ -18,22 +18,24 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from ._config import Config
     from ._policy import Policy
     from ._report import Report
 
-__all__ = ["IMPLEMENTATION", "GuardCore", "ReportCore", "setup"]
+__all__ = ["IMPLEMENTATION", "GuardCore", "Hooks", "ReportCore", "setup"]
 
 _get_ident = threading.get_ident
-G = TypeVar("G", bound=Callable[..., Any])
 
 
-class _Hooks:
-    """What :func:`setup` hands over (one instance, replaced by each call)."""
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the entry path needs from the rest of errpolicy, handed over once by
+    ``errpolicy._guard`` (the field names are the C ``setup()``'s keywords)."""
 
     active: contextvars.ContextVar[Any]
     warnings_module: ModuleType
@@ -43,9 +45,11 @@ class _Hooks:
     report_type: type[Report]
     resolve: Callable[[Any, Config], Policy]
     finish: Callable[[Report, BaseException | None], None]
+    shared_guards: dict[str, Any]
+    make_guard: Callable[..., Any]
 
 
-_hooks: _Hooks | None = None
+_hooks: Hooks | None = None
 
 
 class PyReportCore:
@@ -148,48 +152,16 @@ else:
         IMPLEMENTATION = "c"
 
 
-def setup(
-    *,
-    active: contextvars.ContextVar[Any],
-    warnings_module: ModuleType,
-    front_filter: object,
-    ensure_ready: Callable[[], None],
-    config_module: ModuleType,
-    report_type: type[Report],
-    resolve: Callable[[Any, Config], Policy],
-    finish: Callable[[Report, BaseException | None], None],
-    shared_guards: dict[str, Any],
-    make_guard: G,
-) -> G:
-    """Hand the hot path what it needs; called once, by ``errpolicy._guard``.
+def setup(hooks: Hooks) -> Callable[..., Any]:
+    """Hand the entry path what it needs; called once, by ``errpolicy._guard``.
 
-    Returns the function to export as ``errpolicy.guard``: ``make_guard`` itself,
-    or in C a function that answers a plain ``guard(name)`` from ``shared_guards``
-    and hands every other call to ``make_guard``.
+    Returns the function to export as ``errpolicy.guard``: ``hooks.make_guard``
+    itself, or in C a function that answers a plain ``guard(name)`` from
+    ``hooks.shared_guards`` and hands every other call to ``make_guard``.
     """
     global _hooks
-    hooks = _Hooks()
-    hooks.active = active
-    hooks.warnings_module = warnings_module
-    hooks.front_filter = front_filter
-    hooks.ensure_ready = ensure_ready
-    hooks.config_module = config_module
-    hooks.report_type = report_type
-    hooks.resolve = resolve
-    hooks.finish = finish
     _hooks = hooks
     if _compiled is None:
-        return make_guard
-    _compiled.setup(
-        active=active,
-        warnings_module=warnings_module,
-        front_filter=front_filter,
-        ensure_ready=ensure_ready,
-        config_module=config_module,
-        report_type=report_type,
-        resolve=resolve,
-        finish=finish,
-        shared_guards=shared_guards,
-        make_guard=make_guard,
-    )
-    return cast("G", _compiled.guard)
+        return hooks.make_guard
+    _compiled.setup(**{field.name: getattr(hooks, field.name) for field in fields(hooks)})
+    return cast("Callable[..., Any]", _compiled.guard)

@@ -141,16 +141,18 @@ def _finish(report: Report, exc: BaseException | None) -> None:
 
 
 _guard_lookup = _core.setup(
-    active=active,
-    warnings_module=warnings,
-    front_filter=_hooks.FILTER,
-    ensure_ready=_hooks.ensure_ready,
-    config_module=_config,
-    report_type=Report,
-    resolve=_resolve,
-    finish=_finish,
-    shared_guards=_SHARED,
-    make_guard=guard,
+    _core.Hooks(
+        active=active,
+        warnings_module=warnings,
+        front_filter=_hooks.FILTER,
+        ensure_ready=_hooks.ensure_ready,
+        config_module=_config,
+        report_type=Report,
+        resolve=_resolve,
+        finish=_finish,
+        shared_guards=_SHARED,
+        make_guard=guard,
+    )
 )
 if not TYPE_CHECKING:  # the same function; in C, guard(name) is a dict lookup
     guard = _guard_lookup
