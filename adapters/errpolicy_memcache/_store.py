@@ -179,10 +179,10 @@ class _Read:
 
 @dataclass(slots=True)
 class _Write:
-    """One key to be written to ``replicas`` nodes, with the command for each."""
+    """One key to be written to ``replicas`` nodes with one command (the same for each)."""
 
     key: str
-    make: Callable[[], Command]
+    command: Command
     ranked: list[Node]
     need: int
     consulted: set[Node] = field(default_factory=set)
@@ -657,31 +657,32 @@ class MemcacheSessionStore:
     def _write(self, op: _Op, writes: Sequence[_Write]) -> None:
         """Store every write on ``need`` answering nodes, falling back down the ranking."""
         while True:
-            plan: dict[Node, list[tuple[_Write, Command]]] = {}
+            plan: dict[Node, list[_Write]] = {}
             for write in writes:
                 if write.need <= 0 or write.taken:
                     continue
                 for node in self._targets(op, write.ranked, write.need, write.consulted):
-                    plan.setdefault(node, []).append((write, write.make()))
+                    plan.setdefault(node, []).append(write)
             if not plan:
                 return
-            replies = execute([(node, tuple(c for _, c in items)) for node, items in plan.items()])
+            replies = execute([(node, [w.command for w in items]) for node, items in plan.items()])
             for reply in replies:
                 items = plan[reply.node]
                 if reply.failure is not None:
-                    for _, command in items:
+                    for write in items:
                         op.record(
                             reply.node,
-                            command.name,
+                            write.command.name,
                             NodeStatus(reply.failure.kind),
                             reply.elapsed,
                             reply.failure.detail,
                         )
                     continue
-                for (write, command), answer in zip(items, reply.values, strict=True):
+                for write, answer in zip(items, reply.values, strict=True):
                     stored = answer == _STORED
                     status = NodeStatus.STORED if stored else NodeStatus.NOT_STORED
-                    op.results.append((reply.node.address, command.name, status, reply.elapsed, ""))
+                    name = write.command.name
+                    op.results.append((reply.node.address, name, status, reply.elapsed, ""))
                     if stored:
                         write.acks.append(reply.node)
                         write.need -= 1
@@ -697,9 +698,12 @@ class MemcacheSessionStore:
     def _write_outcome(
         self, op: _Op, writes: Sequence[_Write], version: int | None
     ) -> Outcome | None:
-        if any(not w.acks for w in writes):
+        fewest = self._replicas  # the acks of the least stored write
+        for write in writes:
+            fewest = min(fewest, len(write.acks))
+        if fewest == 0:
             base = OutcomeKind.UNAVAILABLE
-        elif any(len(w.acks) < self._replicas for w in writes):
+        elif fewest < self._replicas:
             base = OutcomeKind.DEGRADED
         else:
             base = OutcomeKind.OK
@@ -714,10 +718,7 @@ class MemcacheSessionStore:
         blob = self._encode(key, record)
         expire = self._effective_ttl(record)
         return _Write(
-            key,
-            lambda: verb(key, blob, expire),
-            rank(self._nodes, self._seeds, key),
-            self._replicas,
+            key, verb(key, blob, expire), rank(self._nodes, self._seeds, key), self._replicas
         )
 
     def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome | None:
@@ -758,7 +759,7 @@ class MemcacheSessionStore:
         record = Record(version, self._writer, now, now, life, None)
         blob = self._encode(key, record)
         ranked = rank(self._nodes, self._seeds, key)
-        return _Write(key, lambda: set_(key, blob, life), ranked, self._replicas), version
+        return _Write(key, set_(key, blob, life), ranked, self._replicas), version
 
     def _tombstone(
         self, sid: str, floor: int, ttl: int | None, session: Session | None
