@@ -17,12 +17,13 @@ a fresh connection, before any reply came: the old process never saw the request
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ._wire import Command, Connection, NodeFailure
+from ._wire import Command, Connection, NodeFailure, kernel_timeout_sockets
 
 __all__ = [
     "TRANSPORTS",
@@ -53,6 +54,9 @@ def as_failure(exc: BaseException) -> NodeFailure:
         return NodeFailure("refused", str(exc))
     if isinstance(exc, TimeoutError):
         return NodeFailure("timeout", str(exc) or "timed out")
+    if isinstance(exc, BlockingIOError):
+        # A blocking socket's kernel timeout (SO_RCVTIMEO, SO_SNDTIMEO) expired.
+        return NodeFailure("timeout", "timed out")
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return NodeFailure("closed", str(exc))
     if isinstance(exc, OSError):
@@ -113,8 +117,8 @@ class PipelinedTransport(_Pool):
         return Connection.open(self._host, self._port, self._connect_timeout, self._read_timeout)
 
     def release(self, conn: Connection) -> None:
-        if conn.clean:
-            self._keep(conn, conn.close)
+        if conn.clean and len(self._idle) < self._pool_size:
+            self._idle.append(conn)
         else:
             conn.close()
 
@@ -230,13 +234,16 @@ class PymemcacheTransport(_Pool):
         from pymemcache.client.base import Client
 
         super().__init__(pool_size)
+        # With kernel timeouts the client's sockets bound each send and recv themselves.
+        sockets = kernel_timeout_sockets(read_timeout)
         self._new: Callable[[], Any] = lambda: Client(
             (host, port),
             connect_timeout=connect_timeout,
-            timeout=read_timeout,
+            timeout=read_timeout if sockets is None else None,
             no_delay=True,
             default_noreply=False,
             allow_unicode_keys=False,  # keys are prefix + hex digest: safe ASCII
+            socket_module=socket if sockets is None else sockets,
         )
 
     def call(self, commands: Sequence[Command]) -> Answer:

@@ -10,10 +10,12 @@ Both transports give the same reply values.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import struct
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "cas",
     "delete",
     "gets",
+    "kernel_timeout_sockets",
     "set_",
     "touch",
 ]
@@ -53,6 +56,31 @@ def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
     sock.settimeout(None)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def kernel_timeout_sockets(read_timeout: float) -> ModuleType | None:
+    """A stand-in for the socket module, for pymemcache's ``socket_module``, whose new
+    sockets wait at most ``read_timeout`` in each send and recv, enforced by the kernel
+    (see :func:`_set_read_timeout`); the client is then given no timeout of its own,
+    so it does not poll. None where kernel timeouts are not used."""
+    if not _KERNEL_TIMEOUTS:
+        return None
+
+    def new_socket(
+        family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0
+    ) -> socket.socket:
+        sock = socket.socket(family, kind, proto)
+        try:
+            _set_read_timeout(sock, read_timeout)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    module = ModuleType("errpolicy_memcache.kernel_timeout_sockets")
+    # Everything but socket() is the real module's (module-level __getattr__, PEP 562).
+    module.__dict__.update(socket=new_socket, __getattr__=functools.partial(getattr, socket))
+    return module
 
 
 class NodeFailure(Exception):
@@ -102,12 +130,12 @@ class Connection:
         self._buf += chunk
 
     def readline(self) -> bytes:
-        while True:
-            end = self._buf.find(b"\r\n")
-            if end >= 0:
-                line, self._buf = self._buf[:end], self._buf[end + 2 :]
-                return line
+        if not self._buf:  # the usual case: the reply is not read yet
             self._fill()
+        while (end := self._buf.find(b"\r\n")) < 0:
+            self._fill()
+        line, self._buf = self._buf[:end], self._buf[end + 2 :]
+        return line
 
     def read_exact(self, size: int) -> bytes:
         """Exactly ``size`` bytes."""
@@ -158,7 +186,7 @@ def _read_gets(conn: Connection) -> tuple[bytes, int] | None:
     size = int(parts[3])
     # The value, its CRLF and the closing "END\r\n" usually came in the same recv.
     tail = conn.read_exact(size + 7)
-    if tail[size:] != b"\r\nEND\r\n":
+    if not tail.endswith(b"\r\nEND\r\n"):  # tail has exactly size + 7 bytes
         raise NodeFailure("error", "malformed value block")
     return tail[:size], int(parts[4])
 

@@ -463,10 +463,19 @@ def test_a_regenerated_id_stays_dead_after_rejoin(
         (socket.gaierror(-2, "Name or service not known"), "refused"),
         (OSError(113, "No route to host"), "refused"),
         (TimeoutError("timed out"), "timeout"),
+        (BlockingIOError(11, "Resource temporarily unavailable"), "timeout"),
         (ConnectionResetError(104, "reset"), "closed"),
         (ValueError("bad int"), "error"),
     ],
-    ids=["refused", "unresolvable", "unreachable", "timeout", "reset", "protocol"],
+    ids=[
+        "refused",
+        "unresolvable",
+        "unreachable",
+        "timeout",
+        "kernel-timeout",
+        "reset",
+        "protocol",
+    ],
 )
 def test_socket_errors_map_to_node_failures(error: Exception, kind: str) -> None:
     """Unreachable and unresolvable nodes count for the breaker like refusals."""
