@@ -36,6 +36,9 @@ _HEADER = struct.Struct(">QddIB8s")
 _BODY_AT = len(_MAGIC) + _MAC_SIZE
 _DOMAIN = b"errpolicy_memcache/2\x00"
 _MIN_KEY_BYTES = 16
+# What json.dumps(separators=(",", ":"), allow_nan=False) builds on every call; it keeps
+# no state between calls.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class EnvelopeError(ValueError):
@@ -144,7 +147,7 @@ def dumps_data(data: dict[str, Any]) -> str:
         if not isinstance(k, str):
             raise SessionDataError(f"session keys must be str, not {type(k).__name__}: {k!r}")
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return _JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise SessionDataError(f"session data is not JSON-serializable: {exc}") from exc
 
