@@ -7,6 +7,9 @@ one row per transport (``pymemcache``, the default, and ``pipelined``):
 - ``start()`` of an existing session (``replicas=2``) vs one raw ``get`` of the same
   stored bytes; target <= 1.5x (missed: see docs/memcache/benchmarks.md).
 - ``start()`` vs three raw ``get`` calls one after the other (``start()`` asks every node).
+- The network floor of ``start()``: bare sockets (set up as the pipelined transport's)
+  send ``gets`` to every node, then read each reply, with no parsing or checking, vs one
+  raw ``get``. No implementation that asks every node can beat it on this machine.
 - ``save()`` vs one raw ``set`` of the same bytes (no target; two copies are written).
 - ``start()`` while the session's primary node hangs (SIGSTOP) and its breaker is open,
   vs ``start()`` with every node healthy: the outage costs no timeout.
@@ -23,6 +26,7 @@ import functools
 import gc
 import json
 import platform
+import socket
 import statistics
 import sys
 import time
@@ -36,6 +40,7 @@ from errpolicy_memcache import BreakerState, MemcacheSessionStore
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._placement import node_seed, rank
 from errpolicy_memcache._transport import TRANSPORTS
+from errpolicy_memcache._wire import _set_read_timeout
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 _SECRET = "bench-secret-0123456789abcdef-0123"
@@ -136,6 +141,47 @@ def _raw(server: MemcachedServer) -> Client:
     )
 
 
+def _bare_gets(servers: Sequence[MemcachedServer], key: str) -> Callable[[], object]:
+    """Send ``gets key`` to every server, then read each whole reply (no parsing)."""
+    socks = []
+    for server in servers:
+        sock = socket.create_connection((server.host, server.port), timeout=0.25)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _set_read_timeout(sock, 0.5)
+        socks.append(sock)
+    request = b"gets " + key.encode("ascii") + b"\r\n"
+
+    def run() -> None:
+        for sock in socks:
+            sock.sendall(request)
+        for sock in socks:
+            reply = sock.recv(65536)
+            while not reply.endswith(b"END\r\n"):
+                reply += sock.recv(65536)
+
+    return run
+
+
+def _floor(
+    servers: Sequence[MemcachedServer],
+    key: str,
+    base_op: Callable[[], object],
+    rounds: int,
+    per_round: int,
+) -> Result:
+    """Bare pipelined ``gets`` to every node vs one raw ``get``, interleaved."""
+    floor, base = _measure([_bare_gets(servers, key), base_op], rounds, per_round)
+    return Result(
+        f"network floor: bare pipelined gets to all {len(servers)} nodes (no decoding)",
+        statistics.median(floor) / 1000,
+        _percentile(floor, 0.99),
+        "raw pymemcache get, same bytes",
+        statistics.median(base) / 1000,
+        _percentile(base, 0.99),
+        None,
+    )
+
+
 def _outage(
     cluster: MemcachedCluster,
     primary: MemcachedServer,
@@ -212,6 +258,7 @@ def run(rounds: int, per_round: int) -> list[Result]:
             rounds,
             per_round,
         )
+        results.append(_floor(ranked, key, lambda: raw.get(key), rounds, per_round))
         results += _compare(
             "start() and read one value (parses the data)",
             each(lambda store: store.start(sid)["user_id"]),
