@@ -53,7 +53,7 @@ class Record(NamedTuple):
     """One stored copy of a session, or a tombstone (``payload`` None).
 
     ``payload`` is the session data as JSON bytes, parsed only when the data is used
-    (:meth:`load`): a read that only needs versions never pays for the data. A named
+    (:attr:`data`): a read that only needs versions never pays for the data. A named
     tuple: immutable, and cheaper to make than a frozen dataclass (one per read).
     """
 
@@ -175,7 +175,7 @@ def encode(record: Record, storage_key: str, signing_key: bytes) -> bytes:
 def decode(blob: bytes, storage_key: str, keys: Sequence[bytes]) -> Record:
     """Verify a stored record and parse its header; :class:`EnvelopeError` if anything is off.
 
-    The data itself stays JSON bytes until :meth:`Record.load` (it is covered by the MAC).
+    The data itself stays JSON bytes until :attr:`Record.data` (it is covered by the MAC).
     """
     if not blob.startswith(_MAGIC):
         raise EnvelopeError("unknown format")
