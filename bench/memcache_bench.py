@@ -75,6 +75,26 @@ class Result:
     def passed(self) -> bool | None:
         return None if self.target is None else self.ratio <= self.target
 
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        samples: Sequence[int],
+        baseline: str,
+        base: Sequence[int],
+        target: float | None,
+    ) -> Result:
+        """A comparison from two lists of single-operation latencies in nanoseconds."""
+        return cls(
+            name,
+            statistics.median(samples) / 1000,
+            _percentile(samples, 0.99),
+            baseline,
+            statistics.median(base) / 1000,
+            _percentile(base, 0.99),
+            target,
+        )
+
 
 def _percentile(samples: Sequence[int], q: float) -> float:
     ordered = sorted(samples)
@@ -118,15 +138,7 @@ def _compare(
     """One row per transport; the transports and the baseline run interleaved."""
     *ours, base = _measure([op for _, op in store_ops] + [base_op], rounds, per_round)
     return [
-        Result(
-            f"{name} [{transport}]",
-            statistics.median(samples) / 1000,
-            _percentile(samples, 0.99),
-            baseline,
-            statistics.median(base) / 1000,
-            _percentile(base, 0.99),
-            target,
-        )
+        Result.of(f"{name} [{transport}]", samples, baseline, base, target)
         for (transport, _), samples in zip(store_ops, ours, strict=True)
     ]
 
@@ -171,13 +183,11 @@ def _floor(
 ) -> Result:
     """Bare pipelined ``gets`` to every node vs one raw ``get``, interleaved."""
     floor, base = _measure([_bare_gets(servers, key), base_op], rounds, per_round)
-    return Result(
+    return Result.of(
         f"network floor: bare pipelined gets to all {len(servers)} nodes (no decoding)",
-        statistics.median(floor) / 1000,
-        _percentile(floor, 0.99),
+        floor,
         "raw pymemcache get, same bytes",
-        statistics.median(base) / 1000,
-        _percentile(base, 0.99),
+        base,
         None,
     )
 
@@ -210,13 +220,11 @@ def _outage(
     finally:
         primary.resume()
         store.close()
-    return Result(
+    return Result.of(
         f"start() while the primary hangs, breaker open [{transport}]",
-        statistics.median(during) / 1000,
-        _percentile(during, 0.99),
+        during,
         "start() with every node healthy",
-        statistics.median(baseline) / 1000,
-        _percentile(baseline, 0.99),
+        baseline,
         2.0,
     )
 
