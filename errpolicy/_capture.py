@@ -58,10 +58,12 @@ def _task_name() -> str | None:
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
         return None
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
+    # _get_running_loop (in asyncio.events.__all__ since 3.7) answers None outside a
+    # loop; current_task() would raise there, and an exception costs ten times more.
+    loop = asyncio._get_running_loop()
+    if loop is None:
         return None
+    task = asyncio.current_task(loop)
     return None if task is None else task.get_name()
 
 

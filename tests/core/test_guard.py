@@ -305,6 +305,30 @@ def test_event_fields() -> None:
     assert "fields" == e.as_dict()["message"]
 
 
+def test_events_name_their_asyncio_task_and_none_outside_one() -> None:
+    """``event.task`` is the running task's name, for warnings and log records alike,
+    and None outside a loop (asyncio imported, no loop running)."""
+
+    async def work() -> errpolicy.Report:
+        with errpolicy.guard("t.task", policy=RECORD_ALL) as report:
+            warnings.warn("in a task", UserWarning, stacklevel=1)
+            log.warning("in a task")
+        return report
+
+    async def main() -> errpolicy.Report:
+        return await asyncio.create_task(work(), name="checkout-17")
+
+    report = asyncio.run(main())
+    assert [("warning", "checkout-17"), ("logging", "checkout-17")] == [
+        (e.source, e.task) for e in report.events
+    ]
+    with errpolicy.guard("t.task", policy=RECORD_ALL) as outside:
+        warnings.warn("no loop", UserWarning, stacklevel=1)
+        log.warning("no loop")
+    assert [None, None] == [e.task for e in outside.events]
+    assert threading.current_thread().name == outside.events[0].thread
+
+
 def test_reconfiguring_applies_to_guard_objects_already_used() -> None:
     """A guard object kept as a constant follows a later configure()."""
     g = errpolicy.guard("kept.constant")
