@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import io
 import json
@@ -46,6 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import errpolicy
+from errpolicy.testing import configured
 
 Timer = Callable[[int], float]  # runs n iterations, returns ns per iteration
 
@@ -222,15 +224,26 @@ def _calibrate(timer: Timer, seconds: float) -> int:
         n *= 4
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A row's target: the highest median ratio that passes, and how it is shown."""
+
+    label: str
+    limit: float
+
+
+QUARTER = Target("<= 0.25x", 0.25)
+FIVE_PERCENT = Target("<= +5 %", 1.05)
+
+
 def compare(
     name: str,
     ours: Timer,
     baseline: Timer,
     *,
-    target: str,
-    check: Callable[[float], bool] | None,
     rounds: int,
     seconds: float,
+    target: Target | None = None,
 ) -> Result:
     """Time ``ours`` and ``baseline`` interleaved over ``rounds`` and compare them."""
     ours(100)  # warm up both (first calls fill caches, the logger's included)
@@ -257,8 +270,8 @@ def compare(
         ratio=ratio,
         best_ratio=min(ours_ns) / min(base_ns),
         spread=(min(ratios), max(ratios)),
-        target=target,
-        passed=None if check is None else check(ratio),
+        target="" if target is None else target.label,
+        passed=None if target is None else ratio <= target.limit,
         rounds=rounds,
         iterations=n,
     )
@@ -267,102 +280,59 @@ def compare(
 def run(*, quick: bool = False) -> list[Result]:
     """Run every core benchmark and restore errpolicy's configuration and install state."""
     rounds, seconds = (3, 0.005) if quick else (31, 0.03)
+    row = functools.partial(compare, rounds=rounds, seconds=seconds)
     was_installed = errpolicy.installed()
-    saved = errpolicy.get_config()
-    errpolicy.configure(sink=errpolicy.NullSink(), capture_log_level=None)
-    at_most_quarter = "<= 0.25x"
-    at_most_5_percent = "<= +5 %"
     results: list[Result] = []
     try:
-        errpolicy.install()
-        results.append(
-            compare(
-                "guard enter/exit vs catch_warnings(record=True)+always",
-                _guard_idle,
-                _stdlib_idle,
-                target=at_most_quarter,
-                check=lambda r: r <= 0.25,
-                rounds=rounds,
-                seconds=seconds,
+        with configured(sink=errpolicy.NullSink(), capture_log_level=None):
+            errpolicy.install()
+            results += [
+                row(
+                    "guard enter/exit vs catch_warnings(record=True)+always",
+                    _guard_idle,
+                    _stdlib_idle,
+                    target=QUARTER,
+                ),
+                row(
+                    "guard enter/exit, Guard object reused, vs the same stdlib block",
+                    _guard_reused,
+                    _stdlib_idle,
+                ),
+                row(
+                    "guard + 1 recorded warning vs catch_warnings equivalent",
+                    _guard_one_warning,
+                    _stdlib_one_warning,
+                ),
+                row(
+                    "logger.warning outside guards, installed vs not",
+                    _installed(_log_warning),
+                    _uninstalled(_log_warning),
+                    target=FIVE_PERCENT,
+                ),
+                row(
+                    "logger.debug below level, installed vs not",
+                    _installed(_log_debug),
+                    _uninstalled(_log_debug),
+                    target=FIVE_PERCENT,
+                ),
+            ]
+            _first_warning_shown()
+            results.append(
+                row(
+                    "warnings.warn repeat outside guards, installed vs not",
+                    _installed(_warn_repeat),
+                    _uninstalled(_warn_repeat),
+                )
             )
-        )
-        results.append(
-            compare(
-                "guard enter/exit, Guard object reused, vs the same stdlib block",
-                _guard_reused,
-                _stdlib_idle,
-                target="",
-                check=None,
-                rounds=rounds,
-                seconds=seconds,
+            errpolicy.configure(capture_log_level="DEBUG")
+            results.append(
+                row(
+                    "logger.debug below level, capture_log_level=DEBUG (opt-in)",
+                    _installed(_log_debug),
+                    _uninstalled(_log_debug),
+                )
             )
-        )
-        results.append(
-            compare(
-                "guard + 1 recorded warning vs catch_warnings equivalent",
-                _guard_one_warning,
-                _stdlib_one_warning,
-                target="",
-                check=None,
-                rounds=rounds,
-                seconds=seconds,
-            )
-        )
-        results.append(
-            compare(
-                "logger.warning outside guards, installed vs not",
-                _installed(_log_warning),
-                _uninstalled(_log_warning),
-                target=at_most_5_percent,
-                check=lambda r: r <= 1.05,
-                rounds=rounds,
-                seconds=seconds,
-            )
-        )
-        results.append(
-            compare(
-                "logger.debug below level, installed vs not",
-                _installed(_log_debug),
-                _uninstalled(_log_debug),
-                target=at_most_5_percent,
-                check=lambda r: r <= 1.05,
-                rounds=rounds,
-                seconds=seconds,
-            )
-        )
-        _first_warning_shown()
-        results.append(
-            compare(
-                "warnings.warn repeat outside guards, installed vs not",
-                _installed(_warn_repeat),
-                _uninstalled(_warn_repeat),
-                target="",
-                check=None,
-                rounds=rounds,
-                seconds=seconds,
-            )
-        )
-        errpolicy.configure(capture_log_level="DEBUG")
-        results.append(
-            compare(
-                "logger.debug below level, capture_log_level=DEBUG (opt-in)",
-                _installed(_log_debug),
-                _uninstalled(_log_debug),
-                target="",
-                check=None,
-                rounds=rounds,
-                seconds=seconds,
-            )
-        )
     finally:
-        errpolicy.configure(
-            policies=saved.policies,
-            default_policy=saved.default_policy,
-            classifiers=saved.classifiers,
-            sink=saved.sink,
-            max_events=saved.max_events,
-            capture_log_level=saved.capture_log_level,
-        )
         if not was_installed:
             errpolicy.uninstall()
     return results
