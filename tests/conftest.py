@@ -4,12 +4,14 @@ real memcached nodes and the store transports for the memcache and framework tes
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import errpolicy
 import pytest
 from errpolicy.testing import configured
 
+from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster, find_memcached
 
 
@@ -67,3 +69,28 @@ def recorded() -> Iterator[list[errpolicy.Event]]:
     events: list[errpolicy.Event] = []
     with configured(sink=events.append):
         yield events
+
+
+@pytest.fixture
+def build_store(transport: str) -> Iterator[Callable[..., MemcacheSessionStore]]:
+    """Build stores on a cluster or a list of addresses, with test-sized timeouts and
+    the :func:`transport` fixture's transport unless given; all closed after the test.
+    Each test directory's ``make_store`` adds its own settings (secret, hooks)."""
+    made: list[MemcacheSessionStore] = []
+
+    def build(nodes: MemcachedCluster | list[str], **options: Any) -> MemcacheSessionStore:
+        servers = nodes.addresses if isinstance(nodes, MemcachedCluster) else nodes
+        settings: dict[str, Any] = {
+            "connect_timeout": 0.5,
+            "timeout": 0.3,
+            "retry_after": 60.0,
+            "transport": transport,
+            **options,
+        }
+        store = MemcacheSessionStore(servers, **settings)
+        made.append(store)
+        return store
+
+    yield build
+    for store in made:
+        store.close()

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +30,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def make_store(
-    cluster: MemcachedCluster, recorded: list[errpolicy.Event], transport: str
-) -> Iterator[Callable[..., MemcacheSessionStore]]:
-    """Build stores on ``cluster`` with test-sized timeouts; closed after the test.
-
-    ``transport`` is the one of the :func:`transport` fixture unless given.
-    """
-    made: list[MemcacheSessionStore] = []
+    cluster: MemcachedCluster,
+    recorded: list[errpolicy.Event],
+    build_store: Callable[..., MemcacheSessionStore],
+) -> Callable[..., MemcacheSessionStore]:
+    """Build stores on ``cluster`` (see ``build_store`` in tests/conftest.py), signed with
+    this directory's secret; recorded events go to ``recorded``."""
 
     def make(**options: Any) -> MemcacheSessionStore:
-        settings: dict[str, Any] = {
-            "secret_key": SECRET,
-            "connect_timeout": 0.5,
-            "timeout": 0.3,
-            "retry_after": 60.0,
-            "transport": transport,
-        }
-        settings.update(options)
-        store = MemcacheSessionStore(cluster.addresses, **settings)
-        made.append(store)
-        return store
+        return build_store(cluster, **{"secret_key": SECRET, **options})
 
-    yield make
-    for store in made:
-        store.close()
+    return make
 
 
 @pytest.fixture

@@ -26,33 +26,21 @@ def outcomes() -> list[Outcome]:
 
 @pytest.fixture
 def make_store(
-    outcomes: list[Outcome], transport: str
-) -> Iterator[Callable[..., MemcacheSessionStore]]:
-    """Build stores with test-sized timeouts; all are closed after the test.
-
-    ``transport`` is the one of the :func:`transport` fixture unless given.
-    """
-    made: list[MemcacheSessionStore] = []
+    build_store: Callable[..., MemcacheSessionStore], outcomes: list[Outcome]
+) -> Callable[..., MemcacheSessionStore]:
+    """Build stores on a cluster or address list (see ``build_store`` in tests/conftest.py),
+    signed with the tests' secret, breakers opening after 2 failures, outcomes collected."""
 
     def make(nodes: MemcachedCluster | list[str], **options: Any) -> MemcacheSessionStore:
-        servers = nodes.addresses if isinstance(nodes, MemcachedCluster) else nodes
         settings: dict[str, Any] = {
             "secret_key": SECRET,
-            "connect_timeout": 0.5,
-            "timeout": 0.3,
             "failure_threshold": 2,
-            "retry_after": 60.0,
-            "transport": transport,
             "on_outcome": outcomes.append,
+            **options,
         }
-        settings.update(options)
-        store = MemcacheSessionStore(servers, **settings)
-        made.append(store)
-        return store
+        return build_store(nodes, **settings)
 
-    yield make
-    for store in made:
-        store.close()
+    return make
 
 
 @pytest.fixture
