@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
 
-__all__ = ["BreakerState", "CircuitBreaker"]
+__all__ = ["BreakerState", "CircuitBreaker", "FaultClock"]
+
+
+class FaultClock:
+    """When any node of one store last failed, rejoined or was reset, on the breakers' clock.
+
+    Shared by the store's breakers. While it has been quiet for long enough, every write
+    of the process reached its home nodes, so a read may ask the home nodes alone (see
+    ``MemcacheSessionStore._read``). A single float, written without a lock: a racing
+    writer stores a time just as recent.
+    """
+
+    __slots__ = ("_clock", "at")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = -math.inf
+
+    def mark(self) -> None:
+        """Note a fault now."""
+        self.at = self._clock()
+
+    def quiet_for(self, seconds: float) -> bool:
+        """True if no fault was noted in the last ``seconds``."""
+        return self._clock() - self.at >= seconds
 
 
 class BreakerState(StrEnum):
@@ -33,6 +58,7 @@ class CircuitBreaker:
         backoff: float,
         max_backoff: float,
         clock: Callable[[], float] = time.monotonic,
+        faults: FaultClock | None = None,
     ) -> None:
         self.threshold = threshold
         self.backoff = backoff
@@ -44,6 +70,7 @@ class CircuitBreaker:
         self._current_backoff = backoff
         self._retry_at = 0.0
         self._rejoined_at: float | None = None
+        self._faults = faults
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._state.value} failures={self._failures}>"
@@ -86,6 +113,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not BreakerState.CLOSED:
                 self._rejoined_at = self._clock()
+                self._mark()
             self._state = BreakerState.CLOSED
             self._failures = 0
             self._current_backoff = self.backoff
@@ -96,9 +124,20 @@ class CircuitBreaker:
             self._state = BreakerState.CLOSED
             self._failures = 0
             self._current_backoff = self.backoff
+        self._mark()  # the node may have missed writes while it was away
+
+    def errored(self) -> None:
+        """Record an error reply: the node is alive (nothing is counted), but the
+        command did not do its work there, so the fault clock notes it."""
+        self._mark()
+
+    def _mark(self) -> None:
+        if self._faults is not None:
+            self._faults.mark()
 
     def failure(self) -> None:
         """Record a refused, timed-out or closed connection."""
+        self._mark()
         with self._lock:
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN:

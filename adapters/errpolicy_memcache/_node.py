@@ -82,8 +82,8 @@ def _answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
 def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
     """Run each node's commands through its transport; never raises for a node.
 
-    Returns one :class:`Reply` per node, in plan order, and records each node's success
-    or unhealthy failure (refused, timeout, closed) on its breaker.
+    Returns one :class:`Reply` per node, in plan order, and records each node's success,
+    unhealthy failure (refused, timeout, closed) or error reply on its breaker.
     """
     start = time.perf_counter()
     replies: list[Reply] = []
@@ -92,5 +92,7 @@ def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
             node.breaker.success()
         elif failure.kind in _BREAKER_KINDS:
             node.breaker.failure()
+        else:
+            node.breaker.errored()
         replies.append(Reply(node, commands, values, failure, done - start))
     return replies

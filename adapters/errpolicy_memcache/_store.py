@@ -13,7 +13,7 @@ from types import MappingProxyType
 import errpolicy
 from errpolicy import Policy, match
 
-from ._breaker import CircuitBreaker
+from ._breaker import CircuitBreaker, FaultClock
 from ._envelope import EnvelopeError, Record, decode, encode, normalize_keys
 from ._errors import (
     ConfigurationError,
@@ -220,6 +220,7 @@ class MemcacheSessionStore:
         lock_poll: float = 0.01,
         pool_size: int = 16,
         transport: str = "pymemcache",
+        read_all_nodes: bool = False,
         on_outcome: Callable[[Outcome], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -259,6 +260,8 @@ class MemcacheSessionStore:
             _positive(name, number)
         _positive("failure_threshold", failure_threshold, integer=True)
         _positive("pool_size", pool_size, integer=True)
+        if not isinstance(read_all_nodes, bool):
+            raise ConfigurationError(f"read_all_nodes: True or False, not {read_all_nodes!r}")
         if transport not in TRANSPORTS:
             raise ConfigurationError(
                 f"transport: one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}"
@@ -278,6 +281,13 @@ class MemcacheSessionStore:
         self._lock_poll = lock_poll
         self._on_outcome = on_outcome
         self._clock = clock
+        self._read_all_nodes = read_all_nodes
+        self._faults = FaultClock()
+        # How long after a fault reads keep asking every node: at least the longest
+        # lifetime of a copy this process knows of (a copy that a failover wrote below
+        # its home outlives any older copy at home by at most that), and more than a
+        # breaker's longest backoff.
+        self._settle_after = float(max(idle_ttl, 2 * max_retry_after))
         self._writer = secrets.token_hex(4)
         self._version_lock = threading.Lock()
         self._last_version = 0
@@ -285,7 +295,9 @@ class MemcacheSessionStore:
             Node(
                 host,
                 port,
-                CircuitBreaker(failure_threshold, retry_after, max_retry_after),
+                CircuitBreaker(
+                    failure_threshold, retry_after, max_retry_after, faults=self._faults
+                ),
                 connect_timeout,
                 timeout,
                 pool_size,
@@ -463,31 +475,28 @@ class MemcacheSessionStore:
         return targets
 
     def _read(self, op: _Op, key: str) -> _Read:
-        """Ask every node whose breaker allows it, in one pipelined round.
+        """Ask the session's home nodes, and every other node whose breaker allows it
+        unless the home nodes settle the read.
 
-        Not only the top ``replicas``: after a failover write the newest copy can sit
-        lower in the ranking, and a node that rejoins with old data, or restarted
-        empty, must not hide it (a stale copy would win and be "repaired" onto the
-        others). Sends are pipelined, so each further node costs little.
+        While the process has seen no fault for ``_settle_after`` seconds, every write
+        reached its home (the first ``replicas`` nodes of the ranking), so the home
+        nodes alone are asked: when each holds the same valid copy, that copy is the
+        newest. Anything else (a failure, a miss, an invalid or a differing copy) asks
+        every other node too: after a failover write the newest copy can sit lower in
+        the ranking, and a node that rejoins with old data, or restarted empty, must
+        not hide it. After a fault, and with ``read_all_nodes``, every node is asked at
+        once (design notes: docs/memcache/index.md).
         """
         ranked = rank(self._nodes, self._seeds, key)
         read = _Read()
         read.asked = len(ranked)
-        targets = self._targets(op, ranked, len(ranked), set())
-        command = (gets(key),)
-        replies = execute([(node, command) for node in targets]) if targets else []
+        settled = not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
+        seen: set[Node] = set()
+        targets = self._targets(op, ranked, self._replicas if settled else len(ranked), seen)
         decoded: dict[bytes, Record | EnvelopeError] = {}
-        for reply in replies:
-            if reply.failure is not None or reply.values[0] is None:
-                continue
-            blob, token = reply.values[0]
-            record = decoded.get(blob)
-            if record is None:  # identical copies (the usual case) are verified once
-                record = decoded[blob] = self._verify(blob, key)
-            if isinstance(record, Record):
-                read.add_copy(_Copy(reply.node, record, blob, token))
-            else:
-                read.invalid.append((reply.node, token))
+        replies = self._gets(read, key, targets, decoded)
+        if settled and (len(read.copies) < self._replicas or read.mixed):
+            replies += self._gets(read, key, self._targets(op, ranked, len(ranked), seen), decoded)
         winner = read.winner
         for reply in replies:
             self._result(op, read, reply, winner, decoded)
@@ -497,6 +506,33 @@ class MemcacheSessionStore:
             home = [r.node for r in replies if r.failure is None][: self._replicas]
             read.misses = [node for node in read.misses if node in home]
         return read
+
+    def _gets(
+        self,
+        read: _Read,
+        key: str,
+        targets: Sequence[Node],
+        decoded: dict[bytes, Record | EnvelopeError],
+    ) -> list[Reply]:
+        """Ask ``targets`` for their copy in one round; keep the valid copies in ``read``."""
+        if not targets:
+            return []
+        command = (gets(key),)
+        replies = execute([(node, command) for node in targets])
+        for reply in replies:
+            if reply.failure is not None or reply.values[0] is None:
+                continue
+            blob, token = reply.values[0]
+            record = decoded.get(blob)
+            if record is None:  # identical copies (the usual case) are verified once
+                record = decoded[blob] = self._verify(blob, key)
+            if isinstance(record, Record):
+                if record.ttl > self._settle_after:  # as in _encode
+                    self._settle_after = float(record.ttl)
+                read.add_copy(_Copy(reply.node, record, blob, token))
+            else:
+                read.invalid.append((reply.node, token))
+        return replies
 
     def _verify(self, blob: bytes, key: str) -> Record | EnvelopeError:
         try:
@@ -690,6 +726,8 @@ class MemcacheSessionStore:
                         write.taken = True
 
     def _encode(self, key: str, record: Record) -> bytes:
+        if record.ttl > self._settle_after:  # a longer-lived copy: reads wait as long
+            self._settle_after = float(record.ttl)
         blob = encode(record, key, self._keys[0])
         if len(blob) > self._max_size:
             raise SessionTooLarge(len(blob), self._max_size)

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 
 from errpolicy_memcache import BreakerState, CircuitBreaker
+from errpolicy_memcache._breaker import FaultClock
 
 
 class Clock:
@@ -155,3 +156,64 @@ def test_successes_of_a_closed_breaker_are_no_rejoin() -> None:
     breaker.failure()
     breaker.success()
     assert breaker.rejoined_within(60.0) is False
+
+
+def watched(clock: Clock) -> tuple[CircuitBreaker, FaultClock]:
+    faults = FaultClock(clock)
+    return CircuitBreaker(3, 2.0, 5.0, clock=clock, faults=faults), faults
+
+
+def test_a_fault_clock_is_quiet_until_marked() -> None:
+    """A new store has seen no fault: it is quiet for any length of time."""
+    clock = Clock()
+    faults = FaultClock(clock)
+    assert (True, True) == (faults.quiet_for(0.0), faults.quiet_for(1e9))
+
+
+def test_every_failure_marks_the_fault_clock() -> None:
+    """A failure below the threshold (the breaker stays closed) is a fault too: the
+    write it belonged to may have gone to another node."""
+    clock = Clock()
+    breaker, faults = watched(clock)
+    breaker.failure()
+    clock.now += 9.0
+    assert (BreakerState.CLOSED, False, True) == (
+        breaker.state,
+        faults.quiet_for(10.0),
+        faults.quiet_for(9.0),
+    )
+
+
+def test_an_error_reply_marks_the_fault_clock_but_counts_nothing() -> None:
+    clock = Clock()
+    breaker, faults = watched(clock)
+    for _ in range(5):
+        breaker.errored()
+    assert (BreakerState.CLOSED, 0, False) == (
+        breaker.state,
+        breaker.failures,
+        faults.quiet_for(1.0),
+    )
+
+
+def test_a_rejoin_and_a_reset_mark_the_fault_clock() -> None:
+    """The node may have missed writes while away: the clock restarts when it is back."""
+    clock = Clock()
+    breaker, faults = watched(clock)
+    for _ in range(3):
+        breaker.failure()
+    clock.now += 100.0
+    assert breaker.allow()
+    breaker.success()  # the probe succeeded: rejoined now
+    rejoined = faults.quiet_for(1.0)
+    clock.now += 100.0
+    breaker.reset()
+    assert (False, False, True) == (rejoined, faults.quiet_for(1.0), faults.quiet_for(0.0))
+
+
+def test_successes_of_a_healthy_node_leave_the_fault_clock_quiet() -> None:
+    clock = Clock()
+    breaker, faults = watched(clock)
+    for _ in range(5):
+        breaker.success()
+    assert faults.quiet_for(1e9)

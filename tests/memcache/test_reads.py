@@ -1,0 +1,244 @@
+"""Which nodes a read asks: the home replicas while the process has seen no fault,
+every reachable node when they disagree, miss or fail, after a fault, or always with
+``read_all_nodes``. Real memcached; "another process" is a second store instance, whose
+fault clock knows nothing of the first one's faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from pymemcache.client.base import Client
+
+from errpolicy_memcache import BreakerState, MemcacheSessionStore, NodeStatus, Outcome, OutcomeKind
+from errpolicy_memcache._envelope import decode
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+
+from .helpers import PREFIX, SECRET, Counters, Ranked, saved
+
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+
+Maker = Callable[..., MemcacheSessionStore]
+Raw = Callable[[MemcachedServer], Client]
+
+
+def asked(outcome: Outcome) -> list[str]:
+    """The nodes a read's outcome shows a ``gets`` answer from, in order."""
+    return [r.node for r in outcome.nodes if r.command == "gets"]
+
+
+def stored_step(raw: Raw, server: MemcachedServer, sid: str) -> object:
+    """The ``step`` value of the copy ``server`` holds for ``sid``."""
+    key = storage_key(PREFIX, sid)
+    data = decode(raw(server).get(key), key, [SECRET.encode()]).data
+    assert data is not None
+    return data["step"]
+
+
+def cut_off(store: MemcacheSessionStore, *servers: MemcachedServer) -> None:
+    """Open ``store``'s breakers of ``servers``, as a partition between this process and
+    them would (a paused memcached still gets the request once it resumes, which a
+    partition does not deliver)."""
+    for node in store.nodes:
+        if node.address in {server.address for server in servers}:
+            while node.breaker.state is not BreakerState.OPEN:
+                node.breaker.failure()
+
+
+def test_a_settled_read_asks_the_home_replicas_only(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    counters: Counters,
+    outcomes: list[Outcome],
+) -> None:
+    """With no fault seen, both home nodes hold the same copy: the third is not asked."""
+    session = saved(store, a=1)
+    home1, home2, other = ranked(cluster, session.id)
+    before = counters(other)["cmd_get"]
+    store.start(session.id)
+    assert (
+        OutcomeKind.OK,
+        [home1.address, home2.address],
+        [NodeStatus.HIT, NodeStatus.HIT],
+        before,
+    ) == (
+        outcomes[-1].kind,
+        asked(outcomes[-1]),
+        [r.status for r in outcomes[-1].nodes],
+        counters(other)["cmd_get"],
+    )
+
+
+def test_read_all_nodes_asks_every_node(
+    cluster: MemcachedCluster, make_store: Maker, ranked: Ranked, outcomes: list[Outcome]
+) -> None:
+    """The option asks every node on every read; the third one answers a miss."""
+    store = make_store(cluster, read_all_nodes=True)
+    session = saved(store, a=1)
+    home1, home2, other = ranked(cluster, session.id)
+    store.start(session.id)
+    assert (
+        [home1.address, home2.address, other.address],
+        NodeStatus.MISS,
+        OutcomeKind.OK,
+    ) == (asked(outcomes[-1]), outcomes[-1].results_for(other.address)[0].status, outcomes[-1].kind)
+
+
+def test_read_all_nodes_must_be_a_bool(cluster: MemcachedCluster, make_store: Maker) -> None:
+    from errpolicy_memcache import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="read_all_nodes"):
+        make_store(cluster, read_all_nodes="yes")
+
+
+def test_a_home_miss_asks_the_other_nodes_and_refills(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """A home node restarted empty: the read goes on to every node, serves the session
+    and adds the copy back on the home node."""
+    session = saved(store, step="kept")
+    home1, home2, other = ranked(cluster, session.id)
+    home1.restart()
+    loaded = store.start(session.id)
+    assert (
+        "kept",
+        [home1.address, home2.address, other.address],
+        OutcomeKind.REPAIRED,
+        "kept",
+    ) == (
+        loaded["step"],
+        asked(outcomes[-1]),
+        outcomes[-1].kind,
+        stored_step(raw, home1, session.id),
+    )
+
+
+def test_another_process_finds_the_newer_copy_below_the_home(
+    cluster: MemcachedCluster,
+    make_store: Maker,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """One process saves while cut off from a home node (the copy goes to the third
+    node). A second process, which saw no fault, reads the two home nodes, finds them
+    disagreeing, asks the third, serves the newest and repairs the stale home copy."""
+    writer = make_store(cluster)
+    session = saved(writer, step="old")
+    home1, home2, other = ranked(cluster, session.id)
+    cut_off(writer, home2)
+    session["step"] = "new"
+    writer.save(session)
+    assert ["old", "new"] == [stored_step(raw, s, session.id) for s in (home2, other)]
+    reader = make_store(cluster)
+    loaded = reader.start(session.id)
+    assert (
+        "new",
+        [home1.address, home2.address, other.address],
+        OutcomeKind.REPAIRED,
+        "new",
+    ) == (
+        loaded["step"],
+        asked(outcomes[-1]),
+        outcomes[-1].kind,
+        stored_step(raw, home2, session.id),
+    )
+
+
+def double_fault(
+    cluster: MemcachedCluster, make_store: Maker, ranked: Ranked, raw: Raw
+) -> tuple[MemcacheSessionStore, str]:
+    """A process cut off from both home nodes of a session saves it: only the third node
+    gets the new copy; the home nodes keep the same old one. The writer and the id."""
+    writer = make_store(cluster)
+    session = saved(writer, step="old")
+    home1, home2, other = ranked(cluster, session.id)
+    cut_off(writer, home1, home2)
+    session["step"] = "new"
+    writer.save(session)
+    assert ["old", "old", "new"] == [stored_step(raw, s, session.id) for s in (home1, home2, other)]
+    return writer, session.id
+
+
+def test_the_process_that_saw_a_double_fault_reads_every_node(
+    cluster: MemcachedCluster,
+    make_store: Maker,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """The process that saw both home nodes fail asks every node until it has been quiet
+    for its settle time (here: after an operator closed the breakers), so the newest copy
+    wins although both home nodes agree on the old one."""
+    writer, sid = double_fault(cluster, make_store, ranked, raw)
+    assert OutcomeKind.DEGRADED == outcomes[-1].kind
+    for node in writer.nodes:
+        node.breaker.reset()
+    assert ("new", 3) == (writer.start(sid)["step"], len(asked(outcomes[-1])))
+
+
+def test_a_double_fault_seen_by_another_process_needs_read_all_nodes(
+    cluster: MemcachedCluster, make_store: Maker, ranked: Ranked, raw: Raw
+) -> None:
+    """The documented limit of home reads: a process that saw nothing of the double
+    fault reads the two home nodes, which agree, and serves their old copy;
+    ``read_all_nodes=True`` asks the third node too and serves the new one."""
+    _, sid = double_fault(cluster, make_store, ranked, raw)
+    unaware = make_store(cluster)
+    careful = make_store(cluster, read_all_nodes=True)
+    assert ("old", "new") == (unaware.start(sid)["step"], careful.start(sid)["step"])
+
+
+def test_reads_settle_back_to_the_home_after_a_quiet_period(
+    cluster: MemcachedCluster, make_store: Maker, ranked: Ranked, outcomes: list[Outcome]
+) -> None:
+    """After a home node rejoins, reads ask every node for ``max(idle_ttl, 2 *
+    max_retry_after)`` seconds (2 s here), then only the home nodes again."""
+    store = make_store(cluster, idle_ttl=2, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, a=1)
+    home1, _, _ = ranked(cluster, session.id)
+    home1.kill()
+    for _ in range(3):  # refused: its breaker opens
+        store.start(session.id)
+    home1.restart()  # empty, on the same port
+    deadline = time.monotonic() + 5
+    while True:
+        store.start(session.id)
+        answers = [r.status for r in outcomes[-1].results_for(home1.address)]
+        if NodeStatus.MISS in answers:  # home1 answered again (and was refilled)
+            break
+        assert time.monotonic() < deadline, f"home1 never answered again: {answers}"
+        time.sleep(0.02)
+    quiet_from = time.monotonic()
+    store.start(session.id)
+    during = len(asked(outcomes[-1]))
+    # Renewed, so it is still alive after the quiet time (memcached counts whole seconds).
+    time.sleep(1.5)
+    store.save(session)
+    time.sleep(max(0.0, quiet_from + 2.1 - time.monotonic()))
+    store.start(session.id)
+    assert (3, 2) == (during, len(asked(outcomes[-1])))
+
+
+def test_a_longer_session_ttl_lengthens_the_settle_time(
+    cluster: MemcachedCluster, make_store: Maker, ranked: Ranked, outcomes: list[Outcome]
+) -> None:
+    """A session saved with a 5 s TTL can sit below its home that long after a fault, so
+    reads keep asking every node for 5 s, not only the store's 1 s ``idle_ttl``."""
+    store = make_store(cluster, idle_ttl=1, retry_after=0.05, max_retry_after=0.1)
+    session = store.start(None)
+    session["a"] = 1
+    store.save(session, ttl=5)
+    home1, _, _ = ranked(cluster, session.id)
+    node = next(n for n in store.nodes if n.address == home1.address)
+    node.breaker.reset()  # an operator's reset counts as a fault: the node may be behind
+    time.sleep(1.2)
+    store.start(session.id)
+    assert 3 == len(asked(outcomes[-1]))
