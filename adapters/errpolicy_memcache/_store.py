@@ -13,8 +13,8 @@ from types import MappingProxyType
 import errpolicy
 from errpolicy import Policy, match
 
-from ._breaker import CircuitBreaker, FaultClock
-from ._envelope import EnvelopeError, Record, decode, encode, normalize_keys
+from ._breaker import BreakerState, CircuitBreaker, FaultClock
+from ._envelope import EnvelopeError, Keyring, Record, decode, encode, normalize_keys
 from ._errors import (
     ConfigurationError,
     InvalidSessionId,
@@ -23,7 +23,7 @@ from ._errors import (
     SessionUnavailable,
 )
 from ._ids import is_valid_session_id, new_session_id, storage_key
-from ._node import Node, Reply, execute
+from ._node import Node, Reply, answers, execute, settle
 from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of, worst
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
@@ -59,6 +59,10 @@ def _default_policy() -> Policy:
 DEFAULT_POLICIES: Mapping[str, Policy] = MappingProxyType(
     {name: _default_policy() for name in OPERATIONS}
 )
+
+# One guard object per operation, made once: guards are stateless, and a guard made
+# with a default policy caches its resolved policy until the configuration changes.
+_GUARDS = {name: errpolicy.guard(name, default=DEFAULT_POLICIES[name]) for name in OPERATIONS}
 
 _MAX_TTL = 30 * 24 * 3600  # memcached reads larger expiry values as UNIX timestamps
 _STORED = "STORED"
@@ -106,10 +110,10 @@ class _Op:
 
     __slots__ = ("flags", "key", "name", "results", "start")
 
-    def __init__(self, name: str, key: str) -> None:
+    def __init__(self, name: str, key: str, start: float | None = None) -> None:
         self.name = name
         self.key = key
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if start is None else start
         self.results: list[_Result] = []
         self.flags: set[OutcomeKind] = set()
 
@@ -267,7 +271,7 @@ class MemcacheSessionStore:
                 f"transport: one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}"
             )
 
-        self._keys = normalize_keys(secret_key)
+        self._keys = Keyring(normalize_keys(secret_key))
         self._replicas = replicas
         self._prefix = prefix
         self._idle_ttl = idle_ttl
@@ -330,7 +334,7 @@ class MemcacheSessionStore:
         """
         session: Session | None = None
         try:
-            with errpolicy.guard("session.start", default=DEFAULT_POLICIES["session.start"]):
+            with _GUARDS["session.start"]:
                 session, outcome = self._start(sid)
         except BaseException:
             # The caller never gets this session: do not leave its lock held.
@@ -345,7 +349,7 @@ class MemcacheSessionStore:
         """True if ``sid`` names a stored, live session (guarded by ``"session.exists"``)."""
         if not is_valid_session_id(sid):
             return False
-        with errpolicy.guard("session.exists", default=DEFAULT_POLICIES["session.exists"]):
+        with _GUARDS["session.exists"]:
             key = storage_key(self._prefix, sid)
             op = _Op("session.exists", key)
             read = self._read(op, key)
@@ -370,7 +374,7 @@ class MemcacheSessionStore:
             _positive("ttl", ttl, integer=True)
             if ttl > _MAX_TTL:
                 raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
-        with errpolicy.guard("session.save", default=DEFAULT_POLICIES["session.save"]):
+        with _GUARDS["session.save"]:
             outcome = self._save(session, must_create=must_create, ttl=ttl)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
@@ -381,7 +385,7 @@ class MemcacheSessionStore:
         Guarded by ``"session.regenerate"``. The data moves to the new id at once.
         """
         _check_id(session)
-        with errpolicy.guard("session.regenerate", default=DEFAULT_POLICIES["session.regenerate"]):
+        with _GUARDS["session.regenerate"]:
             outcome = self._regenerate(session)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
@@ -394,7 +398,7 @@ class MemcacheSessionStore:
         """
         _check_id(session)
         outcome: Outcome | None = None
-        with errpolicy.guard("session.destroy", default=DEFAULT_POLICIES["session.destroy"]):
+        with _GUARDS["session.destroy"]:
             if not session.new:
                 outcome = self._tombstone(session.id, session.version, session.ttl, session)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
@@ -408,7 +412,7 @@ class MemcacheSessionStore:
         """
         if not is_valid_session_id(sid):
             return
-        with errpolicy.guard("session.destroy", default=DEFAULT_POLICIES["session.destroy"]):
+        with _GUARDS["session.destroy"]:
             outcome = self._tombstone(sid, 0, None, None)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
@@ -435,9 +439,16 @@ class MemcacheSessionStore:
         if sid is None or not is_valid_session_id(sid):
             return self.new_session(), None
         key = storage_key(self._prefix, sid)
-        op = _Op("session.start", key)
+        began = time.perf_counter()
+        home: list[Reply] | None = None
+        if not self._locking and not self._read_all_nodes:
+            settled = self._home_read(key, began)
+            if isinstance(settled, Record):
+                return self._loaded(sid, settled), None
+            home = settled  # None: not settled; else the replies, which settle nothing
+        op = _Op("session.start", key, began)
         lock = self._lock(op, key) if self._locking else None
-        read = self._read(op, key)
+        read = self._read(op, key, home)
         found, base, served = self._judge(read)
         if base is not OutcomeKind.POSSIBLY_STALE:
             self._repair(op, key, read, renew=found is not None)
@@ -448,17 +459,61 @@ class MemcacheSessionStore:
             if lock is not None:
                 self._unlock_key(lock)
         else:
-            record = found.record
-            session = Session(
-                sid,
-                new=False,
-                version=record.version,
-                created=record.created,
-                ttl=None if record.ttl == self._idle_ttl else record.ttl,
-                payload=record.payload,
-            )
+            session = self._loaded(sid, found.record)
             session._lock = lock
         return session, outcome
+
+    def _loaded(self, sid: str, record: Record) -> Session:
+        return Session(
+            sid,
+            new=False,
+            version=record.version,
+            created=record.created,
+            ttl=None if record.ttl == self._idle_ttl else record.ttl,
+            payload=record.payload,
+        )
+
+    def _home_read(self, key: str, began: float) -> Record | list[Reply] | None:
+        """The usual read, kept short because every request pays it: while the process
+        is settled (see :meth:`_read`) and the home nodes' breakers are closed, ask the
+        home nodes; if both hold the same valid live copy, due no renewal, that is the
+        session's record (reported only to ``on_outcome``: an OK read is silent).
+        Otherwise the home nodes' replies, for :meth:`_read` to go on from, or None when
+        the process is not settled (nothing was sent).
+        """
+        if not self._faults.quiet_for(self._settle_after):
+            return None
+        home = rank(self._nodes, self._seeds, key)[: self._replicas]
+        for node in home:
+            if node.breaker.state is not BreakerState.CLOSED:
+                return None  # _read decides, probes and records skips
+        command = (gets(key),)
+        plan = [(node, command) for node in home]
+        answered = answers(plan)
+        blob = None
+        for values, failure, _ in answered:
+            value = values[0] if failure is None else None
+            if value is None or (blob is not None and value[0] != blob):
+                return settle(plan, answered, began)
+            blob = value[0]
+        for node in home:
+            node.breaker.success()
+        record = self._verify(blob, key) if blob is not None else None
+        if (
+            type(record) is not Record
+            or record.tombstone
+            or self._expired(record)
+            or self._renewal_due(record)
+        ):
+            return settle(plan, answered, began)  # _read and _repair take it from here
+        if record.ttl > self._settle_after:  # as in _encode
+            self._settle_after = float(record.ttl)
+        if self._on_outcome is not None:
+            op = _Op("session.start", key, began)
+            for node, (_, _, done) in zip(home, answered, strict=True):
+                op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
+            self._finish(op, OutcomeKind.OK, home[0], record.version)
+        return record
 
     def _targets(self, op: _Op, ranked: Sequence[Node], need: int, seen: set[Node]) -> list[Node]:
         targets: list[Node] = []
@@ -474,9 +529,10 @@ class MemcacheSessionStore:
                 op.record(node, "-", NodeStatus.SKIPPED, time.perf_counter() - op.start)
         return targets
 
-    def _read(self, op: _Op, key: str) -> _Read:
+    def _read(self, op: _Op, key: str, home: list[Reply] | None = None) -> _Read:
         """Ask the session's home nodes, and every other node whose breaker allows it
-        unless the home nodes settle the read.
+        unless the home nodes settle the read. ``home``: the home nodes' replies, when
+        :meth:`_home_read` already asked them.
 
         While the process has seen no fault for ``_settle_after`` seconds, every write
         reached its home (the first ``replicas`` nodes of the ranking), so the home
@@ -490,11 +546,16 @@ class MemcacheSessionStore:
         ranked = rank(self._nodes, self._seeds, key)
         read = _Read()
         read.asked = len(ranked)
-        settled = not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
-        seen: set[Node] = set()
-        targets = self._targets(op, ranked, self._replicas if settled else len(ranked), seen)
         decoded: dict[bytes, Record | EnvelopeError] = {}
-        replies = self._gets(read, key, targets, decoded)
+        seen: set[Node] = set()
+        if home is not None:
+            settled = True
+            seen.update(reply.node for reply in home)
+            replies = self._collect(read, key, home, decoded)
+        else:
+            settled = not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
+            targets = self._targets(op, ranked, self._replicas if settled else len(ranked), seen)
+            replies = self._gets(read, key, targets, decoded)
         if settled and (len(read.copies) < self._replicas or read.mixed):
             replies += self._gets(read, key, self._targets(op, ranked, len(ranked), seen), decoded)
         winner = read.winner
@@ -503,8 +564,8 @@ class MemcacheSessionStore:
         if read.misses:
             # Only the session's home, the first ``replicas`` nodes that answered (in
             # rank order), is repaired when it misses; others are not meant to hold a copy.
-            home = [r.node for r in replies if r.failure is None][: self._replicas]
-            read.misses = [node for node in read.misses if node in home]
+            answered = [r.node for r in replies if r.failure is None][: self._replicas]
+            read.misses = [node for node in read.misses if node in answered]
         return read
 
     def _gets(
@@ -518,7 +579,16 @@ class MemcacheSessionStore:
         if not targets:
             return []
         command = (gets(key),)
-        replies = execute([(node, command) for node in targets])
+        return self._collect(read, key, execute([(node, command) for node in targets]), decoded)
+
+    def _collect(
+        self,
+        read: _Read,
+        key: str,
+        replies: list[Reply],
+        decoded: dict[bytes, Record | EnvelopeError],
+    ) -> list[Reply]:
+        """Verify the copies in ``replies`` and keep the valid ones in ``read``."""
         for reply in replies:
             if reply.failure is not None or reply.values[0] is None:
                 continue
@@ -603,6 +673,11 @@ class MemcacheSessionStore:
         grace = self._max_retry_after
         return all(copy.node.breaker.rejoined_within(grace) for copy in read.copies)
 
+    def _renewal_due(self, record: Record) -> bool:
+        """Enough of the idle TTL has passed that a read renews it (``renew_after``)."""
+        age = self._clock() - record.written
+        return age >= self._renew_after * (record.ttl or self._idle_ttl)
+
     def _effective_ttl(self, record: Record) -> int:
         ttl = record.ttl or self._idle_ttl
         if self._absolute_ttl is not None and not record.tombstone:
@@ -616,8 +691,7 @@ class MemcacheSessionStore:
         if winner is None:
             return
         record = winner.record
-        age = self._clock() - record.written
-        due = renew and age >= self._renew_after * (record.ttl or self._idle_ttl)
+        due = renew and self._renewal_due(record)
         if not (due or read.mixed or read.misses or read.invalid):  # the usual case
             return
         if not record.tombstone and self._expired(record):
@@ -728,7 +802,7 @@ class MemcacheSessionStore:
     def _encode(self, key: str, record: Record) -> bytes:
         if record.ttl > self._settle_after:  # a longer-lived copy: reads wait as long
             self._settle_after = float(record.ttl)
-        blob = encode(record, key, self._keys[0])
+        blob = encode(record, key, self._keys)
         if len(blob) > self._max_size:
             raise SessionTooLarge(len(blob), self._max_size)
         return blob

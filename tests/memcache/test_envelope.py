@@ -120,3 +120,29 @@ def test_short_secret_keys_are_refused() -> None:
 def test_a_list_of_keys_keeps_the_signer_first() -> None:
     """With several keys the first one signs."""
     assert (KEY, OLD) == normalize_keys([KEY.decode(), OLD])
+
+
+@given(st.binary(min_size=1, max_size=200), st.text(max_size=80), st.binary(max_size=500))
+def test_the_keyring_mac_is_hmac_sha256(key: bytes, storage_key: str, body: bytes) -> None:
+    """The precomputed HMAC states give what the stdlib's HMAC gives, for keys shorter
+    and longer than SHA-256's 64-byte block."""
+    import hmac
+
+    from errpolicy_memcache._envelope import _DOMAIN, Keyring
+
+    skey = storage_key.encode("ascii", "replace").decode("ascii")
+    message = _DOMAIN + skey.encode("ascii") + b"\x00" + body
+    assert hmac.digest(key, message, "sha256") == Keyring([key]).mac(skey, body)
+
+
+def test_the_keyring_verifies_with_any_key_and_signs_with_the_first() -> None:
+    from errpolicy_memcache._envelope import Keyring
+
+    ring = Keyring([KEY, OLD])
+    by_old = Keyring([OLD]).mac(SKEY, b"body")
+    assert (True, False, ring.mac(SKEY, b"body"), True) == (
+        ring.verify(by_old, SKEY, b"body"),
+        ring.verify(by_old, SKEY, b"other body"),
+        Keyring([KEY]).mac(SKEY, b"body"),
+        Keyring([KEY]).verify(ring.mac(SKEY, b"body"), SKEY, b"body"),
+    )
