@@ -1,7 +1,11 @@
-"""Build hook: compile errpolicy/_speedups.c, the C version of the guard's hot path.
+"""Build hook: compile the two C speedups, each the twin of Python code that stays.
+
+- ``errpolicy/_speedups.c``: the guard's enter and exit (reference: ``errpolicy._core``);
+- ``adapters/errpolicy_memcache/_speedups.c``: the session read's ranking and round of
+  ``gets`` (reference: ``errpolicy_memcache._placement`` and ``_transport``).
 
 Optional by design: without a C compiler (or with ``ERRPOLICY_NO_SPEEDUPS`` set)
-the wheel is pure Python and ``errpolicy._core`` runs the same logic in Python.
+the wheel is pure Python and the same logic runs in Python.
 A failed compile is reported on stderr, never fatal. An editable install compiles
 next to the sources, so ``import errpolicy`` from the checkout finds the module;
 a regular wheel gets it added and is tagged for this interpreter and platform.
@@ -20,14 +24,23 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("errpolicy") / "_speedups.c"
+# (C source, its package's folder in the checkout, the package's folder in the wheel)
+EXTENSIONS = (
+    (Path("errpolicy") / "_speedups.c", Path("errpolicy"), "errpolicy"),
+    (
+        Path("adapters") / "errpolicy_memcache" / "_speedups.c",
+        Path("adapters") / "errpolicy_memcache",
+        "errpolicy_memcache",
+    ),
+)
 
 
-def compile_speedups(root: Path, out_dir: Path) -> Path | None:
-    """Compile the extension into ``out_dir``; its path, or None if it cannot be built."""
+def compile_speedups(root: Path, source: Path, out_dir: Path) -> Path | None:
+    """Compile ``source`` into ``out_dir``; the module's path, or None if it cannot be built."""
     if os.environ.get("ERRPOLICY_NO_SPEEDUPS"):
         return None
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"_speedups{suffix}"
     ldshared = sysconfig.get_config_var("LDSHARED") or "cc -shared"
     include = sysconfig.get_paths()["include"]
@@ -38,7 +51,7 @@ def compile_speedups(root: Path, out_dir: Path) -> Path | None:
         "-Wall",
         "-Werror=implicit-function-declaration",
         f"-I{include}",
-        str(root / SOURCE),
+        str(root / source),
         "-o",
         str(target),
     ]
@@ -47,7 +60,7 @@ def compile_speedups(root: Path, out_dir: Path) -> Path | None:
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         print(
-            f"errpolicy: C speedups not built, using the pure-Python guard ({detail.strip()})",
+            f"errpolicy: {source} not built, its Python twin is used ({detail.strip()})",
             file=sys.stderr,
         )
         return None
@@ -61,13 +74,13 @@ class SpeedupsHook(BuildHookInterface):  # type: ignore[type-arg]  # generic in 
         if self.target_name != "wheel":
             return
         root = Path(self.root)
-        if version == "editable":
-            compile_speedups(root, root / "errpolicy")
-            return
-        out_dir = Path(tempfile.mkdtemp(prefix="errpolicy-build-"))
-        built = compile_speedups(root, out_dir)
-        if built is None:
-            return
-        build_data["force_include"][str(built)] = f"errpolicy/{built.name}"
-        build_data["pure_python"] = False
-        build_data["infer_tag"] = True
+        out_dir = None if version == "editable" else Path(tempfile.mkdtemp(prefix="errpolicy-"))
+        for source, folder, package in EXTENSIONS:
+            if out_dir is None:  # editable: next to the sources, where the import finds it
+                compile_speedups(root, source, root / folder)
+                continue
+            built = compile_speedups(root, source, out_dir / package)
+            if built is not None:
+                build_data["force_include"][str(built)] = f"{package}/{built.name}"
+                build_data["pure_python"] = False
+                build_data["infer_tag"] = True

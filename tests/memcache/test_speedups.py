@@ -1,0 +1,334 @@
+"""The store's C speedups (``errpolicy_memcache/_speedups.c``) against their Python twins.
+
+``rank`` must order nodes exactly as :func:`rank_python`; ``gets_round`` must read what
+memcached answers (hits, misses, large values) and turn every fault into the same
+:class:`NodeFailure` kinds as the Python transport: real memcached processes for
+timeouts, closes and error replies, a tiny fake server only for replies no memcached
+sends. The whole store suite also runs once more on the Python twins.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymemcache.client.base import Client
+
+from errpolicy_memcache import _native
+from errpolicy_memcache._placement import rank_python
+from errpolicy_memcache._wire import NodeFailure, _set_read_timeout
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+speedups = _native.speedups
+needs_c = pytest.mark.skipif(speedups is None, reason="the C speedups are not built here")
+
+
+def connect(server: MemcachedServer | tuple[str, int], timeout: float = 0.3) -> socket.socket:
+    """A socket set up as the pipelined transport's (kernel timeouts, no delay)."""
+    address = (server.host, server.port) if isinstance(server, MemcachedServer) else server
+    sock = socket.create_connection(address, timeout=1.0)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _set_read_timeout(sock, timeout)
+    return sock
+
+
+@pytest.fixture
+def sockets() -> Iterator[Callable[..., socket.socket]]:
+    made: list[socket.socket] = []
+
+    def make(server: MemcachedServer | tuple[str, int], timeout: float = 0.3) -> socket.socket:
+        sock = connect(server, timeout)
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
+def kind(result: object) -> str:
+    assert isinstance(result, NodeFailure), result
+    return result.kind
+
+
+# -- rank ---------------------------------------------------------------------------
+
+
+@needs_c
+@given(
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.lists(st.integers(min_value=0, max_value=2**64 - 1), min_size=1, max_size=12),
+)
+def test_rank_orders_like_the_python_twin(key_hash: int, seeds: list[int]) -> None:
+    """Equal seeds (equal weights) included: the given order breaks ties in both."""
+    nodes = [f"node{i}" for i in range(len(seeds))]
+    assert speedups is not None
+    assert rank_python(key_hash, seeds, nodes) == speedups.rank(key_hash, seeds, nodes)
+
+
+@needs_c
+def test_rank_ties_keep_the_given_order() -> None:
+    assert speedups is not None
+    assert ["a", "b", "c"] == speedups.rank(7, [5, 5, 5], ["a", "b", "c"])
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((-1, [1], ["a"]), OverflowError),
+        ((1, [1, 2], ["a"]), ValueError),
+        ((1, [2**64], ["a"]), OverflowError),
+        ((1, list(range(65)), list(range(65))), ValueError),
+        ((1, 5, ["a"]), TypeError),
+    ],
+)
+def test_rank_refuses_bad_arguments(args: tuple[object, ...], error: type[Exception]) -> None:
+    assert speedups is not None
+    with pytest.raises(error):
+        speedups.rank(*args)  # type: ignore[arg-type]
+
+
+# -- gets_round over real memcached -------------------------------------------------
+
+
+@needs_c
+@pytest.mark.memcached
+def test_a_round_reads_hits_and_misses_in_order(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    first, _, third = cluster.servers
+    Client((first.host, first.port)).set("k", b"one\r\nEND\r\n", noreply=False)  # protocol bytes
+    Client((third.host, third.port)).set("k", b"", noreply=False)
+    assert speedups is not None
+    results = speedups.gets_round([sockets(s).fileno() for s in cluster.servers], b"gets k\r\n")
+    assert (b"one\r\nEND\r\n", None, b"") == (
+        results[0][0],  # type: ignore[index]
+        results[1],
+        results[2][0],  # type: ignore[index]
+    )
+    assert isinstance(results[0][1], int)  # type: ignore[index]
+
+
+@needs_c
+@pytest.mark.memcached
+def test_a_large_value_grows_the_buffer(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    """Larger than the first 64 kB read: the rest comes in more reads."""
+    value = os.urandom(300_000)
+    server = cluster.servers[0]
+    Client((server.host, server.port)).set("big", value, noreply=False)
+    assert speedups is not None
+    ((got, _),) = speedups.gets_round([sockets(server).fileno()], b"gets big\r\n")  # type: ignore[misc]
+    assert value == got
+
+
+@needs_c
+@pytest.mark.memcached
+def test_an_error_reply_is_an_error_failure(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    assert speedups is not None
+    (result,) = speedups.gets_round([sockets(cluster.servers[0]).fileno()], b"bogus\r\n")
+    assert "error" == kind(result)
+
+
+@needs_c
+@pytest.mark.memcached
+def test_a_paused_node_times_out_while_the_others_answer(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    first, second, _ = cluster.servers
+    socks = [sockets(first, 0.2), sockets(second, 0.2)]
+    second.pause()
+    try:
+        began = time.monotonic()
+        assert speedups is not None
+        results = speedups.gets_round([s.fileno() for s in socks], b"gets k\r\n")
+        took = time.monotonic() - began
+    finally:
+        second.resume()
+    assert (None, "timeout", True) == (results[0], kind(results[1]), 0.15 < took < 1.0)
+
+
+@needs_c
+@pytest.mark.memcached
+def test_a_killed_node_is_closed_and_a_refused_one_refused(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    first, second, _ = cluster.servers
+    sock = sockets(first)
+    first.kill()
+    assert speedups is not None
+    (closed,) = speedups.gets_round([sock.fileno()], b"gets k\r\n")
+    # A socket whose connect was refused: connect_ex keeps it unconnected.
+    refused = socket.socket()
+    try:
+        second_port = second.port
+        second.kill()
+        assert 0 != refused.connect_ex(("127.0.0.1", second_port))
+        (unconnected,) = speedups.gets_round([refused.fileno()], b"gets k\r\n")
+    finally:
+        refused.close()
+    assert ("closed", True) == (
+        kind(closed),
+        isinstance(unconnected, NodeFailure) and unconnected.kind in ("refused", "closed"),
+    )
+
+
+@needs_c
+@pytest.mark.memcached
+def test_a_signal_handler_that_raises_ends_the_round_at_once(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    """A blocked read is interrupted like the socket module's: the handler runs, and
+    its exception comes out of gets_round long before the 2 s timeout."""
+    server = cluster.servers[0]
+    sock = sockets(server, 2.0)
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    server.pause()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        began = time.monotonic()
+        assert speedups is not None
+        with pytest.raises(Interrupted):
+            speedups.gets_round([sock.fileno()], b"gets k\r\n")
+        took = time.monotonic() - began
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        server.resume()
+    assert took < 1.0
+
+
+# -- replies no memcached sends: a fake server ----------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[bytes], tuple[str, int]]]:
+    """A one-shot TCP server on loopback that answers any request with fixed bytes."""
+    servers: list[socket.socket] = []
+
+    def serve(reply: bytes) -> tuple[str, int]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        servers.append(listener)
+
+        def run() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(reply)
+                time.sleep(0.5)  # keep the connection open while the client reads
+
+        threading.Thread(target=run, daemon=True).start()
+        host, port = listener.getsockname()[:2]
+        return host, port
+
+    yield serve
+    for listener in servers:
+        listener.close()
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (b"END\r\nEXTRA", "unexpected bytes after the reply"),
+        (b"VALUE k 0 3 9\r\nabc\r\nEND\r\nX", "unexpected bytes after the reply"),
+        (b"VALUE k 0 3 9\r\nabcXXEND\r\n", "malformed value block"),
+        (b"VALUE k 0 x 9\r\n", "unexpected reply"),
+        (b"VALUE k 0 3\r\n", "unexpected reply"),
+        (b"VALUE k 0 99999999999999999999999 9\r\n", "unexpected reply"),
+        (b"VALUE k 0 3 9 extra\r\n", "unexpected reply"),
+        (b"SERVER_ERROR out of memory\r\n", "SERVER_ERROR out of memory"),
+        (b"HELLO\r\n", "unexpected reply"),
+        (b"A" * 2000, "reply line too long"),
+    ],
+)
+def test_replies_no_memcached_sends_are_errors(
+    fake: Callable[[bytes], tuple[str, int]],
+    sockets: Callable[..., socket.socket],
+    reply: bytes,
+    detail: str,
+) -> None:
+    sock = sockets(fake(reply))
+    assert speedups is not None
+    (result,) = speedups.gets_round([sock.fileno()], b"gets k\r\n")
+    assert isinstance(result, NodeFailure)
+    assert ("error", True) == (result.kind, result.detail.startswith(detail))
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (([-1], b"gets k\r\n"), ValueError),
+        (([0], "gets k"), TypeError),
+        ((5, b"gets k\r\n"), TypeError),
+        ((list(range(65)), b"gets k\r\n"), ValueError),
+    ],
+)
+def test_gets_round_refuses_bad_arguments(args: tuple[object, ...], error: type[Exception]) -> None:
+    assert speedups is not None
+    with pytest.raises(error):
+        speedups.gets_round(*args)  # type: ignore[arg-type]
+
+
+# -- which implementation runs -------------------------------------------------------
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI requires the C build")
+def test_ci_runs_the_c_speedups() -> None:
+    """CI installs with a compiler: the store's C speedups must be in use there."""
+    assert "c" == _native.IMPLEMENTATION
+
+
+@pytest.mark.skipif(not os.environ.get("ERRPOLICY_PURE_PYTHON"), reason="set by the re-run below")
+def test_the_python_twins_run_when_asked() -> None:
+    assert (None, "python") == (speedups, _native.IMPLEMENTATION)
+
+
+@pytest.mark.skipif(speedups is None, reason="the Python twins already ran as the main run")
+@pytest.mark.memcached
+def test_the_store_suite_passes_on_the_python_twins() -> None:
+    """The store's tests that read, rank and fail over, again with ERRPOLICY_PURE_PYTHON=1."""
+    files = [
+        "test_placement.py",
+        "test_reads.py",
+        "test_failover.py",
+        "test_store.py",
+        "test_speedups.py",
+    ]
+    env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-x", "--no-header"]
+        + [str(ROOT / "tests" / "memcache" / name) for name in files]
+        + ["-k", "not suite_passes_on_the_python_twins"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert 0 == run.returncode, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout
