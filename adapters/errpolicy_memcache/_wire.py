@@ -1,10 +1,11 @@
-"""The store's memcached commands, and the text protocol for the pipelined transport.
+"""The store's memcached commands, and the text protocol for reading several nodes at once.
 
-A :class:`Command` carries its arguments (for the pymemcache transport, which calls the
-client method of the same name) and its request bytes and reply reader (for the
-pipelined transport, which sends every node its requests before reading any reply, so
-reading several copies costs about one round trip; see docs/memcache/benchmarks.md).
-Both transports give the same reply values.
+A :class:`Command` carries its arguments (for a pymemcache client's API, whose method of
+the same name runs it when a batch has one node) and its request bytes and reply reader
+(for the fan-out of a batch over several nodes, by either transport: every node is sent
+its requests before any reply is read, so reading several copies costs about one round
+trip; see docs/memcache/benchmarks.md). A :class:`Connection` wraps a socket, the store's
+own (pipelined transport) or a pymemcache client's. Both ways give the same reply values.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 __all__ = [
+    "KERNEL_TIMEOUTS",
     "Command",
     "Connection",
     "NodeFailure",
@@ -34,8 +36,9 @@ __all__ = [
 _CHUNK = 65536
 
 
-# A timeval of two C longs: the layout of 64-bit Linux, the platform the store runs on.
-_KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("@l") == 8
+#: True where the kernel enforces the read timeout (see :func:`_set_read_timeout`): a
+#: timeval of two C longs, the layout of 64-bit Linux, the platform the store runs on.
+KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("@l") == 8
 
 
 def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
@@ -47,7 +50,7 @@ def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
     A kernel timeout surfaces as BlockingIOError, which send and recv turn into
     TimeoutError.
     """
-    if not _KERNEL_TIMEOUTS:
+    if not KERNEL_TIMEOUTS:
         sock.settimeout(seconds)
         return
     # At least 1 µs: a zero timeval means "wait forever".
@@ -63,7 +66,7 @@ def kernel_timeout_sockets(read_timeout: float) -> ModuleType | None:
     sockets wait at most ``read_timeout`` in each send and recv, enforced by the kernel
     (see :func:`_set_read_timeout`); the client is then given no timeout of its own,
     so it does not poll. None where kernel timeouts are not used."""
-    if not _KERNEL_TIMEOUTS:
+    if not KERNEL_TIMEOUTS:
         return None
 
     def new_socket(
@@ -93,13 +96,18 @@ class NodeFailure(Exception):
 
 
 class Connection:
-    """One TCP connection to one node, with a read buffer."""
+    """One TCP connection to one node, with a read buffer.
 
-    __slots__ = ("_buf", "_sock", "reused")
+    The buffer is read from a position rather than cut after each read, so a reply
+    costs one slice per line or value, not a copy of everything after it.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock", "reused")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
+        self._pos = 0  # the first unread byte of _buf
         self.reused = False
 
     @classmethod
@@ -120,34 +128,82 @@ class Connection:
         except BlockingIOError:  # SO_SNDTIMEO expired: the node stopped reading
             raise TimeoutError("timed out") from None
 
-    def _fill(self) -> None:
+    def _recv(self) -> bytes:
         try:
             chunk = self._sock.recv(_CHUNK)
         except BlockingIOError:  # SO_RCVTIMEO expired
             raise TimeoutError("timed out") from None
         if not chunk:
             raise NodeFailure("closed", "connection closed by the server")
-        self._buf += chunk
+        return chunk
+
+    def _fill(self) -> bytes:
+        """Receive once more: the buffer (returned) becomes its unread bytes and the new
+        ones, from position 0."""
+        try:  # _recv() inlined: a line is read with one call less
+            chunk = self._sock.recv(_CHUNK)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise TimeoutError("timed out") from None
+        if not chunk:
+            raise NodeFailure("closed", "connection closed by the server")
+        if self._pos != len(self._buf):  # unread bytes: keep them (else no copy)
+            chunk = self._buf[self._pos :] + chunk
+        self._buf = chunk
+        self._pos = 0
+        return chunk
+
+    def _fill_to(self, size: int) -> bytes:
+        """Receive until ``size`` bytes are unread: the buffer (returned), from position
+        0. One join however many receives: a large value is not copied once per chunk."""
+        chunks = [self._buf[self._pos :]]
+        have = len(chunks[0])
+        while have < size:
+            chunk = self._recv()
+            chunks.append(chunk)
+            have += len(chunk)
+        buf = self._buf = b"".join(chunks)
+        self._pos = 0
+        return buf
 
     def readline(self) -> bytes:
-        if not self._buf:  # the usual case: the reply is not read yet
-            self._fill()
-        while (end := self._buf.find(b"\r\n")) < 0:
-            self._fill()
-        line, self._buf = self._buf[:end], self._buf[end + 2 :]
-        return line
+        """The next line, without its CRLF."""
+        start = self._pos
+        if start == len(self._buf):  # the usual case: nothing buffered, nothing to search
+            buf = self._fill()
+            start = 0
+        else:
+            buf = self._buf
+        while (end := buf.find(b"\r\n", start)) < 0:
+            buf = self._fill()
+            start = 0
+        self._pos = end + 2
+        return buf[start:end]
 
-    def read_exact(self, size: int) -> bytes:
-        """Exactly ``size`` bytes."""
-        while len(self._buf) < size:
-            self._fill()
-        data, self._buf = self._buf[:size], self._buf[size:]
-        return data
+    def read_block(self, size: int, trailer: bytes) -> bytes:
+        """The next ``size`` bytes, which ``trailer`` must follow (read too); NodeFailure
+        "error" if it does not."""
+        if size < 0:
+            raise NodeFailure("error", f"negative size {size}")
+        buf = self._buf
+        start = self._pos
+        end = start + size
+        stop = end + len(trailer)
+        if len(buf) < stop:
+            buf = self._fill_to(stop - start)
+            start, end, stop = 0, size, stop - start
+        if not buf.startswith(trailer, end):
+            raise NodeFailure("error", "malformed value block")
+        if stop == len(buf):  # all read (the usual case): keep no reference to the value
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = stop
+        return buf[start:end]
 
     @property
     def clean(self) -> bool:
         """True if no unread bytes are buffered (safe to reuse)."""
-        return not self._buf
+        return self._pos == len(self._buf)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -183,12 +239,8 @@ def _read_gets(conn: Connection) -> tuple[bytes, int] | None:
     if len(parts) != 5 or parts[0] != b"VALUE":
         _check_error(line)
         raise NodeFailure("error", f"unexpected reply {line[:40]!r}")
-    size = int(parts[3])
     # The value, its CRLF and the closing "END\r\n" usually came in the same recv.
-    tail = conn.read_exact(size + 7)
-    if not tail.endswith(b"\r\nEND\r\n"):  # tail has exactly size + 7 bytes
-        raise NodeFailure("error", "malformed value block")
-    return tail[:size], int(parts[4])
+    return conn.read_block(int(parts[3]), b"\r\nEND\r\n"), int(parts[4])
 
 
 def _status_reader(*known: bytes) -> Callable[[Connection], str]:
