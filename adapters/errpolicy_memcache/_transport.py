@@ -1,4 +1,4 @@
-"""How a node's commands reach memcached: pymemcache clients, or pipelined sockets.
+"""How a node's commands reach memcached: pymemcache clients, or the store's own sockets.
 
 Each node has one transport object holding its idle connections. A transport class's
 ``exchange`` runs a batch (one entry per node, each with its commands in order) and gives
@@ -6,10 +6,15 @@ per node the reply values or the :class:`NodeFailure` that ended them, and when 
 was complete. Both give the same reply values (see ``_wire``), and every exception is
 classified by :func:`as_failure` alone, so the store sees no difference but the speed.
 
-- ``pymemcache`` (the default): one pymemcache ``Client`` per connection, pooled per node;
-  the nodes of a batch are done one after the other.
-- ``pipelined``: the store's own text-protocol client; every node's requests are sent
-  before any reply is read, so several nodes cost about one round trip.
+A batch of several nodes is fanned out by one piece of code for both (:func:`_fan_out`):
+every node's requests are sent before any reply is read, so several nodes cost about one
+round trip, not one each; the replies are read with the ``_wire`` readers.
+
+- ``pymemcache`` (the default): one pymemcache ``Client`` per connection, pooled per node.
+  A batch of one node goes through the client's API; a batch of several writes to and
+  reads from the clients' sockets (pymemcache keeps no read buffer between calls, so a
+  client whose replies were read to the last byte goes on working through its API).
+- ``pipelined``: the store's own sockets, for every batch.
 
 A pooled connection that the server closed meanwhile (a restarted node) is retried once on
 a fresh connection, before any reply came: the old process never saw the request.
@@ -21,7 +26,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from ._wire import Command, Connection, NodeFailure, kernel_timeout_sockets
 
@@ -39,6 +44,8 @@ TRANSPORTS: Final = ("pymemcache", "pipelined")
 
 #: A node's reply values (empty on failure), its failure, and ``perf_counter()`` when done.
 Answer = tuple[list[Any], NodeFailure | None, float]
+
+_C = TypeVar("_C", bound=Connection)
 
 
 def as_failure(exc: BaseException) -> NodeFailure:
@@ -73,33 +80,130 @@ def as_failure(exc: BaseException) -> NodeFailure:
     return NodeFailure("error", f"{type(exc).__name__}: {exc}")
 
 
-class _Pool:
-    """Idle connections of one node; deque.append and deque.pop are atomic: no lock."""
+class _Pool(Generic[_C]):
+    """One node's idle connections, and what the fan-out needs of a transport.
+
+    A transport says how a connection is made (:meth:`fresh`); checking one out of the
+    pool, sending a request on it (once more on a fresh connection if a reused one turns
+    out closed), reading the replies and putting it back are the same for both, and so
+    is :func:`_fan_out`, which runs them for a batch. deque.append and deque.pop are
+    atomic: no lock.
+    """
 
     def __init__(self, pool_size: int) -> None:
         self._pool_size = pool_size
-        self._idle: deque[Any] = deque()
+        self._idle: deque[_C] = deque()
 
-    def _take(self) -> Any | None:
+    def fresh(self) -> _C:
+        """A new connection to the node, connected; raises if the node cannot be reached."""
+        raise NotImplementedError
+
+    def _take(self) -> _C | None:
         try:
             return self._idle.pop()
         except IndexError:
             return None
 
-    def _keep(self, conn: Any, close: Callable[[], None]) -> None:
-        if len(self._idle) < self._pool_size:
+    def release(self, conn: _C) -> None:
+        """Keep ``conn`` for later if nothing is left unread on it and there is room."""
+        if conn.clean and len(self._idle) < self._pool_size:
             self._idle.append(conn)
         else:
-            close()
+            conn.close()
 
-    def _drain(self) -> list[Any]:
-        drained = []
+    def close(self) -> None:
         while (conn := self._take()) is not None:
-            drained.append(conn)
-        return drained
+            conn.close()
+
+    def _send(self, request: bytes) -> _C | NodeFailure:
+        """The connection that took ``request`` (an idle one if any), or why none did."""
+        try:
+            conn = self._idle.pop()  # _take(), inlined
+        except IndexError:
+            return self._send_fresh(request)
+        try:
+            conn.send(request)
+        except Exception as exc:
+            conn.close()
+            if not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
+                return as_failure(exc)  # a timeout: the node hangs, a second wait would too
+            # Closed by the server meanwhile (a restarted node?): one fresh try.
+            return self._send_fresh(request)
+        conn.reused = True
+        return conn
+
+    def _send_fresh(self, request: bytes) -> _C | NodeFailure:
+        conn: _C | None = None
+        try:
+            conn = self.fresh()
+            conn.send(request)
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            return as_failure(exc)
+        return conn
+
+    def _failed(self, conn: _C, commands: Sequence[Command], exc: Exception, read: int) -> Answer:
+        """The answer of a node whose replies broke off after ``read`` of them; ``conn``
+        is closed. A reused connection closed before any reply is retried once."""
+        conn.close()
+        failure = as_failure(exc)
+        if conn.reused and not read and failure.kind == "closed":
+            # The old process never saw the requests: one fresh try.
+            fresh = None
+            try:
+                fresh = self.fresh()
+                fresh.send(_request(commands))
+                values = [command.read(fresh) for command in commands]
+            except Exception as again:
+                if fresh is not None:
+                    fresh.close()
+                return [], as_failure(again), time.perf_counter()
+            self.release(fresh)
+            return values, None, time.perf_counter()
+        return [], failure, time.perf_counter()
 
 
-class PipelinedTransport(_Pool):
+def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answer]:
+    """Send every node its requests, then read every node's replies, in batch order.
+
+    Never raises for a node: a node that took no request, or whose replies failed,
+    gets its :class:`NodeFailure` and the others their values. It runs on every
+    session read: no call, lookup or allocation per node that is not needed.
+    """
+    sent = [
+        transport._send(commands[0].request if len(commands) == 1 else _request(commands))
+        for transport, commands in batch
+    ]
+    clock = time.perf_counter
+    answers: list[Answer] = []
+    for (transport, commands), conn in zip(batch, sent, strict=True):
+        if isinstance(conn, NodeFailure):
+            answers.append(([], conn, clock()))
+            continue
+        values: list[Any] = []
+        try:
+            for command in commands:  # a loop: usually one command, no list comprehension
+                values.append(command.read(conn))
+        except Exception as exc:
+            answers.append(transport._failed(conn, commands, exc, len(values)))
+            continue
+        # release(), inlined
+        if conn.clean and len(transport._idle) < transport._pool_size:
+            transport._idle.append(conn)
+        else:
+            conn.close()
+        answers.append((values, None, clock()))
+    return answers
+
+
+def _request(commands: Sequence[Command]) -> bytes:
+    if len(commands) == 1:  # the usual case: no join
+        return commands[0].request
+    return b"".join([command.request for command in commands])
+
+
+class PipelinedTransport(_Pool[Connection]):
     """The store's own sockets: a batch sends every node's requests, then reads replies."""
 
     name = "pipelined"
@@ -116,81 +220,29 @@ class PipelinedTransport(_Pool):
     def fresh(self) -> Connection:
         return Connection.open(self._host, self._port, self._connect_timeout, self._read_timeout)
 
-    def release(self, conn: Connection) -> None:
-        if conn.clean and len(self._idle) < self._pool_size:
-            self._idle.append(conn)
-        else:
-            conn.close()
+    #: Send every node its commands, then read every reply; never raises for a node.
+    exchange = staticmethod(_fan_out)
+
+
+class _ClientConnection(Connection):
+    """A connected pymemcache ``Client`` and its socket as a :class:`Connection`.
+
+    The pool keeps the two together: the fan-out sends and reads on the client's socket
+    with the ``_wire`` readers, a single node's commands go through the client's API.
+    pymemcache keeps no read buffer between calls, and a connection is kept only if
+    its own buffer is empty, so the stream is in step for either. The client's socket
+    stays the same while it is pooled: pymemcache replaces it only after closing it on
+    an error, and a client that failed is closed, never pooled.
+    """
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client.sock)
+        self.client = client
 
     def close(self) -> None:
-        for conn in self._drain():
-            conn.close()
-
-    @staticmethod
-    def exchange(batch: Sequence[tuple[PipelinedTransport, Sequence[Command]]]) -> list[Answer]:
-        """Send every node its commands, then read every reply; never raises for a node."""
-        sent = [transport._send(_request(commands)) for transport, commands in batch]
-        answers: list[Answer] = []
-        for (transport, commands), conn in zip(batch, sent, strict=True):
-            if isinstance(conn, NodeFailure):
-                answers.append(([], conn, time.perf_counter()))
-            else:
-                answers.append(transport._receive(conn, commands))
-        return answers
-
-    def _send(self, request: bytes) -> Connection | NodeFailure:
-        """The connection that took ``request`` (an idle one if any), or why none did."""
-        conn: Connection | None = self._take()
-        try:
-            if conn is not None:
-                conn.reused = True
-                try:
-                    conn.send(request)
-                    return conn
-                except OSError:
-                    # Closed by the server meanwhile (a restarted node?): one fresh try.
-                    conn.close()
-            conn = self.fresh()
-            conn.send(request)
-            return conn
-        except Exception as exc:
-            if conn is not None:
-                conn.close()
-            return as_failure(exc)
-
-    def _receive(self, conn: Connection, commands: Sequence[Command]) -> Answer:
-        """Read the replies to ``commands`` sent on ``conn``, then keep or close it."""
-        values: list[Any] = []
-        try:
-            for command in commands:  # a loop: usually one command, no list comprehension
-                values.append(command.read(conn))
-        except Exception as exc:
-            conn.close()
-            failure = as_failure(exc)
-            if conn.reused and failure.kind == "closed":
-                return (*self._retry(commands), time.perf_counter())
-            return [], failure, time.perf_counter()
-        self.release(conn)
-        return values, None, time.perf_counter()
-
-    def _retry(self, commands: Sequence[Command]) -> tuple[list[Any], NodeFailure | None]:
-        conn: Connection | None = None
-        try:
-            conn = self.fresh()
-            conn.send(_request(commands))
-            values = [command.read(conn) for command in commands]
-        except Exception as exc:
-            if conn is not None:
-                conn.close()
-            return [], as_failure(exc)
-        self.release(conn)
-        return values, None
-
-
-def _request(commands: Sequence[Command]) -> bytes:
-    if len(commands) == 1:  # the usual case: no join
-        return commands[0].request
-    return b"".join([command.request for command in commands])
+        self.client.close()  # closes the socket; pymemcache swallows its errors
 
 
 def _gets(client: Any, c: Command) -> tuple[bytes, int] | None:
@@ -217,8 +269,12 @@ _CALLS: dict[str, Callable[[Any, Command], Any]] = {
 }
 
 
-class PymemcacheTransport(_Pool):
+class PymemcacheTransport(_Pool[_ClientConnection]):
     """pymemcache ``Client`` objects, pooled (each used by one thread at a time).
+
+    A batch of one node runs through the client's API (:meth:`call`); a batch of
+    several is fanned out (:func:`_fan_out`) over one client per node: every node's
+    requests are written to its client's socket before any reply is read.
 
     Not ``PooledClient``: its ``max_pool_size`` is a hard cap (a request beyond it fails
     with RuntimeError, where ``pool_size`` here bounds only the idle connections kept, as
@@ -246,40 +302,52 @@ class PymemcacheTransport(_Pool):
             socket_module=socket if sockets is None else sockets,
         )
 
+    def fresh(self) -> _ClientConnection:
+        client = self._new()
+        client._connect()  # pymemcache connects lazily; the fan-out needs the socket now
+        return _ClientConnection(client)
+
     def call(self, commands: Sequence[Command]) -> Answer:
-        """Run the commands on one client, in order; never raises for the node."""
-        client = self._take()
-        if client is not None:
+        """Run the commands through one client's API, in order; never raises for the node."""
+        conn = self._take()
+        if conn is not None:
             done: list[Any] = []
-            failure = self._run(client, commands, done)
+            failure = self._run(conn, commands, done)
             if failure is None:
                 return done, None, time.perf_counter()
             if failure.kind != "closed" or done:
                 return [], failure, time.perf_counter()
         # No idle client, or one whose server closed it before any reply: a new one.
+        try:
+            conn = self.fresh()
+        except Exception as exc:
+            return [], as_failure(exc), time.perf_counter()
         done = []
-        failure = self._run(self._new(), commands, done)
+        failure = self._run(conn, commands, done)
         return ([], failure, time.perf_counter()) if failure else (done, None, time.perf_counter())
 
-    def _run(self, client: Any, commands: Sequence[Command], done: list[Any]) -> NodeFailure | None:
+    def _run(
+        self, conn: _ClientConnection, commands: Sequence[Command], done: list[Any]
+    ) -> NodeFailure | None:
         """Append each command's reply to ``done``; keep the client if all answered."""
+        client = conn.client
         try:
             for command in commands:
                 done.append(_CALLS[command.name](client, command))
         except Exception as exc:
-            client.close()
+            conn.close()
             return as_failure(exc)
-        self._keep(client, client.close)
+        self.release(conn)
         return None
-
-    def close(self) -> None:
-        for client in self._drain():
-            client.close()
 
     @staticmethod
     def exchange(batch: Sequence[tuple[PymemcacheTransport, Sequence[Command]]]) -> list[Answer]:
-        """Each node in turn (measured faster than a thread pool; see the benchmarks)."""
-        return [transport.call(commands) for transport, commands in batch]
+        """One node through its client's API; several fanned out over their clients'
+        sockets (about one round trip in all); never raises for a node."""
+        if len(batch) == 1:
+            transport, commands = batch[0]
+            return [transport.call(commands)]
+        return _fan_out(batch)
 
 
 _KINDS: dict[str, type[PipelinedTransport] | type[PymemcacheTransport]] = {
