@@ -219,21 +219,25 @@ def decode(blob: bytes, storage_key: str, keys: Keyring | Sequence[bytes]) -> Re
 
     The data itself stays JSON bytes until :attr:`Record.data` (it is covered by the MAC).
     """
-    if not blob.startswith(_MAGIC):
+    if blob[:3] != _MAGIC:
         raise EnvelopeError("unknown format")
     if len(blob) < _BODY_AT + _HEADER.size:
         raise EnvelopeError("truncated")
     body = blob[_BODY_AT:]
-    if not _keyring(keys).verify(blob[len(_MAGIC) : _BODY_AT], storage_key, body):
+    if not _keyring(keys).verify(blob[3:_BODY_AT], storage_key, body):
         raise EnvelopeError("bad signature")
     version, created, written, ttl, tombstone, writer = _HEADER.unpack_from(body)
-    payload = body[_HEADER.size :]
-    if not (math.isfinite(created) and math.isfinite(written) and created >= 0 <= written):
+    # Chained comparisons: NaN fails every one of them, as an infinity fails the last.
+    if not (0.0 <= created < math.inf and 0.0 <= written < math.inf):
         raise EnvelopeError("bad timestamps")
-    if tombstone not in (0, 1) or (tombstone and payload):
-        raise EnvelopeError("bad tombstone flag")
+    if tombstone:
+        if tombstone != 1 or len(body) != _HEADER.size:
+            raise EnvelopeError("bad tombstone flag")
+        payload = None
+    else:
+        payload = body[_HEADER.size :]
     try:
         writer_id = writer.rstrip(b"\x00").decode("ascii")
     except UnicodeDecodeError:
         raise EnvelopeError("bad writer") from None
-    return Record(version, writer_id, created, written, ttl, None if tombstone else payload)
+    return Record(version, writer_id, created, written, ttl, payload)

@@ -28,7 +28,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
-from ._wire import Command, Connection, NodeFailure, kernel_timeout_sockets
+from ._native import speedups
+from ._wire import (
+    KERNEL_TIMEOUTS,
+    Command,
+    Connection,
+    NodeFailure,
+    _read_gets,
+    kernel_timeout_sockets,
+)
 
 __all__ = [
     "TRANSPORTS",
@@ -168,9 +176,19 @@ def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answ
     """Send every node its requests, then read every node's replies, in batch order.
 
     Never raises for a node: a node that took no request, or whose replies failed,
-    gets its :class:`NodeFailure` and the others their values. It runs on every
-    session read: no call, lookup or allocation per node that is not needed.
+    gets its :class:`NodeFailure` and the others their values. Bytes left unread after
+    the replies mean the stream is out of step: the node's answer is an "error" and
+    its connection is closed. It runs on every session read: no call, lookup or
+    allocation per node that is not needed. One ``gets`` to every node (a read) runs
+    in C where the speedups are built (:func:`_gets_round`).
     """
+    first = batch[0][1]
+    if _C_GETS is not None and first[0].read is _read_gets and len(first) == 1:
+        for _, commands in batch:
+            if commands is not first:
+                break
+        else:
+            return _gets_round(batch, first[0].request)
     sent = [
         transport._send(commands[0].request if len(commands) == 1 else _request(commands))
         for transport, commands in batch
@@ -188,12 +206,58 @@ def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answ
         except Exception as exc:
             answers.append(transport._failed(conn, commands, exc, len(values)))
             continue
-        # release(), inlined
-        if conn.clean and len(transport._idle) < transport._pool_size:
+        if not conn.clean:
+            conn.close()
+            answers.append(([], _OUT_OF_STEP, clock()))
+        elif len(transport._idle) < transport._pool_size:  # release(), inlined
             transport._idle.append(conn)
+            answers.append((values, None, clock()))
         else:
             conn.close()
-        answers.append((values, None, clock()))
+            answers.append((values, None, clock()))
+    return answers
+
+
+_OUT_OF_STEP = NodeFailure("error", "unexpected bytes after the reply")
+
+# The C round of gets (see _speedups.c): it needs blocking sockets with kernel timeouts.
+_C_GETS = speedups.gets_round if speedups is not None and KERNEL_TIMEOUTS else None
+
+
+def _gets_round(
+    batch: Sequence[tuple[_Pool[Any], Sequence[Command]]], request: bytes
+) -> list[Answer]:
+    """The same ``gets`` to every node of ``batch``, sent and read in C: what
+    :func:`_fan_out` does, with the same results, pooling and retry."""
+    assert _C_GETS is not None
+    conns: list[Any] = []
+    for transport, _ in batch:
+        try:
+            conn = transport._idle.pop()
+            conn.reused = True
+        except IndexError:
+            try:
+                conn = transport.fresh()
+            except Exception as exc:
+                conn = as_failure(exc)
+        conns.append(conn)
+    live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
+    results = iter(_C_GETS([conn.fileno() for conn in live], request) if live else ())
+    done = time.perf_counter()
+    answers: list[Answer] = []
+    for (transport, commands), conn in zip(batch, conns, strict=True):
+        if isinstance(conn, NodeFailure):
+            answers.append(([], conn, done))
+            continue
+        result = next(results)
+        if isinstance(result, NodeFailure):
+            answers.append(transport._failed(conn, commands, result, 0))
+        else:
+            if len(transport._idle) < transport._pool_size:
+                transport._idle.append(conn)
+            else:
+                conn.close()
+            answers.append(([result], None, done))
     return answers
 
 

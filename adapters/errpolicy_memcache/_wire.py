@@ -122,6 +122,10 @@ class Connection:
             raise
         return cls(sock)
 
+    def fileno(self) -> int:
+        """The socket's file descriptor (for the C ``gets`` round)."""
+        return self._sock.fileno()
+
     def send(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)

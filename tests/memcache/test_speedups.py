@@ -311,9 +311,11 @@ def test_the_python_twins_run_when_asked() -> None:
 @pytest.mark.skipif(speedups is None, reason="the Python twins already ran as the main run")
 @pytest.mark.memcached
 def test_the_store_suite_passes_on_the_python_twins() -> None:
-    """The store's tests that read, rank and fail over, again with ERRPOLICY_PURE_PYTHON=1."""
+    """The store's tests that rank, fan out, read and fail over, again with
+    ERRPOLICY_PURE_PYTHON=1: the Python twins give the same answers."""
     files = [
         "test_placement.py",
+        "test_transport.py",
         "test_reads.py",
         "test_failover.py",
         "test_store.py",
