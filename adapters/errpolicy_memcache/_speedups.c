@@ -5,8 +5,9 @@
  * the store is measured against (docs/memcache/benchmarks.md). The reference is the
  * Python code this replaces, which stays in use where this module is not built:
  *   rank()       <-> errpolicy_memcache._placement.rank (the splitmix64 mix per node)
- *   gets_round() <-> errpolicy_memcache._transport's pipelined gets through
- *                    errpolicy_memcache._wire._read_gets
+ *   gets_round() <-> errpolicy_memcache._transport._fan_out reading one gets per
+ *                    node with errpolicy_memcache._wire._read_gets (and, with agree,
+ *                    _transport.agreed_gets comparing the values)
  * tests/memcache/test_speedups.py holds the two to the same answers.
  *
  * gets_round() works on blocking sockets whose timeouts the kernel enforces
@@ -384,8 +385,12 @@ result_of(NodeRead *node)
 static PyObject *
 gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "gets_round(fds, request) takes 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "gets_round(fds, request, agree=False) takes 2 or 3 arguments");
+        return NULL;
+    }
+    int agree = 0;
+    if (nargs == 3 && (agree = PyObject_IsTrue(args[2])) < 0) {
         return NULL;
     }
     if (failure_type == NULL) {
@@ -428,6 +433,23 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!nodes[i].failed && read_reply(&nodes[i]) < 0) {
+            goto done;
+        }
+    }
+    if (agree && n > 0) {
+        /* The usual read: every node holds the same bytes. Then the value alone. */
+        Py_ssize_t i = 0;
+        for (; i < n; i++) {
+            if (nodes[i].failed || nodes[i].value_len < 0
+                || nodes[i].value_len != nodes[0].value_len
+                || memcmp(nodes[i].buf + nodes[i].value_at, nodes[0].buf + nodes[0].value_at,
+                          (size_t)nodes[0].value_len) != 0) {
+                break;
+            }
+        }
+        if (i == n) {
+            result = PyBytes_FromStringAndSize(nodes[0].buf + nodes[0].value_at,
+                                               nodes[0].value_len);
             goto done;
         }
     }
@@ -475,9 +497,10 @@ static PyMethodDef module_methods[] = {
      "rank(key_hash, seeds, nodes)\n--\n\n"
      "nodes ordered by their splitmix64 weight for key_hash, highest first."},
     {"gets_round", (PyCFunction)(void (*)(void))gets_round, METH_FASTCALL,
-     "gets_round(fds, request)\n--\n\n"
+     "gets_round(fds, request, agree=False)\n--\n\n"
      "Send request to every socket, then read one gets reply from each: per socket\n"
-     "None (a miss), (value, cas), or a NodeFailure."},
+     "None (a miss), (value, cas), or a NodeFailure. With agree, the value alone\n"
+     "(bytes) when every socket answered a hit with the same bytes."},
     {NULL},
 };
 

@@ -1,5 +1,5 @@
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 from ._wire import NodeFailure
 
@@ -7,6 +7,11 @@ T = TypeVar("T")
 
 def setup(*, failure: Callable[[str, str], NodeFailure]) -> None: ...
 def rank(key_hash: int, seeds: Sequence[int], nodes: Sequence[T]) -> list[T]: ...
+@overload
 def gets_round(
-    fds: Sequence[int], request: bytes
+    fds: Sequence[int], request: bytes, agree: Literal[False] = ...
 ) -> list[tuple[bytes, int] | NodeFailure | None]: ...
+@overload
+def gets_round(
+    fds: Sequence[int], request: bytes, agree: bool
+) -> bytes | list[tuple[bytes, int] | NodeFailure | None]: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import errpolicy
 from errpolicy import Policy, match
@@ -23,11 +25,11 @@ from ._errors import (
     SessionUnavailable,
 )
 from ._ids import is_valid_session_id, new_session_id, storage_key
-from ._node import Node, Reply, answers, execute, settle
+from ._node import Node, Reply, execute, settle
 from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of, worst
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
-from ._transport import TRANSPORTS
+from ._transport import TRANSPORTS, agreed_gets
 from ._wire import Command, add, cas, delete, gets, set_, touch
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
@@ -63,6 +65,11 @@ DEFAULT_POLICIES: Mapping[str, Policy] = MappingProxyType(
 # One guard object per operation, made once: guards are stateless, and a guard made
 # with a default policy caches its resolved policy until the configuration changes.
 _GUARDS = {name: errpolicy.guard(name, default=DEFAULT_POLICIES[name]) for name in OPERATIONS}
+
+# The session ids each store remembers with their verified copy (see _remember): at
+# most this many, with copies of at most this many bytes each, so at most 4 MiB.
+_VERIFIED_MAX = 1024
+_VERIFIED_BLOB_MAX = 4096
 
 _MAX_TTL = 30 * 24 * 3600  # memcached reads larger expiry values as UNIX timestamps
 _STORED = "STORED"
@@ -152,6 +159,22 @@ class _Copy:
     @property
     def order(self) -> tuple[bool, int, str]:
         return self.record.order
+
+
+class _Known:
+    """What a store keeps about a session id it read or wrote: the memcached key, the
+    home nodes, their transports and the ``gets`` command (all derived from the id,
+    never stale), and the last copy that passed verification (bytes and record)."""
+
+    __slots__ = ("blob", "command", "home", "key", "record", "transports")
+
+    def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
+        self.key = key
+        self.home = home
+        self.transports = transports
+        self.command = command
+        self.blob: bytes | None = None
+        self.record: Record | None = None
 
 
 class _Read:
@@ -286,6 +309,7 @@ class MemcacheSessionStore:
         self._on_outcome = on_outcome
         self._clock = clock
         self._read_all_nodes = read_all_nodes
+        self._known: dict[str, _Known] = {}
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
@@ -436,13 +460,19 @@ class MemcacheSessionStore:
     # -- reading -------------------------------------------------------------------
 
     def _start(self, sid: str | None) -> tuple[Session, Outcome | None]:
-        if sid is None or not is_valid_session_id(sid):
+        if type(sid) is not str:
             return self.new_session(), None
-        key = storage_key(self._prefix, sid)
+        known = self._known.get(sid)  # an id read or written before: checked, hashed
+        if known is not None:
+            key = known.key
+        elif is_valid_session_id(sid):
+            key = storage_key(self._prefix, sid)
+        else:
+            return self.new_session(), None
         began = time.perf_counter()
         home: list[Reply] | None = None
         if not self._locking and not self._read_all_nodes:
-            settled = self._home_read(key, began)
+            settled = self._home_read(sid, known or self._derive(key), began)
             if isinstance(settled, Record):
                 return self._loaded(sid, settled), None
             home = settled  # None: not settled; else the replies, which settle nothing
@@ -473,47 +503,69 @@ class MemcacheSessionStore:
             payload=record.payload,
         )
 
-    def _home_read(self, key: str, began: float) -> Record | list[Reply] | None:
+    def _derive(self, key: str) -> _Known:
+        """What a read of ``key`` needs: its home nodes (the top ``replicas`` of its
+        ranking), their transports and the ``gets`` command."""
+        home = rank(self._nodes, self._seeds, key)[: self._replicas]
+        return _Known(key, home, [node.transport for node in home], gets(key))
+
+    def _home_read(self, sid: str, known: _Known, began: float) -> Record | list[Reply] | None:
         """The usual read, kept short because every request pays it: while the process
         is settled (see :meth:`_read`) and the home nodes' breakers are closed, ask the
-        home nodes; if both hold the same valid live copy, due no renewal, that is the
+        home nodes; if all hold the same valid live copy, due no renewal, that is the
         session's record (reported only to ``on_outcome``: an OK read is silent).
-        Otherwise the home nodes' replies, for :meth:`_read` to go on from, or None when
-        the process is not settled (nothing was sent).
+
+        Otherwise the home nodes' replies, for :meth:`_read` to go on from, or None:
+        the process is not settled (nothing was sent), or the home nodes agree on a
+        copy that needs more than this (invalid, a tombstone, expired, due a renewal:
+        rare, so :meth:`_read` simply asks again).
         """
         if not self._faults.quiet_for(self._settle_after):
             return None
-        home = rank(self._nodes, self._seeds, key)[: self._replicas]
+        home = known.home
         for node in home:
             if node.breaker.state is not BreakerState.CLOSED:
                 return None  # _read decides, probes and records skips
-        command = (gets(key),)
-        plan = [(node, command) for node in home]
-        answered = answers(plan)
-        blob = None
-        for values, failure, _ in answered:
-            value = values[0] if failure is None else None
-            if value is None or (blob is not None and value[0] != blob):
-                return settle(plan, answered, began)
-            blob = value[0]
+        found = agreed_gets(known.transports, known.command)
+        if type(found) is not bytes:
+            assert isinstance(found, list)
+            return settle([(node, (known.command,)) for node in home], found, began)
+        done = time.perf_counter()
         for node in home:
             node.breaker.success()
-        record = self._verify(blob, key) if blob is not None else None
-        if (
-            type(record) is not Record
-            or record.tombstone
-            or self._expired(record)
-            or self._renewal_due(record)
-        ):
-            return settle(plan, answered, began)  # _read and _repair take it from here
+        if found == known.blob:  # these very bytes passed the MAC (or are ours)
+            record = known.record
+            assert record is not None
+        else:
+            checked = self._verify(found, known.key)
+            if type(checked) is not Record:
+                return None
+            record = checked
+            self._remember(sid, known, found, record)
+        if record.tombstone or self._expired(record) or self._renewal_due(record):
+            return None
         if record.ttl > self._settle_after:  # as in _encode
             self._settle_after = float(record.ttl)
         if self._on_outcome is not None:
-            op = _Op("session.start", key, began)
-            for node, (_, _, done) in zip(home, answered, strict=True):
+            op = _Op("session.start", known.key, began)
+            for node in home:
                 op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
             self._finish(op, OutcomeKind.OK, home[0], record.version)
         return record
+
+    def _remember(self, sid: str, known: _Known, blob: bytes, record: Record) -> None:
+        """Keep ``known`` for ``sid``, with ``blob`` as a verified copy of ``record``:
+        the next read skips the id check, the hashing and ranking, and the MAC if it
+        finds the same bytes. Small copies only, a bounded number of ids (the oldest go
+        first); see docs/memcache/security.md."""
+        if len(blob) > _VERIFIED_BLOB_MAX:
+            return
+        known.blob, known.record = blob, record
+        remembered = self._known
+        if sid not in remembered and len(remembered) >= _VERIFIED_MAX:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
+                del remembered[next(iter(remembered))]
+        remembered[sid] = known
 
     def _targets(self, op: _Op, ranked: Sequence[Node], need: int, seen: set[Node]) -> list[Node]:
         targets: list[Node] = []
@@ -856,6 +908,8 @@ class MemcacheSessionStore:
             session.modified = False
             session._version = version
             session._created = created
+            assert write.command.value is not None  # ours: no MAC check needed
+            self._remember(session.id, self._derive(key), write.command.value, record)
         return outcome
 
     def _rollback(self, op: _Op, key: str, nodes: Sequence[Node]) -> None:

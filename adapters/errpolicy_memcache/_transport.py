@@ -43,6 +43,7 @@ __all__ = [
     "Answer",
     "PipelinedTransport",
     "PymemcacheTransport",
+    "agreed_gets",
     "as_failure",
     "make_transport",
 ]
@@ -230,33 +231,79 @@ def _gets_round(
     """The same ``gets`` to every node of ``batch``, sent and read in C: what
     :func:`_fan_out` does, with the same results, pooling and retry."""
     assert _C_GETS is not None
-    conns: list[Any] = []
-    for transport, _ in batch:
-        try:
-            conn = transport._idle.pop()
-            conn.reused = True
-        except IndexError:
-            try:
-                conn = transport.fresh()
-            except Exception as exc:
-                conn = as_failure(exc)
-        conns.append(conn)
+    conns = [_checkout(transport) for transport, _ in batch]
     live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
-    results = iter(_C_GETS([conn.fileno() for conn in live], request) if live else ())
+    return _round_answers(batch, conns, _C_GETS([c.fileno() for c in live], request))
+
+
+def agreed_gets(transports: Sequence[_Pool[Any]], command: Command) -> bytes | list[Answer]:
+    """One ``gets`` to every transport's node at once: the value when every node holds
+    the same bytes (the usual session read, kept short), else each node's answer as
+    ``exchange`` gives it. The comparison runs in C with the round where it can."""
+    batch = [(transport, (command,)) for transport in transports]
+    if _C_GETS is None:
+        answers = _fan_out(batch)
+        blobs: set[bytes | None] = set()
+        for values, failure, _ in answers:
+            found = None if failure is not None else values[0]  # (bytes, cas) or a miss
+            blobs.add(None if found is None else found[0])
+        blob = blobs.pop() if len(blobs) == 1 else None
+        return answers if blob is None else blob
+    conns = [_checkout(transport) for transport in transports]
+    live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
+    if len(live) == len(conns):
+        result = _C_GETS([c.fileno() for c in live], command.request, True)
+        if type(result) is bytes:
+            for transport, conn in zip(transports, conns, strict=True):
+                _keep(transport, conn)
+            return result
+    else:
+        result = _C_GETS([c.fileno() for c in live], command.request)
+    assert isinstance(result, list)
+    return _round_answers(batch, conns, result)
+
+
+def _checkout(transport: _Pool[Any]) -> Any:
+    """An idle connection of ``transport`` (marked reused), a new one, or why none."""
+    try:
+        conn = transport._idle.pop()
+    except IndexError:
+        try:
+            return transport.fresh()
+        except Exception as exc:
+            return as_failure(exc)
+    conn.reused = True
+    return conn
+
+
+def _keep(transport: _Pool[Any], conn: Any) -> None:
+    """Pool a connection whose replies were read to the last byte (release(), without
+    the clean check: the C round reads nothing into the connection's buffer)."""
+    if len(transport._idle) < transport._pool_size:
+        transport._idle.append(conn)
+    else:
+        conn.close()
+
+
+def _round_answers(
+    batch: Sequence[tuple[_Pool[Any], Sequence[Command]]],
+    conns: Sequence[Any],
+    results: Sequence[tuple[bytes, int] | NodeFailure | None],
+) -> list[Answer]:
+    """Each node's answer from a C round over the live ones of ``conns``: failures
+    close the connection (a reused one closed before its reply is retried once)."""
     done = time.perf_counter()
+    found = iter(results)
     answers: list[Answer] = []
     for (transport, commands), conn in zip(batch, conns, strict=True):
         if isinstance(conn, NodeFailure):
             answers.append(([], conn, done))
             continue
-        result = next(results)
+        result = next(found)
         if isinstance(result, NodeFailure):
             answers.append(transport._failed(conn, commands, result, 0))
         else:
-            if len(transport._idle) < transport._pool_size:
-                transport._idle.append(conn)
-            else:
-                conn.close()
+            _keep(transport, conn)
             answers.append(([result], None, done))
     return answers
 
