@@ -242,3 +242,78 @@ def test_a_longer_session_ttl_lengthens_the_settle_time(
     time.sleep(1.2)
     store.start(session.id)
     assert 3 == len(asked(outcomes[-1]))
+
+
+# -- what a store remembers per session id ---------------------------------------------
+
+
+def test_a_remembered_session_still_sees_a_copy_tampered_on_every_home_node(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """The MAC is skipped only for the very bytes verified before: a forged copy of the
+    same length on both home nodes fails it, and the session restarts with a fresh id."""
+    session = saved(store, role="user")
+    store.start(session.id)  # read once: remembered
+    key = storage_key(PREFIX, session.id)
+    home1, home2, _ = ranked(cluster, session.id)
+    blob = raw(home1).get(key)
+    forged = blob.replace(b'"user"', b'"root"')
+    assert (len(blob), True) == (len(forged), forged != blob)
+    for server in (home1, home2):
+        raw(server).set(key, forged, noreply=False)
+    loaded = store.start(session.id)
+    assert (True, False, OutcomeKind.INVALID) == (
+        loaded.new,
+        loaded.id == session.id,
+        outcomes[-1].kind,
+    )
+
+
+def test_a_remembered_session_sees_another_process_s_save(
+    cluster: MemcachedCluster, make_store: Maker
+) -> None:
+    """Different bytes than the remembered copy: verified and served, never the old one."""
+    first, second = make_store(cluster), make_store(cluster)
+    session = saved(first, step="one")
+    assert "one" == first.start(session.id)["step"]
+    other = second.start(session.id)
+    other["step"] = "two"
+    second.save(other)
+    assert "two" == first.start(session.id)["step"]
+
+
+def test_a_remembered_session_destroyed_elsewhere_stays_destroyed(
+    cluster: MemcachedCluster, make_store: Maker
+) -> None:
+    """Another process logs the user out: the tombstone beats the remembered copy."""
+    first, second = make_store(cluster), make_store(cluster)
+    session = saved(first, user_id=7)
+    first.start(session.id)
+    second.destroy(second.start(session.id))
+    loaded = first.start(session.id)
+    assert (True, False) == (loaded.new, loaded.id == session.id)
+
+
+def test_unknown_and_large_sessions_are_not_remembered(store: MemcacheSessionStore) -> None:
+    """An id that names no session (random ids cost an attacker nothing) and a copy over
+    4 KiB are not kept; the large one is still served."""
+    unknown = store.start("A" * 43)
+    large = saved(store, blob="x" * 10_000)
+    loaded = store.start(large.id)
+    assert (True, "x" * 10_000) == (unknown.new, loaded["blob"])
+    assert ("A" * 43 not in store._known, large.id not in store._known) == (True, True)
+
+
+def test_the_remembered_ids_are_bounded(store: MemcacheSessionStore) -> None:
+    """At most 1024 ids, the oldest dropped first; every session is still served."""
+    sessions = [saved(store, n=n) for n in range(1100)]
+    assert (1024, False, True) == (
+        len(store._known),
+        sessions[0].id in store._known,
+        sessions[-1].id in store._known,
+    )
+    assert [0, 1099] == [store.start(sessions[i].id)["n"] for i in (0, -1)]
