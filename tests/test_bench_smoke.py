@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_ROWS = [
@@ -37,3 +39,29 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     assert expected == [row["name"] for row in json.loads(out.read_text())["results"]]
     for name in expected:
         assert f"| {name} |" in proc.stdout
+
+
+@pytest.mark.memcached
+def test_memcache_quick_run_produces_every_row(tmp_path: Path) -> None:
+    """`python -m bench.memcache_bench --quick` runs every comparison over real memcached
+    (both transports) and writes its rows; timings are not checked."""
+    out = tmp_path / "memcache.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memcache_bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = [row["name"] for row in json.loads(out.read_text())]
+    expected = [
+        "start() existing session, replicas=2 [pymemcache]",
+        "start() existing session, replicas=2 [pipelined]",
+        "network floor: bare pipelined gets to the 2 home nodes (no decoding)",
+        "start() of a session this process does not remember [pymemcache]",
+        "start() while the primary hangs, breaker open [pipelined]",
+    ]
+    assert [True] * len(expected) == [name in names for name in expected]
+    assert all(row["store_p50"] > 0 and row["base_p50"] > 0 for row in json.loads(out.read_text()))
