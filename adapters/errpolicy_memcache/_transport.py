@@ -242,13 +242,7 @@ def agreed_gets(transports: Sequence[_Pool[Any]], command: Command) -> bytes | l
     ``exchange`` gives it. The comparison runs in C with the round where it can."""
     batch = [(transport, (command,)) for transport in transports]
     if _C_GETS is None:
-        answers = _fan_out(batch)
-        blobs: set[bytes | None] = set()
-        for values, failure, _ in answers:
-            found = None if failure is not None else values[0]  # (bytes, cas) or a miss
-            blobs.add(None if found is None else found[0])
-        blob = blobs.pop() if len(blobs) == 1 else None
-        return answers if blob is None else blob
+        return _agreed(_fan_out(batch))
     conns = [_checkout(transport) for transport in transports]
     live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
     if len(live) == len(conns):
@@ -260,7 +254,20 @@ def agreed_gets(transports: Sequence[_Pool[Any]], command: Command) -> bytes | l
     else:
         result = _C_GETS([c.fileno() for c in live], command.request)
     assert isinstance(result, list)
-    return _round_answers(batch, conns, result)
+    # Compared again: a reused connection found closed (a restarted node) was retried
+    # after the C round, and its value may agree with the others'.
+    return _agreed(_round_answers(batch, conns, result))
+
+
+def _agreed(answers: list[Answer]) -> bytes | list[Answer]:
+    """The value of ``answers`` to one ``gets`` when every node answered a hit with the
+    same bytes, else ``answers``."""
+    blobs: set[bytes | None] = set()
+    for values, failure, _ in answers:
+        found = None if failure is not None else values[0]  # (bytes, cas) or a miss
+        blobs.add(None if found is None else found[0])
+    blob = blobs.pop() if len(blobs) == 1 else None
+    return answers if blob is None else blob
 
 
 def _checkout(transport: _Pool[Any]) -> Any:

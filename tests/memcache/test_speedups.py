@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -219,6 +219,152 @@ def test_a_signal_handler_that_raises_ends_the_round_at_once(
         signal.signal(signal.SIGALRM, previous)
         server.resume()
     assert took < 1.0
+
+
+# -- gets_round with agree: the value alone when every node holds the same bytes ------
+
+
+def holding(cluster: MemcachedCluster, values: Sequence[bytes | None]) -> list[MemcachedServer]:
+    """The first ``len(values)`` nodes, each holding its value under "k" (None: a miss)."""
+    servers = cluster.servers[: len(values)]
+    for server, value in zip(servers, values, strict=True):
+        if value is not None:
+            client = Client((server.host, server.port), connect_timeout=1.0, timeout=1.0)
+            assert client.set("k", value, noreply=False)
+            client.close()
+    return servers
+
+
+def as_read(results: object) -> list[object]:
+    """A round's per-node results with the CAS tokens dropped: None, a value, or a
+    NodeFailure's kind."""
+    assert isinstance(results, list), results
+    return [
+        kind(r) if isinstance(r, NodeFailure) else (None if r is None else r[0]) for r in results
+    ]
+
+
+@needs_c
+@pytest.mark.memcached
+@pytest.mark.parametrize(
+    "values",
+    [[b"v"], [b"v", b"v"], [b"x\r\nEND\r\n"] * 3, [b"", b""], [os.urandom(200_000)] * 3],
+    ids=["one", "two", "protocol-bytes", "empty", "200kB"],
+)
+def test_agree_gives_the_bytes_when_every_node_holds_them(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket], values: list[bytes]
+) -> None:
+    """The bytes alone (b"" for empty values); without agree, the same round is a list."""
+    socks = [sockets(server) for server in holding(cluster, values)]
+    assert speedups is not None
+    agreed = speedups.gets_round([s.fileno() for s in socks], b"gets k\r\n", True)
+    plain = speedups.gets_round([s.fileno() for s in socks], b"gets k\r\n")
+    told_not_to = speedups.gets_round([s.fileno() for s in socks], b"gets k\r\n", False)
+    assert (bytes, values[0]) == (type(agreed), agreed)
+    assert (values, values) == (as_read(plain), as_read(told_not_to))
+
+
+@needs_c
+@pytest.mark.memcached
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"one", b"two"],
+        [b"abc", b"abd"],
+        [b"abc", b"abcd"],
+        [b"abcd", b"abc"],
+        [b"v", b"v", b"w"],
+        [b"v", None],
+        [None, b"v"],
+        [b"", None],
+        [None, b""],
+        [None, None],
+    ],
+    ids=[
+        "same-length",
+        "last-byte",
+        "longer",
+        "shorter",
+        "third-differs",
+        "last-misses",
+        "first-misses",
+        "empty-and-miss",
+        "miss-and-empty",
+        "all-miss",
+    ],
+)
+def test_agree_gives_every_result_when_the_nodes_differ(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket], values: list[bytes | None]
+) -> None:
+    """Other bytes of the same length, a prefix either way, a miss anywhere (an empty
+    value is no miss): the per-node list, as without agree."""
+    socks = [sockets(server) for server in holding(cluster, values)]
+    assert speedups is not None
+    results = speedups.gets_round([s.fileno() for s in socks], b"gets k\r\n", True)
+    assert values == as_read(results)
+    assert all(isinstance(r[1], int) for r in results if r is not None)
+
+
+@needs_c
+@pytest.mark.memcached
+@pytest.mark.parametrize("failing", [0, 1], ids=["first-fails", "last-fails"])
+@pytest.mark.parametrize("value", [b"v", b""], ids=["value", "empty"])
+def test_agree_with_a_failed_node_gives_every_result(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket], failing: int, value: bytes
+) -> None:
+    """A node whose process died ("closed") among nodes that agree: the list, with its
+    NodeFailure where it stands and the others' values."""
+    servers = holding(cluster, [value, value, value])
+    socks = [sockets(server) for server in servers[:2]]
+    servers[failing].kill()
+    assert speedups is not None
+    results = speedups.gets_round([s.fileno() for s in socks], b"gets k\r\n", True)
+    expected: list[object] = [value, value]
+    expected[failing] = "closed"
+    assert expected == as_read(results)
+
+
+@needs_c
+def test_agree_over_no_sockets_is_an_empty_list() -> None:
+    assert speedups is not None
+    assert [] == speedups.gets_round([], b"gets k\r\n", True)
+
+
+@needs_c
+@pytest.mark.memcached
+def test_agree_whose_truth_test_raises_raises_before_anything_is_sent(
+    cluster: MemcachedCluster, sockets: Callable[..., socket.socket]
+) -> None:
+    """The exception of the third argument's __bool__ comes out, and no request went:
+    a round after it reads one reply, and the node counted one get in all."""
+
+    class Undecided(Exception):
+        pass
+
+    class Unsure:
+        def __bool__(self) -> bool:
+            raise Undecided
+
+    server = holding(cluster, [b"v"])[0]
+    sock = sockets(server)
+    gets_before = int(server.stats()["cmd_get"])
+    assert speedups is not None
+    with pytest.raises(Undecided):
+        speedups.gets_round([sock.fileno()], b"gets k\r\n", Unsure())
+    after = speedups.gets_round([sock.fileno()], b"gets k\r\n", True)
+    assert (b"v", 1) == (after, int(server.stats()["cmd_get"]) - gets_before)
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "args",
+    [([], b"gets k\r\n", True, True), ([],)],
+    ids=["four", "one"],
+)
+def test_gets_round_takes_two_or_three_arguments(args: tuple[object, ...]) -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError, match="takes 2 or 3 arguments"):
+        speedups.gets_round(*args)
 
 
 # -- replies no memcached sends: a fake server ----------------------------------------

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import _wire
+from errpolicy_memcache import _transport, _wire
 from errpolicy_memcache._transport import (
     TRANSPORTS,
     Answer,
     PipelinedTransport,
     PymemcacheTransport,
+    agreed_gets,
     make_transport,
 )
 from errpolicy_memcache._wire import Command, add, cas, delete, gets, set_, touch
@@ -396,3 +397,255 @@ def test_a_connection_closed_after_a_reply_is_not_retried(
     exchange(reads(transports))
     answers = exchange([reads(transports)[0], (transports[1], [set_("k", b"v", 60), gets("k")])])
     assert ([None, "closed"], 1) == (kinds_of(answers), halfway.connections)
+
+
+# -- agreed_gets: one gets to every node, the value alone when they all hold it ---------
+
+
+class Path:
+    """Which way :func:`agreed_gets` runs, and what it called: "c" (the C round, which
+    compares the values; ``calls`` holds each call's arguments after the request) or
+    "python" (no C round: ``_fan_out``, then compared in Python; ``calls`` holds one
+    entry per ``_fan_out``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[Any, ...]] = []
+
+
+@pytest.fixture(params=["c", "python"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each way of :func:`agreed_gets` in turn, in the same run: the C round (skipped
+    where it is not built) and the Python one (``_C_GETS`` set to None)."""
+    chosen = Path(request.param)
+    if chosen.name == "python":
+        fan_out = _transport._fan_out
+
+        def fan_out_recorded(batch: Any) -> list[Answer]:
+            chosen.calls.append(())
+            return fan_out(batch)
+
+        monkeypatch.setattr(_transport, "_C_GETS", None)
+        monkeypatch.setattr(_transport, "_fan_out", fan_out_recorded)
+        return chosen
+    c_gets = _transport._C_GETS
+    if c_gets is None:
+        pytest.skip("the C gets round is not built (or not used) here")
+
+    def c_gets_recorded(fds: Sequence[int], request: bytes, *agree: bool) -> Any:
+        chosen.calls.append(agree)
+        return c_gets(fds, request, *agree)
+
+    monkeypatch.setattr(_transport, "_C_GETS", c_gets_recorded)
+    return chosen
+
+
+def put(server: MemcachedServer, value: bytes, key: str = KEY) -> None:
+    """``value`` written under ``key`` on one node, by plain pymemcache."""
+    client = Client((server.host, server.port), connect_timeout=1.0, timeout=1.0)
+    assert client.set(key, value, noreply=False)
+    client.close()
+
+
+def holding(cluster: MemcachedCluster, values: Sequence[bytes | None]) -> list[MemcachedServer]:
+    """The first ``len(values)`` nodes of ``cluster``, each holding its value under KEY
+    (None: nothing, a miss)."""
+    servers = cluster.servers[: len(values)]
+    for server, value in zip(servers, values, strict=True):
+        if value is not None:
+            put(server, value)
+    return servers
+
+
+class Counts:
+    """A node's ``curr_connections`` and ``total_connections``, asked over one
+    connection kept open, so that asking opens and closes none."""
+
+    def __init__(self, server: MemcachedServer) -> None:
+        self._sock = socket.create_connection((server.host, server.port), timeout=2.0)
+
+    def __call__(self) -> tuple[int, int]:
+        self._sock.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            chunk = self._sock.recv(65536)
+            assert chunk, "closed while reading stats"
+            buf += chunk
+        stats = dict(
+            line.split(" ", 2)[1:] for line in buf.decode().splitlines() if line.startswith("STAT ")
+        )
+        return int(stats["curr_connections"]), int(stats["total_connections"])
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def checked_answers(result: bytes | list[Answer], before: float) -> list[Answer]:
+    """``result`` as the answers it must be, each answer's time checked: taken after
+    ``before`` and by now."""
+    assert isinstance(result, list), result
+    now = time.perf_counter()
+    assert all(isinstance(t, float) and before <= t <= now for _, _, t in result)
+    return result
+
+
+AGREEING = {
+    "one node": [VALUE],
+    "two nodes": [VALUE, VALUE],
+    "three nodes": [VALUE, VALUE, VALUE],
+    "protocol bytes": [b"x\r\nEND\r\n", b"x\r\nEND\r\n"],
+    "empty": [b"", b""],
+    "empty, three nodes": [b"", b"", b""],
+    "300 kB": [bytes(range(256)) * 1200] * 3,
+}
+
+
+@pytest.mark.parametrize("values", AGREEING.values(), ids=AGREEING.keys())
+def test_agreed_gets_gives_the_value_alone_when_every_node_holds_the_same_bytes(
+    cluster: MemcachedCluster, make: Make, path: Path, values: list[bytes]
+) -> None:
+    """The bytes alone (b"" for empty values, not a miss), whatever the CAS tokens (the
+    first node's value was written twice: its token differs); one round, compared in
+    C on the C path."""
+    servers = holding(cluster, values)
+    put(servers[0], values[0])  # a second write: another CAS token on the first node
+    transports = [make(server) for server in servers]
+    result = agreed_gets(transports, gets(KEY))
+    assert (bytes, values[0]) == (type(result), result)
+    assert {"c": [(True,)], "python": [()]}[path.name] == path.calls
+
+
+DISAGREEING = {
+    "same length, other bytes": [b"one", b"two"],
+    "the first a prefix of the second": [b"abc", b"abcd"],
+    "the second a prefix of the first": [b"abcd", b"abc"],
+    "two agree, the third not": [VALUE, VALUE, b"other"],
+    "the last misses": [VALUE, None],
+    "the first misses": [None, VALUE],
+    "empty and a miss": [b"", None],
+    "a miss and empty": [None, b""],
+    "every node misses": [None, None],
+    "every node of three misses": [None, None, None],
+}
+
+
+@pytest.mark.parametrize("values", DISAGREEING.values(), ids=DISAGREEING.keys())
+def test_agreed_gets_gives_every_answer_when_the_nodes_differ(
+    cluster: MemcachedCluster, make: Make, path: Path, values: list[bytes | None]
+) -> None:
+    """Other bytes, another length, a miss anywhere (an empty value is no miss): each
+    node's answer, the same as the exchange of the same reads gives; the connections
+    are pooled all the same."""
+    transports = [make(server) for server in holding(cluster, values)]
+    before = time.perf_counter()
+    answers = checked_answers(agreed_gets(transports, gets(KEY)), before)
+    expected = [[None] if value is None else [(value, "token")] for value in values]
+    assert ([None] * len(values), expected) == (kinds_of(answers), values_of(answers))
+    assert (kinds_of(answers), values_of(answers)) == (
+        kinds_of(exchange(reads(transports))),
+        values_of(exchange(reads(transports))),
+    )
+    assert [1] * len(values) == [len(t._idle) for t in transports]
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "first-call"])
+def test_agreed_gets_with_a_killed_node_gives_its_failure_and_the_others_values(
+    cluster: MemcachedCluster, make: Make, path: Path, pooled: bool
+) -> None:
+    """A pooled connection to the killed node is found closed and tried once more on a
+    fresh one, refused; with none pooled, the new connection is refused at once."""
+    stored(cluster)
+    transports = [make(server) for server in cluster.servers]
+    if pooled:
+        assert VALUE == agreed_gets(transports, gets(KEY))
+        assert [1, 1, 1] == [len(t._idle) for t in transports]
+    cluster[1].kill()
+    before = time.perf_counter()
+    answers = checked_answers(agreed_gets(transports, gets(KEY)), before)
+    assert (
+        [None, "refused", None],
+        [[(VALUE, "token")], [], [(VALUE, "token")]],
+        [1, 0, 1],
+    ) == (kinds_of(answers), values_of(answers), [len(t._idle) for t in transports])
+
+
+def test_agreed_gets_with_a_paused_node_times_out_after_the_read_timeout(
+    cluster: MemcachedCluster, make: Make, path: Path
+) -> None:
+    """A hung node is a "timeout" after about the read timeout (0.3 s); the others
+    answer and stay pooled; the hung node's connection is dropped."""
+    stored(cluster)
+    transports = [make(server) for server in cluster.servers]
+    assert VALUE == agreed_gets(transports, gets(KEY))
+    cluster[2].pause()
+    start, before = time.monotonic(), time.perf_counter()
+    answers = checked_answers(agreed_gets(transports, gets(KEY)), before)
+    elapsed = time.monotonic() - start
+    assert (
+        [None, None, "timeout"],
+        [[(VALUE, "token")], [(VALUE, "token")], []],
+        [1, 1, 0],
+    ) == (kinds_of(answers), values_of(answers), [len(t._idle) for t in transports])
+    assert 0.25 <= elapsed < 1.0
+
+
+def test_agreed_gets_pools_its_connections_again(
+    cluster: MemcachedCluster, make: Make, path: Path
+) -> None:
+    """After an agreeing read each node's connection is back in its pool, and the next
+    read goes over it: over many reads, no node sees a connection more (memcached's
+    connection counters, asked over a connection of their own, stay the same)."""
+    stored(cluster)
+    transports = [make(server) for server in cluster.servers]
+    assert VALUE == agreed_gets(transports, gets(KEY))
+    pooled = [list(t._idle) for t in transports]
+    counts = [Counts(server) for server in cluster.servers]
+    try:
+        first = [count() for count in counts]
+        results = [agreed_gets(transports, gets(KEY)) for _ in range(50)]
+        last = [count() for count in counts]
+    finally:
+        for count in counts:
+            count.close()
+    assert ([VALUE] * 50, first) == (results, last)
+    assert pooled == [list(t._idle) for t in transports]
+    assert [1, 1, 1] == [len(p) for p in pooled]
+
+
+def test_agreed_gets_asks_a_restarted_node_again_and_then_agrees(
+    cluster: MemcachedCluster, make: Make, path: Path
+) -> None:
+    """The pooled connection to the old process is found closed: the request goes once
+    more on a new connection, whose value (written to the new process) agrees with the
+    other node's: the bytes alone, and the new connection pooled."""
+    stored(cluster)
+    transports = [make(cluster[0]), make(cluster[1])]
+    assert VALUE == agreed_gets(transports, gets(KEY))
+    (stale,) = transports[1]._idle
+    cluster[1].restart()
+    put(cluster[1], VALUE)
+    result = agreed_gets(transports, gets(KEY))
+    (kept,) = transports[1]._idle
+    assert (VALUE, False, -1) == (result, kept is stale, stale._sock.fileno())
+    assert VALUE == agreed_gets(transports, gets(KEY))
+    assert [kept] == list(transports[1]._idle)
+
+
+def test_agreed_gets_retries_a_closed_connection_only_once(
+    cluster: MemcachedCluster, make: Make, path: Path, fake: Callable[..., FakeNode]
+) -> None:
+    """A node that closes every connection before answering: the pooled connection and
+    one fresh one are tried, no more; the node is "closed", the real one answers."""
+    stored(cluster)
+    reply = b"VALUE %s 0 %d 1\r\n%s\r\nEND\r\n" % (KEY.encode(), len(VALUE), VALUE)
+    closing = fake([reply, None], [None])
+    transports = [make(cluster[0]), make(closing.address)]
+    assert VALUE == agreed_gets(transports, gets(KEY))  # the fake node agreed, once
+    assert closing.dropped.acquire(timeout=2.0)  # then closed that connection
+    before = time.perf_counter()
+    answers = checked_answers(agreed_gets(transports, gets(KEY)), before)
+    assert ([None, "closed"], [[(VALUE, "token")], []], 2) == (
+        kinds_of(answers),
+        values_of(answers),
+        closing.connections,
+    )
