@@ -240,9 +240,10 @@ def agreed_gets(transports: Sequence[_Pool[Any]], command: Command) -> bytes | l
     """One ``gets`` to every transport's node at once: the value when every node holds
     the same bytes (the usual session read, kept short), else each node's answer as
     ``exchange`` gives it. The comparison runs in C with the round where it can."""
-    batch = [(transport, (command,)) for transport in transports]
+    if not transports:
+        return []
     if _C_GETS is None:
-        return _agreed(_fan_out(batch))
+        return _agreed(_fan_out([(transport, (command,)) for transport in transports]))
     conns = [_checkout(transport) for transport in transports]
     live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
     if len(live) == len(conns):
@@ -256,6 +257,7 @@ def agreed_gets(transports: Sequence[_Pool[Any]], command: Command) -> bytes | l
     assert isinstance(result, list)
     # Compared again: a reused connection found closed (a restarted node) was retried
     # after the C round, and its value may agree with the others'.
+    batch = [(transport, (command,)) for transport in transports]
     return _agreed(_round_answers(batch, conns, result))
 
 

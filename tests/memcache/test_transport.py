@@ -649,3 +649,8 @@ def test_agreed_gets_retries_a_closed_connection_only_once(
         values_of(answers),
         closing.connections,
     )
+
+
+def test_agreed_gets_of_no_nodes_is_no_answers(path: Path) -> None:
+    """Both paths give the empty list (nothing sent, nothing to agree on)."""
+    assert [] == agreed_gets([], gets(KEY))
