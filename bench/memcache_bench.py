@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import errpolicy
 from pymemcache.client.base import Client
@@ -217,24 +218,10 @@ def _outage(
     """``start()`` while ``primary`` hangs with its breaker open, vs ``start()`` of a
     store that reads every node with every node healthy: the same nodes asked, so the
     ratio is what the outage itself costs (no timeout; one notice per read)."""
-    healthy_store = MemcacheSessionStore(
-        cluster.addresses,
-        _SECRET,
-        replicas=2,
-        prefix=_PREFIX,
-        transport=transport,
-        read_all_nodes=True,
-    )
+    healthy_store = _store(cluster, transport, read_all_nodes=True)
     baseline = _measure([lambda: healthy_store.start(sid)], rounds, per_round)[0]
     healthy_store.close()
-    store = MemcacheSessionStore(
-        cluster.addresses,
-        _SECRET,
-        replicas=2,
-        prefix=_PREFIX,
-        retry_after=3600.0,
-        transport=transport,
-    )
+    store = _store(cluster, transport, retry_after=3600.0)
     primary.pause()
     try:
         node = next(n for n in store.nodes if n.address == primary.address)
@@ -253,6 +240,13 @@ def _outage(
     )
 
 
+def _store(cluster: MemcachedCluster, transport: str, **options: Any) -> MemcacheSessionStore:
+    """A store over ``cluster`` with ``replicas=2`` and the benchmark's secret and prefix."""
+    return MemcacheSessionStore(
+        cluster.addresses, _SECRET, replicas=2, prefix=_PREFIX, transport=transport, **options
+    )
+
+
 def _saved(store: MemcacheSessionStore) -> str:
     """The id of a new session holding the benchmark's data, saved."""
     session = store.start(None)
@@ -265,12 +259,7 @@ def run(rounds: int, per_round: int) -> list[Result]:
     """Start three memcached nodes, run every comparison for each transport, stop them."""
     results: list[Result] = []
     with MemcachedCluster(3) as cluster:
-        stores = {
-            transport: MemcacheSessionStore(
-                cluster.addresses, _SECRET, replicas=2, prefix=_PREFIX, transport=transport
-            )
-            for transport in TRANSPORTS
-        }
+        stores = {transport: _store(cluster, transport) for transport in TRANSPORTS}
         first = stores[TRANSPORTS[0]]
         sid = _saved(first)
         session = first.start(sid)
@@ -317,17 +306,7 @@ def run(rounds: int, per_round: int) -> list[Result]:
             rounds,
             per_round,
         )
-        everyone = {
-            transport: MemcacheSessionStore(
-                cluster.addresses,
-                _SECRET,
-                replicas=2,
-                prefix=_PREFIX,
-                transport=transport,
-                read_all_nodes=True,
-            )
-            for transport in TRANSPORTS
-        }
+        everyone = {t: _store(cluster, t, read_all_nodes=True) for t in TRANSPORTS}
         results += _compare(
             "start() with read_all_nodes=True (asks all 3 nodes)",
             [(name, functools.partial(s.start, sid)) for name, s in everyone.items()],

@@ -155,28 +155,42 @@ interrupted(void)
     return PyErr_CheckSignals() < 0 ? -1 : 0;
 }
 
+/* One send or recv on the node's socket with the GIL released, retried after EINTR
+   once the signal handlers ran. >0: bytes moved; 0: the peer closed (recv);
+   -1: a node failure was recorded; -2: a handler raised (exception set). */
+static ssize_t
+transfer(NodeRead *node, int sending, char *buf, size_t size)
+{
+    for (;;) {
+        ssize_t moved;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        moved = sending ? send(node->fd, buf, size, MSG_NOSIGNAL) : recv(node->fd, buf, size, 0);
+        if (moved < 0) {
+            err = errno;
+        }
+        Py_END_ALLOW_THREADS
+        if (moved >= 0) {
+            return moved;
+        }
+        if (err != EINTR) {
+            fail_errno(node, err);
+            return -1;
+        }
+        if (interrupted() < 0) {
+            return -2;
+        }
+    }
+}
+
 /* Send all of request; 0 on success or node failure, -1 with an exception set. */
 static int
 send_all(NodeRead *node, const char *data, Py_ssize_t size)
 {
     while (size > 0) {
-        ssize_t sent;
-        int err = 0;
-        Py_BEGIN_ALLOW_THREADS
-        sent = send(node->fd, data, (size_t)size, MSG_NOSIGNAL);
+        ssize_t sent = transfer(node, 1, (char *)data, (size_t)size);
         if (sent < 0) {
-            err = errno;
-        }
-        Py_END_ALLOW_THREADS
-        if (sent < 0) {
-            if (err == EINTR) {
-                if (interrupted() < 0) {
-                    return -1;
-                }
-                continue;
-            }
-            fail_errno(node, err);
-            return 0;
+            return sent == -2 ? -1 : 0;
         }
         data += sent;
         size -= sent;
@@ -201,32 +215,16 @@ fill(NodeRead *node, Py_ssize_t want)
         node->buf = grown;
         node->cap = want;
     }
-    for (;;) {
-        ssize_t got;
-        int err = 0;
-        Py_BEGIN_ALLOW_THREADS
-        got = recv(node->fd, node->buf + node->len, (size_t)(node->cap - node->len), 0);
-        if (got < 0) {
-            err = errno;
-        }
-        Py_END_ALLOW_THREADS
-        if (got > 0) {
-            node->len += got;
-            return 1;
-        }
-        if (got == 0) {
-            fail(node, "closed", "connection closed by the server");
-            return 0;
-        }
-        if (err == EINTR) {
-            if (interrupted() < 0) {
-                return -1;
-            }
-            continue;
-        }
-        fail_errno(node, err);
+    ssize_t got = transfer(node, 0, node->buf + node->len, (size_t)(node->cap - node->len));
+    if (got > 0) {
+        node->len += got;
+        return 1;
+    }
+    if (got == 0) {
+        fail(node, "closed", "connection closed by the server");
         return 0;
     }
+    return got == -2 ? -1 : 0;
 }
 
 static int

@@ -47,6 +47,15 @@ def cut_off(store: MemcacheSessionStore, *servers: MemcachedServer) -> None:
                 node.breaker.failure()
 
 
+def read_and_repair(
+    store: MemcacheSessionStore, sid: str, raw: Raw, outcomes: list[Outcome], node: MemcachedServer
+) -> tuple[object, list[str], OutcomeKind, object]:
+    """Read ``sid``: the ``step`` served, the nodes asked, the outcome, and the ``step``
+    that ``node`` holds after the read."""
+    loaded = store.start(sid)
+    return loaded["step"], asked(outcomes[-1]), outcomes[-1].kind, stored_step(raw, node, sid)
+
+
 def test_a_settled_read_asks_the_home_replicas_only(
     store: MemcacheSessionStore,
     cluster: MemcachedCluster,
@@ -106,17 +115,9 @@ def test_a_home_miss_asks_the_other_nodes_and_refills(
     session = saved(store, step="kept")
     home1, home2, other = ranked(cluster, session.id)
     home1.restart()
-    loaded = store.start(session.id)
-    assert (
-        "kept",
-        [home1.address, home2.address, other.address],
-        OutcomeKind.REPAIRED,
-        "kept",
-    ) == (
-        loaded["step"],
-        asked(outcomes[-1]),
-        outcomes[-1].kind,
-        stored_step(raw, home1, session.id),
+    everyone = [home1.address, home2.address, other.address]
+    assert ("kept", everyone, OutcomeKind.REPAIRED, "kept") == read_and_repair(
+        store, session.id, raw, outcomes, home1
     )
 
 
@@ -138,17 +139,9 @@ def test_another_process_finds_the_newer_copy_below_the_home(
     writer.save(session)
     assert ["old", "new"] == [stored_step(raw, s, session.id) for s in (home2, other)]
     reader = make_store(cluster)
-    loaded = reader.start(session.id)
-    assert (
-        "new",
-        [home1.address, home2.address, other.address],
-        OutcomeKind.REPAIRED,
-        "new",
-    ) == (
-        loaded["step"],
-        asked(outcomes[-1]),
-        outcomes[-1].kind,
-        stored_step(raw, home2, session.id),
+    everyone = [home1.address, home2.address, other.address]
+    assert ("new", everyone, OutcomeKind.REPAIRED, "new") == read_and_repair(
+        reader, session.id, raw, outcomes, home2
     )
 
 
