@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import errpolicy
@@ -42,19 +43,11 @@ def test_pure_python_switch_is_honoured() -> None:
 
 @needs_c
 @pytest.mark.slow
-def test_core_suite_passes_with_the_python_implementation() -> None:
+def test_core_suite_passes_with_the_python_implementation(
+    pure_python_run: Callable[..., str],
+) -> None:
     """The whole of tests/core again, in a process that runs the Python entry path."""
-    env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/core"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert 0 == result.returncode, result.stdout[-3000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+    pure_python_run("-p", "no:cacheprovider", "tests/core")
 
 
 def test_guard_lookup_answers_like_the_python_function() -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -459,7 +457,7 @@ def test_the_python_twins_run_when_asked() -> None:
 
 @pytest.mark.skipif(speedups is None, reason="the Python twins already ran as the main run")
 @pytest.mark.memcached
-def test_the_store_suite_passes_on_the_python_twins() -> None:
+def test_the_store_suite_passes_on_the_python_twins(pure_python_run: Callable[..., str]) -> None:
     """The store's tests that rank, fan out, read and fail over, again with
     ERRPOLICY_PURE_PYTHON=1: the Python twins give the same answers."""
     files = [
@@ -470,16 +468,9 @@ def test_the_store_suite_passes_on_the_python_twins() -> None:
         "test_store.py",
         "test_speedups.py",
     ]
-    env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-x", "--no-header"]
-        + [str(ROOT / "tests" / "memcache" / name) for name in files]
-        + ["-k", "not suite_passes_on_the_python_twins"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    pure_python_run(
+        "--no-header",
+        *[str(ROOT / "tests" / "memcache" / name) for name in files],
+        "-k",
+        "not suite_passes_on_the_python_twins",
     )
-    assert 0 == run.returncode, run.stdout[-3000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout
