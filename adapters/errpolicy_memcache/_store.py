@@ -166,15 +166,15 @@ class _Known:
     home nodes, their transports and the ``gets`` command (all derived from the id,
     never stale), and the last copy that passed verification (bytes and record)."""
 
-    __slots__ = ("blob", "command", "home", "key", "record", "transports")
+    __slots__ = ("command", "home", "key", "transports", "verified")
 
     def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
         self.key = key
         self.home = home
         self.transports = transports
         self.command = command
-        self.blob: bytes | None = None
-        self.record: Record | None = None
+        # One attribute for both: threads read and replace the pair at once.
+        self.verified: tuple[bytes, Record] | None = None
 
 
 class _Read:
@@ -533,9 +533,9 @@ class MemcacheSessionStore:
         done = time.perf_counter()
         for node in home:
             node.breaker.success()
-        if found == known.blob:  # these very bytes passed the MAC (or are ours)
-            record = known.record
-            assert record is not None
+        verified = known.verified
+        if verified is not None and found == verified[0]:  # these bytes passed the MAC
+            record = verified[1]
         else:
             checked = self._verify(found, known.key)
             if type(checked) is not Record:
@@ -560,7 +560,7 @@ class MemcacheSessionStore:
         first); see docs/memcache/security.md."""
         if len(blob) > _VERIFIED_BLOB_MAX:
             return
-        known.blob, known.record = blob, record
+        known.verified = (blob, record)
         remembered = self._known
         if sid not in remembered and len(remembered) >= _VERIFIED_MAX:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads

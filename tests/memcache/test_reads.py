@@ -5,6 +5,7 @@ fault clock knows nothing of the first one's faults."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -310,3 +311,37 @@ def test_the_remembered_ids_are_bounded(store: MemcacheSessionStore) -> None:
         sessions[-1].id in store._known,
     )
     assert [0, 1099] == [store.start(sessions[i].id)["n"] for i in (0, -1)]
+
+
+def test_threads_reading_while_another_process_saves_never_see_an_older_save(
+    cluster: MemcachedCluster, make_store: Maker
+) -> None:
+    """Four threads of one process read a session while another process saves it 300
+    times: a read that starts after a save returned sees that save or a later one,
+    and its data is never torn (a remembered copy and its record go together)."""
+    writer, reader = make_store(cluster), make_store(cluster)
+    session = saved(writer, step=0, check=0)
+    done = threading.Event()
+    latest = [0]  # the last step whose save returned
+    problems: list[str] = []
+
+    def read() -> None:
+        while not done.is_set():
+            floor = latest[0]
+            loaded = reader.start(session.id)
+            if loaded["step"] != loaded["check"] or loaded["step"] < floor:
+                problems.append(f"read {dict(loaded)} after step {floor} was saved")
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for step in range(1, 301):
+            session["step"] = session["check"] = step
+            writer.save(session)
+            latest[0] = step
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert ([], 300) == (problems, reader.start(session.id)["step"])
