@@ -909,7 +909,8 @@ class MemcacheSessionStore:
             session._version = version
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
-            self._remember(session.id, self._derive(key), write.command.value, record)
+            known = self._known.get(session.id) or self._derive(key)
+            self._remember(session.id, known, write.command.value, record)
         return outcome
 
     def _rollback(self, op: _Op, key: str, nodes: Sequence[Node]) -> None:
