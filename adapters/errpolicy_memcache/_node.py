@@ -11,7 +11,7 @@ from ._breaker import CircuitBreaker
 from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
 from ._wire import Command, NodeFailure
 
-__all__ = ["Node", "Reply", "answers", "execute", "settle"]
+__all__ = ["Node", "Reply", "execute", "settle"]
 
 # Failures that say the node itself is unhealthy; an error reply does not.
 _BREAKER_KINDS = frozenset({"refused", "timeout", "closed"})
@@ -57,7 +57,7 @@ class Reply:
     elapsed: float
 
 
-def answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
+def _answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
     """Each node's answer, in plan order, from one exchange per transport kind; nothing
     is recorded on the breakers (:func:`settle` does that)."""
     pipelined: list[tuple[PipelinedTransport, Sequence[Command]]] = []
@@ -87,14 +87,15 @@ def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
     unhealthy failure (refused, timeout, closed) or error reply on its breaker.
     """
     start = time.perf_counter()
-    return settle(plan, answers(plan), start)
+    return settle(plan, _answers(plan), start)
 
 
 def settle(
     plan: Sequence[tuple[Node, Sequence[Command]]], answered: Sequence[Answer], start: float
 ) -> list[Reply]:
-    """The :class:`Reply` of each node of ``plan`` from its answer (see :func:`answers`),
-    recorded on its breaker; ``start`` is ``perf_counter()`` when the plan was sent."""
+    """The :class:`Reply` of each node of ``plan`` from its transport's answer (as
+    ``exchange`` gives it), recorded on its breaker; ``start`` is ``perf_counter()``
+    when the plan was sent."""
     replies: list[Reply] = []
     for (node, commands), (values, failure, done) in zip(plan, answered, strict=True):
         if failure is None:

@@ -471,11 +471,11 @@ class MemcacheSessionStore:
             return self.new_session(), None
         began = time.perf_counter()
         home: list[Reply] | None = None
-        if not self._locking and not self._read_all_nodes:
+        if not self._locking and self._settled():  # a lock is taken before reading
             settled = self._home_read(sid, known or self._derive(key), began)
             if isinstance(settled, Record):
                 return self._loaded(sid, settled), None
-            home = settled  # None: not settled; else the replies, which settle nothing
+            home = settled  # None: start over; else the replies, which settle nothing
         op = _Op("session.start", key, began)
         lock = self._lock(op, key) if self._locking else None
         read = self._read(op, key, home)
@@ -509,19 +509,23 @@ class MemcacheSessionStore:
         home = rank(self._nodes, self._seeds, key)[: self._replicas]
         return _Known(key, home, [node.transport for node in home], gets(key))
 
+    def _settled(self) -> bool:
+        """True if reads may start with the home nodes alone (see :meth:`_read`): the
+        process has seen no fault for ``_settle_after`` seconds, and the store is not
+        told to read every node."""
+        return not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
+
     def _home_read(self, sid: str, known: _Known, began: float) -> Record | list[Reply] | None:
-        """The usual read, kept short because every request pays it: while the process
-        is settled (see :meth:`_read`) and the home nodes' breakers are closed, ask the
+        """The usual read, kept short because every request pays it: when the process
+        is settled (the caller checked) and the home nodes' breakers are closed, ask the
         home nodes; if all hold the same valid live copy, due no renewal, that is the
         session's record (reported only to ``on_outcome``: an OK read is silent).
 
         Otherwise the home nodes' replies, for :meth:`_read` to go on from, or None:
-        the process is not settled (nothing was sent), or the home nodes agree on a
-        copy that needs more than this (invalid, a tombstone, expired, due a renewal:
+        a home node's breaker is not closed (nothing was sent), or the home nodes agree
+        on a copy that needs more than this (invalid, a tombstone, expired, due a renewal:
         rare, so :meth:`_read` simply asks again).
         """
-        if not self._faults.quiet_for(self._settle_after):
-            return None
         home = known.home
         for node in home:
             if node.breaker.state is not BreakerState.CLOSED:
@@ -544,8 +548,6 @@ class MemcacheSessionStore:
             self._remember(sid, known, found, record)
         if record.tombstone or self._expired(record) or self._renewal_due(record):
             return None
-        if record.ttl > self._settle_after:  # as in _encode
-            self._settle_after = float(record.ttl)
         if self._on_outcome is not None:
             op = _Op("session.start", known.key, began)
             for node in home:
@@ -605,7 +607,7 @@ class MemcacheSessionStore:
             seen.update(reply.node for reply in home)
             replies = self._collect(read, key, home, decoded)
         else:
-            settled = not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
+            settled = self._settled()
             targets = self._targets(op, ranked, self._replicas if settled else len(ranked), seen)
             replies = self._gets(read, key, targets, decoded)
         if settled and (len(read.copies) < self._replicas or read.mixed):
@@ -649,8 +651,6 @@ class MemcacheSessionStore:
             if record is None:  # identical copies (the usual case) are verified once
                 record = decoded[blob] = self._verify(blob, key)
             if isinstance(record, Record):
-                if record.ttl > self._settle_after:  # as in _encode
-                    self._settle_after = float(record.ttl)
                 read.add_copy(_Copy(reply.node, record, blob, token))
             else:
                 read.invalid.append((reply.node, token))
@@ -658,9 +658,17 @@ class MemcacheSessionStore:
 
     def _verify(self, blob: bytes, key: str) -> Record | EnvelopeError:
         try:
-            return decode(blob, key, self._keys)
+            record = decode(blob, key, self._keys)
         except EnvelopeError as exc:
             return exc
+        self._note_lifetime(record)
+        return record
+
+    def _note_lifetime(self, record: Record) -> None:
+        """A copy read or written that lives longer than ``_settle_after``: after a
+        fault, reads keep asking every node as long as such a copy can (see __init__)."""
+        if record.ttl > self._settle_after:
+            self._settle_after = float(record.ttl)
 
     def _result(
         self,
@@ -852,8 +860,7 @@ class MemcacheSessionStore:
                         write.taken = True
 
     def _encode(self, key: str, record: Record) -> bytes:
-        if record.ttl > self._settle_after:  # a longer-lived copy: reads wait as long
-            self._settle_after = float(record.ttl)
+        self._note_lifetime(record)
         blob = encode(record, key, self._keys)
         if len(blob) > self._max_size:
             raise SessionTooLarge(len(blob), self._max_size)

@@ -393,6 +393,21 @@ def test_a_restarted_empty_node_is_refilled(
     assert raw(primary).get(storage_key(PREFIX, session.id)) is not None
 
 
+def logged_out_while_the_primary_missed_it(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> tuple[str, MemcachedServer]:
+    """A saved session destroyed, its primary left holding the live copy: the old id
+    and the primary."""
+    session = saved(store, user_id=1)
+    old = session.id
+    primary = ranked(cluster, old)[0]
+    missed_last_write(store, session, primary, raw, lambda: store.destroy(session))
+    return old, primary
+
+
 def test_a_logout_survives_a_node_that_missed_it(
     store: MemcacheSessionStore,
     cluster: MemcachedCluster,
@@ -400,10 +415,7 @@ def test_a_logout_survives_a_node_that_missed_it(
     raw: Callable[[MemcachedServer], Client],
 ) -> None:
     """Destroyed while its primary missed the tombstone: the session stays gone."""
-    session = saved(store, user_id=1)
-    old = session.id
-    primary = ranked(cluster, old)[0]
-    missed_last_write(store, session, primary, raw, lambda: store.destroy(session))
+    old, _ = logged_out_while_the_primary_missed_it(store, cluster, ranked, raw)
     first, second = store.start(old), store.start(old)
     assert (True, True, 0) == (first.new, second.new, len(first) + len(second))
 
@@ -415,10 +427,7 @@ def test_the_returning_node_gets_the_tombstone(
     raw: Callable[[MemcachedServer], Client],
 ) -> None:
     """The stale live copy on the node that missed the logout is replaced by the tombstone."""
-    session = saved(store, user_id=1)
-    old = session.id
-    primary = ranked(cluster, old)[0]
-    missed_last_write(store, session, primary, raw, lambda: store.destroy(session))
+    old, primary = logged_out_while_the_primary_missed_it(store, cluster, ranked, raw)
     store.start(old)
     key = storage_key(PREFIX, old)
     assert decode(raw(primary).get(key), key, [SECRET.encode()]).tombstone

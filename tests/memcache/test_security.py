@@ -13,6 +13,7 @@ from errpolicy_memcache import (
     NodeStatus,
     Outcome,
     OutcomeKind,
+    Session,
     SessionTooLarge,
 )
 from errpolicy_memcache._ids import storage_key
@@ -82,6 +83,20 @@ def tamper(server: MemcachedServer, key: str, raw: Callable[[MemcachedServer], C
     client.set(key, bytes(blob), expire=600, noreply=False)
 
 
+def tampered_everywhere(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+) -> Session:
+    """A saved session whose copies on both of its home nodes were then tampered with."""
+    session = saved(store, user_id=1)
+    key = storage_key(PREFIX, session.id)
+    for server in ranked(cluster, session.id)[:2]:
+        tamper(server, key, raw)
+    return session
+
+
 def test_a_tampered_record_restarts_the_session(
     store: MemcacheSessionStore,
     cluster: MemcachedCluster,
@@ -89,10 +104,7 @@ def test_a_tampered_record_restarts_the_session(
     raw: Callable[[MemcachedServer], Client],
 ) -> None:
     """With every copy tampered with, start() gives a new session with a fresh id."""
-    session = saved(store, user_id=1)
-    key = storage_key(PREFIX, session.id)
-    for server in ranked(cluster, session.id)[:2]:
-        tamper(server, key, raw)
+    session = tampered_everywhere(store, cluster, ranked, raw)
     loaded = store.start(session.id)
     assert (True, 0, False) == (loaded.new, len(loaded), loaded.id == session.id)
 
@@ -105,11 +117,8 @@ def test_a_tampered_record_is_reported(
     outcomes: list[Outcome],
 ) -> None:
     """The rejection is an INVALID outcome, a NOTICE, with each copy marked invalid
-    (and the third node, which holds no copy, a miss: reads ask every node)."""
-    session = saved(store, user_id=1)
-    key = storage_key(PREFIX, session.id)
-    for server in ranked(cluster, session.id)[:2]:
-        tamper(server, key, raw)
+    (and the third node, asked because no home copy was valid, a miss)."""
+    session = tampered_everywhere(store, cluster, ranked, raw)
     store.start(session.id)
     got = outcomes[-1]
     expected_nodes = [NodeStatus.INVALID, NodeStatus.INVALID, NodeStatus.MISS]
