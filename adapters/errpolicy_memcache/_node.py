@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 from ._breaker import CircuitBreaker
 from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
-from ._wire import Command, NodeFailure
+from ._wire import MAX_VALUE, Command, NodeFailure
 
 __all__ = ["Node", "Reply", "execute", "settle"]
 
@@ -29,13 +30,14 @@ class Node:
         read_timeout: float,
         pool_size: int,
         transport: str = "pymemcache",
+        max_value: int = MAX_VALUE,
     ) -> None:
         self.host = host
         self.port = port
         self.address = f"{host}:{port}"
         self.breaker = breaker
         self.transport = make_transport(
-            transport, host, port, connect_timeout, read_timeout, pool_size
+            transport, host, port, connect_timeout, read_timeout, pool_size, max_value
         )
 
     def __repr__(self) -> str:
@@ -57,7 +59,7 @@ class Reply:
     elapsed: float
 
 
-def _answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
+def _answers(plan: Sequence[tuple[Node, Sequence[Command]]], deadline: float) -> list[Answer]:
     """Each node's answer, in plan order, from one exchange per transport kind; nothing
     is recorded on the breakers (:func:`settle` does that)."""
     pipelined: list[tuple[PipelinedTransport, Sequence[Command]]] = []
@@ -69,25 +71,29 @@ def _answers(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Answer]:
         else:
             pooled.append((transport, commands))
     if not pooled:  # a store's nodes share one transport: this or the next line
-        return PipelinedTransport.exchange(pipelined)
+        return PipelinedTransport.exchange(pipelined, deadline)
     if not pipelined:
-        return PymemcacheTransport.exchange(pooled)
-    firsts = iter(PipelinedTransport.exchange(pipelined))
-    others = iter(PymemcacheTransport.exchange(pooled))
+        return PymemcacheTransport.exchange(pooled, deadline)
+    firsts = iter(PipelinedTransport.exchange(pipelined, deadline))
+    others = iter(PymemcacheTransport.exchange(pooled, deadline))
     return [
         next(firsts) if isinstance(node.transport, PipelinedTransport) else next(others)
         for node, _ in plan
     ]
 
 
-def execute(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
+def execute(
+    plan: Sequence[tuple[Node, Sequence[Command]]], deadline: float = math.inf
+) -> list[Reply]:
     """Run each node's commands through its transport; never raises for a node.
 
     Returns one :class:`Reply` per node, in plan order, and records each node's success,
     unhealthy failure (refused, timeout, closed) or error reply on its breaker.
+    ``deadline`` is the operation's (``time.perf_counter()`` time; see ``_transport``):
+    a node skipped because it passed is not counted against it.
     """
     start = time.perf_counter()
-    return settle(plan, _answers(plan), start)
+    return settle(plan, _answers(plan, deadline), start)
 
 
 def settle(

@@ -13,25 +13,42 @@
  * gets_round() works on blocking sockets whose timeouts the kernel enforces
  * (SO_RCVTIMEO / SO_SNDTIMEO, see _wire._set_read_timeout): a timeout is EAGAIN.
  * The GIL is released around each system call, as the socket module does.
+ *
+ * A round also keeps the operation's deadline, as _wire.Connection does: a node is
+ * sent nothing once it passed ("skipped"), and a read after it only takes what has
+ * already arrived ("timeout" if the reply is not complete). The reply grammar is
+ * memcached's, strictly (single spaces, digits only), the same as _wire._read_gets.
  */
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 
-#define MAX_LINE 1024          /* a VALUE line is about 100 bytes; more is not memcached */
-#define MAX_VALUE (1L << 30)    /* memcached's item size limit is far below */
+#define MAX_LINE 1024 /* _wire.MAX_LINE: a VALUE line is about 300 bytes at most */
+#define MAX_KEY 250   /* memcached's key length limit */
+#define DEFAULT_MAX_VALUE (1LL << 20) /* _wire.MAX_VALUE: memcached's default -I */
 #define FIRST_CHUNK 65536
-#define MAX_NODES 64
+#define STACK_NODES 16 /* rounds and rankings up to this many nodes use no heap */
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* no SIGPIPE flag here: Python ignores SIGPIPE anyway */
 #endif
 
-static PyObject *failure_type = NULL; /* _wire.NodeFailure, from setup() */
+/* Per-module state (multi-phase init): _wire.NodeFailure, from setup(). */
+typedef struct {
+    PyObject *failure_type;
+} ModuleState;
+
+static inline ModuleState *
+state_of(PyObject *module)
+{
+    return (ModuleState *)PyModule_GetState(module);
+}
 
 /* ---- ranking ---------------------------------------------------------------------- */
 
@@ -41,6 +58,22 @@ mix(unsigned long long x)
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
     return x ^ (x >> 31);
+}
+
+typedef struct {
+    unsigned long long weight;
+    Py_ssize_t index;
+} Weighted;
+
+/* Highest weight first, the given order among equal weights (as rank_python). */
+static int
+by_weight(const void *a, const void *b)
+{
+    const Weighted *x = a, *y = b;
+    if (x->weight != y->weight) {
+        return x->weight < y->weight ? 1 : -1;
+    }
+    return x->index < y->index ? -1 : (x->index > y->index);
 }
 
 static PyObject *
@@ -65,36 +98,53 @@ rank(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seeds);
     PyObject *result = NULL;
-    if (n != PySequence_Fast_GET_SIZE(nodes) || n > MAX_NODES) {
-        PyErr_SetString(PyExc_ValueError, "rank: one seed per node, at most 64 nodes");
+    Weighted on_stack[STACK_NODES];
+    Weighted *weighted = on_stack;
+    if (n != PySequence_Fast_GET_SIZE(nodes)) {
+        PyErr_SetString(PyExc_ValueError, "rank: one seed per node");
         goto done;
     }
-    unsigned long long weight[MAX_NODES];
-    Py_ssize_t order[MAX_NODES];
+    if (n > STACK_NODES) { /* any count: a store may list hundreds of servers */
+        weighted = PyMem_New(Weighted, (size_t)n);
+        if (weighted == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned long long seed =
             PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seeds, i));
         if (seed == (unsigned long long)-1 && PyErr_Occurred()) {
             goto done;
         }
-        weight[i] = mix(h ^ seed);
-        /* Insertion sort: highest weight first, the given order among equal weights. */
+        Weighted w = {mix(h ^ seed), i};
+        if (n > STACK_NODES) {
+            weighted[i] = w;
+            continue;
+        }
+        /* A few nodes (the usual store): insertion sort beats qsort's calls. */
         Py_ssize_t j = i;
-        while (j > 0 && weight[order[j - 1]] < weight[i]) {
-            order[j] = order[j - 1];
+        while (j > 0 && by_weight(&weighted[j - 1], &w) > 0) {
+            weighted[j] = weighted[j - 1];
             j--;
         }
-        order[j] = i;
+        weighted[j] = w;
+    }
+    if (n > STACK_NODES) {
+        qsort(weighted, (size_t)n, sizeof(Weighted), by_weight);
     }
     result = PyList_New(n);
     if (result == NULL) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *node = PySequence_Fast_GET_ITEM(nodes, order[i]);
+        PyObject *node = PySequence_Fast_GET_ITEM(nodes, weighted[i].index);
         PyList_SET_ITEM(result, i, Py_NewRef(node));
     }
 done:
+    if (weighted != on_stack) {
+        PyMem_Free(weighted);
+    }
     Py_DECREF(seeds);
     Py_DECREF(nodes);
     return result;
@@ -105,13 +155,32 @@ done:
 typedef struct {
     int fd;
     int failed;               /* 1 once kind/detail are set */
-    const char *kind;         /* refused, timeout, closed or error */
+    const char *kind;         /* refused, timeout, closed, error or skipped */
     char detail[96];
     char *buf;
     Py_ssize_t len, cap;
     Py_ssize_t value_at, value_len; /* value_len < 0: a miss */
     unsigned long long cas;
 } NodeRead;
+
+/* What every node of one round shares: the operation's deadline and the value limit. */
+typedef struct {
+    int has_deadline;
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    long long max_value;
+} Round;
+
+static int
+past_deadline(const Round *round)
+{
+    if (!round->has_deadline) {
+        return 0;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > round->deadline.tv_sec
+           || (now.tv_sec == round->deadline.tv_sec && now.tv_nsec >= round->deadline.tv_nsec);
+}
 
 static void
 fail(NodeRead *node, const char *kind, const char *detail)
@@ -122,7 +191,7 @@ fail(NodeRead *node, const char *kind, const char *detail)
 }
 
 static void
-fail_errno(NodeRead *node, int err)
+fail_errno(NodeRead *node, int err, int late)
 {
     const char *kind;
     switch (err) {
@@ -131,7 +200,7 @@ fail_errno(NodeRead *node, int err)
     case EWOULDBLOCK:
 #endif
     case ETIMEDOUT:
-        fail(node, "timeout", "timed out");
+        fail(node, "timeout", late ? "operation deadline passed" : "timed out");
         return;
     case ECONNREFUSED:
         kind = "refused";
@@ -156,16 +225,20 @@ interrupted(void)
 }
 
 /* One send or recv on the node's socket with the GIL released, retried after EINTR
-   once the signal handlers ran. >0: bytes moved; 0: the peer closed (recv);
-   -1: a node failure was recorded; -2: a handler raised (exception set). */
+   once the signal handlers ran. Past the deadline it does not wait: only what can
+   move at once moves. >0: bytes moved; 0: the peer closed (recv); -1: a node failure
+   was recorded; -2: a handler raised (exception set). */
 static ssize_t
-transfer(NodeRead *node, int sending, char *buf, size_t size)
+transfer(NodeRead *node, const Round *round, int sending, char *buf, size_t size)
 {
     for (;;) {
         ssize_t moved;
         int err = 0;
+        int late = past_deadline(round);
+        int flags = late ? MSG_DONTWAIT : 0;
         Py_BEGIN_ALLOW_THREADS
-        moved = sending ? send(node->fd, buf, size, MSG_NOSIGNAL) : recv(node->fd, buf, size, 0);
+        moved = sending ? send(node->fd, buf, size, flags | MSG_NOSIGNAL)
+                        : recv(node->fd, buf, size, flags);
         if (moved < 0) {
             err = errno;
         }
@@ -174,7 +247,7 @@ transfer(NodeRead *node, int sending, char *buf, size_t size)
             return moved;
         }
         if (err != EINTR) {
-            fail_errno(node, err);
+            fail_errno(node, err, late);
             return -1;
         }
         if (interrupted() < 0) {
@@ -185,10 +258,14 @@ transfer(NodeRead *node, int sending, char *buf, size_t size)
 
 /* Send all of request; 0 on success or node failure, -1 with an exception set. */
 static int
-send_all(NodeRead *node, const char *data, Py_ssize_t size)
+send_all(NodeRead *node, const Round *round, const char *data, Py_ssize_t size)
 {
+    if (past_deadline(round)) { /* not this node's fault: nothing was asked of it */
+        fail(node, "skipped", "operation deadline passed");
+        return 0;
+    }
     while (size > 0) {
-        ssize_t sent = transfer(node, 1, (char *)data, (size_t)size);
+        ssize_t sent = transfer(node, round, 1, (char *)data, (size_t)size);
         if (sent < 0) {
             return sent == -2 ? -1 : 0;
         }
@@ -201,7 +278,7 @@ send_all(NodeRead *node, const char *data, Py_ssize_t size)
 /* One recv into the node's buffer, growing it to hold at least `want` bytes.
    1: got bytes; 0: node failure recorded; -1: exception set. */
 static int
-fill(NodeRead *node, Py_ssize_t want)
+fill(NodeRead *node, const Round *round, Py_ssize_t want)
 {
     if (want < node->len + FIRST_CHUNK) {
         want = node->len + FIRST_CHUNK;
@@ -215,7 +292,8 @@ fill(NodeRead *node, Py_ssize_t want)
         node->buf = grown;
         node->cap = want;
     }
-    ssize_t got = transfer(node, 0, node->buf + node->len, (size_t)(node->cap - node->len));
+    ssize_t got =
+        transfer(node, round, 0, node->buf + node->len, (size_t)(node->cap - node->len));
     if (got > 0) {
         node->len += got;
         return 1;
@@ -227,25 +305,27 @@ fill(NodeRead *node, Py_ssize_t want)
     return got == -2 ? -1 : 0;
 }
 
-static int
-parse_number(const char *s, Py_ssize_t n, unsigned long long *out)
+/* Digits only (memcached's grammar: no sign, no space, no '_'), at most `limit`.
+   Returns the position after the number, or NULL. */
+static const char *
+parse_number(const char *s, const char *end, unsigned long long limit,
+             unsigned long long *out)
 {
-    if (n <= 0 || n > 20) {
-        return -1;
-    }
     unsigned long long value = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return -1;
+    const char *p = s;
+    while (p < end && *p >= '0' && *p <= '9') {
+        unsigned long long digit = (unsigned long long)(*p - '0');
+        if (value > (limit - digit) / 10) {
+            return NULL; /* over the limit (or 64 bits) */
         }
-        unsigned long long next = value * 10 + (unsigned long long)(s[i] - '0');
-        if (next / 10 != value) {
-            return -1; /* overflow */
-        }
-        value = next;
+        value = value * 10 + digit;
+        p++;
+    }
+    if (p == s || p - s > 20) {
+        return NULL;
     }
     *out = value;
-    return 0;
+    return p;
 }
 
 static int
@@ -259,7 +339,7 @@ static void
 unexpected(NodeRead *node, const char *line, Py_ssize_t n)
 {
     char shown[48];
-    Py_ssize_t k = n < 40 ? n : 40;
+    Py_ssize_t k = n < 0 ? 0 : (n < 40 ? n : 40);
     for (Py_ssize_t i = 0; i < k; i++) {
         shown[i] = (line[i] >= 32 && line[i] < 127) ? line[i] : '?';
     }
@@ -274,9 +354,39 @@ unexpected(NodeRead *node, const char *line, Py_ssize_t n)
     fail(node, "error", detail);
 }
 
+/* "VALUE <key> <flags> <bytes> <cas>", single spaces, as _wire._VALUE_LINE. */
+static int
+parse_value_line(const char *line, Py_ssize_t n, unsigned long long *size,
+                 unsigned long long *cas)
+{
+    const char *end = line + n;
+    if (!starts_with(line, n, "VALUE ")) {
+        return -1;
+    }
+    const char *p = line + 6;
+    const char *key = p;
+    while (p < end && *p > ' ' && *p < 127) {
+        p++;
+    }
+    if (p == key || p - key > MAX_KEY || p == end || *p != ' ') {
+        return -1;
+    }
+    unsigned long long flags;
+    p = parse_number(p + 1, end, 0xFFFFFFFFULL, &flags);
+    if (p == NULL || p == end || *p != ' ') {
+        return -1;
+    }
+    p = parse_number(p + 1, end, ~0ULL, size);
+    if (p == NULL || p == end || *p != ' ') {
+        return -1;
+    }
+    p = parse_number(p + 1, end, ~0ULL, cas);
+    return p == end ? 0 : -1;
+}
+
 /* Read and check one reply to `gets`: 0 (result or failure recorded) or -1. */
 static int
-read_reply(NodeRead *node)
+read_reply(NodeRead *node, const Round *round)
 {
     const char *eol;
     for (;;) {
@@ -284,17 +394,21 @@ read_reply(NodeRead *node)
         if (eol != NULL) {
             break;
         }
-        if (node->len > MAX_LINE) {
+        if (node->len > MAX_LINE + 1) { /* no line end within a line's length */
             fail(node, "error", "reply line too long");
             return 0;
         }
-        int r = fill(node, 0);
+        int r = fill(node, round, 0);
         if (r <= 0) {
             return r;
         }
     }
     Py_ssize_t line_len = eol - node->buf;
     const char *line = node->buf;
+    if (line_len > MAX_LINE) {
+        fail(node, "error", "reply line too long");
+        return 0;
+    }
     if (line_len == 3 && memcmp(line, "END", 3) == 0) {
         if (node->len != 5) {
             fail(node, "error", "unexpected bytes after the reply");
@@ -303,41 +417,19 @@ read_reply(NodeRead *node)
         node->value_len = -1;
         return 0;
     }
-    /* VALUE <key> <flags> <bytes> <cas> */
-    const char *token[5];
-    Py_ssize_t token_len[5];
-    int count = 0;
-    Py_ssize_t i = 0;
-    while (i < line_len && count <= 5) {
-        Py_ssize_t start = i;
-        while (i < line_len && line[i] != ' ') {
-            i++;
-        }
-        if (count < 5) {
-            token[count] = line + start;
-            token_len[count] = i - start;
-        }
-        count++;
-        if (i < line_len) {
-            i++; /* the space */
-        }
-    }
-    unsigned long long size, cas, flags;
-    if (count != 5 || token_len[0] != 5 || memcmp(token[0], "VALUE", 5) != 0
-        || parse_number(token[2], token_len[2], &flags) < 0
-        || parse_number(token[3], token_len[3], &size) < 0
-        || parse_number(token[4], token_len[4], &cas) < 0) {
+    unsigned long long size, cas;
+    if (parse_value_line(line, line_len, &size, &cas) < 0) {
         unexpected(node, line, line_len);
         return 0;
     }
-    if (size > (unsigned long long)MAX_VALUE) {
+    if (size > (unsigned long long)round->max_value) {
         fail(node, "error", "value too large");
         return 0;
     }
     Py_ssize_t value_at = line_len + 2;
     Py_ssize_t total = value_at + (Py_ssize_t)size + 7; /* value, CRLF, "END\r\n" */
     while (node->len < total) {
-        int r = fill(node, total);
+        int r = fill(node, round, total);
         if (r <= 0) {
             return r;
         }
@@ -357,7 +449,7 @@ read_reply(NodeRead *node)
 }
 
 static PyObject *
-result_of(NodeRead *node)
+result_of(PyObject *failure_type, NodeRead *node)
 {
     if (node->failed) {
         return PyObject_CallFunction(failure_type, "ss", node->kind, node->detail);
@@ -380,17 +472,67 @@ result_of(NodeRead *node)
     return pair;
 }
 
+/* The round's deadline from `timeout` (seconds left, None: none) and its value limit. */
+static int
+round_of(Round *round, PyObject *timeout, PyObject *max_value)
+{
+    round->has_deadline = 0;
+    round->max_value = DEFAULT_MAX_VALUE;
+    if (timeout != NULL && timeout != Py_None) {
+        double left = PyFloat_AsDouble(timeout);
+        if (left == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (left != left) {
+            PyErr_SetString(PyExc_ValueError, "gets_round: timeout is NaN");
+            return -1;
+        }
+        if (left < 0) {
+            left = 0;
+        }
+        if (left > 1e9) {
+            left = 1e9; /* far enough: no overflow of the timespec */
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long whole = (long long)left;
+        long long nanos = now.tv_nsec + (long long)((left - (double)whole) * 1e9);
+        round->deadline.tv_sec = now.tv_sec + (time_t)whole + (time_t)(nanos / 1000000000LL);
+        round->deadline.tv_nsec = (long)(nanos % 1000000000LL);
+        round->has_deadline = 1;
+    }
+    if (max_value != NULL && max_value != Py_None) {
+        long long limit = PyLong_AsLongLong(max_value);
+        if (limit == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (limit < 0 || limit > (1LL << 40)) {
+            PyErr_SetString(PyExc_ValueError, "gets_round: max_value is out of range");
+            return -1;
+        }
+        round->max_value = limit;
+    }
+    return 0;
+}
+
 static PyObject *
 gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 && nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "gets_round(fds, request, agree=False) takes 2 or 3 arguments");
+    if (nargs < 2 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "gets_round(fds, request, agree=False, timeout=None, max_value=None) "
+                        "takes 2 to 5 arguments");
         return NULL;
     }
     int agree = 0;
-    if (nargs == 3 && (agree = PyObject_IsTrue(args[2])) < 0) {
+    if (nargs >= 3 && (agree = PyObject_IsTrue(args[2])) < 0) {
         return NULL;
     }
+    Round round;
+    if (round_of(&round, nargs >= 4 ? args[3] : NULL, nargs >= 5 ? args[4] : NULL) < 0) {
+        return NULL;
+    }
+    PyObject *failure_type = state_of(module)->failure_type;
     if (failure_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "gets_round: setup() was not called");
         return NULL;
@@ -406,12 +548,17 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fds);
     PyObject *result = NULL;
-    NodeRead nodes[MAX_NODES];
-    memset(nodes, 0, sizeof(nodes));
-    if (n > MAX_NODES) {
-        PyErr_SetString(PyExc_ValueError, "gets_round: at most 64 nodes");
-        goto done;
+    NodeRead on_stack[STACK_NODES];
+    NodeRead *nodes = on_stack;
+    if (n > STACK_NODES) { /* any count: read_all_nodes asks every server */
+        nodes = PyMem_New(NodeRead, (size_t)n);
+        if (nodes == NULL) {
+            PyErr_NoMemory();
+            n = 0;
+            goto done;
+        }
     }
+    memset(nodes, 0, sizeof(NodeRead) * (size_t)(n > 0 ? n : 0));
     for (Py_ssize_t i = 0; i < n; i++) {
         long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(fds, i));
         if (fd == -1 && PyErr_Occurred()) {
@@ -425,12 +572,12 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     /* Every node gets its request before any reply is read: one round trip in all. */
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (send_all(&nodes[i], request.buf, request.len) < 0) {
+        if (send_all(&nodes[i], &round, request.buf, request.len) < 0) {
             goto done;
         }
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!nodes[i].failed && read_reply(&nodes[i]) < 0) {
+        if (!nodes[i].failed && read_reply(&nodes[i], &round) < 0) {
             goto done;
         }
     }
@@ -456,7 +603,7 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = result_of(&nodes[i]);
+        PyObject *item = result_of(failure_type, &nodes[i]);
         if (item == NULL) {
             Py_CLEAR(result);
             goto done;
@@ -464,8 +611,11 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyList_SET_ITEM(result, i, item);
     }
 done:
-    for (Py_ssize_t i = 0; i < n && i < MAX_NODES; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyMem_Free(nodes[i].buf);
+    }
+    if (nodes != on_stack) {
+        PyMem_Free(nodes);
     }
     PyBuffer_Release(&request);
     Py_DECREF(fds);
@@ -484,7 +634,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "setup: failure must be callable");
         return NULL;
     }
-    Py_XSETREF(failure_type, Py_NewRef(failure));
+    Py_XSETREF(state_of(module)->failure_type, Py_NewRef(failure));
     Py_RETURN_NONE;
 }
 
@@ -495,23 +645,70 @@ static PyMethodDef module_methods[] = {
      "rank(key_hash, seeds, nodes)\n--\n\n"
      "nodes ordered by their splitmix64 weight for key_hash, highest first."},
     {"gets_round", (PyCFunction)(void (*)(void))gets_round, METH_FASTCALL,
-     "gets_round(fds, request, agree=False)\n--\n\n"
+     "gets_round(fds, request, agree=False, timeout=None, max_value=None)\n--\n\n"
      "Send request to every socket, then read one gets reply from each: per socket\n"
      "None (a miss), (value, cas), or a NodeFailure. With agree, the value alone\n"
-     "(bytes) when every socket answered a hit with the same bytes."},
+     "(bytes) when every socket answered a hit with the same bytes. timeout: seconds\n"
+     "left before the operation's deadline (None: none); max_value: the largest value\n"
+     "accepted, in bytes (None: 1 MiB)."},
     {NULL},
+};
+
+static int
+module_exec(PyObject *module)
+{
+    state_of(module)->failure_type = NULL; /* set by setup(), from _native */
+    return 0;
+}
+
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    Py_VISIT(state_of(module)->failure_type);
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    Py_CLEAR(state_of(module)->failure_type);
+    return 0;
+}
+
+static void
+module_free(void *module)
+{
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    /* Declared, not assumed: the module keeps no global state, and a round touches only
+       its own buffers, but free-threaded builds are not tested yet. Flip this to
+       Py_MOD_GIL_NOT_USED once CI runs the speedups' tests on a free-threaded build. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
 };
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "errpolicy_memcache._speedups",
     .m_doc = "The session read's ranking and gets round in C; the Python code is the reference.",
-    .m_size = -1,
+    .m_size = sizeof(ModuleState),
     .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    return PyModuleDef_Init(&speedups_module);
 }

@@ -9,9 +9,17 @@ def setup(*, failure: Callable[[str, str], NodeFailure]) -> None: ...
 def rank(key_hash: int, seeds: Sequence[int], nodes: Sequence[T]) -> list[T]: ...
 @overload
 def gets_round(
-    fds: Sequence[int], request: bytes, agree: Literal[False] = ...
+    fds: Sequence[int],
+    request: bytes,
+    agree: Literal[False] = ...,
+    timeout: float | None = ...,
+    max_value: int | None = ...,
 ) -> list[tuple[bytes, int] | NodeFailure | None]: ...
 @overload
 def gets_round(
-    fds: Sequence[int], request: bytes, agree: bool
+    fds: Sequence[int],
+    request: bytes,
+    agree: bool,
+    timeout: float | None = ...,
+    max_value: int | None = ...,
 ) -> bytes | list[tuple[bytes, int] | NodeFailure | None]: ...

@@ -30,7 +30,7 @@ from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of,
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
 from ._transport import TRANSPORTS, agreed_gets
-from ._wire import Command, add, cas, delete, gets, set_, touch
+from ._wire import MAX_VALUE, Command, add, cas, delete, gets, set_, touch
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
 
@@ -248,6 +248,7 @@ class MemcacheSessionStore:
         pool_size: int = 16,
         transport: str = "pymemcache",
         read_all_nodes: bool = False,
+        operation_timeout: float | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -285,6 +286,14 @@ class MemcacheSessionStore:
             ("lock_poll", lock_poll),
         ):
             _positive(name, number)
+        if operation_timeout is None:  # a few rounds, and the lock's wait (options.md)
+            operation_timeout = 4 * (connect_timeout + timeout) + (lock_timeout if locking else 0)
+        _positive("operation_timeout", operation_timeout)
+        if locking and operation_timeout <= lock_timeout:
+            raise ConfigurationError(
+                f"operation_timeout: must exceed lock_timeout ({lock_timeout}) with locking, "
+                f"not {operation_timeout!r}"
+            )
         _positive("failure_threshold", failure_threshold, integer=True)
         _positive("pool_size", pool_size, integer=True)
         if not isinstance(read_all_nodes, bool):
@@ -309,6 +318,7 @@ class MemcacheSessionStore:
         self._on_outcome = on_outcome
         self._clock = clock
         self._read_all_nodes = read_all_nodes
+        self._operation_timeout = float(operation_timeout)
         self._known: dict[str, _Known] = {}
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
@@ -330,6 +340,7 @@ class MemcacheSessionStore:
                 timeout,
                 pool_size,
                 transport,
+                max(max_size, MAX_VALUE),  # another process may store up to its max_size
             )
             for host, port in addresses
         ]
@@ -530,7 +541,7 @@ class MemcacheSessionStore:
         for node in home:
             if node.breaker.state is not BreakerState.CLOSED:
                 return None  # _read decides, probes and records skips
-        found = agreed_gets(known.transports, known.command)
+        found = agreed_gets(known.transports, known.command, began + self._operation_timeout)
         if type(found) is not bytes:
             assert isinstance(found, list)
             return settle([(node, (known.command,)) for node in home], found, began)
@@ -609,9 +620,10 @@ class MemcacheSessionStore:
         else:
             settled = self._settled()
             targets = self._targets(op, ranked, self._replicas if settled else len(ranked), seen)
-            replies = self._gets(read, key, targets, decoded)
+            replies = self._gets(read, key, targets, decoded, self._deadline(op))
         if settled and (len(read.copies) < self._replicas or read.mixed):
-            replies += self._gets(read, key, self._targets(op, ranked, len(ranked), seen), decoded)
+            others = self._targets(op, ranked, len(ranked), seen)
+            replies += self._gets(read, key, others, decoded, self._deadline(op))
         winner = read.winner
         for reply in replies:
             self._result(op, read, reply, winner, decoded)
@@ -628,12 +640,14 @@ class MemcacheSessionStore:
         key: str,
         targets: Sequence[Node],
         decoded: dict[bytes, Record | EnvelopeError],
+        deadline: float,
     ) -> list[Reply]:
         """Ask ``targets`` for their copy in one round; keep the valid copies in ``read``."""
         if not targets:
             return []
         command = (gets(key),)
-        return self._collect(read, key, execute([(node, command) for node in targets]), decoded)
+        replies = execute([(node, command) for node in targets], deadline)
+        return self._collect(read, key, replies, decoded)
 
     def _collect(
         self,
@@ -699,6 +713,11 @@ class MemcacheSessionStore:
         else:
             detail = f"{'tombstone' if record.tombstone else 'v'}{record.version}"
             op.results.append((node.address, "gets", NodeStatus.STALE, at, detail))
+
+    def _deadline(self, op: _Op | None) -> float:
+        """The operation's deadline (``time.perf_counter()`` time): ``operation_timeout``
+        after it began (None: from now)."""
+        return (time.perf_counter() if op is None else op.start) + self._operation_timeout
 
     def _expired(self, record: Record) -> bool:
         if self._absolute_ttl is None:
@@ -774,7 +793,7 @@ class MemcacheSessionStore:
                     plan.append((copy.node, (touch(key, ttl),)))
         if not plan:
             return
-        for reply in execute(plan):
+        for reply in execute(plan, self._deadline(op)):
             command = reply.commands[0].name
             if reply.failure is not None:
                 op.record(reply.node, command, NodeStatus(reply.failure.kind), reply.elapsed)
@@ -835,7 +854,10 @@ class MemcacheSessionStore:
                     plan.setdefault(node, []).append(write)
             if not plan:
                 return
-            replies = execute([(node, [w.command for w in items]) for node, items in plan.items()])
+            replies = execute(
+                [(node, [w.command for w in items]) for node, items in plan.items()],
+                self._deadline(op),
+            )
             for reply in replies:
                 items = plan[reply.node]
                 if reply.failure is not None:
@@ -922,7 +944,7 @@ class MemcacheSessionStore:
 
     def _rollback(self, op: _Op, key: str, nodes: Sequence[Node]) -> None:
         if nodes:
-            for reply in execute([(node, (delete(key),)) for node in nodes]):
+            for reply in execute([(node, (delete(key),)) for node in nodes], self._deadline(op)):
                 status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
                 op.results.append((reply.node.address, "delete", status, reply.elapsed, ""))
 
@@ -988,7 +1010,9 @@ class MemcacheSessionStore:
                 if not targets:
                     return None
                 node = targets[0]
-            (reply,) = execute([(node, (add(lock_key, token, self._lock_ttl),))])
+            (reply,) = execute(
+                [(node, (add(lock_key, token, self._lock_ttl),))], self._deadline(op)
+            )
             if reply.failure is not None:
                 op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
                 node = None
@@ -1015,7 +1039,8 @@ class MemcacheSessionStore:
         node = next((n for n in self._nodes if n.address == lock.node), None)
         if node is None:
             return
-        (reply,) = execute([(node, (delete(lock.key),))])
+        # From now, not from the operation's start: a late save still frees its lock.
+        (reply,) = execute([(node, (delete(lock.key),))], self._deadline(None))
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
             op.results.append((node.address, "unlock", status, reply.elapsed, ""))

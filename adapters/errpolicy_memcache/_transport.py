@@ -18,22 +18,33 @@ round trip, not one each; the replies are read with the ``_wire`` readers.
 
 A pooled connection that the server closed meanwhile (a restarted node) is retried once on
 a fresh connection, before any reply came: the old process never saw the request.
+
+Every exchange keeps the operation's deadline (``time.perf_counter()`` time): a node is
+sent nothing once it passed (a "skipped" failure, which its breaker does not count), and
+its replies are read only as far as they arrived by then (else a "timeout"). A node that
+trickles its reply therefore holds an operation at most one read timeout past it.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
+from . import _wire
 from ._native import speedups
 from ._wire import (
+    _LATE,
     KERNEL_TIMEOUTS,
+    MAX_LINE,
+    MAX_VALUE,
     Command,
     Connection,
     NodeFailure,
+    _now,
     _read_gets,
     kernel_timeout_sockets,
 )
@@ -55,6 +66,7 @@ TRANSPORTS: Final = ("pymemcache", "pipelined")
 Answer = tuple[list[Any], NodeFailure | None, float]
 
 _C = TypeVar("_C", bound=Connection)
+_UNBOUNDED = (1 << 64) - 1
 
 
 def as_failure(exc: BaseException) -> NodeFailure:
@@ -99,8 +111,9 @@ class _Pool(Generic[_C]):
     atomic: no lock.
     """
 
-    def __init__(self, pool_size: int) -> None:
+    def __init__(self, pool_size: int, max_value: int = MAX_VALUE) -> None:
         self._pool_size = pool_size
+        self._max_value = max_value
         self._idle: deque[_C] = deque()
 
     def fresh(self) -> _C:
@@ -124,12 +137,15 @@ class _Pool(Generic[_C]):
         while (conn := self._take()) is not None:
             conn.close()
 
-    def _send(self, request: bytes) -> _C | NodeFailure:
+    def _send(self, request: bytes, deadline: float) -> _C | NodeFailure:
         """The connection that took ``request`` (an idle one if any), or why none did."""
+        if _now() >= deadline:  # not the node's fault: nothing was asked of it
+            return _SKIPPED
         try:
             conn = self._idle.pop()  # _take(), inlined
         except IndexError:
-            return self._send_fresh(request)
+            return self._send_fresh(request, deadline)
+        conn.deadline = deadline
         try:
             conn.send(request)
         except Exception as exc:
@@ -137,14 +153,15 @@ class _Pool(Generic[_C]):
             if not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
                 return as_failure(exc)  # a timeout: the node hangs, a second wait would too
             # Closed by the server meanwhile (a restarted node?): one fresh try.
-            return self._send_fresh(request)
+            return self._send_fresh(request, deadline)
         conn.reused = True
         return conn
 
-    def _send_fresh(self, request: bytes) -> _C | NodeFailure:
+    def _send_fresh(self, request: bytes, deadline: float) -> _C | NodeFailure:
         conn: _C | None = None
         try:
             conn = self.fresh()
+            conn.deadline = deadline
             conn.send(request)
         except Exception as exc:
             if conn is not None:
@@ -152,16 +169,19 @@ class _Pool(Generic[_C]):
             return as_failure(exc)
         return conn
 
-    def _failed(self, conn: _C, commands: Sequence[Command], exc: Exception, read: int) -> Answer:
+    def _failed(
+        self, conn: _C, commands: Sequence[Command], exc: Exception, read: int, deadline: float
+    ) -> Answer:
         """The answer of a node whose replies broke off after ``read`` of them; ``conn``
         is closed. A reused connection closed before any reply is retried once."""
         conn.close()
         failure = as_failure(exc)
-        if conn.reused and not read and failure.kind == "closed":
+        if conn.reused and not read and failure.kind == "closed" and _now() < deadline:
             # The old process never saw the requests: one fresh try.
             fresh = None
             try:
                 fresh = self.fresh()
+                fresh.deadline = deadline
                 fresh.send(_request(commands))
                 values = [command.read(fresh) for command in commands]
             except Exception as again:
@@ -173,7 +193,9 @@ class _Pool(Generic[_C]):
         return [], failure, time.perf_counter()
 
 
-def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answer]:
+def _fan_out(
+    batch: Sequence[tuple[_Pool[Any], Sequence[Command]]], deadline: float = math.inf
+) -> list[Answer]:
     """Send every node its requests, then read every node's replies, in batch order.
 
     Never raises for a node: a node that took no request, or whose replies failed,
@@ -189,9 +211,11 @@ def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answ
             if commands is not first:
                 break
         else:
-            return _gets_round(batch, first[0].request)
+            return _gets_round(batch, first[0].request, deadline)
     sent = [
-        transport._send(commands[0].request if len(commands) == 1 else _request(commands))
+        transport._send(
+            commands[0].request if len(commands) == 1 else _request(commands), deadline
+        )
         for transport, commands in batch
     ]
     clock = time.perf_counter
@@ -205,7 +229,7 @@ def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answ
             for command in commands:  # a loop: usually one command, no list comprehension
                 values.append(command.read(conn))
         except Exception as exc:
-            answers.append(transport._failed(conn, commands, exc, len(values)))
+            answers.append(transport._failed(conn, commands, exc, len(values), deadline))
             continue
         if not conn.clean:
             conn.close()
@@ -220,45 +244,59 @@ def _fan_out(batch: Sequence[tuple[_Pool[Any], Sequence[Command]]]) -> list[Answ
 
 
 _OUT_OF_STEP = NodeFailure("error", "unexpected bytes after the reply")
+_SKIPPED = NodeFailure("skipped", _LATE)
 
 # The C round of gets (see _speedups.c): it needs blocking sockets with kernel timeouts.
 _C_GETS = speedups.gets_round if speedups is not None and KERNEL_TIMEOUTS else None
 
 
+def _left(deadline: float) -> float | None:
+    """The seconds a C round has before ``deadline`` (None: no deadline)."""
+    return None if deadline == math.inf else deadline - _now()
+
+
 def _gets_round(
-    batch: Sequence[tuple[_Pool[Any], Sequence[Command]]], request: bytes
+    batch: Sequence[tuple[_Pool[Any], Sequence[Command]]], request: bytes, deadline: float
 ) -> list[Answer]:
     """The same ``gets`` to every node of ``batch``, sent and read in C: what
     :func:`_fan_out` does, with the same results, pooling and retry."""
     assert _C_GETS is not None
-    conns = [_checkout(transport) for transport, _ in batch]
+    conns = [_checkout(transport, deadline) for transport, _ in batch]
     live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
-    return _round_answers(batch, conns, _C_GETS([c.fileno() for c in live], request))
+    found = _C_GETS(
+        [c.fileno() for c in live], request, False, _left(deadline), batch[0][0]._max_value
+    )
+    return _round_answers(batch, conns, found, deadline)
 
 
-def agreed_gets(transports: Sequence[_Pool[Any]], command: Command) -> bytes | list[Answer]:
+def agreed_gets(
+    transports: Sequence[_Pool[Any]], command: Command, deadline: float = math.inf
+) -> bytes | list[Answer]:
     """One ``gets`` to every transport's node at once: the value when every node holds
     the same bytes (the usual session read, kept short), else each node's answer as
     ``exchange`` gives it. The comparison runs in C with the round where it can."""
     if not transports:
         return []
     if _C_GETS is None:
-        return _agreed(_fan_out([(transport, (command,)) for transport in transports]))
-    conns = [_checkout(transport) for transport in transports]
+        batch = [(transport, (command,)) for transport in transports]
+        return _agreed(_fan_out(batch, deadline))
+    conns = [_checkout(transport, deadline) for transport in transports]
     live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
+    fds = [c.fileno() for c in live]
+    limit = transports[0]._max_value
     if len(live) == len(conns):
-        result = _C_GETS([c.fileno() for c in live], command.request, True)
+        result = _C_GETS(fds, command.request, True, _left(deadline), limit)
         if type(result) is bytes:
             for transport, conn in zip(transports, conns, strict=True):
                 _keep(transport, conn)
             return result
     else:
-        result = _C_GETS([c.fileno() for c in live], command.request)
+        result = _C_GETS(fds, command.request, False, _left(deadline), limit)
     assert isinstance(result, list)
     # Compared again: a reused connection found closed (a restarted node) was retried
     # after the C round, and its value may agree with the others'.
     batch = [(transport, (command,)) for transport in transports]
-    return _agreed(_round_answers(batch, conns, result))
+    return _agreed(_round_answers(batch, conns, result, deadline))
 
 
 def _agreed(answers: list[Answer]) -> bytes | list[Answer]:
@@ -272,8 +310,10 @@ def _agreed(answers: list[Answer]) -> bytes | list[Answer]:
     return answers if blob is None else blob
 
 
-def _checkout(transport: _Pool[Any]) -> Any:
+def _checkout(transport: _Pool[Any], deadline: float) -> Any:
     """An idle connection of ``transport`` (marked reused), a new one, or why none."""
+    if _now() >= deadline:
+        return _SKIPPED
     try:
         conn = transport._idle.pop()
     except IndexError:
@@ -298,6 +338,7 @@ def _round_answers(
     batch: Sequence[tuple[_Pool[Any], Sequence[Command]]],
     conns: Sequence[Any],
     results: Sequence[tuple[bytes, int] | NodeFailure | None],
+    deadline: float,
 ) -> list[Answer]:
     """Each node's answer from a C round over the live ones of ``conns``: failures
     close the connection (a reused one closed before its reply is retried once)."""
@@ -310,7 +351,7 @@ def _round_answers(
             continue
         result = next(found)
         if isinstance(result, NodeFailure):
-            answers.append(transport._failed(conn, commands, result, 0))
+            answers.append(transport._failed(conn, commands, result, 0, deadline))
         else:
             _keep(transport, conn)
             answers.append(([result], None, done))
@@ -329,16 +370,24 @@ class PipelinedTransport(_Pool[Connection]):
     name = "pipelined"
 
     def __init__(
-        self, host: str, port: int, connect_timeout: float, read_timeout: float, pool_size: int
+        self,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+        max_value: int = MAX_VALUE,
     ) -> None:
-        super().__init__(pool_size)
+        super().__init__(pool_size, max_value)
         self._host = host
         self._port = port
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
 
     def fresh(self) -> Connection:
-        return Connection.open(self._host, self._port, self._connect_timeout, self._read_timeout)
+        return Connection.open(
+            self._host, self._port, self._connect_timeout, self._read_timeout, self._max_value
+        )
 
     #: Send every node its commands, then read every reply; never raises for a node.
     exchange = staticmethod(_fan_out)
@@ -357,8 +406,8 @@ class _ClientConnection(Connection):
 
     __slots__ = ("client",)
 
-    def __init__(self, client: Any) -> None:
-        super().__init__(client.sock)
+    def __init__(self, client: Any, max_value: int) -> None:
+        super().__init__(client.sock, max_value)
         self.client = client
 
     def close(self) -> None:
@@ -405,34 +454,46 @@ class PymemcacheTransport(_Pool[_ClientConnection]):
     name = "pymemcache"
 
     def __init__(
-        self, host: str, port: int, connect_timeout: float, read_timeout: float, pool_size: int
+        self,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+        max_value: int = MAX_VALUE,
     ) -> None:
         from pymemcache.client.base import Client
 
-        super().__init__(pool_size)
-        # With kernel timeouts the client's sockets bound each send and recv themselves.
+        super().__init__(pool_size, max_value)
+        # Sockets that keep the deadline and a byte budget (pymemcache's reader has no
+        # bound of its own); with kernel timeouts they bound each send and recv too.
         sockets = kernel_timeout_sockets(read_timeout)
+        kernel = _wire.KERNEL_TIMEOUTS  # read now: the tests switch it
         self._new: Callable[[], Any] = lambda: Client(
             (host, port),
             connect_timeout=connect_timeout,
-            timeout=read_timeout if sockets is None else None,
+            timeout=None if kernel else read_timeout,
             no_delay=True,
             default_noreply=False,
             allow_unicode_keys=False,  # keys are prefix + hex digest: safe ASCII
-            socket_module=socket if sockets is None else sockets,
+            socket_module=sockets,
         )
 
     def fresh(self) -> _ClientConnection:
         client = self._new()
         client._connect()  # pymemcache connects lazily; the fan-out needs the socket now
-        return _ClientConnection(client)
+        return _ClientConnection(client, self._max_value)
 
-    def call(self, commands: Sequence[Command]) -> Answer:
+    def call(self, commands: Sequence[Command], deadline: float = math.inf) -> Answer:
         """Run the commands through one client's API, in order; never raises for the node."""
+        if _now() >= deadline:
+            return [], _SKIPPED, _now()
+        # What the replies may take in all: one value, and a line or two per command.
+        budget = self._max_value + (len(commands) + 1) * (MAX_LINE + 9)
         conn = self._take()
         if conn is not None:
             done: list[Any] = []
-            failure = self._run(conn, commands, done)
+            failure = self._run(conn, commands, done, deadline, budget)
             if failure is None:
                 return done, None, time.perf_counter()
             if failure.kind != "closed" or done:
@@ -443,31 +504,42 @@ class PymemcacheTransport(_Pool[_ClientConnection]):
         except Exception as exc:
             return [], as_failure(exc), time.perf_counter()
         done = []
-        failure = self._run(conn, commands, done)
+        failure = self._run(conn, commands, done, deadline, budget)
         return ([], failure, time.perf_counter()) if failure else (done, None, time.perf_counter())
 
     def _run(
-        self, conn: _ClientConnection, commands: Sequence[Command], done: list[Any]
+        self,
+        conn: _ClientConnection,
+        commands: Sequence[Command],
+        done: list[Any],
+        deadline: float,
+        budget: int,
     ) -> NodeFailure | None:
         """Append each command's reply to ``done``; keep the client if all answered."""
         client = conn.client
+        sock = client.sock
+        sock.deadline, sock.budget = deadline, budget
         try:
             for command in commands:
                 done.append(_CALLS[command.name](client, command))
         except Exception as exc:
             conn.close()
             return as_failure(exc)
+        # The fan-out reads this socket through the Connection, which keeps its own.
+        sock.deadline, sock.budget = math.inf, _UNBOUNDED
         self.release(conn)
         return None
 
     @staticmethod
-    def exchange(batch: Sequence[tuple[PymemcacheTransport, Sequence[Command]]]) -> list[Answer]:
+    def exchange(
+        batch: Sequence[tuple[PymemcacheTransport, Sequence[Command]]], deadline: float = math.inf
+    ) -> list[Answer]:
         """One node through its client's API; several fanned out over their clients'
         sockets (about one round trip in all); never raises for a node."""
         if len(batch) == 1:
             transport, commands = batch[0]
-            return [transport.call(commands)]
-        return _fan_out(batch)
+            return [transport.call(commands, deadline)]
+        return _fan_out(batch, deadline)
 
 
 _KINDS: dict[str, type[PipelinedTransport] | type[PymemcacheTransport]] = {
@@ -477,7 +549,14 @@ _KINDS: dict[str, type[PipelinedTransport] | type[PymemcacheTransport]] = {
 
 
 def make_transport(
-    name: str, host: str, port: int, connect_timeout: float, read_timeout: float, pool_size: int
+    name: str,
+    host: str,
+    port: int,
+    connect_timeout: float,
+    read_timeout: float,
+    pool_size: int,
+    max_value: int = MAX_VALUE,
 ) -> PipelinedTransport | PymemcacheTransport:
-    """The transport called ``name`` (one of :data:`TRANSPORTS`) for one node."""
-    return _KINDS[name](host, port, connect_timeout, read_timeout, pool_size)
+    """The transport called ``name`` (one of :data:`TRANSPORTS`) for one node; a value
+    above ``max_value`` bytes is a node's error."""
+    return _KINDS[name](host, port, connect_timeout, read_timeout, pool_size, max_value)

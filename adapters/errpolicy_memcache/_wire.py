@@ -6,21 +6,32 @@ the same name runs it when a batch has one node) and its request bytes and reply
 its requests before any reply is read, so reading several copies costs about one round
 trip; see docs/memcache/benchmarks.md). A :class:`Connection` wraps a socket, the store's
 own (pipelined transport) or a pymemcache client's. Both ways give the same reply values.
+
+A node is not trusted to be well-behaved (docs/memcache/security.md): a reply line is at
+most :data:`MAX_LINE` bytes, a value at most the transport's ``max_value``, the grammar
+is memcached's exactly (the C round in ``_speedups.c`` reads the same one), and every
+read keeps the operation's deadline (:attr:`Connection.deadline`): once it passed, a
+read takes only what has already arrived.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import re
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "KERNEL_TIMEOUTS",
+    "MAX_LINE",
+    "MAX_VALUE",
     "Command",
     "Connection",
     "NodeFailure",
@@ -34,6 +45,21 @@ __all__ = [
 ]
 
 _CHUNK = 65536
+
+#: The longest reply line read, without its CRLF: a ``VALUE`` line with memcached's
+#: longest key (250 bytes) is under 300; a node that sends more without a line end is
+#: broken or hostile, and the read stops there instead of buffering it.
+MAX_LINE: Final = 1024
+
+#: The largest value read by default: memcached's default item size limit (``-I 1m``).
+MAX_VALUE: Final = 1024 * 1024
+
+_now = time.perf_counter  # the deadline's clock (CLOCK_MONOTONIC, as the C round's)
+_LATE = "operation deadline passed"
+# memcached's VALUE line: single spaces, a key of printable non-space ASCII, digits only.
+_VALUE_LINE = re.compile(rb"VALUE [\x21-\x7e]{1,250} ([0-9]{1,20}) ([0-9]{1,20}) ([0-9]{1,20})")
+_U32 = (1 << 32) - 1
+_U64 = (1 << 64) - 1
 
 
 #: True where the kernel enforces the read timeout (see :func:`_set_read_timeout`): a
@@ -61,23 +87,45 @@ def _set_read_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
-def kernel_timeout_sockets(read_timeout: float) -> ModuleType | None:
+class GuardedSocket(socket.socket):
+    """A socket whose reads keep an operation's deadline and byte budget, for the
+    pymemcache clients: their own reader buffers a line until its end comes and a
+    value of any declared length. The transport sets both before each operation."""
+
+    deadline: float = math.inf
+    budget: int = _U64
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        late = _now() >= self.deadline
+        try:
+            chunk = super().recv(bufsize, flags | socket.MSG_DONTWAIT if late else flags)
+        except BlockingIOError:
+            if late:
+                raise TimeoutError(_LATE) from None
+            raise
+        self.budget -= len(chunk)
+        if self.budget < 0:
+            raise NodeFailure("error", "reply too long")
+        return chunk
+
+
+def kernel_timeout_sockets(read_timeout: float) -> ModuleType:
     """A stand-in for the socket module, for pymemcache's ``socket_module``, whose new
-    sockets wait at most ``read_timeout`` in each send and recv, enforced by the kernel
-    (see :func:`_set_read_timeout`); the client is then given no timeout of its own,
-    so it does not poll. None where kernel timeouts are not used."""
-    if not KERNEL_TIMEOUTS:
-        return None
+    sockets are :class:`GuardedSocket` objects that wait at most ``read_timeout`` in each
+    send and recv, enforced by the kernel where it can (see :func:`_set_read_timeout`;
+    the client is then given no timeout of its own, so it does not poll)."""
+    kernel = KERNEL_TIMEOUTS  # read now: the tests switch it
 
     def new_socket(
         family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0
     ) -> socket.socket:
-        sock = socket.socket(family, kind, proto)
-        try:
-            _set_read_timeout(sock, read_timeout)
-        except OSError:
-            sock.close()
-            raise
+        sock = GuardedSocket(family, kind, proto)
+        if kernel:
+            try:
+                _set_read_timeout(sock, read_timeout)
+            except OSError:
+                sock.close()
+                raise
         return sock
 
     module = ModuleType("errpolicy_memcache.kernel_timeout_sockets")
@@ -99,19 +147,30 @@ class Connection:
     """One TCP connection to one node, with a read buffer.
 
     The buffer is read from a position rather than cut after each read, so a reply
-    costs one slice per line or value, not a copy of everything after it.
+    costs one slice per line or value, not a copy of everything after it. ``deadline``
+    (``time.perf_counter()`` time) is the current operation's: past it a read does not
+    wait. ``max_value`` bounds a value's declared length.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock", "reused")
+    __slots__ = ("_buf", "_pos", "_sock", "deadline", "max_value", "reused")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, max_value: int = MAX_VALUE) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0  # the first unread byte of _buf
         self.reused = False
+        self.deadline = math.inf
+        self.max_value = max_value
 
     @classmethod
-    def open(cls, host: str, port: int, connect_timeout: float, read_timeout: float) -> Connection:
+    def open(
+        cls,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        read_timeout: float,
+        max_value: int = MAX_VALUE,
+    ) -> Connection:
         """Connect within ``connect_timeout``; later reads wait at most ``read_timeout``."""
         sock = socket.create_connection((host, port), timeout=connect_timeout)
         try:
@@ -120,7 +179,7 @@ class Connection:
         except OSError:
             sock.close()
             raise
-        return cls(sock)
+        return cls(sock, max_value)
 
     def fileno(self) -> int:
         """The socket's file descriptor (for the C ``gets`` round)."""
@@ -133,10 +192,12 @@ class Connection:
             raise TimeoutError("timed out") from None
 
     def _recv(self) -> bytes:
+        """One recv; past the deadline only what already arrived (else a timeout)."""
+        late = _now() >= self.deadline
         try:
-            chunk = self._sock.recv(_CHUNK)
-        except BlockingIOError:  # SO_RCVTIMEO expired
-            raise TimeoutError("timed out") from None
+            chunk = self._sock.recv(_CHUNK, socket.MSG_DONTWAIT) if late else self._sock.recv(_CHUNK)
+        except BlockingIOError:  # SO_RCVTIMEO expired, or nothing arrived in time
+            raise TimeoutError(_LATE if late else "timed out") from None
         if not chunk:
             raise NodeFailure("closed", "connection closed by the server")
         return chunk
@@ -144,12 +205,7 @@ class Connection:
     def _fill(self) -> bytes:
         """Receive once more: the buffer (returned) becomes its unread bytes and the new
         ones, from position 0."""
-        try:  # _recv() inlined: a line is read with one call less
-            chunk = self._sock.recv(_CHUNK)
-        except BlockingIOError:  # SO_RCVTIMEO expired
-            raise TimeoutError("timed out") from None
-        if not chunk:
-            raise NodeFailure("closed", "connection closed by the server")
+        chunk = self._recv()  # a line is usually read with this one call
         if self._pos != len(self._buf):  # unread bytes: keep them (else no copy)
             chunk = self._buf[self._pos :] + chunk
         self._buf = chunk
@@ -178,8 +234,12 @@ class Connection:
         else:
             buf = self._buf
         while (end := buf.find(b"\r\n", start)) < 0:
+            if len(buf) - start > MAX_LINE + 1:  # no line end within a line's length
+                raise NodeFailure("error", "reply line too long")
             buf = self._fill()
             start = 0
+        if end - start > MAX_LINE:
+            raise NodeFailure("error", "reply line too long")
         self._pos = end + 2
         return buf[start:end]
 
@@ -236,15 +296,20 @@ def _check_error(line: bytes) -> None:
 
 
 def _read_gets(conn: Connection) -> tuple[bytes, int] | None:
+    """A ``gets`` reply in memcached's grammar exactly, as the C round reads it (no
+    sign, tab, ``_`` or second space); a value above ``conn.max_value`` is an error."""
     line = conn.readline()
     if line == b"END":
         return None
-    parts = line.split()
-    if len(parts) != 5 or parts[0] != b"VALUE":
+    parsed = _VALUE_LINE.fullmatch(line)
+    if parsed is None or int(parsed[1]) > _U32 or max(int(parsed[2]), int(parsed[3])) > _U64:
         _check_error(line)
         raise NodeFailure("error", f"unexpected reply {line[:40]!r}")
+    size = int(parsed[2])
+    if size > conn.max_value:
+        raise NodeFailure("error", "value too large")
     # The value, its CRLF and the closing "END\r\n" usually came in the same recv.
-    return conn.read_block(int(parts[3]), b"\r\nEND\r\n"), int(parts[4])
+    return conn.read_block(size, b"\r\nEND\r\n"), int(parsed[3])
 
 
 def _status_reader(*known: bytes) -> Callable[[Connection], str]:

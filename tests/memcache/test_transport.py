@@ -421,9 +421,9 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Pat
     if chosen.name == "python":
         fan_out = _transport._fan_out
 
-        def fan_out_recorded(batch: Any) -> list[Answer]:
+        def fan_out_recorded(batch: Any, *deadline: float) -> list[Answer]:
             chosen.calls.append(())
-            return fan_out(batch)
+            return fan_out(batch, *deadline)
 
         monkeypatch.setattr(_transport, "_C_GETS", None)
         monkeypatch.setattr(_transport, "_fan_out", fan_out_recorded)
@@ -432,9 +432,9 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Pat
     if c_gets is None:
         pytest.skip("the C gets round is not built (or not used) here")
 
-    def c_gets_recorded(fds: Sequence[int], request: bytes, *agree: bool) -> Any:
-        chosen.calls.append(agree)
-        return c_gets(fds, request, *agree)
+    def c_gets_recorded(fds: Sequence[int], request: bytes, *rest: Any) -> Any:
+        chosen.calls.append(rest[:1])  # agree; then the deadline and the value limit
+        return c_gets(fds, request, *rest)
 
     monkeypatch.setattr(_transport, "_C_GETS", c_gets_recorded)
     return chosen
