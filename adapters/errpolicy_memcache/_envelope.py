@@ -7,21 +7,30 @@ memcached key, the header and the data, so a record copied under
 another key fails verification. The first key signs; every key verifies (rotation),
 compared with :func:`hmac.compare_digest`. Never pickle: a record that is not exactly
 this shape is rejected, not interpreted.
+
+A valid MAC is not enough: a leaked key, or a bug in another version, can sign any
+fields. :func:`decode` checks every one against what this store could have written
+(versions with room to grow, timestamps and TTLs within the store's limits, data that
+:mod:`._data` accepts), and rejects the record as it rejects a bad MAC.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import struct
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from ._errors import ConfigurationError, SessionDataError
+from . import _data
+from ._data import dumps_data
+from ._errors import ConfigurationError
 
 __all__ = [
+    "MAX_TIMESTAMP",
+    "MAX_TTL",
+    "MAX_VERSION",
     "EnvelopeError",
     "Keyring",
     "Record",
@@ -38,9 +47,15 @@ _HEADER = struct.Struct(">QddIB8s")
 _BODY_AT = len(_MAGIC) + _MAC_SIZE
 _DOMAIN = b"errpolicy_memcache/2\x00"
 _MIN_KEY_BYTES = 16
-# What json.dumps(separators=(",", ":"), allow_nan=False) builds on every call; it keeps
-# no state between calls.
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+#: The highest version a record may carry: half the header's 64 bits, so a process
+#: that adopts it as the floor of its next versions still has 2**63 saves to go.
+MAX_VERSION: Final = 2**63
+#: The latest timestamp a record may carry (year 2242): any real clock is far below.
+MAX_TIMESTAMP: Final = float(2**33)
+#: The longest TTL a record may carry: memcached's longest relative expiry (30 days),
+#: the most any option of the store allows.
+MAX_TTL: Final = 30 * 24 * 3600
 
 
 class EnvelopeError(ValueError):
@@ -99,14 +114,12 @@ class Record(NamedTuple):
 
 
 def load_data(payload: bytes) -> dict[str, Any]:
-    """Parse a verified payload; :class:`EnvelopeError` if it is not a JSON object."""
+    """Parse a verified payload; :class:`EnvelopeError` unless it is session data
+    (a JSON object that :func:`._data.check_data` accepts)."""
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EnvelopeError("undecodable JSON") from exc
-    if not isinstance(data, dict):
-        raise EnvelopeError("bad data")
-    return data
+        return _data.load_data(payload)
+    except ValueError as exc:
+        raise EnvelopeError(f"bad data: {exc}") from exc
 
 
 def normalize_keys(secret_key: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ...]:
@@ -182,17 +195,6 @@ def _keyring(keys: Keyring | Sequence[bytes]) -> Keyring:
     return keys if isinstance(keys, Keyring) else Keyring(keys)
 
 
-def dumps_data(data: dict[str, Any]) -> str:
-    """JSON of the session data alone; raises :class:`SessionDataError` if JSON cannot hold it."""
-    for k in data:
-        if not isinstance(k, str):
-            raise SessionDataError(f"session keys must be str, not {type(k).__name__}: {k!r}")
-    try:
-        return _JSON.encode(data)
-    except (TypeError, ValueError) as exc:
-        raise SessionDataError(f"session data is not JSON-serializable: {exc}") from exc
-
-
 def encode(record: Record, storage_key: str, keys: Keyring | bytes) -> bytes:
     """Serialize and sign ``record`` for ``storage_key`` (with the keyring's first key)."""
     writer = record.writer.encode("ascii")
@@ -215,9 +217,11 @@ def encode(record: Record, storage_key: str, keys: Keyring | bytes) -> bytes:
 
 
 def decode(blob: bytes, storage_key: str, keys: Keyring | Sequence[bytes]) -> Record:
-    """Verify a stored record and parse its header; :class:`EnvelopeError` if anything is off.
+    """Verify a stored record and check every field; :class:`EnvelopeError` if anything
+    is off (``reason`` says what).
 
-    The data itself stays JSON bytes until :attr:`Record.data` (it is covered by the MAC).
+    The data is parsed once to check it, and kept as JSON bytes until
+    :attr:`Record.data`: a session that is served is read by the application.
     """
     if blob[:3] != _MAGIC:
         raise EnvelopeError("unknown format")
@@ -227,15 +231,20 @@ def decode(blob: bytes, storage_key: str, keys: Keyring | Sequence[bytes]) -> Re
     if not _keyring(keys).verify(blob[3:_BODY_AT], storage_key, body):
         raise EnvelopeError("bad signature")
     version, created, written, ttl, tombstone, writer = _HEADER.unpack_from(body)
-    # Chained comparisons: NaN fails every one of them, as an infinity fails the last.
-    if not (0.0 <= created < math.inf and 0.0 <= written < math.inf):
+    if not 0 < version <= MAX_VERSION:
+        raise EnvelopeError("bad version")
+    # Chained comparisons: NaN fails every one of them.
+    if not (0.0 <= created <= MAX_TIMESTAMP and 0.0 <= written <= MAX_TIMESTAMP):
         raise EnvelopeError("bad timestamps")
+    if ttl > MAX_TTL:
+        raise EnvelopeError("bad ttl")
     if tombstone:
         if tombstone != 1 or len(body) != _HEADER.size:
             raise EnvelopeError("bad tombstone flag")
         payload = None
     else:
         payload = body[_HEADER.size :]
+        load_data(payload)
     try:
         writer_id = writer.rstrip(b"\x00").decode("ascii")
     except UnicodeDecodeError:

@@ -30,11 +30,19 @@ class InvalidSessionId(MemcacheSessionError, ValueError):
     """A session id does not have the shape of one this store issues."""
 
 
-class SessionDataError(MemcacheSessionError, TypeError):
-    """Session data that JSON cannot represent (a key that is not a str, a set, NaN, ...).
+class SessionDataError(MemcacheSessionError, TypeError, ValueError):
+    """Session data that would not come back the same from JSON (a key that is not a
+    str, a tuple, a set, NaN, data nested deeper than ``MAX_DEPTH``, ...).
 
     Raised before any I/O: nothing stored is changed, and the session keeps its data.
+    ``path`` leads to the bad value (``("cart", 3)``: ``session["cart"][3]``; empty
+    for the data itself). A TypeError, as json's own error for such data, and a
+    ValueError (a depth or a NaN is a bad value, not a bad type).
     """
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class SessionTooLarge(MemcacheSessionError, ValueError):

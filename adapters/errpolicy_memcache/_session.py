@@ -6,7 +6,8 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._envelope import EnvelopeError, dumps_data, load_data
+from ._data import dumps_data
+from ._envelope import EnvelopeError, load_data
 from ._errors import SessionDataError
 
 __all__ = ["Session"]
@@ -102,7 +103,10 @@ class Session(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
-            raise SessionDataError(f"session keys must be str, not {type(key).__name__}: {key!r}")
+            raise SessionDataError(
+                f"session keys must be str, not {type(key).__name__} ({key!r}): JSON would "
+                f"store it as a str"
+            )
         self._data[key] = value
         self.modified = True
 
