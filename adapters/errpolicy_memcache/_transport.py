@@ -28,7 +28,6 @@ trickles its reply therefore holds an operation at most one read timeout past it
 from __future__ import annotations
 
 import math
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -213,9 +212,7 @@ def _fan_out(
         else:
             return _gets_round(batch, first[0].request, deadline)
     sent = [
-        transport._send(
-            commands[0].request if len(commands) == 1 else _request(commands), deadline
-        )
+        transport._send(commands[0].request if len(commands) == 1 else _request(commands), deadline)
         for transport, commands in batch
     ]
     clock = time.perf_counter

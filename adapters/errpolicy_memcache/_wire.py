@@ -54,6 +54,7 @@ MAX_LINE: Final = 1024
 #: The largest value read by default: memcached's default item size limit (``-I 1m``).
 MAX_VALUE: Final = 1024 * 1024
 
+_DONTWAIT = socket.MSG_DONTWAIT
 _now = time.perf_counter  # the deadline's clock (CLOCK_MONOTONIC, as the C round's)
 _LATE = "operation deadline passed"
 # memcached's VALUE line: single spaces, a key of printable non-space ASCII, digits only.
@@ -195,7 +196,7 @@ class Connection:
         """One recv; past the deadline only what already arrived (else a timeout)."""
         late = _now() >= self.deadline
         try:
-            chunk = self._sock.recv(_CHUNK, socket.MSG_DONTWAIT) if late else self._sock.recv(_CHUNK)
+            chunk = self._sock.recv(_CHUNK, _DONTWAIT if late else 0)
         except BlockingIOError:  # SO_RCVTIMEO expired, or nothing arrived in time
             raise TimeoutError(_LATE if late else "timed out") from None
         if not chunk:

@@ -14,8 +14,7 @@ from typing import Any
 import errpolicy
 import pytest
 
-from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome, OutcomeKind
-from errpolicy_memcache import _transport
+from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome, OutcomeKind, _transport
 from errpolicy_memcache._ids import new_session_id
 from errpolicy_memcache._transport import TRANSPORTS, make_transport
 from errpolicy_memcache._wire import MAX_LINE, gets

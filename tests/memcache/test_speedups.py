@@ -9,6 +9,7 @@ sends. The whole store suite also runs once more on the Python twins.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -506,6 +507,8 @@ def test_the_store_suite_passes_on_the_python_twins(pure_python_run: Callable[..
         "test_failover.py",
         "test_store.py",
         "test_speedups.py",
+        "test_hostile.py",
+        "test_reply_grammar.py",
     ]
     pure_python_run(
         "--no-header",
@@ -513,3 +516,21 @@ def test_the_store_suite_passes_on_the_python_twins(pure_python_run: Callable[..
         "-k",
         "not suite_passes_on_the_python_twins",
     )
+
+
+# -- multi-phase init: per-module state --------------------------------------------------
+
+
+@needs_c
+def test_each_module_object_keeps_its_own_state() -> None:
+    """A second module object from the same file (multi-phase init) has its own state:
+    it has not been set up, while the one in use still is."""
+    assert speedups is not None
+    spec = importlib.util.spec_from_file_location(speedups.__name__, speedups.__file__)
+    assert spec is not None
+    assert spec.loader is not None
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    with pytest.raises(RuntimeError, match="setup"):
+        other.gets_round([], b"gets k\r\n")
+    assert (False, []) == (other is speedups, speedups.gets_round([], b"gets k\r\n"))
