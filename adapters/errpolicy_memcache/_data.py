@@ -5,7 +5,10 @@ one key, turn a tuple into a list, and fail with RecursionError on a deep nest. 
 refused here with :class:`SessionDataError` naming the path to the bad value, before
 any I/O. The check is one walk (:func:`check_data`) with one function per kind of
 value (``_CHECKS``), so that more kinds (a tagged form for datetime, UUID, ...) can
-join later without touching the walk.
+join later without touching the walk. Every save and every record read pays it, so
+the C speedups first try ``plain_json``: a dict of exact JSON types within the depth
+is accepted at C speed, anything else is left to the walk, which decides and names
+the path (a C True always means the walk would accept the data too).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ._errors import SessionDataError
+from ._native import speedups
 
-__all__ = ["MAX_DEPTH", "check_data", "dumps_data", "load_data", "path_of"]
+__all__ = ["MAX_DEPTH", "check_data", "dumps_data", "load_data", "path_of", "walk"]
 
 #: How deeply session data may nest (the session's own dict is depth 1). Deeper data
 #: is refused on save, and a stored record holding it is rejected on read.
@@ -102,9 +106,20 @@ def _check(value: object, path: _Path, depth: int) -> None:
     check(value, path, depth)
 
 
+_plain_json = None if speedups is None else speedups.plain_json
+
+
 def check_data(data: dict[str, Any]) -> None:
     """Raise :class:`SessionDataError` unless ``data`` comes back equal from JSON:
     str keys, JSON values (no tuple, set, NaN, ...), at most :data:`MAX_DEPTH` deep."""
+    if _plain_json is not None and _plain_json(data, MAX_DEPTH):
+        return  # the usual case, at C speed
+    walk(data)
+
+
+def walk(data: dict[str, Any]) -> None:
+    """:func:`check_data` in Python: the reference, and the slow path that names the
+    bad value's path."""
     if not isinstance(data, dict):
         raise _refuse((), f"session data is a dict, not {type(data).__name__}")
     _check(data, (), 1)

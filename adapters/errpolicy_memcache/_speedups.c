@@ -8,6 +8,8 @@
  *   gets_round() <-> errpolicy_memcache._transport._fan_out reading one gets per
  *                    node with errpolicy_memcache._wire._read_gets (and, with agree,
  *                    _transport.agreed_gets comparing the values)
+ *   plain_json() <-> the fast path of errpolicy_memcache._data.check_data (a True
+ *                    from C means the Python walk would accept the data too)
  * tests/memcache/test_speedups.py holds the two to the same answers.
  *
  * gets_round() works on blocking sockets whose timeouts the kernel enforces
@@ -148,6 +150,73 @@ done:
     Py_DECREF(seeds);
     Py_DECREF(nodes);
     return result;
+}
+
+/* ---- session data that surely comes back the same from JSON --------------------- */
+
+/* 1: the value is plain JSON within max_depth; 0: not surely (a subclass, a big int, a
+   NaN, a tuple, a non-str key, too deep: the Python walk decides and names the path).
+   Runs no Python code (borrowed references stay valid) and recurses at most
+   max_depth + 1 levels. */
+static int
+plain_value(PyObject *value, int depth, int max_depth)
+{
+    if (depth > max_depth) {
+        return 0;
+    }
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type || type == &PyBool_Type || value == Py_None) {
+        return 1;
+    }
+    if (type == &PyLong_Type) {
+        int overflow;
+        PyLong_AsLongLongAndOverflow(value, &overflow);
+        return overflow == 0; /* a big int: Python checks it can be written */
+    }
+    if (type == &PyFloat_Type) {
+        double x = PyFloat_AS_DOUBLE(value);
+        return x - x == 0.0; /* finite: NaN and the infinities give NaN */
+    }
+    if (type == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            if (!PyUnicode_CheckExact(key) || !plain_value(item, depth + 1, max_depth)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (type == &PyList_Type) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value); i++) {
+            if (!plain_value(PyList_GET_ITEM(value, i), depth + 1, max_depth)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+plain_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "plain_json(data, max_depth) takes 2 arguments");
+        return NULL;
+    }
+    long max_depth = PyLong_AsLong(args[1]);
+    if (max_depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (max_depth < 0 || max_depth > 1000) { /* bounds the C recursion */
+        PyErr_SetString(PyExc_ValueError, "plain_json: max_depth is 0 to 1000");
+        return NULL;
+    }
+    if (Py_TYPE(args[0]) != &PyDict_Type) {
+        Py_RETURN_FALSE;
+    }
+    return PyBool_FromLong(plain_value(args[0], 1, (int)max_depth));
 }
 
 /* ---- one round of gets ------------------------------------------------------------ */
@@ -644,6 +713,10 @@ static PyMethodDef module_methods[] = {
     {"rank", (PyCFunction)(void (*)(void))rank, METH_FASTCALL,
      "rank(key_hash, seeds, nodes)\n--\n\n"
      "nodes ordered by their splitmix64 weight for key_hash, highest first."},
+    {"plain_json", (PyCFunction)(void (*)(void))plain_json, METH_FASTCALL,
+     "plain_json(data, max_depth)\n--\n\n"
+     "True if data is a dict of exact JSON types (str keys, finite floats, ints of\n"
+     "64 bits) nested at most max_depth levels; False if the Python walk must decide."},
     {"gets_round", (PyCFunction)(void (*)(void))gets_round, METH_FASTCALL,
      "gets_round(fds, request, agree=False, timeout=None, max_value=None)\n--\n\n"
      "Send request to every socket, then read one gets reply from each: per socket\n"
@@ -683,9 +756,6 @@ module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
-#ifdef Py_mod_multiple_interpreters
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
 #ifdef Py_mod_gil
     /* Declared, not assumed: the module keeps no global state, and a round touches only
        its own buffers, but free-threaded builds are not tested yet. Flip this to

@@ -944,7 +944,8 @@ class MemcacheSessionStore:
 
     def _rollback(self, op: _Op, key: str, nodes: Sequence[Node]) -> None:
         if nodes:
-            for reply in execute([(node, (delete(key),)) for node in nodes], self._deadline(op)):
+            # From now: the copies an add left must go even if the save ran late.
+            for reply in execute([(node, (delete(key),)) for node in nodes], self._deadline(None)):
                 status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
                 op.results.append((reply.node.address, "delete", status, reply.elapsed, ""))
 

@@ -15,20 +15,27 @@ import signal
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from enum import IntEnum
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import _native
+from errpolicy_memcache import SessionDataError, _data, _native
 from errpolicy_memcache._placement import node_seed, rank_python
 from errpolicy_memcache._wire import NodeFailure, _set_read_timeout
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+class Severity(IntEnum):
+    A = 1
+
 
 speedups = _native.speedups
 needs_c = pytest.mark.skipif(speedups is None, reason="the C speedups are not built here")
@@ -123,6 +130,69 @@ def test_rank_refuses_bad_arguments(args: tuple[object, ...], error: type[Except
     assert speedups is not None
     with pytest.raises(error):
         speedups.rank(*args)  # type: ignore[arg-type]
+
+
+# -- plain_json: the fast path of the session data check ------------------------------
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=4)
+    | st.binary(max_size=2)
+    | st.sampled_from([Severity.A, OrderedDict(a=1)])
+)
+_keys = st.text(max_size=3) | st.integers(-2, 2) | st.booleans() | st.none()
+_nested = st.recursive(
+    _leaves,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children)
+        | st.dictionaries(_keys, children, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+def _wrapped(value: object, levels: int) -> dict[str, object]:
+    """``value`` under ``levels`` more levels (lists and dicts in turn)."""
+    for level in range(levels):
+        value = [value] if level % 2 else {"w": value}
+    return {"data": value}
+
+
+@needs_c
+@settings(max_examples=300)
+@given(_nested, st.integers(0, _data.MAX_DEPTH + 2))
+def test_plain_json_accepts_only_what_the_python_walk_accepts(value: object, levels: int) -> None:
+    """C True means the walk accepts; a walk that refuses means C said False (near
+    the depth limit too)."""
+    assert speedups is not None
+    data = _wrapped(value, levels)
+    try:
+        _data.walk(data)
+    except SessionDataError:
+        accepted = False
+    else:
+        accepted = True
+    assert (speedups.plain_json(data, _data.MAX_DEPTH) and not accepted) is False
+
+
+@needs_c
+def test_plain_json_takes_the_usual_session_at_c_speed() -> None:
+    """The usual data (exact JSON types) is decided in C: True."""
+    assert speedups is not None
+    data = {"user": 1, "cart": [{"id": 2, "qty": 1.5}], "name": "x", "ok": None}
+    assert speedups.plain_json(data, _data.MAX_DEPTH) is True
+
+
+@needs_c
+@pytest.mark.parametrize(("args", "error"), [(({}, -1), ValueError), (({},), TypeError)])
+def test_plain_json_refuses_bad_arguments(args: tuple[object, ...], error: type[Exception]) -> None:
+    assert speedups is not None
+    with pytest.raises(error):
+        speedups.plain_json(*args)  # type: ignore[call-arg]
 
 
 # -- gets_round over real memcached -------------------------------------------------
