@@ -8,7 +8,9 @@ value (``_CHECKS``), so that more kinds (a tagged form for datetime, UUID, ...) 
 join later without touching the walk. Every save and every record read pays it, so
 the C speedups first try ``plain_json``: a dict of exact JSON types within the depth
 is accepted at C speed, anything else is left to the walk, which decides and names
-the path (a C True always means the walk would accept the data too).
+the path (a C True always means the walk would accept the data too). A record read
+is checked by :func:`check_payload` without building the data: ``plain_payload``
+scans the JSON in C, and only what it is unsure of is parsed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Final
 from ._errors import SessionDataError
 from ._native import speedups
 
-__all__ = ["MAX_DEPTH", "check_data", "dumps_data", "load_data", "path_of", "walk"]
+__all__ = ["MAX_DEPTH", "check_data", "check_payload", "dumps_data", "load_data", "path_of", "walk"]
 
 #: How deeply session data may nest (the session's own dict is depth 1). Deeper data
 #: is refused on save, and a stored record holding it is rejected on read.
@@ -107,6 +109,7 @@ def _check(value: object, path: _Path, depth: int) -> None:
 
 
 _plain_json = None if speedups is None else speedups.plain_json
+_plain_payload = None if speedups is None else speedups.plain_payload
 
 
 def check_data(data: dict[str, Any]) -> None:
@@ -149,3 +152,12 @@ def load_data(payload: bytes) -> dict[str, Any]:
     except SessionDataError as exc:
         raise ValueError(str(exc)) from None
     return data
+
+
+def check_payload(payload: bytes) -> None:
+    """ValueError unless :func:`load_data` would accept ``payload``; the JSON this
+    store writes is scanned in C without building it (the data is parsed when the
+    application reads the session, not twice)."""
+    if _plain_payload is not None and _plain_payload(payload, MAX_DEPTH):
+        return
+    load_data(payload)

@@ -220,8 +220,8 @@ def decode(blob: bytes, storage_key: str, keys: Keyring | Sequence[bytes]) -> Re
     """Verify a stored record and check every field; :class:`EnvelopeError` if anything
     is off (``reason`` says what).
 
-    The data is parsed once to check it, and kept as JSON bytes until
-    :attr:`Record.data`: a session that is served is read by the application.
+    The data is checked (scanned in C where the speedups are built, else parsed) and
+    kept as JSON bytes until :attr:`Record.data`.
     """
     if blob[:3] != _MAGIC:
         raise EnvelopeError("unknown format")
@@ -244,7 +244,10 @@ def decode(blob: bytes, storage_key: str, keys: Keyring | Sequence[bytes]) -> Re
         payload = None
     else:
         payload = body[_HEADER.size :]
-        load_data(payload)
+        try:
+            _data.check_payload(payload)
+        except ValueError as exc:
+            raise EnvelopeError(f"bad data: {exc}") from exc
     try:
         writer_id = writer.rstrip(b"\x00").decode("ascii")
     except UnicodeDecodeError:

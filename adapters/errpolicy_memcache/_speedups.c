@@ -10,6 +10,8 @@
  *                    _transport.agreed_gets comparing the values)
  *   plain_json() <-> the fast path of errpolicy_memcache._data.check_data (a True
  *                    from C means the Python walk would accept the data too)
+ *   plain_payload() <-> the fast path of errpolicy_memcache._data.check_payload
+ *                    (likewise: True means json.loads and the walk would accept it)
  * tests/memcache/test_speedups.py holds the two to the same answers.
  *
  * gets_round() works on blocking sockets whose timeouts the kernel enforces
@@ -217,6 +219,243 @@ plain_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_FALSE;
     }
     return PyBool_FromLong(plain_value(args[0], 1, (int)max_depth));
+}
+
+/* ---- stored session data that surely parses ------------------------------------- */
+
+/* A scanner for the JSON this store writes (ASCII, compact, no huge numbers), that
+   builds nothing: 1 if the bytes surely are a JSON object that json.loads and the
+   walk accept (at most max_depth deep), 0 if unsure (anything unusual: non-ASCII, a
+   number that could overflow, ...), and then Python decides. */
+typedef struct {
+    const unsigned char *p, *end;
+    int max_depth;
+} Scan;
+
+static void
+skip_space(Scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) {
+        s->p++;
+    }
+}
+
+static int
+is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int
+scan_string(Scan *s)
+{
+    s->p++; /* the opening quote */
+    while (s->p < s->end) {
+        unsigned char c = *s->p;
+        if (c == '"') {
+            s->p++;
+            return 1;
+        }
+        if (c < 0x20 || c >= 0x80) {
+            return 0; /* a control character (json refuses it) or non-ASCII: unsure */
+        }
+        if (c != '\\') {
+            s->p++;
+            continue;
+        }
+        if (s->end - s->p < 2) {
+            return 0;
+        }
+        c = s->p[1];
+        if (c == 'u') {
+            if (s->end - s->p < 6 || !is_hex(s->p[2]) || !is_hex(s->p[3]) || !is_hex(s->p[4])
+                || !is_hex(s->p[5])) {
+                return 0;
+            }
+            s->p += 6;
+        } else if (strchr("\"\\/bfnrt", c) != NULL && c != '\0') {
+            s->p += 2;
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int
+scan_digits(Scan *s)
+{
+    const unsigned char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+        s->p++;
+    }
+    return (int)(s->p - start);
+}
+
+/* json's number grammar; surely finite (at most 17 integer digits, an exponent of at
+   most 290) and, for an int, far below Python's digit limit. */
+static int
+scan_number(Scan *s)
+{
+    if (*s->p == '-') {
+        s->p++;
+    }
+    if (s->p == s->end) {
+        return 0;
+    }
+    int digits;
+    if (*s->p == '0') {
+        s->p++;
+        digits = 1;
+    } else {
+        digits = scan_digits(s);
+        if (digits == 0 || digits > 17) {
+            return 0;
+        }
+    }
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (scan_digits(s) == 0) {
+            return 0;
+        }
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        int negative = 0;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) {
+            negative = *s->p == '-';
+            s->p++;
+        }
+        const unsigned char *start = s->p;
+        int n = scan_digits(s);
+        if (n == 0 || n > 3) {
+            return 0;
+        }
+        int exponent = 0;
+        for (int i = 0; i < n; i++) {
+            exponent = exponent * 10 + (start[i] - '0');
+        }
+        if (!negative && exponent > 290) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+scan_word(Scan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) {
+        return 0;
+    }
+    s->p += n;
+    return 1;
+}
+
+static int scan_value(Scan *s, int depth);
+
+static int
+scan_container(Scan *s, int depth, unsigned char close)
+{
+    s->p++; /* the opening bracket */
+    skip_space(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 1;
+    }
+    for (;;) {
+        skip_space(s);
+        if (close == '}') {
+            if (s->p == s->end || *s->p != '"' || !scan_string(s)) {
+                return 0;
+            }
+            skip_space(s);
+            if (s->p == s->end || *s->p != ':') {
+                return 0;
+            }
+            s->p++;
+        }
+        if (!scan_value(s, depth + 1)) {
+            return 0;
+        }
+        skip_space(s);
+        if (s->p == s->end) {
+            return 0;
+        }
+        if (*s->p == close) {
+            s->p++;
+            return 1;
+        }
+        if (*s->p != ',') {
+            return 0;
+        }
+        s->p++;
+    }
+}
+
+static int
+scan_value(Scan *s, int depth)
+{
+    if (depth > s->max_depth) {
+        return 0;
+    }
+    skip_space(s);
+    if (s->p == s->end) {
+        return 0;
+    }
+    switch (*s->p) {
+    case '{':
+        return scan_container(s, depth, '}');
+    case '[':
+        return scan_container(s, depth, ']');
+    case '"':
+        return scan_string(s);
+    case 't':
+        return scan_word(s, "true");
+    case 'f':
+        return scan_word(s, "false");
+    case 'n':
+        return scan_word(s, "null");
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
+            return scan_number(s);
+        }
+        return 0;
+    }
+}
+
+static PyObject *
+plain_payload(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "plain_payload(payload, max_depth) takes 2 arguments");
+        return NULL;
+    }
+    long max_depth = PyLong_AsLong(args[1]);
+    if (max_depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (max_depth < 0 || max_depth > 1000) { /* bounds the C recursion */
+        PyErr_SetString(PyExc_ValueError, "plain_payload: max_depth is 0 to 1000");
+        return NULL;
+    }
+    Py_buffer payload;
+    if (PyObject_GetBuffer(args[0], &payload, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Scan s = {payload.buf, (const unsigned char *)payload.buf + payload.len, (int)max_depth};
+    int plain;
+    Py_BEGIN_ALLOW_THREADS
+    skip_space(&s);
+    plain = s.p < s.end && *s.p == '{' && scan_value(&s, 1);
+    if (plain) {
+        skip_space(&s);
+        plain = s.p == s.end;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&payload);
+    return PyBool_FromLong(plain);
 }
 
 /* ---- one round of gets ------------------------------------------------------------ */
@@ -717,6 +956,10 @@ static PyMethodDef module_methods[] = {
      "plain_json(data, max_depth)\n--\n\n"
      "True if data is a dict of exact JSON types (str keys, finite floats, ints of\n"
      "64 bits) nested at most max_depth levels; False if the Python walk must decide."},
+    {"plain_payload", (PyCFunction)(void (*)(void))plain_payload, METH_FASTCALL,
+     "plain_payload(payload, max_depth)\n--\n\n"
+     "True if payload (bytes) surely is a JSON object that json.loads and the session\n"
+     "data check accept, at most max_depth deep; False if Python must decide."},
     {"gets_round", (PyCFunction)(void (*)(void))gets_round, METH_FASTCALL,
      "gets_round(fds, request, agree=False, timeout=None, max_value=None)\n--\n\n"
      "Send request to every socket, then read one gets reply from each: per socket\n"

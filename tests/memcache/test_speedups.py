@@ -10,6 +10,7 @@ sends. The whole store suite also runs once more on the Python twins.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -193,6 +194,109 @@ def test_plain_json_refuses_bad_arguments(args: tuple[object, ...], error: type[
     assert speedups is not None
     with pytest.raises(error):
         speedups.plain_json(*args)  # type: ignore[call-arg]
+
+
+# -- plain_payload: a stored record's data, scanned without building it ----------------
+
+TRICKY_PAYLOADS = [
+    b'{"a":1e999}',
+    b'{"a":1e290}',
+    b'{"a":1e291}',
+    b'{"a":-1e-999}',
+    b'{"a":NaN}',
+    b'{"a":-Infinity}',
+    b'{"a":01}',
+    b'{"a":-}',
+    b'{"a":1.}',
+    b'{"a":.5}',
+    b'{"a":1e}',
+    b'{"a":-0}',
+    b'{"a":1E+2}',
+    b'{"a":99999999999999999}',
+    b'{"a":999999999999999999}',
+    b'{"a":"\\ud800"}',
+    b'{"a":"\\x"}',
+    b'{"a":"\x01"}',
+    b' {"a":1}\n',
+    b'{"a":1}x',
+    b"[1]",
+    b'{"a":1,}',
+    b"{,}",
+    b'{"a" 1}',
+    b'{"a":tru}',
+    b'\xef\xbb\xbf{"a":1}',
+    b'{"\xc3\xa9":1}',
+    b'{"a":{"b":[]}}',
+    b"{}",
+    b"",
+]
+
+
+def _python_accepts(payload: bytes) -> bool:
+    try:
+        _data.load_data(payload)
+    except ValueError:
+        return False
+    return True
+
+
+def _mutate(payload: bytes, data: st.DataObject) -> bytes:
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(payload)))
+        byte = data.draw(
+            st.sampled_from(list(b'{}[]",:-.eE0123456789 \\tfnu')) | st.integers(0, 255)
+        )
+        cut = data.draw(st.integers(0, 1))
+        payload = payload[:at] + bytes([byte]) + payload[at + cut :]
+    return payload
+
+
+@needs_c
+@settings(max_examples=400)
+@given(_nested, st.integers(0, _data.MAX_DEPTH + 2), st.data())
+def test_plain_payload_accepts_only_what_python_accepts(
+    value: object, levels: int, data: st.DataObject
+) -> None:
+    """Encoded data, then mutated: a C True means json.loads and the walk accept it."""
+    assert speedups is not None
+    try:
+        text = json.dumps(_wrapped(value, levels), separators=(",", ":"), default=repr)
+    except (ValueError, TypeError):
+        text = "{}"
+    payload = _mutate(text.encode(), data)
+    assert (
+        speedups.plain_payload(payload, _data.MAX_DEPTH) and not _python_accepts(payload)
+    ) is False
+
+
+@needs_c
+@pytest.mark.parametrize("payload", TRICKY_PAYLOADS)
+def test_plain_payload_is_never_surer_than_python(payload: bytes) -> None:
+    assert speedups is not None
+    assert (
+        speedups.plain_payload(payload, _data.MAX_DEPTH) and not _python_accepts(payload)
+    ) is False
+
+
+_json_data = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**16), 10**16)
+    | st.floats(-1e15, 1e15)
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@needs_c
+@given(st.dictionaries(st.text(max_size=5), _json_data, max_size=5))
+def test_plain_payload_is_sure_of_what_the_store_writes(data: dict[str, object]) -> None:
+    """The fast path is the usual path: everything dumps_data writes (modest numbers)."""
+    assert speedups is not None
+    assert speedups.plain_payload(_data.dumps_data(data).encode(), _data.MAX_DEPTH) is True
 
 
 # -- gets_round over real memcached -------------------------------------------------
