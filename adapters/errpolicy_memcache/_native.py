@@ -3,7 +3,9 @@
 ``speedups`` is the module, or None: no C compiler at install time, or
 ``ERRPOLICY_PURE_PYTHON`` set to a non-empty value (the same switch as the core's).
 Each C function has a Python twin that stays the reference and runs without it:
-``_placement.rank`` and the pipelined ``gets`` round of ``_transport``.
+``_placement.rank``, the pipelined ``gets`` round of ``_transport`` (the same reply
+grammar, limits and deadline), and the session data checks of ``_data`` (where C
+only answers "surely fine" and leaves the rest to the Python walk).
 """
 
 from __future__ import annotations
