@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._checker import VIOLATIONS
 from ._run import Result, run, table
 from ._scenarios import SCENARIOS
 
@@ -14,6 +15,8 @@ def _reproductions(result: Result, limit: int) -> list[str]:
     lines: list[str] = []
     shown: dict[str, int] = {}
     for finding in result.report.findings:
+        if finding.verdict not in VIOLATIONS:
+            continue
         verdict = finding.verdict.value
         if shown.get(verdict, 0) >= limit:
             continue

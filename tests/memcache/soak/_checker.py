@@ -12,8 +12,9 @@ A read is a violation only when the history proves it (see docs/memcache/soak.md
   that save kept its memory until the read;
 - **resurrected**: data after an acknowledged destroy, while a node that acknowledged
   the tombstone kept its memory until the read, or the copy came from a node that had
-  been up for ``grace`` seconds before the destroy and stayed up during it (a destroy
-  can reach every copy on a reachable node);
+  been up for ``grace`` seconds before the destroy, stayed up during it and kept its
+  memory until the read (a destroy can reach every copy on a reachable node, and a
+  copy repaired there later would have met the tombstone);
 - **unexpected**: an exception other than the documented ``PolicyViolation`` /
   ``SessionUnavailable``, or a read of data the workload never wrote.
 
@@ -68,13 +69,13 @@ class Finding:
 
 
 def _relevant(before: Sequence[Op]) -> Sequence[Op]:
-    """The ops from the write before the last acknowledged one: what the read is judged on."""
+    """The ops from a little before the write before the last acknowledged one: what the
+    read is judged on, and where an older copy may come from."""
     acked = [
         i for i, op in enumerate(before) if op.kind is not Kind.READ and op.status is Status.OK
     ]
-    if len(acked) >= 2:
-        return before[acked[-2] :]
-    return before[-12:]
+    first = acked[-2] - 3 if len(acked) >= 2 else len(before) - 12
+    return before[max(first, 0) :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +179,10 @@ def _judge(read: Op, state: _State, timeline: Timeline, grace: float) -> tuple[V
         if holder is not None:
             return Verdict.RESURRECTED, f"tombstone still on {holder}"
         served = read.served_by
-        if served is not None and timeline.up_throughout(
-            served, destroyed.start - grace, destroyed.end
+        if (
+            served is not None
+            and timeline.up_throughout(served, destroyed.start - grace, destroyed.end)
+            and timeline.kept(served, destroyed.start, read.end)
         ):
             return Verdict.RESURRECTED, f"the copy came from {served}, reachable at the destroy"
         return Verdict.UNPROVED_RESURRECTED, "every tombstone holder lost its memory"

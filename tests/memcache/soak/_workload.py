@@ -128,7 +128,7 @@ class Worker:
         start = time.monotonic()
         try:
             result = fn()
-        except Exception as exc:  # noqa: BLE001  # every exception is recorded and judged
+        except Exception as exc:  # every exception is recorded and judged
             end = time.monotonic()
             seen = list(outcomes.current())
             kind = _refusal(exc, seen)
