@@ -30,7 +30,7 @@ def two_faulty(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
     busy: set[int] = set()
     lock = threading.Lock()
 
-    def lane(seed: int) -> None:
+    def lane(seed: float) -> None:
         lane_rng = random.Random(seed)
         while True:
             with lock:
@@ -71,11 +71,14 @@ def all_down(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
 
 
 def rolling(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
-    """A rolling restart of every node, then a rolling ``flush_all``, and again."""
+    """A rolling restart of every node (each down for 0.3-1.5 s, as during a deploy),
+    then a rolling ``flush_all``, and again."""
     count = len(nodes.servers)
     while True:
         for index in range(count):
-            nodes.restart(index)
+            nodes.kill(index)
+            wait(rng.uniform(0.3, 1.5))
+            nodes.start(index)
             if wait(rng.uniform(0.8, 2.0)):
                 return
         for index in range(count):

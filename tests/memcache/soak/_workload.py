@@ -104,7 +104,8 @@ class Worker:
         outcomes: Mapping[str, Outcomes],
         recorder: Recorder,
         *,
-        sessions: int = 24,
+        sessions: int = 216,
+        hot: int = 16,
         pace: float = 0.002,
         seed: int = 0,
     ) -> None:
@@ -113,6 +114,7 @@ class Worker:
         self._outcomes = outcomes
         self._recorder = recorder
         self._target = sessions
+        self._hot = hot
         self._pace = pace
         self._rng = random.Random(seed * 1009 + index)
         self._values = itertools.count(index * 10**9 + 1)
@@ -253,7 +255,7 @@ class Worker:
         if sid in self.live:
             self.live.remove(sid)
         self.retired.append(sid)
-        del self.retired[:-200]
+        del self.retired[:-500]
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -265,11 +267,14 @@ class Worker:
             self.create(process)
             return
         roll = rng.random()
-        if roll < 0.1 and self.retired:
+        if roll < 0.08 and self.retired:
             self.read(process, rng.choice(self.retired))
             return
-        sid = rng.choice(self.live)
-        if roll < 0.14:
+        # A few busy users and many idle ones: idle sessions are not repaired by reads
+        # between faults, which is what rolling restarts and double faults test.
+        pool = self.live[: self._hot] if rng.random() < 0.7 else self.live
+        sid = rng.choice(pool)
+        if roll < 0.12:
             self.delete(process, sid)
             return
         session, answered = self.read(process, sid)
