@@ -249,3 +249,22 @@ def test_a_copy_repaired_onto_a_flushed_node_after_the_destroy_is_unproved() -> 
     ]
     ops = [save(1, 10, N1, N2), destroy(5, N1, N2), read(7, 10, served_by=N3)]
     assert [Verdict.UNPROVED_RESURRECTED] == verdicts(ops, *events)
+
+
+def test_a_reproduction_shows_the_acknowledged_save_the_faults_and_one_refusal_per_run() -> None:
+    """The story of a lost read: its save, the fault, the first and last refusal, the read."""
+    refusals = [op(Kind.READ, 3 + i / 10, FAIL, detail="possibly_stale") for i in range(20)]
+    ops = [save(1, 10, N1, N2), *refusals, read(6, None)]
+    events = [event(N1, Fault.KILL, 2), event(N2, Fault.PAUSE, 5)]
+    report = check(ops, Timeline(tuple(events)))
+    (finding,) = report.findings
+    lines = finding.reproduction(events, 0.0)
+    assert [
+        "lost: v=10 still on n2",
+        "[   1.000-   1.010] A/w0 save v=10: ok acked by ['n1', 'n2']",
+        "[   2.000-   2.010] nemesis kill n1",
+        "[   3.000-   3.010] A/w0 read: fail (possibly_stale)",
+        "[   4.900-   4.910] A/w0 read: fail (possibly_stale)",
+        "[   5.000-   5.010] nemesis pause n2",
+        "[   6.000-   6.010] A/w0 read -> new session: ok",
+    ] == lines

@@ -74,8 +74,22 @@ def _relevant(before: Sequence[Op]) -> Sequence[Op]:
     acked = [
         i for i, op in enumerate(before) if op.kind is not Kind.READ and op.status is Status.OK
     ]
-    first = acked[-2] - 3 if len(acked) >= 2 else len(before) - 12
-    return before[max(first, 0) :]
+    first = len(before) - 12
+    if acked:
+        first = min(first, acked[-2 if len(acked) >= 2 else -1] - 3)
+    kept = before[max(first, 0) :]
+    # A run of refused reads says one thing: keep its first and last.
+    return [
+        op
+        for i, op in enumerate(kept)
+        if not _refused(op)
+        or not (0 < i < len(kept) - 1)
+        or not (_refused(kept[i - 1]) and _refused(kept[i + 1]))
+    ]
+
+
+def _refused(op: Op) -> bool:
+    return op.kind is Kind.READ and op.status is Status.FAIL
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,11 @@ recorded as a :class:`NodeEvent` on the history's clock."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from errpolicy_memcache.testing import MemcachedServer
 
@@ -123,10 +122,14 @@ class Nodes:
             elif not server.running:
                 self.start(index)
 
-    def is_down(self, index: int) -> bool:
-        """True while the node is killed or paused."""
-        server = self.servers[index]
-        return server.paused or not server.running
+    def evicted(self) -> frozenset[str]:
+        """The evicting nodes, and any other that evicted an item (the checker must not
+        count on what such a node held; 32 MB is far more than a run writes)."""
+        found = {self.servers[i].address for i in self.evicting}
+        for server in self.servers:
+            if server.running and not server.paused and int(server.stats()["evictions"]):
+                found.add(server.address)
+        return frozenset(found)
 
 
 def _flush_all(server: MemcachedServer) -> None:
@@ -167,14 +170,3 @@ def single_fault(nodes: Nodes, index: int, rng: random.Random, wait: Wait) -> st
     else:
         nodes.flush(index)
     return name
-
-
-@contextlib.contextmanager
-def running(target: Callable[[], None]) -> Iterator[threading.Thread]:
-    """Run ``target`` in a thread for the body of the ``with``; join it on exit."""
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.join()

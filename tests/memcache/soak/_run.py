@@ -140,9 +140,7 @@ def run(
                     store.close()
             recovered = all(sid in worker.ready for worker in crew for sid in worker.live)
             events = recorder.events()
-            timeline = Timeline(
-                tuple(events), frozenset(nodes.addresses[i] for i in nodes.evicting)
-            )
+            timeline = Timeline(tuple(events), nodes.evicted())
     finally:
         errpolicy.configure(sink=previous.sink)
     ops = recorder.ops()
