@@ -72,16 +72,18 @@ def all_down(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
 
 def rolling(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
     """A rolling restart of every node (each down for 0.3-1.5 s, as during a deploy),
-    then a rolling ``flush_all``, and again."""
+    then a rolling ``flush_all``, and again, each round in a new order (with one fixed
+    order, a copy left on a node that rolls before a session's home nodes in one round
+    is always gone before they roll in the next)."""
     count = len(nodes.servers)
     while True:
-        for index in range(count):
+        for index in rng.sample(range(count), count):
             nodes.kill(index)
             wait(rng.uniform(0.3, 1.5))
             nodes.start(index)
             if wait(rng.uniform(0.8, 2.0)):
                 return
-        for index in range(count):
+        for index in rng.sample(range(count), count):
             nodes.flush(index)
             if wait(rng.uniform(0.8, 2.0)):
                 return
