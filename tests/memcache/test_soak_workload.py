@@ -1,8 +1,10 @@
 """The soak's workload records what the store said: ok with the value and the nodes,
-a documented refusal as ``fail``, a failed write as ``unknown``, anything else as ``error``."""
+a documented refusal as ``fail``, a failed write as ``unknown``, anything else as
+``error``; and its nemesis deals every kind of fault."""
 
 from __future__ import annotations
 
+import random
 from typing import Any, cast
 
 import errpolicy
@@ -12,6 +14,7 @@ from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .soak import Kind, Op, Recorder, Status
+from .soak._nemesis import FAULTS, Deck
 from .soak._workload import Outcomes, Worker
 
 pytestmark = pytest.mark.memcached
@@ -81,3 +84,11 @@ def test_an_undocumented_exception_is_an_error() -> None:
     worker.read("A", "x" * 43)
     read = _last(recorder)
     assert (Status.ERROR, "RuntimeError: boom") == (read.status, read.detail)
+
+
+def test_the_fault_deck_deals_every_kind_once_per_round() -> None:
+    """Each run of five draws holds every single fault once, in a new order."""
+    deck = Deck(random.Random(3))
+    rounds = [[deck.draw() for _ in FAULTS] for _ in range(4)]
+    assert [sorted(FAULTS)] * 4 == [sorted(r) for r in rounds]
+    assert len({tuple(r) for r in rounds}) > 1

@@ -150,9 +150,26 @@ def _flush_all(server: MemcachedServer) -> None:
 Wait = Callable[[float], bool]  # sleeps, returns True if the run is over
 
 
-def single_fault(nodes: Nodes, index: int, rng: random.Random, wait: Wait) -> str:
-    """One fault on node ``index``, healed again; returns its name."""
-    name = rng.choice(("kill", "hang-short", "hang-long", "restart", "flush"))
+FAULTS = ("kill", "hang-short", "hang-long", "restart", "flush")
+
+
+class Deck:
+    """The single faults in a random order, each once per round: a short run still
+    injects every kind."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._left: list[str] = []
+
+    def draw(self) -> str:
+        """The next fault's name."""
+        if not self._left:
+            self._left = self._rng.sample(FAULTS, len(FAULTS))
+        return self._left.pop()
+
+
+def single_fault(nodes: Nodes, index: int, name: str, rng: random.Random, wait: Wait) -> None:
+    """The fault ``name`` (one of :data:`FAULTS`) on node ``index``, healed again."""
     if name == "kill":
         nodes.kill(index)
         wait(rng.uniform(0.5, 3.0))
@@ -169,4 +186,3 @@ def single_fault(nodes: Nodes, index: int, rng: random.Random, wait: Wait) -> st
         nodes.restart(index)
     else:
         nodes.flush(index)
-    return name

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._nemesis import Nodes, Wait, single_fault
+from ._nemesis import Deck, Nodes, Wait, single_fault
 
 Schedule = Callable[[Nodes, random.Random, Wait], None]
 
@@ -19,8 +19,9 @@ Schedule = Callable[[Nodes, random.Random, Wait], None]
 def one_faulty(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
     """At most one node faulty at a time (never the evicting one)."""
     healthy = [i for i in range(len(nodes.servers)) if i not in nodes.evicting]
+    deck = Deck(rng)
     while True:
-        single_fault(nodes, rng.choice(healthy), rng, wait)
+        single_fault(nodes, rng.choice(healthy), deck.draw(), rng, wait)
         if wait(rng.uniform(0.3, 1.2)):
             return
 
@@ -32,12 +33,13 @@ def two_faulty(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
 
     def lane(seed: float) -> None:
         lane_rng = random.Random(seed)
+        deck = Deck(lane_rng)
         while True:
             with lock:
                 index = lane_rng.choice([i for i in range(len(nodes.servers)) if i not in busy])
                 busy.add(index)
             try:
-                single_fault(nodes, index, lane_rng, wait)
+                single_fault(nodes, index, deck.draw(), lane_rng, wait)
             finally:
                 with lock:
                     busy.discard(index)
