@@ -83,11 +83,11 @@ def rolling(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
             nodes.kill(index)
             wait(rng.uniform(0.3, 1.5))
             nodes.start(index)
-            if wait(rng.uniform(0.8, 2.0)):
+            if wait(rng.uniform(0.5, 1.5)):
                 return
         for index in rng.sample(range(count), count):
             nodes.flush(index)
-            if wait(rng.uniform(0.8, 2.0)):
+            if wait(rng.uniform(0.5, 1.5)):
                 return
 
 
