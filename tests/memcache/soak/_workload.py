@@ -185,18 +185,7 @@ class Worker:
         value = session.get("v")
         if not isinstance(value, int):
             data = f"served data without a value: {dict(session)!r:.80}"
-            self._recorder.op(
-                Op(
-                    process,
-                    self.index,
-                    sid,
-                    Kind.READ,
-                    Status.ERROR,
-                    said.start,
-                    said.end,
-                    detail=data,
-                )
-            )
+            self._record(process, sid, Kind.READ, said, status=Status.ERROR, note=data)
             return None, True
         self._record(process, sid, Kind.READ, said, value=value)
         return session, True
