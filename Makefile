@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the failover demo) and `make test`.
-.PHONY: demo test lint typecheck docs pytest bench nox
+.PHONY: demo test lint typecheck docs pytest bench nox soak
 
 VENV := .venv/bin
 
@@ -33,3 +33,9 @@ bench:
 nox:
 	@bash .ci/bootstrap
 	$(VENV)/nox
+
+# The fault-injection soak against real memcached (docs/memcache/soak.md), minutes long:
+# make soak ARGS="--scenario B --seconds 180"
+soak:
+	@bash .ci/bootstrap
+	$(VENV)/python -m tests.memcache.soak $(ARGS)

@@ -17,6 +17,10 @@ from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 from .helpers import PREFIX, SECRET
 
+# The soak's package (tests/memcache/soak/) is imported by test_soak.py; --doctest-modules
+# would import it a second time as a top-level package and break the relative imports here.
+collect_ignore = ["soak"]
+
 
 @pytest.fixture
 def outcomes() -> list[Outcome]:

@@ -1,0 +1,62 @@
+"""``python -m tests.memcache.soak``: run scenarios, print the table, write reproductions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._checker import VIOLATIONS
+from ._run import Result, run, table
+from ._scenarios import SCENARIOS
+
+
+def _reproductions(result: Result, limit: int) -> list[str]:
+    lines: list[str] = []
+    shown: dict[str, int] = {}
+    for finding in result.report.findings:
+        if finding.verdict not in VIOLATIONS:
+            continue
+        verdict = finding.verdict.value
+        if shown.get(verdict, 0) >= limit:
+            continue
+        shown[verdict] = shown.get(verdict, 0) + 1
+        lines.append(f"\n### {result.scenario}: {verdict} ({finding.op.sid[:8]}...)\n")
+        lines.append("```")
+        lines.extend(finding.reproduction(result.events, result.t0))
+        lines.append("```")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios asked for; exit 1 if any violation was found."""
+    parser = argparse.ArgumentParser(prog="python -m tests.memcache.soak")
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default all"
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="faults per scenario")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--transport", default="pymemcache", choices=("pymemcache", "pipelined"))
+    parser.add_argument("--examples", type=int, default=3, help="reproductions per verdict")
+    parser.add_argument("--findings", type=Path, help="append the reproductions to this file")
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    for name in args.scenario or sorted(SCENARIOS):
+        print(f"scenario {name}: {SCENARIOS[name].title}, {args.seconds:.0f} s", flush=True)
+        result = run(name, args.seconds, seed=args.seed, transport=args.transport)
+        results.append(result)
+        print(table([result]).splitlines()[-1], flush=True)
+    print()
+    print(table(results))
+    lines: list[str] = []
+    for result in results:
+        lines.extend(_reproductions(result, args.examples))
+    print("\n".join(lines))
+    if args.findings is not None:
+        with args.findings.open("a") as out:
+            out.write("\n" + table(results) + "\n" + "\n".join(lines) + "\n")
+    return 1 if any(any(r.report.violations().values()) for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

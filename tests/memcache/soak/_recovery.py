@@ -1,0 +1,56 @@
+"""Recovery: after every node is back, how long reads go on being refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ._history import Fault, Kind, Op, Status, Timeline
+
+_FAULTS = (Fault.KILL, Fault.PAUSE, Fault.FLUSH)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """A quiet window: every node up from ``back`` until ``until`` (the next fault, or
+    the end of the run). ``last_refusal`` is when the last read started in the window
+    was refused (None: none was); ``refused`` counts them."""
+
+    back: float
+    until: float
+    last_refusal: float | None
+    refused: int
+
+    @property
+    def seconds(self) -> float:
+        """Time from every node being back to the end of the last refused read."""
+        return 0.0 if self.last_refusal is None else self.last_refusal - self.back
+
+
+def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> list[Recovery]:
+    """One :class:`Recovery` per moment at which the last unreachable node came back."""
+    events = sorted(timeline.events, key=lambda e: e.end)
+    reads = sorted((op for op in ops if op.kind is Kind.READ), key=lambda op: op.start)
+    windows: list[Recovery] = []
+    for event in events:
+        if event.fault not in (Fault.START, Fault.RESUME):
+            continue
+        back = event.end
+        moment = back + 1e-6  # just after the node's own down span
+        if not all(timeline.up_throughout(node, moment, moment) for node in nodes):
+            continue
+        until = min(
+            (e.start for e in events if e.fault in _FAULTS and e.start > back),
+            default=float("inf"),
+        )
+        if until == float("inf"):
+            until = max((op.end for op in reads), default=back)
+        refusals = [op for op in reads if back <= op.start < until and op.status is Status.FAIL]
+        last = max((op.end for op in refusals), default=None)
+        windows.append(Recovery(back, until, last, len(refusals)))
+    return windows
+
+
+def slowest(windows: Sequence[Recovery]) -> Recovery | None:
+    """The window with the longest recovery."""
+    return max(windows, key=lambda w: w.seconds, default=None)

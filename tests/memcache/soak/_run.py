@@ -1,0 +1,150 @@
+"""One soak run: nodes, two stores, eight workers, the nemesis; then the checker."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import errpolicy
+
+from errpolicy_memcache import MemcacheSessionStore
+
+from ._checker import VIOLATIONS, Report, Verdict, check
+from ._history import NodeEvent, Op, Recorder, Timeline
+from ._nemesis import Nodes
+from ._recovery import Recovery, recoveries, slowest
+from ._scenarios import SCENARIOS
+from ._workload import Outcomes, Worker
+
+SECRET = "soak-secret-key-0123456789abcdef"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A scenario's history, the checker's report and the recovery windows;
+    ``recovered`` is False if some session was still unreadable when the final sweep
+    gave up."""
+
+    scenario: str
+    seconds: float
+    report: Report
+    recovered: bool
+    windows: tuple[Recovery, ...]
+    ops: tuple[Op, ...]
+    events: tuple[NodeEvent, ...]
+    t0: float
+
+    def row(self) -> list[str]:
+        """The scenario's line in the table."""
+        report = self.report
+        refused = sum(report.refused.values())
+        worst = slowest(self.windows)
+        recovery = f"{worst.seconds:.2f} s" if worst is not None else "-"
+        if not self.recovered:
+            recovery += " (not recovered)"
+        healthy = sum(window.refused for window in self.windows)
+        return [
+            self.scenario,
+            str(len(self.ops)),
+            str(len(self.events)),
+            str(refused),
+            str(healthy),
+            str(report.unknown_writes),
+            str(report.ghost_reads),
+            *(str(report.count(v)) for v in VIOLATIONS),
+            str(report.count(Verdict.UNPROVED_STALE) + report.count(Verdict.UNPROVED_RESURRECTED)),
+            str(report.count(Verdict.ALLOWED_LOSS)),
+            recovery,
+        ]
+
+
+HEADER = [
+    "scenario",
+    "ops",
+    "faults",
+    "refused",
+    "refused, all up",
+    "unknown writes",
+    "ghost reads",
+    *(v.value for v in VIOLATIONS),
+    "unproved",
+    "allowed loss",
+    "recovery",
+]
+
+
+def table(results: list[Result]) -> str:
+    """A Markdown table, one row per scenario."""
+    rows = [HEADER, ["---"] * len(HEADER), *(result.row() for result in results)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def run(
+    scenario: str,
+    seconds: float,
+    *,
+    seed: int = 0,
+    workers: int = 8,
+    transport: str = "pymemcache",
+    sweep_limit: float = 10.0,
+) -> Result:
+    """Run ``scenario`` for ``seconds`` of faults, then a recovery sweep of at most
+    ``sweep_limit`` seconds, and check the history."""
+    spec = SCENARIOS[scenario]
+    recorder = Recorder()
+    previous = errpolicy.get_config()
+    errpolicy.configure(sink=errpolicy.NullSink())  # one notice per failover: keep them quiet
+    try:
+        with Nodes(recorder, spec.nodes, spec.evicting) as nodes:
+            outcomes = {"A": Outcomes(), "B": Outcomes()}
+            stores = {
+                name: MemcacheSessionStore(
+                    nodes.addresses,
+                    SECRET,
+                    replicas=2,
+                    transport=transport,
+                    on_outcome=outcomes[name],
+                )
+                for name in outcomes
+            }
+            crew = [Worker(i, stores, outcomes, recorder, seed=seed) for i in range(workers)]
+            healed = threading.Event()
+            stop = threading.Event()
+            threads = [
+                threading.Thread(target=w.run, args=(healed, stop), daemon=True) for w in crew
+            ]
+            t0 = time.monotonic()
+            for thread in threads:
+                thread.start()
+            deadline = t0 + seconds
+
+            def wait(delay: float) -> bool:
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                return time.monotonic() >= deadline
+
+            try:
+                spec.schedule(nodes, random.Random(seed), wait)
+            finally:
+                nodes.heal()
+                healed_at = time.monotonic()
+                healed.set()
+                end = healed_at + sweep_limit
+                for thread in threads:
+                    thread.join(timeout=max(0.0, end - time.monotonic()))
+                stop.set()
+                for thread in threads:
+                    thread.join()
+                for store in stores.values():
+                    store.close()
+            recovered = all(sid in worker.ready for worker in crew for sid in worker.live)
+            events = recorder.events()
+            timeline = Timeline(tuple(events), nodes.evicted())
+    finally:
+        errpolicy.configure(sink=previous.sink)
+    ops = recorder.ops()
+    windows = tuple(recoveries(ops, timeline, nodes.addresses))
+    return Result(
+        scenario, seconds, check(ops, timeline), recovered, windows, tuple(ops), tuple(events), t0
+    )

@@ -1,0 +1,94 @@
+"""The soak's workload records what the store said: ok with the value and the nodes,
+a documented refusal as ``fail``, a failed write as ``unknown``, anything else as
+``error``; and its nemesis deals every kind of fault."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, cast
+
+import errpolicy
+import pytest
+
+from errpolicy_memcache import MemcacheSessionStore
+from errpolicy_memcache.testing import MemcachedCluster
+
+from .soak import Kind, Op, Recorder, Status
+from .soak._nemesis import FAULTS, Deck
+from .soak._workload import Outcomes, Worker
+
+pytestmark = pytest.mark.memcached
+
+
+def _worker(cluster: MemcachedCluster, recorder: Recorder) -> Worker:
+    """A worker over one store ("A") on ``cluster``."""
+    outcomes = Outcomes()
+    store = MemcacheSessionStore(
+        cluster.addresses, "soak-secret-key-0123456789abcdef", on_outcome=outcomes
+    )
+    return Worker(0, {"A": store}, {"A": outcomes}, recorder)
+
+
+def _last(recorder: Recorder) -> Op:
+    return recorder.ops()[-1]
+
+
+def test_an_acknowledged_save_and_its_read_are_recorded_with_nodes(
+    cluster: MemcachedCluster,
+) -> None:
+    """A save records the two nodes that stored it; the read, its value and server."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    worker = _worker(cluster, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    saved = _last(recorder)
+    session, answered = worker.read("A", sid)
+    read = _last(recorder)
+    assert (Kind.SAVE, Status.OK, 2) == (saved.kind, saved.status, len(saved.nodes))
+    assert session is not None
+    assert answered
+    assert (Kind.READ, Status.OK, saved.value) == (read.kind, read.status, read.value)
+    assert read.served_by in saved.nodes
+
+
+def test_an_outage_is_a_refused_read_and_an_unknown_write(cluster: MemcachedCluster) -> None:
+    """Every node down: the read fails with its outcome, the save is unknown."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    worker = _worker(cluster, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    for server in cluster.servers:
+        server.kill()
+    worker.read("A", sid)
+    read = _last(recorder)
+    worker.create("A")
+    save = _last(recorder)
+    assert (Status.FAIL, "unavailable") == (read.status, read.detail)
+    assert (Status.UNKNOWN, frozenset()) == (save.status, save.nodes)
+
+
+class _Broken:
+    """A store whose every read raises an exception the documentation does not promise."""
+
+    def start(self, sid: str | None) -> Any:
+        raise RuntimeError("boom")
+
+
+def test_an_undocumented_exception_is_an_error() -> None:
+    """A RuntimeError from the store is recorded as ``error`` with its text."""
+    recorder = Recorder()
+    store = cast("MemcacheSessionStore", _Broken())
+    worker = Worker(0, {"A": store}, {"A": Outcomes()}, recorder)
+    worker.read("A", "x" * 43)
+    read = _last(recorder)
+    assert (Status.ERROR, "RuntimeError: boom") == (read.status, read.detail)
+
+
+def test_the_fault_deck_deals_every_kind_once_per_round() -> None:
+    """Each run of five draws holds every single fault once, in a new order."""
+    deck = Deck(random.Random(3))
+    rounds = [[deck.draw() for _ in FAULTS] for _ in range(4)]
+    assert [sorted(FAULTS)] * 4 == [sorted(r) for r in rounds]
+    assert len({tuple(r) for r in rounds}) > 1
