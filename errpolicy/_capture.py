@@ -218,11 +218,9 @@ def _is_internal(frame: FrameType) -> bool:
     return "importlib" in name and "_bootstrap" in name
 
 
-def _locate(
-    caller: FrameType | None, stacklevel: int, skip_file_prefixes: tuple[str, ...]
-) -> tuple[str, int]:
-    """Where ``warnings.warn(..., stacklevel)`` called from ``caller`` attributes the
-    warning. Mirrors CPython's rules."""
+def walk(caller: FrameType | None, stacklevel: int, skip_file_prefixes: tuple[str, ...]) -> Any:
+    """The frame ``warnings.warn(..., stacklevel, skip_file_prefixes=...)`` called from
+    ``caller`` attributes the warning to (None past the stack's end). CPython's rules."""
     if skip_file_prefixes:
         stacklevel = max(2, stacklevel)
     frame = caller
@@ -236,6 +234,15 @@ def _locate(
                 _is_internal(frame) or frame.f_code.co_filename.startswith(skip_file_prefixes)
             ):
                 frame = frame.f_back
+    return frame
+
+
+def _locate(
+    caller: FrameType | None, stacklevel: int, skip_file_prefixes: tuple[str, ...]
+) -> tuple[str, int]:
+    """Where ``warnings.warn(..., stacklevel)`` called from ``caller`` attributes the
+    warning."""
+    frame = walk(caller, stacklevel, skip_file_prefixes)
     if frame is None:
         return "<sys>", 0
     return frame.f_code.co_filename, frame.f_lineno or 0

@@ -117,17 +117,26 @@ def _two_levels_up(
     *,
     skip_file_prefixes: tuple[str, ...] = (),
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if skip_file_prefixes:
-        return (message, category, max(2, stacklevel) + 2, source), {
-            "skip_file_prefixes": skip_file_prefixes
-        }
-    return (message, category, max(1, stacklevel) + 2, source), {}
+    if not skip_file_prefixes:
+        return (message, category, max(1, stacklevel) + 2, source), {}
+    # Whether the caller itself is skipped changes how many levels our two frames
+    # are worth: find the level that lands where the caller's own call would.
+    forward = sys._getframe(2)  # 0: here, 1: PyWarnHook._forward, 2: PyHook.__call__
+    target = _capture.walk(forward.f_back, stacklevel, skip_file_prefixes)
+    level = max(2, stacklevel)
+    while level < max(2, stacklevel) + 4 and (
+        _capture.walk(sys._getframe(1), level, skip_file_prefixes) is not target
+    ):
+        level += 1
+    return (message, category, level, source), {"skip_file_prefixes": skip_file_prefixes}
 
 
 class PyWarnHook(PyHook):
-    """The twin's ``warnings.warn``: its frames (``__call__`` and ``_forward``) sit
-    between the caller and the original, so it asks for two more stack levels
-    (the C hook needs none)."""
+    # The twin's warnings.warn: its frames (__call__ and _forward) sit between the
+    # caller and the original, so it asks for two more stack levels (the C hook needs
+    # none). No docstring: __doc__ is the original's.
+
+    __doc__ = PyHook.__dict__["__doc__"]
 
     __slots__ = ()
 

@@ -37,14 +37,16 @@ def shop() -> Iterator[tuple[logging.Logger, list[str]]]:
 
 @pytest.fixture
 def clean_call_handlers() -> Iterator[None]:
-    """Logger.callHandlers and warnings.warn are put back as the test found them."""
+    """Logger.callHandlers and warnings.warn are as without errpolicy after the test,
+    whatever wrappers it left, and errpolicy is installed again on top."""
+    errpolicy.uninstall()
     call_handlers = logging.Logger.__dict__["callHandlers"]
     warn = warnings.warn
     yield
     errpolicy.uninstall()
     logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign]
     warnings.warn = warn
-    _hooks._layers.clear()
+    _hooks._layers.clear()  # the test's wrappers, and any layer of ours under them, are gone
     errpolicy.install()
 
 
