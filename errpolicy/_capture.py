@@ -207,7 +207,7 @@ FORWARD = True
 
 
 def _caller() -> FrameType | None:
-    frame = sys._getframe(2)  # 0: _caller, 1: an *_inside function, 2: its caller
+    frame: FrameType | None = sys._getframe(2)  # 0: _caller, 1: an *_inside function, 2: its caller
     while frame is not None and frame.f_code in SKIP_CODES:
         frame = frame.f_back
     return frame
@@ -279,7 +279,7 @@ def _take(frame: Frame, make: Any, *args: Any) -> bool:
         return route(frame, draft) is not None
     except PolicyViolation:
         raise  # the guard's own, in immediate mode
-    except Exception:  # noqa: BLE001  # never into the caller: the event goes on as without us
+    except Exception:  # never into the caller: the event goes on as without us
         return False
 
 
@@ -297,7 +297,7 @@ def warn_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
     """``warnings.warn`` inside a guard: every repeat reaches it, the registry unread."""
     try:
         located = _warn_location(_caller(), *args, **kwargs)
-    except Exception:  # noqa: BLE001  # bad arguments: the original raises its own error
+    except Exception:  # bad arguments: the original raises its own error
         return FORWARD
     return None if _take(frame, _warning_message, *located) else FORWARD
 
@@ -322,7 +322,7 @@ def warn_explicit_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
     """``warnings.warn_explicit`` inside a guard; what no guard takes goes on unchanged."""
     try:
         explicit = _explicit(*args, **kwargs)
-    except Exception:  # noqa: BLE001  # bad arguments: the original raises its own error
+    except Exception:  # bad arguments: the original raises its own error
         return FORWARD
     return None if _take(frame, _warning_message, *explicit) else FORWARD
 
@@ -360,7 +360,7 @@ def showwarnmsg_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
             registry = module_globals.setdefault("__warningregistry__", {})
         arguments = (msg.message, msg.category, msg.filename, msg.lineno, module, registry)
         return _engine, (*arguments, module_globals, msg.source)
-    except Exception:  # noqa: BLE001  # not a WarningMessage: show it as it is
+    except Exception:  # not a WarningMessage: show it as it is
         return FORWARD
 
 
@@ -389,6 +389,6 @@ def is_enabled_for_inside(frame: Frame, logger: Any, level: Any) -> Any:
             and logger.manager.disable < level
         ):
             return True
-    except Exception:  # noqa: BLE001, S110  # odd arguments: the original answers
+    except Exception:  # odd arguments: the original answers
         pass
     return Logging.is_enabled_for(logger, level)

@@ -23,6 +23,7 @@ install switches it back on instead of adding a second one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -95,8 +96,8 @@ class PyHook:
         return types.MethodType(self, obj)
 
     @property
-    def __name__(self) -> str:  # type: ignore[override]
-        return cast("str", self.__wrapped__.__name__)
+    def __name__(self) -> str:
+        return self.__wrapped__.__name__
 
     def __getattr__(self, name: str) -> Any:  # __qualname__ and the like: the original's
         return getattr(self.__wrapped__, name)
@@ -141,10 +142,8 @@ class PyWarnHook(PyHook):
     __slots__ = ()
 
     def _forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        try:
+        with contextlib.suppress(TypeError):  # bad arguments: the original raises its own
             args, kwargs = _two_levels_up(*args, **kwargs)
-        except TypeError:
-            pass  # bad arguments: the original raises its own error
         return self.__wrapped__(*args, **kwargs)
 
 
@@ -207,7 +206,7 @@ CONTEXT_AWARE = bool(getattr(sys.flags, "context_aware_warnings", False))
 #: calling :func:`ensure_ready` when it differs. With context-aware warnings that
 #: check cannot see the context's list, so FILTER is then an equal tuple that is
 #: never in any list, and every entry asks ensure_ready().
-FILTER: tuple[Any, ...] = ENTRY if not CONTEXT_AWARE else tuple(ENTRY)[:4] + (0,)
+FILTER: tuple[Any, ...] = ENTRY if not CONTEXT_AWARE else (*ENTRY[:4], 0)
 
 
 def _filters() -> list[Any]:

@@ -61,8 +61,9 @@ def test_a_failing_scope_lets_the_event_go_on(caplog: pytest.LogCaptureFixture) 
 
 def test_immediate_violation_still_raises_at_the_call() -> None:
     """The guard's own immediate PolicyViolation is the one exception that does reach the caller."""
-    with pytest.raises(errpolicy.PolicyViolation), errpolicy.guard(
-        "t", policy=Policy(raise_on="WARNING", immediate=True)
+    with (
+        pytest.raises(errpolicy.PolicyViolation),
+        errpolicy.guard("t", policy=Policy(raise_on="WARNING", immediate=True)),
     ):
         warnings.warn("stop here", UserWarning)
         raise AssertionError("not reached")
@@ -98,7 +99,7 @@ def test_threads_capture_while_asyncio_comes_and_goes() -> None:
                     warnings.warn(f"w{i}", UserWarning)
                     log.warning("l%d", i)
                 captured += len(report.events)
-        except BaseException as error:  # noqa: BLE001  # the test reports it
+        except BaseException as error:  # the test reports it
             with lock:
                 errors.append(error)
         with lock:

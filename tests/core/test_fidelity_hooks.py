@@ -15,7 +15,7 @@ import sys
 import textwrap
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,11 @@ def ours(filenames: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def installed() -> Iterator[None]:
+def installed() -> None:
     """errpolicy's hooks are in place (and a guard has put its filter first)."""
     errpolicy.install()
     with errpolicy.guard("warm-up"):
         pass
-    yield
 
 
 def twice(observe: Callable[[], Any]) -> tuple[Any, Any]:
@@ -241,8 +240,9 @@ def test_structlog_callsite_in_a_processor_formatter_is_the_users() -> None:
     finally:
         structlog.reset_defaults()
         stdlib_logger.removeHandler(handler)
-    expected = f"pathname='{__file__}' func_name='test_structlog_callsite_in_a_processor_formatter_is_the_users'"
-    assert f"{expected} event='hello'" == out.getvalue().splitlines()[0]
+    function = "test_structlog_callsite_in_a_processor_formatter_is_the_users"
+    expected = f"pathname='{__file__}' func_name='{function}' event='hello'"
+    assert expected == out.getvalue().splitlines()[0]
 
 
 def _locations() -> list[tuple[str, int]]:
@@ -309,8 +309,11 @@ def test_pytest_reports_the_users_line_under_error_filter(tmp_path: Path) -> Non
     (tmp_path / "conftest.py").write_text("import errpolicy\nerrpolicy.install()\n")
     (tmp_path / "test_located.py").write_text(PYTEST_FILE)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio"]
-        + ["-p", "no:randomly", "-W", "error::UserWarning", "test_located.py"],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            *("-p", "no:asyncio", "-p", "no:randomly", "-W", "error::UserWarning"),
+            "test_located.py",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
