@@ -297,6 +297,9 @@ _TARGETS: dict[str, tuple[Any, str, Callable[..., Any], bool, bool]] = {
 #: errpolicy's layer for each target, once made: kept after uninstall when another
 #: library's wrapper sits on top of it, so that a later install reuses it.
 _layers: dict[str, Any] = {}
+# Installing reads and replaces several attributes: two threads opening their first
+# guard at once must not both wrap what they found.
+_install_lock = threading.RLock()
 
 
 def _reaches(wrapper: object, layer: object, depth: int = 4) -> bool:
@@ -352,23 +355,25 @@ def below(name: str) -> Any:
 def install() -> None:
     """Install the hooks, once, around what is in place now. Called by
     :func:`configure` and the first guard."""
-    if Installed.on:
-        return
-    for name in ("warn", "warn_explicit", "_showwarnmsg", "callHandlers"):
-        _put(name)
-    Installed.on = True
-    sync_level_hook(Installed.capture_level)
+    with _install_lock:
+        if Installed.on:
+            return
+        for name in ("warn", "warn_explicit", "_showwarnmsg", "callHandlers"):
+            _put(name)
+        Installed.on = True
+        sync_level_hook(Installed.capture_level)
 
 
 def uninstall() -> None:
     """Remove errpolicy's layer of every hook, and its filter (for tests and the curious)."""
-    for name in _TARGETS:
-        _remove(name)
-    _capture.Logging.is_enabled_for = below("isEnabledFor")
-    for filters in {id(f): f for f in (_filters(), _effective_filters())}.values():
-        while ENTRY in filters:
-            filters.remove(ENTRY)
-    Installed.on = False
+    with _install_lock:
+        for name in _TARGETS:
+            _remove(name)
+        _capture.Logging.is_enabled_for = below("isEnabledFor")
+        for filters in {id(f): f for f in (_filters(), _effective_filters())}.values():
+            while ENTRY in filters:
+                filters.remove(ENTRY)
+        Installed.on = False
 
 
 def installed() -> bool:
@@ -387,15 +392,16 @@ def ensure_ready() -> None:
 
 def sync_level_hook(level: int | None) -> None:
     """Wrap ``Logger.isEnabledFor`` only while a capture level is configured."""
-    Installed.capture_level = level
-    _capture.Logging.capture_level = level
-    if not Installed.on:
-        return
-    if level is None:
-        _remove("isEnabledFor")
-    else:
-        _put("isEnabledFor")
-    _capture.Logging.is_enabled_for = below("isEnabledFor")
+    with _install_lock:
+        Installed.capture_level = level
+        _capture.Logging.capture_level = level
+        if not Installed.on:
+            return
+        if level is None:
+            _remove("isEnabledFor")
+        else:
+            _put("isEnabledFor")
+        _capture.Logging.is_enabled_for = below("isEnabledFor")
     # isEnabledFor answers are cached per logger; start afresh.
     logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
 

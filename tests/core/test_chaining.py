@@ -234,3 +234,41 @@ def test_opentelemetry_logging_handler_in_both_orders(order: str) -> None:
     location = {k: v for k, v in attributes.items() if k.startswith("code.")}
     assert __file__ in location.values()
     assert line in location.values()
+
+
+def test_threads_opening_their_first_guard_at_once_install_one_layer() -> None:
+    """Sixteen threads entering their first guard together wrap each target exactly once."""
+    import _warnings
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside install() as often as they can
+    try:
+        race_first_guards()
+    finally:
+        sys.setswitchinterval(interval)
+    errpolicy.uninstall()
+    assert _warnings.warn is warnings.warn
+    errpolicy.install()
+
+
+def race_first_guards() -> None:
+    """Twenty rounds of sixteen threads entering their first guard together."""
+    import _warnings
+    import threading
+
+    for _ in range(20):
+        errpolicy.uninstall()
+        start = threading.Barrier(16)
+
+        def first_guard() -> None:
+            start.wait()
+            with errpolicy.guard("t"):
+                pass
+
+        threads = [threading.Thread(target=first_guard) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert _warnings.warn is warnings.warn.__wrapped__
+        assert _hooks._layers["warn"] is warnings.warn
