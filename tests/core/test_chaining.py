@@ -260,7 +260,7 @@ def race_first_guards() -> None:
         errpolicy.uninstall()
         start = threading.Barrier(16)
 
-        def first_guard() -> None:
+        def first_guard(start: threading.Barrier = start) -> None:
             start.wait()
             with errpolicy.guard("t"):
                 pass
