@@ -1,6 +1,8 @@
-"""Build hook: compile the two C speedups, each the twin of Python code that stays.
+"""Build hook: compile the C speedups, each the twin of Python code that stays.
 
 - ``errpolicy/_speedups.c``: the guard's enter and exit (reference: ``errpolicy._core``);
+- ``errpolicy/_chooks.c``: the warnings and logging hooks, which in C add no frame
+  (reference: ``errpolicy._hooks.PyHook``);
 - ``adapters/errpolicy_memcache/_speedups.c``: the session read's ranking and round of
   ``gets`` (reference: ``errpolicy_memcache._placement`` and ``_transport``).
 
@@ -27,6 +29,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 # (C source, its package's folder in the checkout, the package's folder in the wheel)
 EXTENSIONS = (
     (Path("errpolicy") / "_speedups.c", Path("errpolicy"), "errpolicy"),
+    (Path("errpolicy") / "_chooks.c", Path("errpolicy"), "errpolicy"),
     (
         Path("adapters") / "errpolicy_memcache" / "_speedups.c",
         Path("adapters") / "errpolicy_memcache",
@@ -41,7 +44,7 @@ def compile_speedups(root: Path, source: Path, out_dir: Path) -> Path | None:
         return None
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"_speedups{suffix}"
+    target = out_dir / f"{source.stem}{suffix}"
     ldshared = sysconfig.get_config_var("LDSHARED") or "cc -shared"
     include = sysconfig.get_paths()["include"]
     command = [

@@ -1,5 +1,15 @@
 """Turning a warning, a log record or a structlog event into a draft Event, and
-handing it to the innermost guard that takes it."""
+handing it to the innermost guard that takes it.
+
+The ``*_inside`` functions are what the hooks of :mod:`errpolicy._hooks` call
+inside a guard of the current thread, as ``slow(frame, *args, **kwargs)`` with
+the arguments the caller gave. They answer ``None`` when a guard took the event
+(or it is to be dropped), ``True`` when the hook must forward the caller's own
+arguments to what it wraps, or ``(callable, args)`` for a different call. The
+hook forwards (from C, adding no frame) with capture switched off. They never
+raise into the caller, except a guard's own immediate ``PolicyViolation``: if
+building or routing the event fails, the event goes on as without errpolicy.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._classify import DefaultClassifier
+from ._errors import PolicyViolation
 from ._event import Event
 from ._severity import Severity
 
@@ -60,10 +71,16 @@ def _task_name() -> str | None:
         return None
     # _get_running_loop (in asyncio.events.__all__ since 3.7) answers None outside a
     # loop; current_task() would raise there, and an exception costs ten times more.
-    loop = asyncio._get_running_loop()
+    # Both are looked up with a default: another thread may be importing asyncio, and
+    # a partly initialised module has neither yet (then no loop runs in this thread).
+    get_running_loop = getattr(asyncio, "_get_running_loop", None)
+    current_task = getattr(asyncio, "current_task", None)
+    if get_running_loop is None or current_task is None:
+        return None
+    loop = get_running_loop()
     if loop is None:
         return None
-    task = asyncio.current_task(loop)
+    task = current_task(loop)
     return None if task is None else task.get_name()
 
 
@@ -157,3 +174,221 @@ def _structlog_callsite(event_dict: MutableMapping[str, Any]) -> tuple[str, int]
             return frame.f_code.co_filename, frame.f_lineno
         frame = frame.f_back
     return "<unknown>", 0
+
+
+# -- what the hooks call inside a guard ------------------------------------------
+
+#: Code objects of Python frames that stand between the caller and an ``*_inside``
+#: function: the Python twin of the C hooks (``errpolicy._hooks.PyHook``). The C
+#: hooks add no frame, so the caller is the inside function's own caller.
+SKIP_CODES: set[Any] = set()
+
+# The warnings engine that re-runs a C-level warning no guard took, through the
+# filters and its module's registry: the C function when there is one, as the
+# interpreter's own warnings use it, never a wrapper installed on the module.
+try:
+    from _warnings import warn_explicit as _engine
+except ImportError:  # pragma: no cover  # interpreters without the C accelerator
+    import warnings as _warnings_module
+
+    _engine = _warnings_module.warn_explicit
+
+
+class Logging:
+    """What the logging hooks need from the install: set by ``errpolicy._hooks``."""
+
+    #: ``configure(capture_log_level=...)``, or None.
+    capture_level: int | None = None
+    #: The ``Logger.isEnabledFor`` below errpolicy's (the one in place without it).
+    is_enabled_for: Any = logging.Logger.isEnabledFor
+
+
+FORWARD = True
+
+
+def _caller() -> FrameType | None:
+    frame: FrameType | None = sys._getframe(2)  # 0: _caller, 1: an *_inside function, 2: its caller
+    while frame is not None and frame.f_code in SKIP_CODES:
+        frame = frame.f_back
+    return frame
+
+
+def _is_internal(frame: FrameType) -> bool:
+    name = frame.f_code.co_filename
+    return "importlib" in name and "_bootstrap" in name
+
+
+def walk(caller: FrameType | None, stacklevel: int, skip_file_prefixes: tuple[str, ...]) -> Any:
+    """The frame ``warnings.warn(..., stacklevel, skip_file_prefixes=...)`` called from
+    ``caller`` attributes the warning to (None past the stack's end). CPython's rules."""
+    if skip_file_prefixes:
+        stacklevel = max(2, stacklevel)
+    frame = caller
+    if frame is not None and (stacklevel <= 1 or _is_internal(frame)):
+        for _ in range(stacklevel - 1):
+            frame = frame.f_back if frame is not None else None
+    else:
+        for _ in range(stacklevel - 1):
+            frame = frame.f_back if frame is not None else None
+            while frame is not None and (
+                _is_internal(frame) or frame.f_code.co_filename.startswith(skip_file_prefixes)
+            ):
+                frame = frame.f_back
+    return frame
+
+
+def _locate(
+    caller: FrameType | None, stacklevel: int, skip_file_prefixes: tuple[str, ...]
+) -> tuple[str, int]:
+    """Where ``warnings.warn(..., stacklevel)`` called from ``caller`` attributes the
+    warning."""
+    frame = walk(caller, stacklevel, skip_file_prefixes)
+    if frame is None:
+        return "<sys>", 0
+    return frame.f_code.co_filename, frame.f_lineno or 0
+
+
+def _message_and_category(message: Any, category: Any) -> tuple[Warning, type[Warning]]:
+    if isinstance(message, Warning):
+        return message, type(message)
+    if category is None:
+        category = UserWarning
+    if not (isinstance(category, type) and issubclass(category, Warning)):
+        raise TypeError(f"category must be a Warning subclass, not '{type(category).__name__}'")
+    return category(message), category
+
+
+def _warn_location(
+    caller: FrameType | None,
+    message: Any,
+    category: Any = None,
+    stacklevel: int = 1,
+    source: Any = None,
+    *,
+    skip_file_prefixes: tuple[str, ...] = (),
+) -> tuple[Warning, type[Warning], str, int, Any]:
+    instance, category = _message_and_category(message, category)
+    filename, lineno = _locate(caller, int(stacklevel), tuple(skip_file_prefixes))
+    return instance, category, filename, lineno, source
+
+
+def _take(frame: Frame, make: Any, *args: Any) -> bool:
+    """Whether a guard took the event ``make(*args)`` builds; False on any failure."""
+    try:
+        draft = make(*args)
+        return route(frame, draft) is not None
+    except PolicyViolation:
+        raise  # the guard's own, in immediate mode
+    except Exception:  # never into the caller: the event goes on as without us
+        return False
+
+
+def _warning_message(
+    instance: Warning, category: type[Warning], filename: str, lineno: int, source: Any
+) -> Event:
+    import warnings
+
+    return warning_event(
+        warnings.WarningMessage(instance, category, filename, lineno, None, None, source)
+    )
+
+
+def warn_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
+    """``warnings.warn`` inside a guard: every repeat reaches it, the registry unread."""
+    try:
+        located = _warn_location(_caller(), *args, **kwargs)
+    except Exception:  # bad arguments: the original raises its own error
+        return FORWARD
+    return None if _take(frame, _warning_message, *located) else FORWARD
+
+
+def _explicit(
+    message: Any,
+    category: Any,
+    filename: str,
+    lineno: int,
+    module: Any = None,
+    registry: Any = None,
+    module_globals: Any = None,
+    source: Any = None,
+) -> tuple[Warning, type[Warning], str, int, Any]:
+    instance, category = _message_and_category(message, category)
+    if not isinstance(filename, str) or not isinstance(lineno, int):
+        raise TypeError("filename and lineno")
+    return instance, category, filename, lineno, source
+
+
+def warn_explicit_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
+    """``warnings.warn_explicit`` inside a guard; what no guard takes goes on unchanged."""
+    try:
+        explicit = _explicit(*args, **kwargs)
+    except Exception:  # bad arguments: the original raises its own error
+        return FORWARD
+    return None if _take(frame, _warning_message, *explicit) else FORWARD
+
+
+def _find_globals(filename: str, lineno: int) -> dict[str, Any] | None:
+    """The globals of the frame a C-level warning points at, if it is on the stack."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == filename and frame.f_lineno == lineno:
+            return frame.f_globals
+        frame = frame.f_back
+    return None
+
+
+def _module_of(filename: str) -> str:
+    """The module name CPython derives from a filename when it has no globals."""
+    if not filename:
+        return "<unknown>"
+    return filename[:-3] if filename.endswith(".py") else filename
+
+
+def showwarnmsg_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
+    """A warning about to be shown inside a guard: from C code, an early-bound ``warn``,
+    or passed through by the filters. What no guard takes is run again through the
+    filters and its module's registry, as it would have been without errpolicy."""
+    msg = args[0] if len(args) == 1 and not kwargs else kwargs.get("msg")
+    if msg is None or _take(frame, warning_event, msg):
+        return None if msg is not None else FORWARD
+    try:
+        module_globals = _find_globals(msg.filename, msg.lineno)
+        if module_globals is None:
+            module, registry = _module_of(msg.filename), None
+        else:
+            module = module_globals.get("__name__", "<string>")
+            registry = module_globals.setdefault("__warningregistry__", {})
+        arguments = (msg.message, msg.category, msg.filename, msg.lineno, module, registry)
+        return _engine, (*arguments, module_globals, msg.source)
+    except Exception:  # not a WarningMessage: show it as it is
+        return FORWARD
+
+
+def call_handlers_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
+    """``Logger.callHandlers`` inside a guard: the guard takes the record, or it goes
+    to the handlers (unless it exists only because a guard might have wanted it)."""
+    if len(args) != 2 or kwargs or not isinstance(args[1], logging.LogRecord):
+        return FORWARD
+    logger, record = args
+    if _take(frame, record_event, record):
+        return None
+    if Logging.capture_level is not None and not Logging.is_enabled_for(logger, record.levelno):
+        return None  # made only because a guard might want it; nobody does
+    return FORWARD
+
+
+def is_enabled_for_inside(frame: Frame, logger: Any, level: Any) -> Any:
+    """``Logger.isEnabledFor`` inside a guard, with a capture level configured: records
+    at or above it are made, whatever the logger's level."""
+    capture_level = Logging.capture_level
+    try:
+        if (
+            capture_level is not None
+            and level >= capture_level
+            and not logger.disabled
+            and logger.manager.disable < level
+        ):
+            return True
+    except Exception:  # odd arguments: the original answers
+        pass
+    return Logging.is_enabled_for(logger, level)

@@ -1,60 +1,187 @@
 """The one-time install: hooks into warnings and logging that capture inside guards
 and step aside everywhere else.
 
-What install changes, once, for the life of the process (or until uninstall()):
+What install changes, for the life of the process (or until uninstall()), is
+listed in docs/capture.md ("What installing changes"). In short:
 
-- ``warnings.warn`` and ``warnings.warn_explicit`` are wrapped. Outside guards
-  they call the originals with the same arguments (one more stack level, so
-  warnings point at the same line). Inside a guard they hand the warning to
-  the guard directly, without consulting the per-module ``__warningregistry__``,
-  so that every repeat is seen.
-- One filter is put at the front of ``warnings.filters``. Its message matcher
-  answers "match" only while a guard is open in the current thread or task,
-  and its action is ``always``: C-level warnings inside a guard are shown
-  (to the guard) every time, and the filter is invisible everywhere else.
-- ``warnings._showwarnmsg`` is wrapped: inside a guard the warning goes to the
-  guard, outside it goes to the original display.
-- ``logging.Logger.callHandlers`` is wrapped (as Sentry does), so records of
-  loggers with ``propagate=False`` are captured too.
-- The level name NOTICE is registered for level 25 if that level has no name.
-- Only with ``configure(capture_log_level=...)``: ``logging.Logger.isEnabledFor``
-  is wrapped so that records at or above that level are created inside guards.
+- ``warnings.warn``, ``warnings.warn_explicit``, ``warnings._showwarnmsg`` and
+  ``logging.Logger.callHandlers`` (and ``Logger.isEnabledFor`` while a capture
+  level is configured) become hooks around what was there at install time.
+  The hooks are C callables (``errpolicy._chooks``; :class:`PyHook` is their
+  Python twin): outside guards they call what they wrap with the caller's own
+  arguments and add no frame, so tracebacks, stack walks and ``stacklevel``
+  are as without errpolicy.
+- The first guard puts one filter at the front of the warnings filters; its
+  matcher is true only inside a guard of the current thread, with action
+  ``always``, so C-level warnings inside a guard reach it every time.
 
-The warnings registry version is never bumped, so no module's
-``__warningregistry__`` is ever cleared.
+Hooks chain: each wraps what it found at install, and uninstall removes only
+errpolicy's own layer. If another library wrapped on top of it, the layer
+cannot be unlinked from the middle: it becomes a pass-through, and the next
+install switches it back on instead of adding a second one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable, MutableMapping
-from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _state
-from ._capture import record_event, route, structlog_event, warning_event
-from ._severity import NOTICE
+from . import _capture, _state
+from ._capture import route, structlog_event
 
 if TYPE_CHECKING:
     from ._event import Event
 
-# Typed loosely: skip_file_prefixes exists from Python 3.12 on.
-_orig_warn: Callable[..., None] = warnings.warn
-_orig_warn_explicit = warnings.warn_explicit
-_orig_showwarnmsg = warnings._showwarnmsg  # type: ignore[attr-defined]
-_orig_call_handlers = logging.Logger.callHandlers
-_orig_is_enabled_for = logging.Logger.isEnabledFor
-
 _current_frame = _state.current_frame
-_active_get = _state.active.get
+_active = _state.active
 _get_ident = threading.get_ident
 
 
+# -- the hook, in Python (the twin of errpolicy/_chooks.c) -------------------------
+
+
+class PyHook:
+    """A callable standing in for ``original``: outside guards it calls ``original``
+    with the caller's arguments; inside a guard of this thread it asks ``slow``
+    (see :mod:`errpolicy._capture` for the answers). ``bind=True`` makes it bind
+    like a function when looked up on a class (for ``Logger`` methods)."""
+
+    __slots__ = ("__wrapped__", "_bind", "_direct", "slow")
+
+    def __init__(
+        self,
+        original: Callable[..., Any],
+        slow: Callable[..., Any] | None,
+        active: Any,
+        *,
+        bind: bool = False,
+        direct: bool = False,
+    ) -> None:
+        self.__wrapped__ = original
+        self.slow = slow
+        self._bind = bind
+        self._direct = direct
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        slow = self.slow
+        if slow is not None:
+            frame = _active.get()
+            if frame is not None and frame[2] == _get_ident():
+                decision = slow(frame, *args, **kwargs)
+                if self._direct or decision is None:
+                    return decision
+                token = _active.set(None)
+                try:
+                    if decision is True:
+                        return self._forward(args, kwargs)
+                    function, arguments = decision
+                    return function(*arguments)
+                finally:
+                    _active.reset(token)
+        return self._forward(args, kwargs)
+
+    def _forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if not self._bind or obj is None:
+            return self
+        return types.MethodType(self, obj)
+
+    @property
+    def __name__(self) -> str:
+        return self.__wrapped__.__name__
+
+    def __getattr__(self, name: str) -> Any:  # __qualname__ and the like: the original's
+        return getattr(self.__wrapped__, name)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.__wrapped__.__doc__
+
+    def __repr__(self) -> str:
+        return f"<errpolicy hook of {self.__wrapped__!r}>"
+
+
+def _two_levels_up(
+    message: Any,
+    category: Any = None,
+    stacklevel: int = 1,
+    source: Any = None,
+    *,
+    skip_file_prefixes: tuple[str, ...] = (),
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if not skip_file_prefixes:
+        return (message, category, max(1, stacklevel) + 2, source), {}
+    # Whether the caller itself is skipped changes how many levels our two frames
+    # are worth: find the level that lands where the caller's own call would.
+    forward = sys._getframe(2)  # 0: here, 1: PyWarnHook._forward, 2: PyHook.__call__
+    target = _capture.walk(forward.f_back, stacklevel, skip_file_prefixes)
+    level = max(2, stacklevel)
+    while level < max(2, stacklevel) + 4 and (
+        _capture.walk(sys._getframe(1), level, skip_file_prefixes) is not target
+    ):
+        level += 1
+    return (message, category, level, source), {"skip_file_prefixes": skip_file_prefixes}
+
+
+class PyWarnHook(PyHook):
+    # The twin's warnings.warn: its frames (__call__ and _forward) sit between the
+    # caller and the original, so it asks for two more stack levels (the C hook needs
+    # none). No docstring: __doc__ is the original's.
+
+    __doc__ = PyHook.__dict__["__doc__"]
+
+    __slots__ = ()
+
+    def _forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with contextlib.suppress(TypeError):  # bad arguments: the original raises its own
+            args, kwargs = _two_levels_up(*args, **kwargs)
+        return self.__wrapped__(*args, **kwargs)
+
+
+_capture.SKIP_CODES.update(
+    {PyHook.__call__.__code__, PyHook._forward.__code__, PyWarnHook._forward.__code__}
+)
+
+
+def _compiled() -> types.ModuleType | None:
+    if os.environ.get("ERRPOLICY_PURE_PYTHON"):
+        return None
+    try:
+        from . import _chooks
+    except ImportError:  # not built: no compiler at install time, or another platform
+        return None
+    return _chooks
+
+
+_chooks = _compiled()
+#: "c" when the hooks are C callables (no frame), "python" for the twin.
+IMPLEMENTATION = "python" if _chooks is None else "c"
+
+
+def _make_hook(
+    name: str, original: Callable[..., Any], slow: Callable[..., Any], bind: bool, direct: bool
+) -> Any:
+    if _chooks is not None:
+        return _chooks.Hook(original, slow, _active, bind=bind, direct=direct)
+    hook_type = PyWarnHook if name == "warn" else PyHook
+    return hook_type(original, slow, _active, bind=bind, direct=direct)
+
+
+# -- errpolicy's warnings filter ---------------------------------------------------
+
+
 class _GuardIsOpen:
-    """The message matcher of errpolicy's warnings filter: true only inside a guard."""
+    """The message matcher of errpolicy's warnings filter: true only inside a guard
+    of this thread (the twin of ``_chooks.GuardIsOpen``)."""
 
     __slots__ = ()
     pattern = "<errpolicy: a guard is open here>"
@@ -66,13 +193,52 @@ class _GuardIsOpen:
         return "errpolicy.guard_is_open"
 
 
-FILTER: tuple[Any, ...] = ("always", _GuardIsOpen(), Warning, None, 0)
+_MATCHER: Any = _GuardIsOpen() if _chooks is None else _chooks.GuardIsOpen(_active)
+#: The entry put in the warnings filters.
+ENTRY: tuple[Any, ...] = ("always", _MATCHER, Warning, None, 0)
+
+#: Python 3.14+ with context-aware warnings (``-X context_aware_warnings``, the
+#: default on free-threaded builds): inside ``catch_warnings`` the filters that
+#: count are the context's copy, not ``warnings.filters``.
+CONTEXT_AWARE = bool(getattr(sys.flags, "context_aware_warnings", False))
+
+#: What a guard's entry (errpolicy._core) compares ``warnings.filters[0]`` with,
+#: calling :func:`ensure_ready` when it differs. With context-aware warnings that
+#: check cannot see the context's list, so FILTER is then an equal tuple that is
+#: never in any list, and every entry asks ensure_ready().
+FILTER: tuple[Any, ...] = ENTRY if not CONTEXT_AWARE else (*ENTRY[:4], 0)
 
 
 def _filters() -> list[Any]:
     # typeshed types warnings.filters as a Sequence of regex tuples; it is a list
     # and our entry carries a matcher object, which the warnings module allows.
     return cast("list[Any]", warnings.filters)
+
+
+_warnings_context: Any = getattr(warnings, "_warnings_context", None)
+
+
+def _effective_filters() -> list[Any]:
+    """The filter list that decides here: the context's inside ``catch_warnings``
+    with context-aware warnings, else ``warnings.filters``."""
+    if CONTEXT_AWARE and _warnings_context is not None:
+        context = _warnings_context.get(None)
+        if context is not None:
+            return cast("list[Any]", context._filters)
+    return _filters()
+
+
+def put_filter_first() -> None:
+    """Make errpolicy's filter the first one again if something displaced it.
+
+    Deliberately without ``warnings._filters_mutated()``: no registry is cleared.
+    """
+    filters = _effective_filters()
+    if filters and filters[0] is ENTRY:
+        return
+    while ENTRY in filters:
+        filters.remove(ENTRY)
+    filters.insert(0, ENTRY)
 
 
 class Installed:
@@ -93,175 +259,6 @@ class capture_disabled:  # used like a function: `with capture_disabled():`
 
     def __exit__(self, *exc_info: object) -> None:
         _state.active.reset(self._token)
-
-
-# -- warnings ----------------------------------------------------------------
-
-
-def _is_internal(frame: FrameType) -> bool:
-    name = frame.f_code.co_filename
-    return "importlib" in name and "_bootstrap" in name
-
-
-def _locate(
-    stacklevel: int, skip_file_prefixes: tuple[str, ...]
-) -> tuple[dict[str, Any], str, int]:
-    """Where ``warnings.warn(..., stacklevel)`` would attribute the warning; called
-    from :func:`_warn`, so frame 2 is warn's caller. Mirrors CPython's rules."""
-    if skip_file_prefixes:
-        stacklevel = max(2, stacklevel)
-    frame: FrameType | None = sys._getframe(2)
-    if frame is not None and (stacklevel <= 1 or _is_internal(frame)):
-        for _ in range(stacklevel - 1):
-            frame = frame.f_back if frame is not None else None
-    else:
-        for _ in range(stacklevel - 1):
-            frame = frame.f_back if frame is not None else None
-            while frame is not None and (
-                _is_internal(frame) or frame.f_code.co_filename.startswith(skip_file_prefixes)
-            ):
-                frame = frame.f_back
-    if frame is None:
-        return sys.__dict__, "<sys>", 0
-    return frame.f_globals, frame.f_code.co_filename, frame.f_lineno or 0
-
-
-def _message_and_category(message: Any, category: Any) -> tuple[Warning, type[Warning]]:
-    if isinstance(message, Warning):
-        return message, type(message)
-    if category is None:
-        category = UserWarning
-    if not (isinstance(category, type) and issubclass(category, Warning)):
-        raise TypeError(f"category must be a Warning subclass, not '{type(category).__name__}'")
-    return category(message), category
-
-
-def _warn(
-    message: Any,
-    category: type[Warning] | None = None,
-    stacklevel: int = 1,
-    source: Any = None,
-    *,
-    skip_file_prefixes: tuple[str, ...] = (),
-) -> None:
-    frame = _active_get()
-    if frame is None or frame[2] != _get_ident():
-        # Outside guards: the original, one frame further up (ours is in between).
-        if skip_file_prefixes:
-            level = max(2, stacklevel) + 1
-            _orig_warn(message, category, level, source, skip_file_prefixes=skip_file_prefixes)
-        else:
-            _orig_warn(message, category, (stacklevel if stacklevel > 1 else 1) + 1, source)
-        return
-    instance, category = _message_and_category(message, category)
-    module_globals, filename, lineno = _locate(stacklevel, skip_file_prefixes)
-    msg = warnings.WarningMessage(instance, category, filename, lineno, None, None, source)
-    if route(frame, warning_event(msg)) is None:
-        registry = module_globals.setdefault("__warningregistry__", {})
-        module = module_globals.get("__name__", "<string>")
-        with capture_disabled():
-            _orig_warn_explicit(
-                message, category, filename, lineno, module, registry, module_globals, source
-            )
-
-
-def _warn_explicit(
-    message: Any,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    module: str | None = None,
-    registry: dict[Any, Any] | None = None,
-    module_globals: dict[str, Any] | None = None,
-    source: Any = None,
-) -> None:
-    frame = _current_frame()
-    args = (message, category, filename, lineno, module, registry, module_globals, source)
-    if frame is None:
-        _orig_warn_explicit(*args)
-        return
-    instance, category = _message_and_category(message, category)
-    msg = warnings.WarningMessage(instance, category, filename, lineno, None, None, source)
-    if route(frame, warning_event(msg)) is None:
-        with capture_disabled():
-            _orig_warn_explicit(*args)
-
-
-def _find_globals(filename: str, lineno: int) -> dict[str, Any] | None:
-    """The globals of the frame a C-level warning points at, if it is on the stack."""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_filename == filename and frame.f_lineno == lineno:
-            return frame.f_globals
-        frame = frame.f_back
-    return None
-
-
-def _showwarnmsg(msg: warnings.WarningMessage) -> None:
-    frame = _current_frame()
-    if frame is None:
-        _orig_showwarnmsg(msg)
-        return
-    if route(frame, warning_event(msg)) is None:
-        # No guard's scope takes it: run it through the filters and the module's
-        # registry as the warnings module would have, with errpolicy's filter off.
-        module_globals = _find_globals(msg.filename, msg.lineno)
-        registry = (
-            None if module_globals is None else module_globals.setdefault("__warningregistry__", {})
-        )
-        module = None if module_globals is None else module_globals.get("__name__")
-        with capture_disabled():
-            _orig_warn_explicit(
-                msg.message,
-                msg.category,
-                msg.filename,
-                msg.lineno,
-                module,
-                registry,
-                module_globals,
-                msg.source,
-            )
-
-
-def put_filter_first() -> None:
-    """Make errpolicy's filter the first one again if something displaced it.
-
-    Deliberately without ``warnings._filters_mutated()``: no registry is cleared.
-    """
-    filters = _filters()
-    if filters and filters[0] is FILTER:
-        return
-    while FILTER in filters:
-        filters.remove(FILTER)
-    filters.insert(0, FILTER)
-
-
-# -- logging -----------------------------------------------------------------
-
-
-def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
-    frame = _current_frame()
-    if frame is None:
-        _orig_call_handlers(self, record)
-        return
-    if route(frame, record_event(record)) is None:
-        if Installed.capture_level is not None and not _orig_is_enabled_for(self, record.levelno):
-            return  # made only because a guard might want it; nobody does
-        with capture_disabled():
-            _orig_call_handlers(self, record)
-
-
-def _is_enabled_for(self: logging.Logger, level: int) -> bool:
-    capture_level = Installed.capture_level
-    if (
-        capture_level is not None
-        and level >= capture_level
-        and _current_frame() is not None
-        and not self.disabled
-        and self.manager.disable < level
-    ):
-        return True
-    return _orig_is_enabled_for(self, level)
 
 
 # -- structlog ---------------------------------------------------------------
@@ -288,37 +285,95 @@ def structlog_processor(
 
 # -- install -----------------------------------------------------------------
 
+# (owner, attribute, what runs inside a guard, binds as a method, answers directly)
+_TARGETS: dict[str, tuple[Any, str, Callable[..., Any], bool, bool]] = {
+    "warn": (warnings, "warn", _capture.warn_inside, False, False),
+    "warn_explicit": (warnings, "warn_explicit", _capture.warn_explicit_inside, False, False),
+    "_showwarnmsg": (warnings, "_showwarnmsg", _capture.showwarnmsg_inside, False, False),
+    "callHandlers": (logging.Logger, "callHandlers", _capture.call_handlers_inside, True, False),
+    "isEnabledFor": (logging.Logger, "isEnabledFor", _capture.is_enabled_for_inside, True, True),
+}
+
+#: errpolicy's layer for each target, once made: kept after uninstall when another
+#: library's wrapper sits on top of it, so that a later install reuses it.
+_layers: dict[str, Any] = {}
+# Installing reads and replaces several attributes: two threads opening their first
+# guard at once must not both wrap what they found.
+_install_lock = threading.RLock()
+
+
+def _reaches(wrapper: object, layer: object, depth: int = 4) -> bool:
+    """Whether ``wrapper`` still calls ``layer``: through ``__wrapped__`` or a closure
+    cell (how Sentry and most wrappers keep what they replaced)."""
+    if wrapper is layer:
+        return True
+    if depth == 0:
+        return False
+    inner = [getattr(wrapper, "__wrapped__", None), getattr(wrapper, "__func__", None)]
+    for cell in getattr(wrapper, "__closure__", None) or ():
+        try:
+            inner.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return any(item is not None and _reaches(item, layer, depth - 1) for item in inner)
+
+
+def _put(name: str) -> None:
+    owner, attribute, slow, bind, direct = _TARGETS[name]
+    current = getattr(owner, attribute)
+    layer = _layers.get(name)
+    if layer is not None and _reaches(current, layer):
+        layer.slow = slow  # ours is still in the chain (maybe under another's): on again
+        return
+    layer = _make_hook(name, current, slow, bind, direct)
+    _layers[name] = layer
+    setattr(owner, attribute, layer)
+
+
+def _remove(name: str) -> None:
+    layer = _layers.get(name)
+    if layer is None:
+        return
+    owner, attribute = _TARGETS[name][:2]
+    if getattr(owner, attribute) is layer:
+        setattr(owner, attribute, layer.__wrapped__)
+        del _layers[name]
+    else:
+        layer.slow = None  # someone wrapped on top of ours: stay in the chain, pass through
+
+
+def below(name: str) -> Any:
+    """What errpolicy's hook ``name`` wraps, or what is in place when there is none:
+    where an event goes "as without errpolicy" (replay, the capture level check)."""
+    layer = _layers.get(name)
+    if layer is not None:
+        return layer.__wrapped__
+    owner, attribute = _TARGETS[name][:2]
+    return getattr(owner, attribute)
+
 
 def install() -> None:
-    """Install the hooks, once. Called by :func:`configure` and the first guard."""
-    if Installed.on:
-        return
-    if logging.getLevelName(NOTICE) == f"Level {NOTICE}":
-        logging.addLevelName(NOTICE, "NOTICE")
-    warnings.warn = _warn
-    warnings.warn_explicit = _warn_explicit
-    warnings._showwarnmsg = _showwarnmsg  # type: ignore[attr-defined]
-    logging.Logger.callHandlers = _call_handlers  # type: ignore[method-assign]
-    put_filter_first()
-    Installed.on = True
-    sync_level_hook(Installed.capture_level)
+    """Install the hooks, once, around what is in place now. Called by
+    :func:`configure` and the first guard."""
+    with _install_lock:
+        if Installed.on:
+            return
+        for name in ("warn", "warn_explicit", "_showwarnmsg", "callHandlers"):
+            _put(name)
+        Installed.on = True
+        sync_level_hook(Installed.capture_level)
 
 
 def uninstall() -> None:
-    """Remove every hook that is still errpolicy's (for tests and for the curious)."""
-    if warnings.warn is _warn:
-        warnings.warn = _orig_warn
-    if warnings.warn_explicit is _warn_explicit:
-        warnings.warn_explicit = _orig_warn_explicit
-    if warnings._showwarnmsg is _showwarnmsg:  # type: ignore[attr-defined]
-        warnings._showwarnmsg = _orig_showwarnmsg  # type: ignore[attr-defined]
-    if logging.Logger.callHandlers is _call_handlers:
-        logging.Logger.callHandlers = _orig_call_handlers  # type: ignore[method-assign]
-    if logging.Logger.isEnabledFor is _is_enabled_for:
-        logging.Logger.isEnabledFor = _orig_is_enabled_for  # type: ignore[method-assign]
-    while FILTER in _filters():
-        _filters().remove(FILTER)
-    Installed.on = False
+    """Remove errpolicy's layer of every hook, and its filter (for tests and the curious)."""
+    with _install_lock:
+        for name in _TARGETS:
+            _remove(name)
+        _capture.Logging.is_enabled_for = below("isEnabledFor")
+        for filters in {id(f): f for f in (_filters(), _effective_filters())}.values():
+            while ENTRY in filters:
+                filters.remove(ENTRY)
+        Installed.on = False
 
 
 def installed() -> bool:
@@ -330,21 +385,23 @@ def ensure_ready() -> None:
     """Called on guard entry: install once, and keep the filter first."""
     if not Installed.on:
         install()
-    filters = _filters()
-    if not filters or filters[0] is not FILTER:
+    filters = _effective_filters()
+    if not filters or filters[0] is not ENTRY:
         put_filter_first()
 
 
 def sync_level_hook(level: int | None) -> None:
     """Wrap ``Logger.isEnabledFor`` only while a capture level is configured."""
-    Installed.capture_level = level
-    if not Installed.on:
-        return
-    if level is None:
-        if logging.Logger.isEnabledFor is _is_enabled_for:
-            logging.Logger.isEnabledFor = _orig_is_enabled_for  # type: ignore[method-assign]
-    else:
-        logging.Logger.isEnabledFor = _is_enabled_for  # type: ignore[method-assign]
+    with _install_lock:
+        Installed.capture_level = level
+        _capture.Logging.capture_level = level
+        if not Installed.on:
+            return
+        if level is None:
+            _remove("isEnabledFor")
+        else:
+            _put("isEnabledFor")
+        _capture.Logging.is_enabled_for = below("isEnabledFor")
     # isEnabledFor answers are cached per logger; start afresh.
     logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
 
@@ -353,9 +410,9 @@ def replay(event: Event) -> None:
     """Send a recorded event where it would have gone without errpolicy."""
     original = event.original
     if event.source == "warning":
-        _orig_showwarnmsg(original)
+        below("_showwarnmsg")(original)
     elif isinstance(original, logging.LogRecord):
-        _orig_call_handlers(logging.getLogger(original.name), original)
+        below("callHandlers")(logging.getLogger(original.name), original)
     else:
         from ._sinks import StructlogSink
 

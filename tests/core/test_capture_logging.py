@@ -41,11 +41,11 @@ def test_outside_guards_handlers_see_every_record(handler: ListHandler) -> None:
     assert ["one", "two"] == [r.getMessage() for r in handler.records]
 
 
-def test_notice_level_is_registered_and_classified(handler: ListHandler) -> None:
-    """Level 25 is named NOTICE and classified as NOTICE."""
+def test_level_25_is_classified_notice_but_not_renamed(handler: ListHandler) -> None:
+    """Level 25 is classified as NOTICE; installing leaves logging's level names alone."""
     logger: logging.Logger = handler.logger  # type: ignore[attr-defined]
     errpolicy.install()
-    assert "NOTICE" == logging.getLevelName(errpolicy.NOTICE)
+    assert "Level 25" == logging.getLevelName(errpolicy.NOTICE)
     with errpolicy.guard("t", policy=RECORD_ALL) as report:
         logger.log(errpolicy.NOTICE, "failed over")
     assert [Severity.NOTICE] == [e.severity for e in report.events]
