@@ -69,6 +69,10 @@ def _write_counts(folder: str, counts: dict[str, object]) -> None:
         json.dump(counts, out)
 
 
+#: The guard thread's counters (``cycles``, ``escaped``), once it has started.
+COUNTS: dict[str, object] = {}
+
+
 def _start() -> None:
     if os.environ.get("ERRPOLICY_FIDELITY_MODE") != "with":
         return  # imports nothing: the run without errpolicy stays a plain interpreter
@@ -83,7 +87,8 @@ def _start() -> None:
     if os.environ.get("ERRPOLICY_FIDELITY_CHURN", "1") == "0":
         return
     interval = float(os.environ.get("ERRPOLICY_FIDELITY_INTERVAL", "0.002"))
-    counts: dict[str, object] = {"cycles": 0, "escaped": 0}
+    counts = COUNTS
+    counts.update(cycles=0, escaped=0)
     folder = os.environ.get("ERRPOLICY_FIDELITY_CHURN_DIR")
     if folder:
         atexit.register(_write_counts, folder, counts)
