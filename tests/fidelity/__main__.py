@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         eprint(f"fidelity: cannot read the allow-list {args.allowed}: {exc}")
         return 2
     pythons = args.python or [sys.executable]
+    if args.chroot is None:  # a relative path must still name it from the venvs' folders
+        pythons = [str(Path(p).absolute()) if "/" in p else p for p in pythons]
     plan = Plan(
         suites=[SUITES[name] for name in (args.suite or SUITES)],
         interpreters=[Interpreter(p, args.chroot) for p in pythons],
