@@ -112,7 +112,8 @@ def execute(plan: Plan) -> list[Comparison]:
             spec = RunSpec(
                 suite, targets, interpreter, workspace, venv, boot,
                 workspace.root / "runs" / stamp / f"{suite.name}-py{full_version}",
-                source, plan.pure_python, plan.churn,
+                source, suite.ci_deselect if plan.ci_subset else (),
+                plan.pure_python, plan.churn,
             )  # fmt: skip
             without = run_suite(spec, "without")
             plan.out(f"fidelity: {suite.name} on {python}: without errpolicy done")

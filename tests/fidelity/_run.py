@@ -52,6 +52,7 @@ class RunSpec:
     boot: Path  # host view: errpolicy and the startup module
     folder: Path  # host view: this comparison's logs and reports
     source: Path | None  # host view: the sdist folder pytest suites run in
+    deselect: tuple[str, ...] = ()  # pytest node ids to leave out
     pure_python: bool = False
     churn: bool = True
     timeout: float = 1800
@@ -73,6 +74,7 @@ def run_suite(spec: RunSpec, mode: Mode) -> RunResult:
             "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-rfE",
             "-o", "junit_family=xunit2", f"--junitxml={ws.inner(report)}",
             f"--basetemp={ws.inner(folder / 'tmp')}",
+            *(f"--deselect={node}" for node in spec.deselect),
         ]  # fmt: skip
         cwd = spec.source
     else:

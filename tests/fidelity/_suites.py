@@ -32,6 +32,7 @@ class Suite:
     runner: Literal["pytest", "unittest"]
     targets: tuple[str, ...]  # paths inside the sdist, or module names for unittest
     ci_targets: tuple[str, ...]  # the subset CI runs; empty: the suite is left out of CI
+    ci_deselect: tuple[str, ...] = ()  # pytest node ids CI leaves out (the slowest ones)
     sdists: tuple[Sdist, ...] = ()  # installed into the suite's venv; the first holds the tests
     requirements: tuple[str, ...] = ()  # more of the suite's venv, pinned
     pytest_args: tuple[str, ...] = ()
@@ -53,6 +54,11 @@ SUITES: dict[str, Suite] = {
             runner="pytest",
             targets=("testing/test_warnings.py", "testing/test_recwarn.py", "testing/logging"),
             ci_targets=("testing/test_warnings.py", "testing/test_recwarn.py", "testing/logging"),
+            # A third of the suite's time: a subprocess under tracemalloc, and a wait.
+            ci_deselect=(
+                "testing/test_warnings.py::test_resource_warning",
+                "testing/test_recwarn.py::TestWarns::test_keyboard_interrupt_within_warns",
+            ),
             sdists=(PYTEST,),
             requirements=("packaging==26.4",),
         ),
