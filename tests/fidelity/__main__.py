@@ -25,6 +25,13 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 ALLOWED = Path(__file__).with_name("allowed.toml")
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fidelity",
@@ -65,6 +72,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--ci", action="store_true", help="only each suite's CI subset")
     parser.add_argument(
+        "--env",
+        action="append",
+        type=_setting,
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in both runs, e.g. PYTHON_CONTEXT_AWARE_WARNINGS=1 (repeat)",
+    )
+    parser.add_argument(
         "--pure-python",
         action="store_true",
         help="errpolicy's Python twins instead of its C speedups",
@@ -84,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, AllowListError) as exc:
         eprint(f"fidelity: cannot read the allow-list {args.allowed}: {exc}")
         return 2
+    env = dict(args.env)
+    if args.pure_python:
+        env["ERRPOLICY_PURE_PYTHON"] = "1"
     pythons = args.python or [sys.executable]
     if args.chroot is None:  # a relative path must still name it from the venvs' folders
         pythons = [str(Path(p).absolute()) if "/" in p else p for p in pythons]
@@ -94,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         cache=args.cache,
         allowed=allowed,
         ci_subset=args.ci,
-        pure_python=args.pure_python,
+        env=env,
         churn=not args.no_churn,
         out=eprint,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +87,7 @@ class Plan:
     cache: Path
     allowed: Sequence[Allowance] = ()
     ci_subset: bool = False
-    pure_python: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # set in both runs of every suite
     churn: bool = True
     out: Callable[[str], None] = field(default=print)
 
@@ -104,16 +104,20 @@ def execute(plan: Plan) -> list[Comparison]:
             targets = suite.ci_targets if plan.ci_subset else suite.targets
             if not targets:
                 continue
-            plan.out(f"fidelity: {suite.name} on Python {full_version} ({interpreter}): preparing")
+            settings = " ".join(f"{k}={v}" for k, v in plan.env.items())
+            plan.out(
+                f"fidelity: {suite.name} on Python {full_version} ({interpreter}) {settings}: "
+                "preparing"
+            )
             venv = suite_venv(suite, interpreter, plan.cache, workspace)
             boot = errpolicy_boot(plan.tree, interpreter, venv, workspace)
-            implementation = probe(interpreter, venv, boot, workspace, pure_python=plan.pure_python)
+            implementation = probe(interpreter, venv, boot, workspace, plan.env)
             source = unpack(suite.source, plan.cache, workspace) if suite.source else None
             spec = RunSpec(
                 suite, targets, interpreter, workspace, venv, boot,
                 workspace.root / "runs" / stamp / f"{suite.name}-py{full_version}",
                 source, suite.ci_deselect if plan.ci_subset else (),
-                plan.pure_python, plan.churn,
+                plan.env, plan.churn,
             )  # fmt: skip
             without = run_suite(spec, "without")
             plan.out(f"fidelity: {suite.name} on {python}: without errpolicy done")

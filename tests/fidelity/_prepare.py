@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,14 +264,14 @@ print(json.dumps({"file": errpolicy.__file__, "installed": errpolicy.installed()
 
 
 def probe(
-    interpreter: Interpreter, venv: Path, boot: Path, workspace: Workspace, *, pure_python: bool
+    interpreter: Interpreter, venv: Path, boot: Path, workspace: Workspace, env: Mapping[str, str]
 ) -> str:
     """Check the startup hook installs errpolicy from ``boot``; which implementation runs."""
     env = clean_environment(
         ERRPOLICY_FIDELITY_BOOT=workspace.inner(boot),
         ERRPOLICY_FIDELITY_MODE="with",
         ERRPOLICY_FIDELITY_CHURN="0",
-        **({"ERRPOLICY_PURE_PYTHON": "1"} if pure_python else {}),
+        **env,
     )
     python = workspace.inner(venv / "bin" / "python")
     result = subprocess.run(

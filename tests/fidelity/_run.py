@@ -6,7 +6,8 @@ import json
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -53,7 +54,7 @@ class RunSpec:
     folder: Path  # host view: this comparison's logs and reports
     source: Path | None  # host view: the sdist folder pytest suites run in
     deselect: tuple[str, ...] = ()  # pytest node ids to leave out
-    pure_python: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # for both runs: PYTHON_*, ...
     churn: bool = True
     timeout: float = 1800
 
@@ -89,7 +90,7 @@ def run_suite(spec: RunSpec, mode: Mode) -> RunResult:
         ERRPOLICY_FIDELITY_MODE=mode,
         ERRPOLICY_FIDELITY_CHURN="1" if spec.churn else "0",
         ERRPOLICY_FIDELITY_CHURN_DIR=ws.inner(churn_dir),
-        **({"ERRPOLICY_PURE_PYTHON": "1"} if spec.pure_python else {}),
+        **spec.env,
     )
     log = folder / "output.log"
     started = time.monotonic()
