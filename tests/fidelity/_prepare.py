@@ -132,8 +132,20 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     return found[0]
 
 
+def archive_in(sdist: Sdist, cache: Path, workspace: Workspace) -> Path:
+    """The sdist's archive where the interpreter sees it (copied into a chroot)."""
+    archive = fetch_sdist(sdist, cache)
+    if workspace.chroot is None:
+        return archive
+    copy = workspace.root / "sdists" / archive.name
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(archive, copy)
+    return copy
+
+
 def unpack(sdist: Sdist, cache: Path, workspace: Workspace) -> Path:
-    """The sdist's folder in the workspace, unpacked once."""
+    """The sdist's folder in the workspace, unpacked once, where its tests run."""
     target = workspace.root / "src" / sdist.folder
     if (target / "PKG-INFO").exists():
         return target
@@ -168,7 +180,8 @@ def suite_venv(suite: Suite, interpreter: Interpreter, cache: Path, workspace: W
     venv.parent.mkdir(parents=True, exist_ok=True)
     run(interpreter, [interpreter.python, "-m", "venv", workspace.inner(venv)], "venv")
     python = workspace.inner(venv / "bin" / "python")
-    packages = [workspace.inner(unpack(s, cache, workspace)) for s in suite.sdists]
+    # From the archives: a build in the unpacked folder would leave files where tests run.
+    packages = [workspace.inner(archive_in(s, cache, workspace)) for s in suite.sdists]
     if packages or suite.requirements:
         run(
             interpreter,
