@@ -86,6 +86,9 @@ def run_suite(spec: RunSpec, mode: Mode) -> RunResult:
         cwd = folder / "cwd"
         cwd.mkdir()
     env = clean_environment(
+        # One seed for both runs: structlog, for one, names parametrized tests by their
+        # index in an iteration over a set, so ids only match with equal string hashes.
+        PYTHONHASHSEED="0",
         ERRPOLICY_FIDELITY_BOOT=ws.inner(spec.boot),
         ERRPOLICY_FIDELITY_MODE=mode,
         ERRPOLICY_FIDELITY_CHURN="1" if spec.churn else "0",
