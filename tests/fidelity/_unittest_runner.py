@@ -10,6 +10,7 @@ fixture errors are reported under unittest's own ids for them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import unittest
@@ -62,6 +63,12 @@ class _Recorder(unittest.TextTestResult):
 
 def main(argv: list[str]) -> int:
     out, *modules = argv
+    for name in modules:  # unittest would report a missing module as one failed "test"
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            print(f"cannot import {name}: {exc} (Debian: libpython3.X-testsuite)", file=sys.stderr)
+            return 3
     suite = unittest.defaultTestLoader.loadTestsFromNames(modules)
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2, resultclass=_Recorder)
     result = runner.run(suite)
