@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -94,7 +95,7 @@ class Plan:
 
 def execute(plan: Plan) -> list[Comparison]:
     """Run every suite twice on every interpreter; print progress and the differences."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # runs at once keep apart
     comparisons = []
     for interpreter in plan.interpreters:
         workspace = Workspace.for_interpreter(interpreter, plan.cache)
@@ -114,11 +115,18 @@ def execute(plan: Plan) -> list[Comparison]:
             implementation = probe(interpreter, venv, boot, workspace, plan.env)
             source = unpack(suite.source, plan.cache, workspace) if suite.source else None
             spec = RunSpec(
-                suite, targets, interpreter, workspace, venv, boot,
-                workspace.root / "runs" / stamp / f"{suite.name}-py{full_version}",
-                source, suite.ci_deselect if plan.ci_subset else (),
-                plan.env, plan.churn,
-            )  # fmt: skip
+                suite=suite,
+                targets=targets,
+                interpreter=interpreter,
+                workspace=workspace,
+                venv=venv,
+                boot=boot,
+                folder=workspace.root / "runs" / stamp / f"{suite.name}-py{full_version}",
+                source=source,
+                deselect=suite.ci_deselect if plan.ci_subset else (),
+                env=plan.env,
+                churn=plan.churn,
+            )
             without = run_suite(spec, "without")
             plan.out(f"fidelity: {suite.name} on {python}: without errpolicy done")
             with_errpolicy = run_suite(spec, "with")
