@@ -15,6 +15,7 @@ from ._prepare import (
     Workspace,
     errpolicy_boot,
     probe,
+    prune_runs,
     suite_venv,
     unpack,
     version_of,
@@ -99,6 +100,7 @@ def execute(plan: Plan) -> list[Comparison]:
     comparisons = []
     for interpreter in plan.interpreters:
         workspace = Workspace.for_interpreter(interpreter, plan.cache)
+        prune_runs(workspace)
         full_version = version_of(interpreter)
         python = ".".join(full_version.split(".")[:2])
         for suite in plan.suites:

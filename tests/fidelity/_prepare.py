@@ -161,6 +161,13 @@ def unpack(sdist: Sdist, cache: Path, workspace: Workspace) -> Path:
     return target
 
 
+def prune_runs(workspace: Workspace, keep: int = 10) -> None:
+    """Delete all but the newest ``keep`` runs' folders (logs, pytest's temporary files)."""
+    runs = sorted((workspace.root / "runs").glob("*"))  # named by start time
+    for old in runs[:-keep] if keep else runs:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 

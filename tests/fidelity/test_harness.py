@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.fidelity._harness import Comparison, report
 from tests.fidelity._outcomes import Difference, Outcome
+from tests.fidelity._prepare import Workspace, prune_runs
 from tests.fidelity._run import Churn, RunResult
 
 RAN = RunResult({"t::a": Outcome.PASSED}, 0, Path("log"), Churn(1, 50, 0), (), 1.0)
@@ -53,3 +54,12 @@ def test_the_report_is_true_only_without_problems() -> None:
     assert True is report([fine], out=lines.append)
     assert False is report([fine, bad], out=lines.append)
     assert "fidelity: outcomes DIFFER" == lines[-1]
+
+
+def test_only_the_newest_runs_are_kept(tmp_path: Path) -> None:
+    """Old runs' folders go; the newest ones, named by start time, stay."""
+    names = [f"20261130-1200{i:02d}-42" for i in range(5)]
+    for name in names:
+        (tmp_path / "runs" / name / "pytest-py3.11.7").mkdir(parents=True)
+    prune_runs(Workspace(tmp_path), keep=2)
+    assert names[-2:] == sorted(p.name for p in (tmp_path / "runs").iterdir())
