@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the failover demo) and `make test`.
-.PHONY: demo test lint typecheck docs pytest bench nox soak
+.PHONY: demo test lint typecheck docs pytest bench nox soak fidelity
 
 VENV := .venv/bin
 
@@ -39,3 +39,19 @@ nox:
 soak:
 	@bash .ci/bootstrap
 	$(VENV)/python -m tests.memcache.soak $(ARGS)
+
+# Peer suites without and with errpolicy, compared test by test (docs/fidelity.md):
+# 3.11 to 3.13 here, then 3.14 and 3.15 in the forky chroot when it is ready, by
+# default and with context-aware warnings (the default of free-threaded builds).
+FIDELITY_PYTHONS ?= $(VENV)/python $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python $(HOME)/.pyenv/versions/3.13.*/bin/python)
+FORKY ?= /srv/forky
+fidelity:
+	@bash .ci/bootstrap
+	@status=0; \
+	$(VENV)/python -m tests.fidelity $(foreach p,$(FIDELITY_PYTHONS),--python $(p)) $(ARGS) || status=1; \
+	if [ -e $(FORKY)/.ready ]; then \
+	  $(VENV)/python -m tests.fidelity --chroot $(FORKY) --python python3.14 --python python3.15 $(ARGS) || status=1; \
+	  $(VENV)/python -m tests.fidelity --chroot $(FORKY) --python python3.14 --python python3.15 \
+	    --env PYTHON_CONTEXT_AWARE_WARNINGS=1 --env PYTHON_THREAD_INHERIT_CONTEXT=1 $(ARGS) || status=1; \
+	else echo "fidelity: $(FORKY) is not ready (bash .ci/forky builds it): 3.14 and 3.15 not run"; status=1; fi; \
+	exit $$status
