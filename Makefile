@@ -25,7 +25,8 @@ docs:
 # The tests that exercise the Python twins of the C speedups: tests/core, and the
 # store's tests that rank, fan out, read and fail over.
 PURE_PYTHON_TESTS := tests/core $(addprefix tests/memcache/,test_placement.py \
-	test_transport.py test_reads.py test_failover.py test_store.py test_speedups.py)
+	test_transport.py test_reads.py test_failover.py test_store.py test_speedups.py \
+	test_threads_stress.py)
 
 # The whole suite, then those tests again on the Python twins (ERRPOLICY_PURE_PYTHON=1)
 # as a pytest run of their own, so that each test keeps its own timeout.
