@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the failover demo) and `make test`.
-.PHONY: demo test lint typecheck docs pytest bench nox soak fidelity
+.PHONY: demo test lint typecheck docs pytest pytest-pure bench nox soak fidelity test-forky
 
 VENV := .venv/bin
 
@@ -22,9 +22,22 @@ docs:
 	@bash .ci/bootstrap
 	$(VENV)/mkdocs build --strict --quiet --site-dir site
 
+# The tests that exercise the Python twins of the C speedups: tests/core, and the
+# store's tests that rank, fan out, read and fail over.
+PURE_PYTHON_TESTS := tests/core $(addprefix tests/memcache/,test_placement.py \
+	test_transport.py test_reads.py test_failover.py test_store.py test_speedups.py \
+	test_threads_stress.py test_hostile.py test_reply_grammar.py)
+
+# The whole suite, then those tests again on the Python twins (ERRPOLICY_PURE_PYTHON=1)
+# as a pytest run of their own, so that each test keeps its own timeout.
 pytest:
 	@bash .ci/bootstrap
 	$(VENV)/python -m pytest -q
+	ERRPOLICY_PURE_PYTHON=1 $(VENV)/python -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
+
+pytest-pure:
+	@bash .ci/bootstrap
+	ERRPOLICY_PURE_PYTHON=1 $(VENV)/python -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
 
 bench:
 	@bash .ci/bootstrap
@@ -55,3 +68,8 @@ fidelity:
 	    --env PYTHON_CONTEXT_AWARE_WARNINGS=1 --env PYTHON_THREAD_INHERIT_CONTEXT=1 $(ARGS) || status=1; \
 	else echo "fidelity: $(FORKY) is not ready (bash .ci/forky builds it): 3.14 and 3.15 not run"; status=1; fi; \
 	exit $$status
+
+# The whole suite on CPython 3.14 and 3.15 in a Debian testing chroot (root only; see
+# .ci/forky for its settings): `make test-forky ARGS="tests/core -x"` narrows it.
+test-forky:
+	bash .ci/forky $(ARGS)

@@ -1,6 +1,9 @@
 """Run the test suite on every supported Python: `make nox` or `.venv/bin/nox`.
 
 Sessions are `tests-3.11`, `tests-3.12` and `tests-3.13`; CI runs 3.11 through `make test`.
+Python 3.14 and 3.15 live in a Debian testing chroot that nox cannot see: `make
+test-forky` (root; `.ci/forky`) runs the suite there, with and without context-aware
+warnings, and CI runs it after `make test`.
 """
 
 from __future__ import annotations

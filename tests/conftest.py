@@ -4,10 +4,7 @@ real memcached nodes and the store transports for the memcache and framework tes
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import errpolicy
@@ -35,29 +32,6 @@ def memcached_binary() -> str:
             pytest.fail("memcached is required under CI=true (apt-get install memcached)")
         pytest.skip("memcached not installed (apt-get install memcached)")
     return binary
-
-
-@pytest.fixture
-def pure_python_run() -> Callable[..., str]:
-    """Run pytest with the given arguments in a new process whose C speedups are off
-    (``ERRPOLICY_PURE_PYTHON=1``): the Python twins run the same tests. Fails the
-    calling test unless that run passed; returns its output."""
-
-    def run(*args: str) -> str:
-        env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1"}
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *args],
-            cwd=Path(__file__).resolve().parent.parent,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert 0 == result.returncode, result.stdout[-3000:] + result.stderr[-2000:]
-        assert " passed" in result.stdout
-        return result.stdout
-
-    return run
 
 
 def _running(size: int) -> Iterator[MemcachedCluster]:

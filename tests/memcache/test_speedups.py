@@ -4,7 +4,8 @@
 memcached answers (hits, misses, large values) and turn every fault into the same
 :class:`NodeFailure` kinds as the Python transport: real memcached processes for
 timeouts, closes and error replies, a tiny fake server only for replies no memcached
-sends. The whole store suite also runs once more on the Python twins.
+sends. `make pytest` runs the store's reading and failover tests once more on the Python
+twins (ERRPOLICY_PURE_PYTHON=1), as a pytest run of its own.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -30,8 +32,6 @@ from errpolicy_memcache import SessionDataError, _data, _native
 from errpolicy_memcache._placement import key_hash, node_seed, rank_python
 from errpolicy_memcache._wire import NodeFailure, _set_read_timeout
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Severity(IntEnum):
@@ -661,32 +661,22 @@ def test_ci_runs_the_c_speedups() -> None:
     assert "c" == _native.IMPLEMENTATION
 
 
-@pytest.mark.skipif(not os.environ.get("ERRPOLICY_PURE_PYTHON"), reason="set by the re-run below")
-def test_the_python_twins_run_when_asked() -> None:
-    assert (None, "python") == (speedups, _native.IMPLEMENTATION)
-
-
-@pytest.mark.skipif(speedups is None, reason="the Python twins already ran as the main run")
-@pytest.mark.memcached
-def test_the_store_suite_passes_on_the_python_twins(pure_python_run: Callable[..., str]) -> None:
-    """The store's tests that rank, fan out, read and fail over, again with
-    ERRPOLICY_PURE_PYTHON=1: the Python twins give the same answers."""
-    files = [
-        "test_placement.py",
-        "test_transport.py",
-        "test_reads.py",
-        "test_failover.py",
-        "test_store.py",
-        "test_speedups.py",
-        "test_hostile.py",
-        "test_reply_grammar.py",
-    ]
-    pure_python_run(
-        "--no-header",
-        *[str(ROOT / "tests" / "memcache" / name) for name in files],
-        "-k",
-        "not suite_passes_on_the_python_twins",
+def test_the_pure_python_switch_is_honoured() -> None:
+    """ERRPOLICY_PURE_PYTHON=1 in a new process leaves the store's C speedups unloaded."""
+    code = "from errpolicy_memcache import _native; print(_native.IMPLEMENTATION)"
+    env = {**os.environ, "ERRPOLICY_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
+    assert "python" == out.stdout.strip()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("ERRPOLICY_PURE_PYTHON"), reason="for the run on the Python twins"
+)
+def test_the_python_twins_run_when_asked() -> None:
+    """The second pass of `make pytest` really exercises the Python twins."""
+    assert (None, "python") == (speedups, _native.IMPLEMENTATION)
 
 
 # -- multi-phase init: per-module state --------------------------------------------------
