@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
+from ._extras import pymemcache_client
 from ._native import speedups
 from ._wire import (
     KERNEL_TIMEOUTS,
@@ -407,8 +408,7 @@ class PymemcacheTransport(_Pool[_ClientConnection]):
     def __init__(
         self, host: str, port: int, connect_timeout: float, read_timeout: float, pool_size: int
     ) -> None:
-        from pymemcache.client.base import Client
-
+        Client = pymemcache_client()
         super().__init__(pool_size)
         # With kernel timeouts the client's sockets bound each send and recv themselves.
         sockets = kernel_timeout_sockets(read_timeout)
