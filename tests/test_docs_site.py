@@ -211,6 +211,12 @@ def test_no_page_or_stylesheet_loads_from_another_host(site: Path) -> None:
     assert [] == found
 
 
+def test_code_is_highlighted_when_the_site_is_built(site: Path) -> None:
+    """Code arrives coloured (Pygments at build time), not left to a script from elsewhere."""
+    page = (site / "tutorial" / "index.html").read_text()
+    assert '<span class="kn">import</span>' in page  # a Python keyword, marked up
+
+
 def test_a_screenshot_of_the_wide_table_page_shows_the_page(
     chromium: str, served: str, tmp_path: Path
 ) -> None:
