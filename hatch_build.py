@@ -1,4 +1,6 @@
-"""Build hook: compile the C speedups, each the twin of Python code that stays.
+"""Build hooks: compile the C speedups, and write the readme PyPI shows.
+
+The C speedups are each the twin of Python code that stays:
 
 - ``errpolicy/_speedups.c``: the guard's enter and exit (reference: ``errpolicy._core``);
 - ``errpolicy/_chooks.c``: the warnings and logging hooks, which in C add no frame
@@ -11,11 +13,16 @@ the wheel is pure Python and the same logic runs in Python.
 A failed compile is reported on stderr, never fatal. An editable install compiles
 next to the sources, so ``import errpolicy`` from the checkout finds the module;
 a regular wheel gets it added and is tagged for this interpreter and platform.
+
+The readme on PyPI is README.md with its links into ``docs/`` made absolute against the
+project's Documentation URL (PyPI resolves relative links against its own pages, where
+they break), followed by the latest section of CHANGELOG.md.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+from hatchling.metadata.plugin.interface import MetadataHookInterface
 
 # (C source, its package's folder in the checkout, the package's folder in the wheel)
 EXTENSIONS = (
@@ -87,3 +95,43 @@ class SpeedupsHook(BuildHookInterface):  # type: ignore[type-arg]  # generic in 
                 build_data["force_include"][str(built)] = f"{package}/{built.name}"
                 build_data["pure_python"] = False
                 build_data["infer_tag"] = True
+
+
+# A link into the docs folder: [text](docs/PATH) or [text](docs/PATH#anchor).
+_DOCS_LINK = re.compile(r"\]\(docs/([^)#\s]*)(#[^)\s]*)?\)")
+# The changelog's first "## " section (the latest release, or Unreleased).
+_LATEST = re.compile(r"^## .*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+
+
+def site_path(path: str) -> str:
+    """Where MkDocs puts ``docs/<path>``: ``a/b.md`` at ``a/b/``, ``a/index.md`` at ``a/``."""
+    if path.endswith("index.md"):
+        return path[: -len("index.md")]
+    if path.endswith(".md"):
+        return path[: -len(".md")] + "/"
+    return path
+
+
+def pypi_readme(readme: str, changelog: str, docs_url: str) -> str:
+    """The readme for PyPI: links into docs/ point at the site, the latest changes follow."""
+    base = docs_url.rstrip("/") + "/"
+    text = _DOCS_LINK.sub(lambda m: f"]({base}{site_path(m[1])}{m[2] or ''})", readme)
+    latest = _LATEST.search(changelog)
+    if latest is None:
+        return text
+    # One level down, under a heading of its own.
+    section = re.sub(r"^#", "##", latest[0].strip(), flags=re.MULTILINE)
+    return f"{text.rstrip()}\n\n## Changelog\n\n{section}\n"
+
+
+class ReadmeHook(MetadataHookInterface):
+    PLUGIN_NAME = "custom"
+
+    def update(self, metadata: dict[str, Any]) -> None:
+        root = Path(self.root)
+        text = pypi_readme(
+            (root / "README.md").read_text(encoding="utf-8"),
+            (root / "CHANGELOG.md").read_text(encoding="utf-8"),
+            metadata["urls"]["Documentation"],
+        )
+        metadata["readme"] = {"content-type": "text/markdown", "text": text}

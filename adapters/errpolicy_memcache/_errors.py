@@ -11,6 +11,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidSessionId",
     "MemcacheSessionError",
+    "MissingDependency",
     "SessionDataError",
     "SessionExists",
     "SessionTooLarge",
@@ -24,6 +25,21 @@ class MemcacheSessionError(Exception):
 
 class ConfigurationError(MemcacheSessionError, ValueError):
     """An option given to :class:`~errpolicy_memcache.MemcacheSessionStore` is invalid."""
+
+
+class MissingDependency(MemcacheSessionError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it.
+
+    ``name`` is the missing module (as on any ImportError), ``extra`` the
+    ``errpolicy[...]`` extra that installs it.
+    """
+
+    def __init__(self, name: str, extra: str, needed_for: str = "") -> None:
+        why = f" ({needed_for})" if needed_for else ""
+        super().__init__(
+            f"{name} is not installed: pip install 'errpolicy[{extra}]'{why}", name=name
+        )
+        self.extra = extra
 
 
 class InvalidSessionId(MemcacheSessionError, ValueError):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from . import _wire
+from ._extras import pymemcache_client
 from ._native import speedups
 from ._wire import (
     _LATE,
@@ -459,8 +460,7 @@ class PymemcacheTransport(_Pool[_ClientConnection]):
         pool_size: int,
         max_value: int = MAX_VALUE,
     ) -> None:
-        from pymemcache.client.base import Client
-
+        Client = pymemcache_client()
         super().__init__(pool_size, max_value)
         # Sockets that keep the deadline and a byte budget (pymemcache's reader has no
         # bound of its own); with kernel timeouts they bound each send and recv too.
