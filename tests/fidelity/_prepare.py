@@ -215,8 +215,9 @@ def suite_venv(suite: Suite, interpreter: Interpreter, cache: Path, workspace: W
     return venv
 
 
-# What a wheel of errpolicy is built from (hatch_build.py compiles the C speedups).
-_BUILD_FILES = ("pyproject.toml", "hatch_build.py", "README.md")
+# What a wheel of errpolicy is built from (hatch_build.py compiles the C speedups and
+# writes the readme PyPI shows from README.md and CHANGELOG.md).
+_BUILD_FILES = ("pyproject.toml", "hatch_build.py", "README.md", "CHANGELOG.md", "LICENSE")
 _BUILD_FOLDERS = ("errpolicy", "adapters")
 
 
