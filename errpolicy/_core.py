@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._policy import Policy
     from ._report import Report
 
-__all__ = ["IMPLEMENTATION", "GuardCore", "Hooks", "ReportCore", "setup"]
+__all__ = ["IMPLEMENTATION", "GuardCore", "Hooks", "ReportCore", "compiled", "setup"]
 
 _get_ident = threading.get_ident
 
@@ -47,6 +47,8 @@ class Hooks:
     finish: Callable[[Report, BaseException | None], None]
     shared_guards: dict[str, Any]
     make_guard: Callable[..., Any]
+    #: ``errpolicy.Policy``: ``guard(name, policy=p)`` answers from ``p._guards``.
+    policy_type: type[Policy]
 
 
 _hooks: Hooks | None = None
@@ -140,6 +142,8 @@ def _speedups() -> ModuleType | None:
 
 
 _compiled = _speedups()
+#: The C module when it is in use, else ``None`` (``errpolicy._event`` fills events with it).
+compiled: ModuleType | None = _compiled
 if TYPE_CHECKING:
     GuardCore = PyGuardCore
     ReportCore = PyReportCore
@@ -157,7 +161,9 @@ def setup(hooks: Hooks) -> Callable[..., Any]:
 
     Returns the function to export as ``errpolicy.guard``: ``hooks.make_guard``
     itself, or in C a function that answers a plain ``guard(name)`` from
-    ``hooks.shared_guards`` and hands every other call to ``make_guard``.
+    ``hooks.shared_guards``, ``guard(name, policy=p)`` from ``p._guards`` and
+    ``guard(name, default=p)`` from ``p._default_guards``, and hands every other
+    call (and every miss) to ``make_guard``.
     """
     global _hooks
     _hooks = hooks

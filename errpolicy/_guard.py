@@ -96,20 +96,36 @@ class Guard(GuardCore):
 
 _SHARED: dict[str, Guard] = {}
 _SHARED_MAX = 4096  # names made up at run time must not grow the table without end
+_PER_POLICY_MAX = 256  # the same, for the guards one policy keeps (Policy._guards)
 
 
 def guard(name: str, *, policy: Policy | None = None, default: Policy | None = None) -> Guard:
     """A :class:`Guard` named ``name``; see there. Guards are stateless, so a
-    plain ``guard(name)`` hands out one shared object per name."""
-    if policy is None and default is None and isinstance(name, str):
-        shared = _SHARED.get(name)
-        if shared is not None:
-            return shared
-        made = Guard(name)
-        if len(_SHARED) < _SHARED_MAX:
-            _SHARED[name] = made
-        return made
+    plain ``guard(name)`` hands out one shared object per name, and
+    ``guard(name, policy=p)`` (or ``default=p``) one per name kept by ``p``."""
+    if isinstance(name, str) and name:
+        if policy is None and default is None:
+            shared = _SHARED.get(name)
+            if shared is not None:
+                return shared
+            made = Guard(name)
+            if len(_SHARED) < _SHARED_MAX:
+                _SHARED[name] = made
+            return made
+        if default is None and type(policy) is Policy:
+            return _kept(policy._guards, name, policy=policy)
+        if policy is None and type(default) is Policy:
+            return _kept(default._default_guards, name, default=default)
     return Guard(name, policy=policy, default=default)
+
+
+def _kept(cache: dict[str, Guard], name: str, **policies: Policy) -> Guard:
+    kept = cache.get(name)
+    if kept is None:
+        kept = Guard(name, **policies)
+        if len(cache) < _PER_POLICY_MAX:
+            cache[name] = kept
+    return kept
 
 
 def _resolve(entered: Guard, config: Config) -> Policy:
@@ -152,6 +168,7 @@ _guard_lookup = _core.setup(
         finish=_finish,
         shared_guards=_SHARED,
         make_guard=guard,
+        policy_type=Policy,
     )
 )
 if not TYPE_CHECKING:  # the same function; in C, guard(name) is a dict lookup
