@@ -20,6 +20,10 @@ class Action(enum.Enum):
     RECORD = "record"
     SUPPRESS = "suppress"
 
+    # Members are compared by identity, so the identity hash is consistent; Enum's
+    # own hashes the name in Python, and reports count by (action, severity).
+    __hash__ = object.__hash__
+
 
 # init=False: the dataclass __init__ sets 16 frozen fields one by one through
 # object.__setattr__, a quarter of the cost of capturing a warning; ours fills

@@ -15,6 +15,7 @@ from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
 from ._report import Report
+from ._sinks import NullSink
 from ._state import active
 
 if TYPE_CHECKING:
@@ -139,16 +140,18 @@ def _resolve(entered: Guard, config: Config) -> Policy:
 
 def _finish(report: Report, exc: BaseException | None) -> None:
     """Deliver recorded events to the sink, then raise or annotate."""
-    recorded = report.recorded
-    if recorded:
-        sink = _config.resolved_sink(report._config)  # the report's own config snapshot
-        with _hooks.capture_disabled():
-            for event in recorded:
-                sink(event)
+    sink = _config.resolved_sink(report._config)  # the report's own config snapshot
+    if type(sink) is not NullSink:  # it drops them: skip collecting them
+        recorded = report.recorded
+        if recorded:
+            with _hooks.capture_disabled():
+                for event in recorded:
+                    sink(event)
     if exc is None:
-        violation = report.violation()
-        if violation is not None:
-            raise violation
+        if report._raised:
+            violation = report.violation()
+            if violation is not None:
+                raise violation
         return
     if exc is report.immediate_violation:
         return

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _LOCK = threading.Lock()
 setattr_ = object.__setattr__
+_RAISE = Action.RAISE
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,47 +85,54 @@ class Report(ReportCore):
 
     def capture(self, draft: Event) -> Event:
         """Classify and decide ``draft``, keep it, and raise at once in immediate mode."""
-        classifiers = self._config.classifiers
-        if classifiers:
-            severity, by = classify(draft, classifiers)
+        config = self._config
+        policy = self.policy
+        if config.classifiers:
+            severity, by = classify(draft, config.classifiers)
             setattr_(draft, "severity", severity)
             setattr_(draft, "classified_by", by)
         else:
             severity = draft.severity
-        action = self.policy.decide(severity)
+        # Policy.decide inlined: this runs for every captured event.
+        action = policy._actions.get(severity) or policy._decide(severity)
         # The draft is not yet visible to anyone else, so finish it in place
         # rather than paying for dataclasses.replace on the capture path.
         setattr_(draft, "action", action)
         setattr_(draft, "guard", self.name)
-        max_events = self._config.max_events
+        max_events = config.max_events
         # One lock for all reports: only carried threads ever contend for it.
         with _LOCK:
             key = (action, severity)
             counts = self._counts
             if counts is None:
-                counts = self._counts = {}
-            counts[key] = counts.get(key, 0) + 1
-            if action is Action.RAISE:
-                if self._raised is None:
-                    self._raised = []
-                if len(self._raised) < max_events:
-                    self._raised.append(draft)
+                self._counts = {key: 1}
+            else:
+                counts[key] = counts.get(key, 0) + 1
             head = self._head
+            if action is _RAISE:
+                if self._raised is None:
+                    self._raised = [draft]
+                elif len(self._raised) < max_events:
+                    self._raised.append(draft)
             if head is None:
                 self._head = [draft]
-            elif len(head) < (max_events + 1) // 2:
-                head.append(draft)
             else:
-                tail = self._tail
-                if tail is None:
-                    tail = self._tail = collections.deque(maxlen=max_events // 2)
-                elif len(tail) == tail.maxlen:
-                    self._dropped += 1
-                tail.append(draft)
-        if action is Action.RAISE and self.policy.immediate and self.immediate_violation is None:
+                self._keep(head, draft, max_events)
+        if action is _RAISE and policy.immediate and self.immediate_violation is None:
             self.immediate_violation = self._violation([draft])
             raise self.immediate_violation
         return draft
+
+    def _keep(self, head: list[Event], draft: Event, max_events: int) -> None:
+        if len(head) < (max_events + 1) // 2:
+            head.append(draft)
+            return
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = collections.deque(maxlen=max_events // 2)
+        elif len(tail) == tail.maxlen:
+            self._dropped += 1
+        tail.append(draft)
 
     # -- read side --------------------------------------------------------
 
