@@ -429,9 +429,7 @@ def run(*, quick: bool = False, keys: Sequence[str] = ()) -> list[Result]:
             continue
         with prepared(r.state):
             results.append(
-                compare(
-                    r.name, r.ours, r.baseline, rounds=rounds, seconds=seconds, target=r.target
-                )
+                compare(r.name, r.ours, r.baseline, rounds=rounds, seconds=seconds, target=r.target)
             )
     return results
 
