@@ -132,15 +132,53 @@ _DEFAULTS = (None, "default")  # guard, classified_by
 _REQUIRED = len(_FIELDS) - len(_DEFAULTS)
 
 
-def _py_fill(event: Event, *values: Any) -> None:
-    given = len(values)
-    if not _REQUIRED <= given <= len(_FIELDS):
-        raise TypeError(f"an Event takes {_REQUIRED} to {len(_FIELDS)} fields, not {given}")
-    for name, value in zip(_FIELDS, (*values, *_DEFAULTS[given - _REQUIRED :]), strict=True):
-        object.__setattr__(event, name, value)
+# The slots' own setters, called in straight-line code: a loop over the names
+# with object.__setattr__ cost more than the dataclass __init__ it replaces.
+_setters = tuple(getattr(Event, name).__set__ for name in _FIELDS)
+
+
+def _py_fill(
+    event: Event,
+    source: Any,
+    severity: Any,
+    action: Any,
+    message: Any,
+    category: Any,
+    logger: Any,
+    level: Any,
+    filename: Any,
+    lineno: Any,
+    time: Any,
+    thread: Any,
+    thread_id: Any,
+    task: Any,
+    original: Any,
+    guard: Any = None,
+    classified_by: Any = "default",
+    /,
+) -> None:
+    _setters[0](event, source)
+    _setters[1](event, severity)
+    _setters[2](event, action)
+    _setters[3](event, message)
+    _setters[4](event, category)
+    _setters[5](event, logger)
+    _setters[6](event, level)
+    _setters[7](event, filename)
+    _setters[8](event, lineno)
+    _setters[9](event, time)
+    _setters[10](event, thread)
+    _setters[11](event, thread_id)
+    _setters[12](event, task)
+    _setters[13](event, original)
+    _setters[14](event, guard)
+    _setters[15](event, classified_by)
 
 
 def _py_new_event(*values: Any) -> Event:
+    given = len(values)
+    if not _REQUIRED <= given <= len(_FIELDS):  # as the C version says it
+        raise TypeError(f"an Event takes {_REQUIRED} to {len(_FIELDS)} fields, not {given}")
     event = Event.__new__(Event)
     _py_fill(event, *values)
     return event
