@@ -23,9 +23,14 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    import collections
+
     from ._config import Config
+    from ._errors import PolicyViolation
+    from ._event import Action, Event
     from ._policy import Policy
     from ._report import Report
+    from ._severity import Severity
 
 __all__ = ["IMPLEMENTATION", "GuardCore", "Hooks", "ReportCore", "compiled", "setup"]
 
@@ -57,14 +62,33 @@ _hooks: Hooks | None = None
 class PyReportCore:
     """The fields of a :class:`~errpolicy.Report` read and written on every guard entry."""
 
-    __slots__ = ("_config", "_head", "_open", "_token", "name", "policy")
+    __slots__ = (
+        "_config",
+        "_counts",
+        "_dropped",
+        "_head",
+        "_open",
+        "_raised",
+        "_tail",
+        "_token",
+        "immediate_violation",
+        "name",
+        "policy",
+    )
 
     name: str
     policy: Policy
     _config: Config
     _token: contextvars.Token[Any] | None
-    _head: list[Any] | None
+    _head: list[Event] | None
     _open: bool
+    # Made on the first capture (most guards capture nothing).
+    _counts: dict[tuple[Action, Severity], int] | None
+    _raised: list[Event] | None
+    _tail: collections.deque[Event] | None
+    _dropped: int
+    #: The violation raised from inside the block in immediate mode.
+    immediate_violation: PolicyViolation | None
 
 
 class PyGuardCore:
@@ -99,6 +123,8 @@ class PyGuardCore:
         report._config = config
         report._head = None
         report._open = True
+        report._counts = report._raised = report._tail = report.immediate_violation = None
+        report._dropped = 0
         ident = _get_ident()
         parent = hooks.active.get()
         # A frame counts only in the thread that opened it (asyncio.to_thread copies

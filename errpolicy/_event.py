@@ -193,5 +193,5 @@ new_event: Callable[..., Event]
 if _core.compiled is None:
     _fill, new_event = _py_fill, _py_new_event
 else:
-    _core.compiled.setup_event(Event, _FIELDS, _DEFAULTS)
+    _core.compiled.setup_event(Event, _FIELDS, _DEFAULTS, Action.RAISE)
     _fill, new_event = _core.compiled.fill_event, _core.compiled.new_event

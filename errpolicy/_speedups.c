@@ -43,6 +43,7 @@ typedef struct {
     PyTypeObject *event_type;
     Py_ssize_t event_offsets[EVENT_FIELDS];
     PyObject *event_defaults; /* (None, "default"): guard and classified_by */
+    PyObject *raise_action;   /* errpolicy.Action.RAISE */
     /* Interned names. */
     PyObject *str_filters;
     PyObject *str_config;
@@ -50,7 +51,21 @@ typedef struct {
     PyObject *str_default;
     PyObject *str_guards;         /* Policy._guards: name -> Guard with policy= */
     PyObject *str_default_guards; /* Policy._default_guards: name -> Guard with default= */
+    PyObject *str_classifiers;
+    PyObject *str_max_events;
+    PyObject *str_actions;
+    PyObject *str_decide;
+    PyObject *str_immediate;
+    PyObject *str_scope;
+    PyObject *str_classify;
+    PyObject *str_keep_late;
+    PyObject *str_raise_immediately;
 } speedups_state;
+
+/* Event's fields that a capture writes, by their index in declaration order. */
+#define EVENT_SEVERITY 1
+#define EVENT_ACTION 2
+#define EVENT_GUARD 14
 
 static struct PyModuleDef speedups_module;
 
@@ -85,6 +100,12 @@ typedef struct {
     PyObject *config;
     PyObject *token;
     PyObject *head;
+    /* Made on the first capture; NULL reads as None. */
+    PyObject *counts;
+    PyObject *raised;
+    PyObject *tail;
+    PyObject *immediate_violation;
+    Py_ssize_t dropped;
     char open;
 } ReportCore;
 
@@ -100,6 +121,10 @@ report_traverse(ReportCore *self, visitproc visit, void *arg)
     Py_VISIT(self->config);
     Py_VISIT(self->token);
     Py_VISIT(self->head);
+    Py_VISIT(self->counts);
+    Py_VISIT(self->raised);
+    Py_VISIT(self->tail);
+    Py_VISIT(self->immediate_violation);
     return 0;
 }
 
@@ -111,6 +136,10 @@ report_clear(ReportCore *self)
     Py_CLEAR(self->config);
     Py_CLEAR(self->token);
     Py_CLEAR(self->head);
+    Py_CLEAR(self->counts);
+    Py_CLEAR(self->raised);
+    Py_CLEAR(self->tail);
+    Py_CLEAR(self->immediate_violation);
     return 0;
 }
 
@@ -131,6 +160,267 @@ static PyMemberDef report_members[] = {
     {"_token", T_OBJECT, offsetof(ReportCore, token), 0, NULL},
     {"_head", T_OBJECT, offsetof(ReportCore, head), 0, NULL},
     {"_open", T_BOOL, offsetof(ReportCore, open), 0, NULL},
+    {"_counts", T_OBJECT, offsetof(ReportCore, counts), 0, NULL},
+    {"_raised", T_OBJECT, offsetof(ReportCore, raised), 0, NULL},
+    {"_tail", T_OBJECT, offsetof(ReportCore, tail), 0, NULL},
+    {"_dropped", T_PYSSIZET, offsetof(ReportCore, dropped), 0, NULL},
+    {"immediate_violation", T_OBJECT, offsetof(ReportCore, immediate_violation), 0,
+     "The violation raised from inside the block in immediate mode."},
+    {NULL},
+};
+
+static int
+event_ready(speedups_state *st);
+
+#define EVENT_SLOT(st, event, i) (*(PyObject **)((char *)(event) + (st)->event_offsets[(i)]))
+
+static int
+one_argument(const char *what, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "%s takes one positional argument", what);
+        return 0;
+    }
+    return 1;
+}
+
+/* Report.takes(event): open, and in the policy's scope. */
+static PyObject *
+report_takes(ReportCore *self, PyTypeObject *defining_class, PyObject *const *args,
+             Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st = state_of_class(defining_class);
+    if (!one_argument("takes()", nargs, kwnames)) {
+        return NULL;
+    }
+    if (!self->open) {
+        Py_RETURN_FALSE;
+    }
+    if (self->policy == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a report without a policy");
+        return NULL;
+    }
+    PyObject *scope = PyObject_GetAttr(self->policy, st->str_scope);
+    if (scope == NULL) {
+        return NULL;
+    }
+    if (scope == Py_None) {
+        Py_DECREF(scope);
+        Py_RETURN_TRUE;
+    }
+    PyObject *answer = PyObject_CallOneArg(scope, args[0]);
+    Py_DECREF(scope);
+    if (answer == NULL) {
+        return NULL;
+    }
+    int truth = PyObject_IsTrue(answer);
+    Py_DECREF(answer);
+    if (truth < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(truth);
+}
+
+/* The policy's action for a severity: Policy._actions, else Policy._decide(). */
+static PyObject *
+decide(speedups_state *st, PyObject *policy, PyObject *severity)
+{
+    PyObject *actions = PyObject_GetAttr(policy, st->str_actions);
+    if (actions == NULL) {
+        return NULL;
+    }
+    PyObject *action = PyDict_Check(actions) ? PyDict_GetItemWithError(actions, severity) : NULL;
+    Py_XINCREF(action);
+    Py_DECREF(actions);
+    if (action == NULL && !PyErr_Occurred()) {
+        action = PyObject_CallMethodOneArg(policy, st->str_decide, severity);
+    }
+    return action;
+}
+
+static int
+set_slot(speedups_state *st, PyObject *event, int index, PyObject *value)
+{
+    Py_XSETREF(EVENT_SLOT(st, event, index), Py_NewRef(value));
+    return 0;
+}
+
+/* Count the event and keep it: the same steps as the Python twin takes under its lock.
+ * Nothing here calls back into Python (the keys hash and compare in C: Severity is an
+ * int, Action hashes by identity), so under the GIL no reader sees it half done; the
+ * rare overflow into the tail goes through Report._keep_late, which takes the lock. */
+static int
+keep(speedups_state *st, ReportCore *self, PyObject *draft, PyObject *action,
+     PyObject *severity, Py_ssize_t max_events)
+{
+    PyObject *key = PyTuple_Pack(2, action, severity);
+    if (key == NULL) {
+        return -1;
+    }
+    if (self->counts == NULL || self->counts == Py_None) {
+        Py_XSETREF(self->counts, PyDict_New());
+        if (self->counts == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+    }
+    if (!PyDict_Check(self->counts)) {
+        Py_DECREF(key);
+        PyErr_SetString(PyExc_TypeError, "Report._counts must be a dict");
+        return -1;
+    }
+    PyObject *count = PyDict_GetItemWithError(self->counts, key); /* borrowed */
+    Py_ssize_t n = 0;
+    if (count != NULL) {
+        n = PyLong_AsSsize_t(count);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    }
+    PyObject *next = PyLong_FromSsize_t(n + 1);
+    int failed = next == NULL || PyDict_SetItem(self->counts, key, next) < 0;
+    Py_XDECREF(next);
+    Py_DECREF(key);
+    if (failed) {
+        return -1;
+    }
+    if (action == st->raise_action) {
+        if (self->raised == NULL || self->raised == Py_None) {
+            Py_XSETREF(self->raised, PyList_New(0));
+            if (self->raised == NULL) {
+                return -1;
+            }
+        }
+        if (!PyList_Check(self->raised)) {
+            PyErr_SetString(PyExc_TypeError, "Report._raised must be a list");
+            return -1;
+        }
+        if (PyList_GET_SIZE(self->raised) < max_events
+            && PyList_Append(self->raised, draft) < 0) {
+            return -1;
+        }
+    }
+    if (self->head == NULL || self->head == Py_None) {
+        PyObject *head = PyList_New(1);
+        if (head == NULL) {
+            return -1;
+        }
+        PyList_SET_ITEM(head, 0, Py_NewRef(draft));
+        Py_XSETREF(self->head, head);
+        return 0;
+    }
+    if (PyList_Check(self->head) && PyList_GET_SIZE(self->head) < (max_events + 1) / 2) {
+        return PyList_Append(self->head, draft);
+    }
+    PyObject *limit = PyLong_FromSsize_t(max_events);
+    if (limit == NULL) {
+        return -1;
+    }
+    PyObject *done =
+        PyObject_CallMethodObjArgs((PyObject *)self, st->str_keep_late, draft, limit, NULL);
+    Py_DECREF(limit);
+    if (done == NULL) {
+        return -1;
+    }
+    Py_DECREF(done);
+    return 0;
+}
+
+/* Report.capture(draft): classify, decide, keep; raise at once in immediate mode. */
+static PyObject *
+report_capture(ReportCore *self, PyTypeObject *defining_class, PyObject *const *args,
+               Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st = state_of_class(defining_class);
+    if (!one_argument("capture()", nargs, kwnames) || !event_ready(st)) {
+        return NULL;
+    }
+    PyObject *draft = args[0];
+    if (!PyObject_TypeCheck(draft, st->event_type)) {
+        PyErr_SetString(PyExc_TypeError, "capture() takes an Event");
+        return NULL;
+    }
+    if (self->config == NULL || self->policy == NULL || self->name == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a report without a configuration or policy");
+        return NULL;
+    }
+    PyObject *classifiers = PyObject_GetAttr(self->config, st->str_classifiers);
+    if (classifiers == NULL) {
+        return NULL;
+    }
+    int custom = PyObject_IsTrue(classifiers);
+    Py_DECREF(classifiers);
+    if (custom < 0) {
+        return NULL;
+    }
+    PyObject *severity;
+    if (custom) {
+        severity = PyObject_CallMethodOneArg((PyObject *)self, st->str_classify, draft);
+    }
+    else {
+        severity = Py_XNewRef(EVENT_SLOT(st, draft, EVENT_SEVERITY));
+        if (severity == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "the event has no severity");
+        }
+    }
+    if (severity == NULL) {
+        return NULL;
+    }
+    PyObject *action = decide(st, self->policy, severity);
+    if (action == NULL) {
+        Py_DECREF(severity);
+        return NULL;
+    }
+    /* The draft is not yet visible to anyone else, so it is finished in place. */
+    set_slot(st, draft, EVENT_ACTION, action);
+    set_slot(st, draft, EVENT_GUARD, self->name);
+    PyObject *limit = PyObject_GetAttr(self->config, st->str_max_events);
+    Py_ssize_t max_events = limit == NULL ? -1 : PyLong_AsSsize_t(limit);
+    Py_XDECREF(limit);
+    if (max_events == -1 && PyErr_Occurred()) {
+        Py_DECREF(severity);
+        Py_DECREF(action);
+        return NULL;
+    }
+    int kept = keep(st, self, draft, action, severity, max_events);
+    int raising = action == st->raise_action;
+    Py_DECREF(severity);
+    Py_DECREF(action);
+    if (kept < 0) {
+        return NULL;
+    }
+    if (raising && (self->immediate_violation == NULL || self->immediate_violation == Py_None)) {
+        PyObject *immediate = PyObject_GetAttr(self->policy, st->str_immediate);
+        if (immediate == NULL) {
+            return NULL;
+        }
+        int now = PyObject_IsTrue(immediate);
+        Py_DECREF(immediate);
+        if (now < 0) {
+            return NULL;
+        }
+        if (now) {
+            PyObject *done =
+                PyObject_CallMethodOneArg((PyObject *)self, st->str_raise_immediately, draft);
+            if (done == NULL) {
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+    }
+    return Py_NewRef(draft);
+}
+
+static PyMethodDef report_methods[] = {
+    {"takes", (PyCFunction)(void (*)(void))report_takes,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
+     "takes($self, event, /)\n--\n\n"
+     "Whether this report captures ``event`` (open, and in the policy's scope)."},
+    {"capture", (PyCFunction)(void (*)(void))report_capture,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
+     "capture($self, draft, /)\n--\n\n"
+     "Classify and decide ``draft``, keep it, and raise at once in immediate mode."},
     {NULL},
 };
 
@@ -140,6 +430,7 @@ static PyType_Slot report_slots[] = {
     {Py_tp_clear, report_clear},
     {Py_tp_dealloc, report_dealloc},
     {Py_tp_members, report_members},
+    {Py_tp_methods, report_methods},
     {Py_tp_new, PyType_GenericNew},
     {0, NULL},
 };
@@ -533,16 +824,18 @@ fill_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* setup_event(event_type, names, defaults): where each named slot of the type is. */
+/* setup_event(event_type, names, defaults, raise_action): where each named slot of the
+ * type is, and the action that counts as raised (for Report.capture). */
 static PyObject *
 setup_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     speedups_state *st = state_of_module(module);
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1])
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1])
         || PyTuple_GET_SIZE(args[1]) != EVENT_FIELDS || !PyTuple_CheckExact(args[2])
         || PyTuple_GET_SIZE(args[2]) != EVENT_FIELDS - EVENT_REQUIRED) {
         PyErr_Format(PyExc_TypeError,
-                     "setup_event(event_type, names, defaults): a type, %d names, %d defaults",
+                     "setup_event(event_type, names, defaults, raise_action): a type, %d names, "
+                     "%d defaults, Action.RAISE",
                      EVENT_FIELDS, EVENT_FIELDS - EVENT_REQUIRED);
         return NULL;
     }
@@ -568,6 +861,7 @@ setup_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(st->event_offsets, offsets, sizeof(offsets));
     Py_XSETREF(st->event_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(st->event_defaults, Py_NewRef(args[2]));
+    Py_XSETREF(st->raise_action, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -648,7 +942,8 @@ static PyMethodDef module_methods[] = {
      "``name`` (``policy=`` or ``default=`` alone), from dict lookups; any other call\n"
      "goes to the Python function handed to setup() as make_guard."},
     {"setup_event", (PyCFunction)(void (*)(void))setup_event, METH_FASTCALL,
-     "setup_event(event_type, names, defaults): where new_event and fill_event write."},
+     "setup_event(event_type, names, defaults, raise_action): where new_event, fill_event\n"
+     "and Report.capture write."},
     {"new_event", (PyCFunction)(void (*)(void))new_event, METH_FASTCALL,
      "new_event(*fields): an Event from its fields in declaration order (the last two\n"
      "may be left out), without calling __init__."},
@@ -681,6 +976,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->policy_type);
     Py_VISIT(st->event_type);
     Py_VISIT(st->event_defaults);
+    Py_VISIT(st->raise_action);
     return 0;
 }
 
@@ -706,6 +1002,16 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->policy_type);
     Py_CLEAR(st->event_type);
     Py_CLEAR(st->event_defaults);
+    Py_CLEAR(st->raise_action);
+    Py_CLEAR(st->str_classifiers);
+    Py_CLEAR(st->str_max_events);
+    Py_CLEAR(st->str_actions);
+    Py_CLEAR(st->str_decide);
+    Py_CLEAR(st->str_immediate);
+    Py_CLEAR(st->str_scope);
+    Py_CLEAR(st->str_classify);
+    Py_CLEAR(st->str_keep_late);
+    Py_CLEAR(st->str_raise_immediately);
     Py_CLEAR(st->str_filters);
     Py_CLEAR(st->str_config);
     Py_CLEAR(st->str_policy);
@@ -735,7 +1041,14 @@ speedups_exec(PyObject *module)
     if (intern(&st->str_filters, "filters") < 0 || intern(&st->str_config, "_config") < 0
         || intern(&st->str_policy, "policy") < 0 || intern(&st->str_default, "default") < 0
         || intern(&st->str_guards, "_guards") < 0
-        || intern(&st->str_default_guards, "_default_guards") < 0) {
+        || intern(&st->str_default_guards, "_default_guards") < 0
+        || intern(&st->str_classifiers, "classifiers") < 0
+        || intern(&st->str_max_events, "max_events") < 0
+        || intern(&st->str_actions, "_actions") < 0 || intern(&st->str_decide, "_decide") < 0
+        || intern(&st->str_immediate, "immediate") < 0 || intern(&st->str_scope, "scope") < 0
+        || intern(&st->str_classify, "_classify") < 0
+        || intern(&st->str_keep_late, "_keep_late") < 0
+        || intern(&st->str_raise_immediately, "_raise_immediately") < 0) {
         return -1;
     }
     st->report_core =

@@ -139,16 +139,16 @@ def test_setup_event_refuses_names_that_are_not_slots() -> None:
     fresh = _fresh_speedups()
     names = tuple(f.name for f in dataclasses.fields(errpolicy.Event))
     with pytest.raises(TypeError, match="not a slot"):
-        fresh.setup_event(errpolicy.Event, (*names[:-1], "as_dict"), (None, "default"))
+        fresh.setup_event(errpolicy.Event, (*names[:-1], "as_dict"), (None, "default"), 0)
     with pytest.raises(TypeError):
-        fresh.setup_event(errpolicy.Event, names[:-1], (None, "default"))
+        fresh.setup_event(errpolicy.Event, names[:-1], (None, "default"), 0)
 
     class Shadowed(errpolicy.Event):
         __slots__ = ()
         message = "a class attribute"  # type: ignore[assignment]
 
     with pytest.raises(TypeError, match="not a slot"):
-        fresh.setup_event(Shadowed, names, (None, "default"))
+        fresh.setup_event(Shadowed, names, (None, "default"), 0)
 
 
 def test_guard_entries_leak_nothing() -> None:
