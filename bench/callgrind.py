@@ -93,8 +93,12 @@ def _instructions(key: str, which: str, n: int, valgrind: str) -> int:
 def count_all(rows: Sequence[Row], *, n1: int, n2: int, valgrind: str, jobs: int) -> list[Count]:
     """Instructions per iteration of both loops of every row (``jobs`` valgrind runs at once)."""
     runs = [(r.key, which, n) for r in rows for which in ("ours", "baseline") for n in (n1, n2)]
+
+    def one(run: tuple[str, str, int]) -> int:
+        return _instructions(run[0], run[1], run[2], valgrind)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        totals = dict(zip(runs, pool.map(lambda run: _instructions(*run, valgrind), runs)))
+        totals = dict(zip(runs, pool.map(one, runs), strict=True))
     return [
         Count(
             r.key,
