@@ -44,6 +44,11 @@ typedef struct {
     Py_ssize_t event_offsets[EVENT_FIELDS];
     PyObject *event_defaults; /* (None, "default"): guard and classified_by */
     PyObject *raise_action;   /* errpolicy.Action.RAISE */
+    /* The thread id of the last entry as an int, reused while the same thread enters
+     * again (a top-level entry would otherwise make a new int every time). Written
+     * on the hot path: one reason the module still declares Py_MOD_GIL_USED. */
+    unsigned long last_ident;
+    PyObject *last_ident_obj;
     /* Interned names. */
     PyObject *str_filters;
     PyObject *str_config;
@@ -580,15 +585,19 @@ guard_enter(GuardCore *self, PyTypeObject *defining_class, PyObject *const *args
             Py_SETREF(parent, Py_NewRef(Py_None));
         }
     }
-    PyObject *py_ident = PyLong_FromUnsignedLong(ident);
-    if (py_ident == NULL) {
-        Py_DECREF(parent);
-        Py_DECREF(report);
-        return NULL;
+    if (st->last_ident_obj == NULL || st->last_ident != ident) {
+        PyObject *py_ident = PyLong_FromUnsignedLong(ident);
+        if (py_ident == NULL) {
+            Py_DECREF(parent);
+            Py_DECREF(report);
+            return NULL;
+        }
+        Py_XSETREF(st->last_ident_obj, py_ident);
+        st->last_ident = ident;
     }
-    PyObject *frame = PyTuple_Pack(4, (PyObject *)report, parent, py_ident, (PyObject *)self);
+    PyObject *frame =
+        PyTuple_Pack(4, (PyObject *)report, parent, st->last_ident_obj, (PyObject *)self);
     Py_DECREF(parent);
-    Py_DECREF(py_ident);
     if (frame == NULL) {
         Py_DECREF(report);
         return NULL;
@@ -1003,6 +1012,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->event_type);
     Py_CLEAR(st->event_defaults);
     Py_CLEAR(st->raise_action);
+    Py_CLEAR(st->last_ident_obj);
     Py_CLEAR(st->str_classifiers);
     Py_CLEAR(st->str_max_events);
     Py_CLEAR(st->str_actions);
