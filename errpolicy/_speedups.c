@@ -44,6 +44,7 @@ typedef struct {
     Py_ssize_t event_offsets[EVENT_FIELDS];
     PyObject *event_defaults; /* (None, "default"): guard and classified_by */
     PyObject *raise_action;   /* errpolicy.Action.RAISE */
+    PyObject *event_names;    /* the field names, in declaration order */
     /* The thread id of the last entry as an int, reused while the same thread enters
      * again (a top-level entry would otherwise make a new int every time). Written
      * on the hot path: one reason the module still declares Py_MOD_GIL_USED. */
@@ -833,6 +834,130 @@ fill_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Event(...) by keywords went through type.__call__: a dict of 16 keywords, then a
+ * Python __init__ binding them by name, about a fifth of capturing a warning. This
+ * is the Event type's own vectorcall (tp_vectorcall, set by setup_event): the
+ * arguments bound in C, the same checks as the __init__ signature. A C function
+ * pointer on the type carries no context, so the module whose state it reads is
+ * kept here; any other type (a subclass does not inherit tp_vectorcall, another
+ * interpreter's Event) goes the usual way. */
+static speedups_state *event_owner;
+
+/* type.__call__ the usual way, for calls event_vectorcall does not take. */
+static PyObject *
+call_type(PyObject *type, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *tuple = PyTuple_New(nargs);
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    }
+    PyObject *kwargs = NULL;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nkw > 0) {
+        kwargs = PyDict_New();
+        for (Py_ssize_t k = 0; kwargs != NULL && k < nkw; k++) {
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, k), args[nargs + k]) < 0) {
+                Py_CLEAR(kwargs);
+            }
+        }
+        if (kwargs == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+    }
+    PyObject *made = PyType_Type.tp_call(type, tuple, kwargs);
+    Py_DECREF(tuple);
+    Py_XDECREF(kwargs);
+    return made;
+}
+
+static Py_ssize_t
+field_index(speedups_state *st, PyObject *name)
+{
+    for (Py_ssize_t j = 0; j < EVENT_FIELDS; j++) { /* keywords are interned: usually */
+        if (PyTuple_GET_ITEM(st->event_names, j) == name) {
+            return j;
+        }
+    }
+    for (Py_ssize_t j = 0; j < EVENT_FIELDS; j++) {
+        int cmp = PyObject_RichCompareBool(PyTuple_GET_ITEM(st->event_names, j), name, Py_EQ);
+        if (cmp != 0) {
+            return cmp < 0 ? -2 : j;
+        }
+    }
+    return -1;
+}
+
+static PyObject *
+event_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    speedups_state *st = event_owner;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (st == NULL || (PyTypeObject *)type != st->event_type || st->event_names == NULL) {
+        return call_type(type, args, nargs, kwnames);
+    }
+    if (nargs > EVENT_FIELDS) {
+        PyErr_Format(PyExc_TypeError, "Event() takes at most %d arguments (%zd given)",
+                     EVENT_FIELDS, nargs);
+        return NULL;
+    }
+    PyObject *values[EVENT_FIELDS] = {NULL};
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        values[i] = args[i];
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j = field_index(st, name);
+        if (j == -2) {
+            return NULL;
+        }
+        if (j < 0) {
+            PyErr_Format(PyExc_TypeError, "Event() got an unexpected keyword argument %R", name);
+            return NULL;
+        }
+        if (values[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "Event() got multiple values for argument %R", name);
+            return NULL;
+        }
+        values[j] = args[nargs + k];
+    }
+    for (Py_ssize_t j = 0; j < EVENT_FIELDS; j++) {
+        if (values[j] != NULL) {
+            continue;
+        }
+        if (j < EVENT_REQUIRED) {
+            PyErr_Format(PyExc_TypeError, "Event() missing required argument %R",
+                         PyTuple_GET_ITEM(st->event_names, j));
+            return NULL;
+        }
+        values[j] = PyTuple_GET_ITEM(st->event_defaults, j - EVENT_REQUIRED);
+    }
+    PyObject *event = st->event_type->tp_alloc(st->event_type, 0);
+    if (event == NULL) {
+        return NULL;
+    }
+    if (fill(st, event, values, EVENT_FIELDS) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    return event;
+}
+
+static void
+release_event_type(speedups_state *st)
+{
+    if (event_owner == st) {
+        if (st->event_type != NULL) {
+            st->event_type->tp_vectorcall = NULL;
+        }
+        event_owner = NULL;
+    }
+}
+
 /* setup_event(event_type, names, defaults, raise_action): where each named slot of the
  * type is, and the action that counts as raised (for Report.capture). */
 static PyObject *
@@ -868,9 +993,15 @@ setup_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
     }
     memcpy(st->event_offsets, offsets, sizeof(offsets));
+    release_event_type(st);
     Py_XSETREF(st->event_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(st->event_names, Py_NewRef(args[1]));
     Py_XSETREF(st->event_defaults, Py_NewRef(args[2]));
     Py_XSETREF(st->raise_action, Py_NewRef(args[3]));
+    /* Exactly this type: tp_vectorcall is never inherited, so subclasses keep
+     * type.__call__ and their own __init__. */
+    type->tp_vectorcall = event_vectorcall;
+    event_owner = st;
     Py_RETURN_NONE;
 }
 
@@ -986,6 +1117,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->event_type);
     Py_VISIT(st->event_defaults);
     Py_VISIT(st->raise_action);
+    Py_VISIT(st->event_names);
     return 0;
 }
 
@@ -1009,9 +1141,11 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->shared_guards);
     Py_CLEAR(st->make_guard);
     Py_CLEAR(st->policy_type);
+    release_event_type(st);
     Py_CLEAR(st->event_type);
     Py_CLEAR(st->event_defaults);
     Py_CLEAR(st->raise_action);
+    Py_CLEAR(st->event_names);
     Py_CLEAR(st->last_ident_obj);
     Py_CLEAR(st->str_classifiers);
     Py_CLEAR(st->str_max_events);

@@ -137,3 +137,32 @@ def test_immediate_raise_after_kept_events_still_counts_them() -> None:
 
 def _log_error() -> None:
     logging.getLogger("fast.immediate").error("boom")
+
+
+def test_event_by_keywords_checks_its_arguments_as_the_signature_does() -> None:
+    """Unknown, repeated and missing fields are TypeErrors; defaults fill the last two."""
+    fields = _fields()
+    with pytest.raises(TypeError, match="bogus"):
+        Event(**fields, bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="source"):
+        Event("warning", **fields)  # type: ignore[misc]
+    without_task = {k: v for k, v in fields.items() if k != "task"}
+    with pytest.raises(TypeError, match="task"):
+        Event(**without_task)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Event(*fields.values(), None, "default", "one too many")  # type: ignore[call-arg]
+    positional = Event(*fields.values())  # type: ignore[arg-type]
+    assert Event(**fields) == positional  # type: ignore[arg-type]
+
+
+def test_a_subclass_of_event_keeps_its_own_init() -> None:
+    """Event's fast constructor is its own: a subclass's __init__ still runs."""
+
+    class Tagged(Event):
+        __slots__ = ()
+
+        def __init__(self, **fields: object) -> None:
+            super().__init__(**{**fields, "message": "tagged"})  # type: ignore[arg-type]
+
+    made = Tagged(**_fields())
+    assert ("tagged", Tagged) == (made.message, type(made))
