@@ -57,6 +57,10 @@ class Report(ReportCore):
     everything, kept or not.
     """
 
+    # No instance dict: a report is made on every guard entry, and every field
+    # it has lives in ReportCore.
+    __slots__ = ()
+
     # ReportCore holds the fields (name, policy, _config, _token, _head, _open,
     # and _counts, _raised, _tail, _dropped, immediate_violation, which stay
     # None or 0 until the first capture, because most guards capture nothing);
