@@ -23,11 +23,16 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    import collections
+
     from ._config import Config
+    from ._errors import PolicyViolation
+    from ._event import Action, Event
     from ._policy import Policy
     from ._report import Report
+    from ._severity import Severity
 
-__all__ = ["IMPLEMENTATION", "GuardCore", "Hooks", "ReportCore", "setup"]
+__all__ = ["IMPLEMENTATION", "GuardCore", "Hooks", "ReportCore", "compiled", "setup"]
 
 _get_ident = threading.get_ident
 
@@ -47,6 +52,8 @@ class Hooks:
     finish: Callable[[Report, BaseException | None], None]
     shared_guards: dict[str, Any]
     make_guard: Callable[..., Any]
+    #: ``errpolicy.Policy``: ``guard(name, policy=p)`` answers from ``p._guards``.
+    policy_type: type[Policy]
 
 
 _hooks: Hooks | None = None
@@ -55,14 +62,33 @@ _hooks: Hooks | None = None
 class PyReportCore:
     """The fields of a :class:`~errpolicy.Report` read and written on every guard entry."""
 
-    __slots__ = ("_config", "_head", "_open", "_token", "name", "policy")
+    __slots__ = (
+        "_config",
+        "_counts",
+        "_dropped",
+        "_head",
+        "_open",
+        "_raised",
+        "_tail",
+        "_token",
+        "immediate_violation",
+        "name",
+        "policy",
+    )
 
     name: str
     policy: Policy
     _config: Config
     _token: contextvars.Token[Any] | None
-    _head: list[Any] | None
+    _head: list[Event] | None
     _open: bool
+    # Made on the first capture (most guards capture nothing).
+    _counts: dict[tuple[Action, Severity], int] | None
+    _raised: list[Event] | None
+    _tail: collections.deque[Event] | None
+    _dropped: int
+    #: The violation raised from inside the block in immediate mode.
+    immediate_violation: PolicyViolation | None
 
 
 class PyGuardCore:
@@ -97,6 +123,8 @@ class PyGuardCore:
         report._config = config
         report._head = None
         report._open = True
+        report._counts = report._raised = report._tail = report.immediate_violation = None
+        report._dropped = 0
         ident = _get_ident()
         parent = hooks.active.get()
         # A frame counts only in the thread that opened it (asyncio.to_thread copies
@@ -140,6 +168,8 @@ def _speedups() -> ModuleType | None:
 
 
 _compiled = _speedups()
+#: The C module when it is in use, else ``None`` (``errpolicy._event`` fills events with it).
+compiled: ModuleType | None = _compiled
 if TYPE_CHECKING:
     GuardCore = PyGuardCore
     ReportCore = PyReportCore
@@ -157,7 +187,9 @@ def setup(hooks: Hooks) -> Callable[..., Any]:
 
     Returns the function to export as ``errpolicy.guard``: ``hooks.make_guard``
     itself, or in C a function that answers a plain ``guard(name)`` from
-    ``hooks.shared_guards`` and hands every other call to ``make_guard``.
+    ``hooks.shared_guards``, ``guard(name, policy=p)`` from ``p._guards`` and
+    ``guard(name, default=p)`` from ``p._default_guards``, and hands every other
+    call (and every miss) to ``make_guard``.
     """
     global _hooks
     _hooks = hooks

@@ -15,6 +15,7 @@ from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
 from ._report import Report
+from ._sinks import NullSink
 from ._state import active
 
 if TYPE_CHECKING:
@@ -96,20 +97,36 @@ class Guard(GuardCore):
 
 _SHARED: dict[str, Guard] = {}
 _SHARED_MAX = 4096  # names made up at run time must not grow the table without end
+_PER_POLICY_MAX = 256  # the same, for the guards one policy keeps (Policy._guards)
 
 
 def guard(name: str, *, policy: Policy | None = None, default: Policy | None = None) -> Guard:
     """A :class:`Guard` named ``name``; see there. Guards are stateless, so a
-    plain ``guard(name)`` hands out one shared object per name."""
-    if policy is None and default is None and isinstance(name, str):
-        shared = _SHARED.get(name)
-        if shared is not None:
-            return shared
-        made = Guard(name)
-        if len(_SHARED) < _SHARED_MAX:
-            _SHARED[name] = made
-        return made
+    plain ``guard(name)`` hands out one shared object per name, and
+    ``guard(name, policy=p)`` (or ``default=p``) one per name kept by ``p``."""
+    if isinstance(name, str) and name:
+        if policy is None and default is None:
+            shared = _SHARED.get(name)
+            if shared is not None:
+                return shared
+            made = Guard(name)
+            if len(_SHARED) < _SHARED_MAX:
+                _SHARED[name] = made
+            return made
+        if default is None and type(policy) is Policy:
+            return _kept(policy._guards, name, policy=policy)
+        if policy is None and type(default) is Policy:
+            return _kept(default._default_guards, name, default=default)
     return Guard(name, policy=policy, default=default)
+
+
+def _kept(cache: dict[str, Guard], name: str, **policies: Policy) -> Guard:
+    kept = cache.get(name)
+    if kept is None:
+        kept = Guard(name, **policies)
+        if len(cache) < _PER_POLICY_MAX:
+            cache[name] = kept
+    return kept
 
 
 def _resolve(entered: Guard, config: Config) -> Policy:
@@ -123,16 +140,18 @@ def _resolve(entered: Guard, config: Config) -> Policy:
 
 def _finish(report: Report, exc: BaseException | None) -> None:
     """Deliver recorded events to the sink, then raise or annotate."""
-    recorded = report.recorded
-    if recorded:
-        sink = _config.resolved_sink(report._config)  # the report's own config snapshot
-        with _hooks.capture_disabled():
-            for event in recorded:
-                sink(event)
+    sink = _config.resolved_sink(report._config)  # the report's own config snapshot
+    if type(sink) is not NullSink:  # it drops them: skip collecting them
+        recorded = report.recorded
+        if recorded:
+            with _hooks.capture_disabled():
+                for event in recorded:
+                    sink(event)
     if exc is None:
-        violation = report.violation()
-        if violation is not None:
-            raise violation
+        if report._raised:
+            violation = report.violation()
+            if violation is not None:
+                raise violation
         return
     if exc is report.immediate_violation:
         return
@@ -152,6 +171,7 @@ _guard_lookup = _core.setup(
         finish=_finish,
         shared_guards=_SHARED,
         make_guard=guard,
+        policy_type=Policy,
     )
 )
 if not TYPE_CHECKING:  # the same function; in C, guard(name) is a dict lookup

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
 from ._event import Action, Event
@@ -32,6 +32,11 @@ class Policy:
     # The action of each single severity, computed once: IntFlag arithmetic is
     # slow, and decide() runs for every captured event.
     _actions: dict[Severity, Action] = field(init=False, repr=False, compare=False)
+    # The Guard that ``guard(name, policy=self)`` (``default=self``) hands out per
+    # name: guards are stateless, and building one per call cost about twice the
+    # guard's own enter and exit. Kept here, the cache dies with the policy.
+    _guards: dict[str, Any] = field(init=False, repr=False, compare=False)
+    _default_guards: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -50,6 +55,8 @@ class Policy:
         object.__setattr__(self, "immediate", immediate)
         object.__setattr__(self, "scope", scope)
         object.__setattr__(self, "_actions", {s: self._decide(s) for s in Severity})
+        object.__setattr__(self, "_guards", {})
+        object.__setattr__(self, "_default_guards", {})
 
     def decide(self, severity: Severity) -> Action:
         """The action for an event of ``severity``."""

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from . import _core
 from ._classify import classify
 from ._core import ReportCore
 from ._errors import LoggedEvent, PolicyViolation
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 _LOCK = threading.Lock()
 setattr_ = object.__setattr__
+_RAISE = Action.RAISE
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +57,16 @@ class Report(ReportCore):
     everything, kept or not.
     """
 
-    # ReportCore holds what every guard entry sets (name, policy, _config,
-    # _token, _head, _open); the guard makes reports without calling __init__.
-    # The rest are class-level defaults, because most guards capture nothing:
-    # storage is made on the first capture.
-    _tail: collections.deque[Event] | None = None
-    _counts: dict[tuple[Action, Severity], int] | None = None
-    # Raised events are also kept apart (the first max_events of them), so a
-    # flood cannot push the one that matters out of the middle of the buffer.
-    _raised: list[Event] | None = None
-    _dropped = 0
-    #: The violation raised from inside the block in immediate mode.
-    immediate_violation: PolicyViolation | None = None
+    # No instance dict: a report is made on every guard entry, and every field
+    # it has lives in ReportCore.
+    __slots__ = ()
+
+    # ReportCore holds the fields (name, policy, _config, _token, _head, _open,
+    # and _counts, _raised, _tail, _dropped, immediate_violation, which stay
+    # None or 0 until the first capture, because most guards capture nothing);
+    # the guard makes reports without calling __init__. Raised events are also
+    # kept apart in _raised (the first max_events of them), so a flood cannot
+    # push the one that matters out of the middle of the buffer.
 
     def __init__(self, name: str, policy: Policy, config: Config) -> None:
         self.name = name
@@ -75,56 +75,83 @@ class Report(ReportCore):
         self._token = None
         self._head = None
         self._open = True
+        self._counts = None
+        self._raised = None
+        self._tail = None
+        self._dropped = 0
+        self.immediate_violation = None
 
     # -- capture side -----------------------------------------------------
+    # takes() and capture() are ReportCore's when the C speedups are in use;
+    # these are their Python twins, and the helpers both call.
 
-    def takes(self, event: Event) -> bool:
+    def _py_takes(self, event: Event) -> bool:
         """Whether this report captures ``event`` (open, and in the policy's scope)."""
-        return self._open and (self.policy.scope is None or self.policy.scope(event))
+        return self._open and (self.policy.scope is None or bool(self.policy.scope(event)))
 
-    def capture(self, draft: Event) -> Event:
+    def _py_capture(self, draft: Event) -> Event:
         """Classify and decide ``draft``, keep it, and raise at once in immediate mode."""
-        classifiers = self._config.classifiers
-        if classifiers:
-            severity, by = classify(draft, classifiers)
-            setattr_(draft, "severity", severity)
-            setattr_(draft, "classified_by", by)
-        else:
-            severity = draft.severity
-        action = self.policy.decide(severity)
+        config = self._config
+        policy = self.policy
+        severity = self._classify(draft) if config.classifiers else draft.severity
+        # Policy.decide inlined: this runs for every captured event.
+        action = policy._actions.get(severity) or policy._decide(severity)
         # The draft is not yet visible to anyone else, so finish it in place
         # rather than paying for dataclasses.replace on the capture path.
         setattr_(draft, "action", action)
         setattr_(draft, "guard", self.name)
-        max_events = self._config.max_events
+        max_events = config.max_events
         # One lock for all reports: only carried threads ever contend for it.
         with _LOCK:
             key = (action, severity)
             counts = self._counts
             if counts is None:
-                counts = self._counts = {}
-            counts[key] = counts.get(key, 0) + 1
-            if action is Action.RAISE:
-                if self._raised is None:
-                    self._raised = []
-                if len(self._raised) < max_events:
-                    self._raised.append(draft)
+                self._counts = {key: 1}
+            else:
+                counts[key] = counts.get(key, 0) + 1
             head = self._head
+            if action is _RAISE:
+                if self._raised is None:
+                    self._raised = [draft]
+                elif len(self._raised) < max_events:
+                    self._raised.append(draft)
             if head is None:
                 self._head = [draft]
-            elif len(head) < (max_events + 1) // 2:
-                head.append(draft)
             else:
-                tail = self._tail
-                if tail is None:
-                    tail = self._tail = collections.deque(maxlen=max_events // 2)
-                elif len(tail) == tail.maxlen:
-                    self._dropped += 1
-                tail.append(draft)
-        if action is Action.RAISE and self.policy.immediate and self.immediate_violation is None:
-            self.immediate_violation = self._violation([draft])
-            raise self.immediate_violation
+                self._keep(head, draft, max_events)
+        if action is _RAISE and self.immediate_violation is None and policy.immediate:
+            self._raise_immediately(draft)
         return draft
+
+    if TYPE_CHECKING or _core.compiled is None:
+        takes = _py_takes
+        capture = _py_capture
+
+    def _classify(self, draft: Event) -> Severity:
+        severity, by = classify(draft, self._config.classifiers)
+        setattr_(draft, "severity", severity)
+        setattr_(draft, "classified_by", by)
+        return severity
+
+    def _keep_late(self, draft: Event, max_events: int) -> None:
+        """Keep ``draft`` once the head is full (C's capture calls this, rarely)."""
+        with _LOCK:
+            self._keep(cast("list[Event]", self._head), draft, max_events)
+
+    def _raise_immediately(self, draft: Event) -> None:
+        self.immediate_violation = self._violation([draft])
+        raise self.immediate_violation
+
+    def _keep(self, head: list[Event], draft: Event, max_events: int) -> None:
+        if len(head) < (max_events + 1) // 2:
+            head.append(draft)
+            return
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = collections.deque(maxlen=max_events // 2)
+        elif len(tail) == tail.maxlen:
+            self._dropped += 1
+        tail.append(draft)
 
     # -- read side --------------------------------------------------------
 

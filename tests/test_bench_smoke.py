@@ -14,10 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_ROWS = [
     "guard enter/exit vs catch_warnings(record=True)+always",
     "guard enter/exit, Guard object reused, vs the same stdlib block",
+    "guard(name, policy=...) enter/exit vs the same stdlib block",
     "guard + 1 recorded warning vs catch_warnings equivalent",
     "logger.warning outside guards, installed vs not",
     "logger.debug below level, installed vs not",
     "warnings.warn repeat outside guards, installed vs not",
+    "warnings.warn under an ignore filter outside guards, installed vs not",
     "logger.debug below level, capture_log_level=DEBUG (opt-in)",
 ]
 
@@ -39,6 +41,27 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     assert expected == [row["name"] for row in json.loads(out.read_text())["results"]]
     for name in expected:
         assert f"| {name} |" in proc.stdout
+
+
+def test_callgrind_variant_runs_one_loop_and_restores_the_filters() -> None:
+    """The body that bench.callgrind runs under valgrind works without valgrind too."""
+    code = (
+        "import warnings, errpolicy; from bench import callgrind; "
+        "before = list(warnings.filters); "
+        "[callgrind.run_variant(r.key, w, 20) "
+        "for r in callgrind.ROWS for w in ('ours', 'baseline')]; "
+        "print(before == list(warnings.filters), errpolicy.installed())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "" == proc.stderr
+    assert "True False" == proc.stdout.strip()
 
 
 @pytest.mark.memcached

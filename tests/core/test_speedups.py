@@ -5,16 +5,20 @@ again with ERRPOLICY_PURE_PYTHON=1, as a pytest run of its own."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import importlib.util
 import os
 import subprocess
 import sys
 import tracemalloc
 import warnings
+from types import ModuleType
 
 import errpolicy
 import pytest
 from errpolicy import ConfigurationError, Policy, _core
+from errpolicy._event import new_event
 
 COMPILED = _core.IMPLEMENTATION == "c"
 needs_c = pytest.mark.skipif(not COMPILED, reason="the C speedups are not loaded")
@@ -62,34 +66,86 @@ def test_guard_lookup_answers_like_the_python_function() -> None:
         errpolicy.guard()  # type: ignore[call-arg]
 
 
+def _fresh_speedups() -> ModuleType:
+    """Another module object of errpolicy._speedups, with its own state (PEP 489)."""
+    spec = importlib.util.find_spec("errpolicy._speedups")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @needs_c
-def test_setup_refuses_what_the_hot_path_cannot_use() -> None:
+def test_each_module_object_has_its_own_state() -> None:
+    """Multi-phase init: a second module object has its own types and is not set up."""
     from errpolicy import _speedups
 
+    fresh = _fresh_speedups()
+    assert fresh is not _speedups
+    assert fresh.GuardCore is not _speedups.GuardCore
+    with pytest.raises(RuntimeError, match="setup"):
+        fresh.guard("speedups.fresh")
+    with pytest.raises(RuntimeError, match="setup"):
+        fresh.GuardCore().__enter__()
+    with pytest.raises(RuntimeError, match="setup_event"):
+        fresh.new_event()
+    assert errpolicy.guard("speedups.fresh") is errpolicy.guard("speedups.fresh")
+
+
+@needs_c
+def test_setup_refuses_what_the_hot_path_cannot_use() -> None:
+    fresh = _fresh_speedups()
+
+    class Report(fresh.ReportCore):  # type: ignore[misc,name-defined]
+        pass
+
     with pytest.raises(TypeError):
-        _speedups.setup(active=None)
+        fresh.setup(active=None)
     good = {
         "active": errpolicy._state.active,
         "warnings_module": warnings,
         "front_filter": None,
         "ensure_ready": lambda: None,
         "config_module": errpolicy._config,
-        "report_type": errpolicy.Report,
+        "report_type": Report,
         "resolve": lambda guard, config: None,
         "finish": lambda report, exc: None,
-        "shared_guards": {},
+        "shared_guards": {"kept": "the guard"},
         "make_guard": lambda name: None,
+        "policy_type": Policy,
     }
     bad: dict[str, object] = {
         "active": "not a ContextVar",
-        "report_type": dict,
+        "report_type": errpolicy.Report,  # another module object's ReportCore
         "warnings_module": object(),
         "finish": 42,
         "shared_guards": [],
+        "policy_type": "Policy",
     }
     for key, value in bad.items():
         with pytest.raises(TypeError):
-            _speedups.setup(**{**good, key: value})
+            fresh.setup(**{**good, key: value})
+    fresh.setup(**good)
+    assert "the guard" == fresh.guard("kept")
+
+
+@needs_c
+def test_setup_event_refuses_names_that_are_not_slots() -> None:
+    """new_event writes at the slots' offsets: a name that is no slot of the type is refused."""
+    fresh = _fresh_speedups()
+    names = tuple(f.name for f in dataclasses.fields(errpolicy.Event))
+    with pytest.raises(TypeError, match="not a slot"):
+        fresh.setup_event(errpolicy.Event, (*names[:-1], "as_dict"), (None, "default"), 0)
+    with pytest.raises(TypeError):
+        fresh.setup_event(errpolicy.Event, names[:-1], (None, "default"), 0)
+
+    class Shadowed(errpolicy.Event):
+        __slots__ = ()
+        message = "a class attribute"  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="not a slot"):
+        fresh.setup_event(Shadowed, names, (None, "default"), 0)
 
 
 def test_guard_entries_leak_nothing() -> None:
@@ -98,6 +154,7 @@ def test_guard_entries_leak_nothing() -> None:
     errpolicy.configure(sink=errpolicy.NullSink())
     recording = errpolicy.Guard("speedups.leak", policy=policy)
     idle = errpolicy.guard("speedups.idle")
+    fields = [f.name for f in dataclasses.fields(errpolicy.Event)][:14]
 
     def run(n: int) -> None:
         for i in range(n):
@@ -105,6 +162,10 @@ def test_guard_entries_leak_nothing() -> None:
                 pass
             with errpolicy.guard("speedups.idle"), idle:
                 pass
+            with errpolicy.guard("speedups.kept", policy=policy):
+                pass
+            made = new_event(*fields)
+            assert made == errpolicy.Event(**dict(zip(fields, fields, strict=True)))
             if i % 10 == 0:
                 with recording as report:
                     warnings.warn("leak check", UserWarning, stacklevel=1)
