@@ -598,7 +598,8 @@ def test_agreed_gets_pools_its_connections_again(
     read goes over it: over many reads, no node accepts a connection more (memcached's
     connection counter, asked over a connection of its own, stays the same)."""
     stored(cluster)
-    transports = [make(server) for server in cluster.servers]
+    # A reply later than 0.3 s (a busy machine) would close its connection: no node hangs.
+    transports = [make(server, read_timeout=5.0) for server in cluster.servers]
     assert VALUE == agreed_gets(transports, gets(KEY))
     pooled = [list(t._idle) for t in transports]
     counts = [Counts(server) for server in cluster.servers]
