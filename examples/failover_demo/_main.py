@@ -204,7 +204,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                     counter.phase = phase.name
                     start = time.monotonic()
                     progress.phase_started(index, phase.name, phase.title)
-                    if copies == 0:
+                    if phase.down is not None and copies == 0:
                         progress.say(
                             f"   node {phase.down + 1} held no session: no read needs it, "
                             "nothing fails over"
