@@ -124,6 +124,11 @@ def kept_meaning(all_down: str) -> str:
     return text + "every session must come back."
 
 
+def _copies(node: MemcachedServer) -> int:
+    """The items ``node`` holds: here, copies of the users' sessions."""
+    return int(node.stats()["curr_items"])
+
+
 def _state(server: MemcachedServer) -> str:
     """``"up"``, ``"hung"`` (SIGSTOP) or ``"down"`` (killed)."""
     if server.paused:
@@ -193,11 +198,17 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                 user.start()
             try:
                 for index, phase in enumerate(phases, 1):
+                    copies = None if phase.down is None else _copies(cluster[phase.down])
                     phase.apply(cluster)
                     node_states.append({n.address: _state(n) for n in cluster.servers})
                     counter.phase = phase.name
                     start = time.monotonic()
                     progress.phase_started(index, phase.name, phase.title)
+                    if phase.down is not None and copies == 0:
+                        progress.say(
+                            f"   node {phase.down + 1} held no session: no read needs it, "
+                            "nothing fails over"
+                        )
                     gate.open(phase.name)
                     while True:
                         time.sleep(0.2)
@@ -208,6 +219,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                             names,
                             counter.counts(phase.name),
                             elapsed,
+                            copies,
                         )
                         progress.update(index, live)
                         if elapsed >= options.phase_seconds and (
@@ -226,6 +238,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                         names,
                         counter.counts(phase.name),
                         end - start,
+                        copies,
                     )
                     results.append(final)
                     spans.append((start - epoch, end - epoch))

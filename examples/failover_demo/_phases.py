@@ -30,6 +30,9 @@ class Phase:
     title: str
     apply: Callable[[MemcachedCluster], None]
     expect: Expect
+    #: The index of the node the phase takes down, if any: its failover shows only if it
+    #: held a copy of some user's session (each session lives on 2 of the 3 nodes).
+    down: int | None = None
 
 
 def _nothing(cluster: MemcachedCluster) -> None:
@@ -93,12 +96,14 @@ def build_phases(all_down: str = "mixed", replicas: int = 2, size: int = 3) -> S
             "node 1 killed (SIGKILL): its data is gone",
             _kill_first,
             Expect(notices=True),
+            down=0,
         ),
         Phase(
             "one-hung",
             "node 2 hung (SIGSTOP) too: only node 3 answers",
             _pause_second,
             Expect(notices=True),
+            down=1,
         ),
         Phase(
             "restarted",
