@@ -465,6 +465,7 @@ def test_the_store_suite_passes_on_the_python_twins(pure_python_run: Callable[..
         "test_transport.py",
         "test_reads.py",
         "test_failover.py",
+        "test_consistency.py",
         "test_store.py",
         "test_speedups.py",
     ]
