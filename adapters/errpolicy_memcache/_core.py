@@ -305,9 +305,9 @@ def judge(
       node that held the newer one cannot answer (``unavailable``); if every such node
       answered without it, it is gone (both copies lost), and the newest left is served.
     - A copy no home node holds while a home node cannot answer may be older than what
-      that node holds (``possibly_stale``), and so may a copy held only by nodes that
-      just came back from an outage while another node is away, unless this process
-      knows the copy is the newest it saw acknowledged.
+      that node holds, and so may a copy held only by nodes that just came back from an
+      outage while another node is away (``possibly_stale``), unless this process saw
+      that very copy acknowledged (its own last save, say).
     - No copy: ``not_found`` only if a home node answered and at least ``replicas``
       nodes answered, and no node failed if this process knows the session exists;
       else ``partial_miss`` (or ``unavailable`` when no node answered).
@@ -326,7 +326,7 @@ def judge(
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        if read.failed and _possibly_stale(read, home, grace, known_current):
+        if not known_current and read.failed and _possibly_stale(read, home, grace):
             # Served only if the application's policy does not raise on WARNING (the
             # default does: the request gets a 503, not an old session); not repaired.
             return Judgement(winner, OutcomeKind.POSSIBLY_STALE, winner.node, False, forget)
@@ -344,19 +344,17 @@ def judge(
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)
 
 
-def _possibly_stale(read: Read, home: Sequence[Node], grace: float, known_current: bool) -> bool:
+def _possibly_stale(read: Read, home: Sequence[Node], grace: float) -> bool:
     """A node that cannot answer may hold a newer copy than the winner: no home node holds
     the winner while a home node failed (a failover copy left below, while the newer
-    copy went home: another process may have written it there, so this holds even for a
-    copy this process wrote), or every node holding it just came back from an outage
-    (unless this process knows the copy is the newest it saw acknowledged)."""
+    copy went home), or every node holding it just came back from an outage."""
     winner = read.winner
     assert winner is not None
     holders = [c.node for c in read.copies if c.order == winner.order]
     failed = set(read.failed)
     if any(node in failed for node in home) and not any(node in home for node in holders):
         return True
-    return not known_current and all(node.breaker.rejoined_within(grace) for node in holders)
+    return all(node.breaker.rejoined_within(grace) for node in holders)
 
 
 def repair_plan(key: str, read: Read, ttl: int, *, renew: bool) -> tuple[Plan, bool]:
