@@ -210,6 +210,9 @@ class MemcacheSessionStore:
         # Tombstones that did not reach a node (skipped or failed), handed to it when it
         # answers again (Dynamo's hinted handoff): (address, key) -> (set command, until).
         self._hints: dict[tuple[str, str], tuple[Command, float]] = {}
+        # The nodes something waits for (either kind): a request checks only these.
+        self._waiting: set[Node] = set()
+        self._waiting_lock = threading.Lock()  # one handoff at a time; adds wait for it
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
@@ -271,7 +274,7 @@ class MemcacheSessionStore:
         recorded notice; no node answering raises :class:`errpolicy.PolicyViolation`.
         An unknown or destroyed id never comes back: the new session has a fresh id.
         """
-        if self._abandoned or self._hints:
+        if self._waiting:
             self._handoff()
         session: Session | None = None
         try:
@@ -843,31 +846,44 @@ class MemcacheSessionStore:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
                 del self._abandoned[next(iter(self._abandoned))]
         self._abandoned[node.address, lock_key] = (token, time.monotonic() + self._lock_ttl)
+        with self._waiting_lock:
+            self._waiting.add(node)
 
     def _handoff(self) -> None:
         """Deliver what waits for a node that answers again: the tombstones it missed
         (:meth:`_tombstone`), and the clearing of locks whose ``add`` timed out and may
         have landed. Runs before each ``start()`` while anything waits, and after a
         probe reached a node."""
+        if not self._waiting_lock.acquire(blocking=False):
+            return  # another thread hands over now
+        try:
+            self._hand_over()
+        finally:
+            self._waiting_lock.release()
+
+    def _hand_over(self) -> None:
+        ready = {node.address for node in self._waiting if node.breaker.allow()}
+        if not ready:  # the usual case while a node is away: nothing to look through
+            return
         now = time.monotonic()
         for (address, lock_key), (token, until) in list(self._abandoned.items()):
-            node = self._by_address[address]
             if until <= now:
                 self._abandoned.pop((address, lock_key), None)
-            elif node.breaker.state is BreakerState.CLOSED:
-                self._clear_lock(node, lock_key, token)
+            elif address in ready:
+                self._clear_lock(self._by_address[address], lock_key, token)
         plan: dict[Node, list[Command]] = {}
         for (address, key), (command, until) in list(self._hints.items()):
-            node = self._by_address[address]
             if until <= now:
                 self._hints.pop((address, key), None)
-            elif node.breaker.state is BreakerState.CLOSED:
-                plan.setdefault(node, []).append(command)
+            elif address in ready:
+                plan.setdefault(self._by_address[address], []).append(command)
         if plan:
             for reply in self._execute(list(plan.items())):
                 if reply.failure is None:
                     for command in reply.commands:
                         self._hints.pop((reply.node.address, command.key), None)
+        left = {address for address, _ in self._abandoned} | {a for a, _ in self._hints}
+        self._waiting = {node for node in self._nodes if node.address in left}
 
     def _hint(self, write: Write) -> None:
         """Keep ``write`` (a tombstone) for every node it did not reach, until it expires."""
@@ -879,6 +895,8 @@ class MemcacheSessionStore:
                 with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
                     del self._hints[next(iter(self._hints))]
             self._hints[node.address, write.key] = (write.command, until)
+            with self._waiting_lock:
+                self._waiting.add(node)
 
     def _clear_lock(self, node: Node, lock_key: str, token: bytes) -> bool:
         """Remove the lock ``lock_key`` on ``node`` if it still holds ``token`` (a ``cas``
