@@ -730,8 +730,9 @@ class MemcacheSessionStore:
             session._version = version
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
-            known = self._acked(session.id, key, write, version, False)
-            self._remember(session.id, known, write.command.value, record)
+            known = self._known.get(session.id) or self._derive(key)
+            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
+            self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
 
     def _rollback(self, op: Op, key: str, nodes: Sequence[Node]) -> None:

@@ -80,15 +80,17 @@ def test_hung_home_nodes_never_give_an_empty_session(
     make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, outcomes: list[Outcome]
 ) -> None:
     """Defect 2: with five nodes and both home nodes hung, start() raises instead of a
-    new empty session; the data reads again once they answer."""
+    new empty session, also in a process that never saw the session; the data reads
+    again once they answer."""
     store = make_store(five)
     session = saved(store, user="ann")
+    other = make_store(five)
     first, second, *_ = ranked(five, session.id)
     first.pause()
     second.pause()
     try:
         with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)
+            other.start(session.id)
         kind = outcomes[-1].kind
     finally:
         first.resume()
