@@ -24,13 +24,14 @@ from ._errors import (
     SessionTooLarge,
     SessionUnavailable,
 )
+from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._node import Node, Prober, Reply, execute, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
 from ._transport import TRANSPORTS, agreed_gets
-from ._wire import Command, add, cas, delete, gets, set_
+from ._wire import Command, add, delete, gets, set_
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
 
@@ -73,10 +74,6 @@ _VERIFIED_BLOB_MAX = 4096
 
 _MAX_TTL = core.MAX_TTL
 _STORED = "STORED"
-# Locks whose add timed out, remembered until cleared, and tombstones waiting for a
-# node that missed them: at most this many each.
-_ABANDONED_MAX = 256
-_HINTS_MAX = 4096
 
 
 def _parse_server(spec: object) -> tuple[str, int]:
@@ -205,14 +202,6 @@ class MemcacheSessionStore:
         self._clock = clock
         self._read_all_nodes = read_all_nodes
         self._known: dict[str, Known] = {}
-        # Locks this process tried to take with an add that timed out: it may land later.
-        self._abandoned: dict[tuple[str, str], tuple[bytes, float]] = {}
-        # Tombstones that did not reach a node (skipped or failed), handed to it when it
-        # answers again (Dynamo's hinted handoff): (address, key) -> (set command, until).
-        self._hints: dict[tuple[str, str], tuple[Command, float]] = {}
-        # The nodes something waits for (either kind): a request checks only these.
-        self._waiting: set[Node] = set()
-        self._waiting_lock = threading.Lock()  # one handoff at a time; adds wait for it
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
@@ -245,7 +234,11 @@ class MemcacheSessionStore:
         # The driver's I/O, in two callables: the simulation tests put simulated nodes here.
         self._execute: Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]] = execute
         self._agreed_gets = agreed_gets
-        self._prober = Prober(self._nodes, gets(prefix + "probe"), self._handoff, self._run_plan)
+        # Tombstones a node missed, locks whose add timed out: handed over when it is back.
+        self._handoff = Handoff(self._nodes, self._run_plan)
+        self._prober = Prober(
+            self._nodes, gets(prefix + "probe"), self._handoff.run, self._run_plan
+        )
 
     def _run_plan(self, plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
         return self._execute(plan)
@@ -274,8 +267,8 @@ class MemcacheSessionStore:
         recorded notice; no node answering raises :class:`errpolicy.PolicyViolation`.
         An unknown or destroyed id never comes back: the new session has a fresh id.
         """
-        if self._waiting:
-            self._handoff()
+        if self._handoff.waiting:
+            self._handoff.run()
         session: Session | None = None
         try:
             with _GUARDS["session.start"]:
@@ -433,7 +426,7 @@ class MemcacheSessionStore:
         if judgement.bury:
             write, _ = self._tombstone_write(key, winner.record.version if winner else 0, None)
             self._write(op, [write])
-            self._hint(write)
+            self._handoff.hint(write)
             if write.acks:
                 op.flags.add(OutcomeKind.REPAIRED)
         if judgement.found is not None and judgement.base is OutcomeKind.OK:
@@ -760,7 +753,7 @@ class MemcacheSessionStore:
         op = Op("session.destroy", key)
         write, version = self._tombstone_write(key, floor, ttl)
         self._write(op, [write])
-        self._hint(write)
+        self._handoff.hint(write)
         if write.acks:
             self._acked(sid, key, write, version, True)
         if session is not None and session._lock is not None:
@@ -783,7 +776,7 @@ class MemcacheSessionStore:
             tomb, tomb_version = self._tombstone_write(old_key, session.version, session.ttl)
             writes.append(tomb)
             self._write(op, [tomb])
-            self._hint(tomb)
+            self._handoff.hint(tomb)
             if tomb.acks:
                 self._acked(session.id, old_key, tomb, tomb_version, True)
         if writes[0].acks:
@@ -803,8 +796,8 @@ class MemcacheSessionStore:
 
         The lock's value is a random token. An ``add`` that timed out (or whose
         connection closed) may still land when the node answers again; its token is kept
-        (:meth:`_handoff`), so that lock is cleared instead of locking the
-        session out for ``lock_ttl``.
+        (:class:`Handoff`), so that lock is cleared instead of locking the session out
+        for ``lock_ttl``.
         """
         lock_key = key + ":lock"
         ranked = rank(self._nodes, self._seeds, key)
@@ -823,16 +816,15 @@ class MemcacheSessionStore:
             if reply.failure is not None:
                 op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
                 if reply.failure.kind in ("timeout", "closed"):
-                    self._abandon(node, lock_key, token)
+                    self._handoff.abandon(node, lock_key, token, self._lock_ttl)
                     token = secrets.token_hex(8).encode()
                 node = None
                 continue
             if reply.values[0] == _STORED:
                 op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
                 return _Lock(node.address, lock_key, time.monotonic())
-            if (node.address, lock_key) in self._abandoned and self._clear_lock(
-                node, lock_key, self._abandoned[node.address, lock_key][0]
-            ):
+            ours = self._handoff.abandoned(node, lock_key)
+            if ours is not None and self._handoff.clear_lock(node, lock_key, ours):
                 continue  # it was our own add, landed late: try again at once
             if time.monotonic() + delay > deadline:
                 op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
@@ -840,79 +832,6 @@ class MemcacheSessionStore:
                 return None
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-
-    def _abandon(self, node: Node, lock_key: str, token: bytes) -> None:
-        """Remember a lock ``add`` whose fate is unknown, until its TTL would end it."""
-        if len(self._abandoned) >= _ABANDONED_MAX:
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
-                del self._abandoned[next(iter(self._abandoned))]
-        self._abandoned[node.address, lock_key] = (token, time.monotonic() + self._lock_ttl)
-        with self._waiting_lock:
-            self._waiting.add(node)
-
-    def _handoff(self) -> None:
-        """Deliver what waits for a node that answers again: the tombstones it missed
-        (:meth:`_tombstone`), and the clearing of locks whose ``add`` timed out and may
-        have landed. Runs before each ``start()`` while anything waits, and after a
-        probe reached a node."""
-        if not self._waiting_lock.acquire(blocking=False):
-            return  # another thread hands over now
-        try:
-            self._hand_over()
-        finally:
-            self._waiting_lock.release()
-
-    def _hand_over(self) -> None:
-        ready = {node.address for node in self._waiting if node.breaker.allow()}
-        if not ready:  # the usual case while a node is away: nothing to look through
-            return
-        now = time.monotonic()
-        for (address, lock_key), (token, until) in list(self._abandoned.items()):
-            if until <= now:
-                self._abandoned.pop((address, lock_key), None)
-            elif address in ready:
-                self._clear_lock(self._by_address[address], lock_key, token)
-        plan: dict[Node, list[Command]] = {}
-        for (address, key), (command, until) in list(self._hints.items()):
-            if until <= now:
-                self._hints.pop((address, key), None)
-            elif address in ready:
-                plan.setdefault(self._by_address[address], []).append(command)
-        if plan:
-            for reply in self._execute(list(plan.items())):
-                if reply.failure is None:
-                    for command in reply.commands:
-                        self._hints.pop((reply.node.address, command.key), None)
-        left = {address for address, _ in self._abandoned} | {a for a, _ in self._hints}
-        self._waiting = {node for node in self._nodes if node.address in left}
-
-    def _hint(self, write: Write) -> None:
-        """Keep ``write`` (a tombstone) for every node it did not reach, until it expires."""
-        until = time.monotonic() + write.command.ttl
-        for node in self._nodes:
-            if node in write.acks:
-                continue
-            if len(self._hints) >= _HINTS_MAX:
-                with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
-                    del self._hints[next(iter(self._hints))]
-            self._hints[node.address, write.key] = (write.command, until)
-            with self._waiting_lock:
-                self._waiting.add(node)
-
-    def _clear_lock(self, node: Node, lock_key: str, token: bytes) -> bool:
-        """Remove the lock ``lock_key`` on ``node`` if it still holds ``token`` (a ``cas``
-        that expires it at once, so another request's lock is never removed). True if it
-        is gone; the token is forgotten unless the node failed."""
-        (reply,) = self._execute([(node, (gets(lock_key),))])
-        if reply.failure is not None:
-            return False
-        value = reply.values[0]
-        if value is not None and value[0] == token:
-            (reply,) = self._execute([(node, (cas(lock_key, token, -1, value[1]),))])
-            if reply.failure is not None:
-                return False
-        self._abandoned.pop((node.address, lock_key), None)
-        return value is None or value[0] == token
 
     def _unlock(self, session: Session, op: Op | None) -> None:
         lock, session._lock = session._lock, None
