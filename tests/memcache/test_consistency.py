@@ -3,6 +3,7 @@ real memcached: each test is one defect's minimal reproduction."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -16,6 +17,7 @@ from errpolicy_memcache import (
     NodeStatus,
     Outcome,
     OutcomeKind,
+    Session,
     SessionUnavailable,
 )
 from errpolicy_memcache._ids import storage_key
@@ -310,3 +312,40 @@ def test_a_failed_save_is_unknown_never_older(
     again["n"] = 3
     store.save(again)
     assert (True, {"n": 3}) == (seen in (1, 2), dict(store.start(session.id)))
+
+
+def probers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "errpolicy_memcache-prober"]
+
+
+def opened(store: MemcacheSessionStore, session: Session, server: MemcachedServer) -> bool:
+    """Read ``session`` (``server``, one of its home nodes, killed) until its breaker
+    opens; whether a prober thread then runs."""
+    server.kill()
+    breaker = next(n for n in store.nodes if n.address == server.address).breaker
+    for _ in range(breaker.threshold):
+        store.start(session.id)
+    return breaker.state is not BreakerState.CLOSED and bool(probers())
+
+
+def test_the_prober_thread_ends_when_every_node_is_back(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """The probing thread runs while a breaker is open and ends once all are closed."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)
+    home = ranked(cluster, session.id)[0]
+    running = opened(store, session, home)
+    home.restart()
+    assert (True, True) == (running, wait_for(lambda: not probers()))
+
+
+def test_close_stops_the_prober(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """close() ends the probing thread even while a node stays down."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)
+    running = opened(store, session, ranked(cluster, session.id)[0])
+    store.close()
+    assert (True, True) == (running, wait_for(lambda: not probers()))
