@@ -509,9 +509,14 @@ class MemcacheSessionStore:
         return record
 
     def _keep(self, sid: str, known: Known) -> None:
-        """Keep ``known`` for ``sid``: at most ``_VERIFIED_MAX`` ids, the oldest go first."""
+        """Keep ``known`` for ``sid`` as the most recent: at most ``_VERIFIED_MAX`` ids,
+        the least recently written or judged go first (a session in use stays known, so
+        its acknowledged version keeps guarding its reads)."""
         remembered = self._known
-        if sid not in remembered and len(remembered) >= _VERIFIED_MAX:
+        if sid in remembered:
+            with contextlib.suppress(KeyError):  # racing threads
+                del remembered[sid]
+        elif len(remembered) >= _VERIFIED_MAX:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
                 del remembered[next(iter(remembered))]
         remembered[sid] = known
