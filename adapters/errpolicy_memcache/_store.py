@@ -70,6 +70,9 @@ _GUARDS = {name: errpolicy.guard(name, default=DEFAULT_POLICIES[name]) for name 
 # The session ids each store remembers with their verified copy (see _remember): at
 # most this many, with copies of at most this many bytes each, so at most 4 MiB.
 _VERIFIED_MAX = 1024
+# What a store remembers of the ids it let go: the newest acknowledged version and its
+# nodes (no data, about 300 bytes each), for this many more ids.
+_ACKED_MAX = 16384
 _VERIFIED_BLOB_MAX = 4096
 
 _MAX_TTL = core.MAX_TTL
@@ -202,6 +205,7 @@ class MemcacheSessionStore:
         self._clock = clock
         self._read_all_nodes = read_all_nodes
         self._known: dict[str, Known] = {}
+        self._let_go: dict[str, Acked] = {}  # the acked versions of ids no longer known
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
@@ -385,7 +389,7 @@ class MemcacheSessionStore:
         began = time.perf_counter()
         home: list[Reply] | None = None
         if not self._locking and self._settled():  # a lock is taken before reading
-            settled = self._home_read(sid, known or self._derive(key), began)
+            settled = self._home_read(sid, known or self._known_for(sid, key), began)
             if isinstance(settled, Record):
                 return self._loaded(sid, settled), None
             home = settled  # None: start over; else the replies, which settle nothing
@@ -408,7 +412,7 @@ class MemcacheSessionStore:
     ) -> tuple[core.Copy | None, Outcome | None]:
         """Judge a read (:func:`core.judge`), carry out the repairs it allows, remember
         what the process now knows of the session, and report the outcome."""
-        known = self._known.get(sid) or self._derive(key)
+        known = self._known.get(sid) or self._known_for(sid, key)
         now = self._clock()
         winner = read.winner
         judgement = core.judge(
@@ -421,6 +425,7 @@ class MemcacheSessionStore:
         )
         if judgement.forget:
             known.acked = None
+            self._let_go.pop(sid, None)
         if judgement.repair:
             self._repair(op, key, read, renew=renew and judgement.found is not None, now=now)
         if judgement.bury:
@@ -508,6 +513,15 @@ class MemcacheSessionStore:
             self._finish(op, OutcomeKind.OK, home[0], record.version)
         return record
 
+    def _known_for(self, sid: str, key: str) -> Known:
+        """A new :class:`Known` for an id the store does not keep now, with the version
+        it saw acknowledged if it kept the id before (see :meth:`_keep`)."""
+        known = self._derive(key)
+        acked = self._let_go.get(sid)
+        if acked is not None:
+            known.acked = acked
+        return known
+
     def _keep(self, sid: str, known: Known) -> None:
         """Keep ``known`` for ``sid`` as the most recent: at most ``_VERIFIED_MAX`` ids,
         the least recently written or judged go first (a session in use stays known, so
@@ -518,7 +532,13 @@ class MemcacheSessionStore:
                 del remembered[sid]
         elif len(remembered) >= _VERIFIED_MAX:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
-                del remembered[next(iter(remembered))]
+                oldest = next(iter(remembered))
+                acked = remembered.pop(oldest).acked
+                if acked is not None:  # keep guarding its reads, with less memory
+                    let_go = self._let_go
+                    if len(let_go) >= _ACKED_MAX:
+                        del let_go[next(iter(let_go))]
+                    let_go[oldest] = acked
         remembered[sid] = known
 
     def _remember(self, sid: str, known: Known, blob: bytes, record: Record) -> None:
@@ -698,7 +718,7 @@ class MemcacheSessionStore:
 
     def _acked(self, sid: str, key: str, write: Write, version: int, tombstone: bool) -> Known:
         """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
-        known = self._known.get(sid) or self._derive(key)
+        known = self._known.get(sid) or self._known_for(sid, key)
         holders = frozenset(node.address for node in write.acks)
         known.ack(Acked(version, tombstone, holders))
         self._keep(sid, known)
@@ -728,7 +748,7 @@ class MemcacheSessionStore:
             session._version = version
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
-            known = self._known.get(session.id) or self._derive(key)
+            known = self._known.get(session.id) or self._known_for(session.id, key)
             known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
             self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome

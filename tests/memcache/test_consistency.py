@@ -349,3 +349,23 @@ def test_close_stops_the_prober(
     running = opened(store, session, ranked(cluster, session.id)[0])
     store.close()
     assert (True, True) == (running, wait_for(lambda: not probers()))
+
+
+def test_a_session_saved_before_many_others_is_still_guarded(
+    make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """A process that saved a session and then 1,100 others (more ids than it keeps with
+    their copies) still knows the session exists: one home node flushed, the other hung,
+    start() raises instead of giving a new session."""
+    store = make_store(five)
+    session = saved(store, user="ann")
+    for n in range(1100):
+        saved(store, n=n)
+    first, second, *_ = ranked(five, session.id)
+    raw(first).flush_all()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+    finally:
+        second.resume()
