@@ -48,8 +48,10 @@ class CircuitBreaker:
 
     The backoff starts at ``backoff`` seconds and doubles after each failed probe, up to
     ``max_backoff``. While open, :meth:`allow` returns False at once, so a dead or hung
-    node costs no time. After the backoff exactly one caller gets True (the probe); its
-    success closes the breaker, its failure reopens it.
+    node costs a request no time. After the backoff exactly one caller of :meth:`probe`
+    gets True (the store's prober, off the request path); the probe's success closes the
+    breaker, its failure reopens it. ``on_open`` is called (outside the lock) each time
+    the breaker opens: the store wakes its prober.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class CircuitBreaker:
         max_backoff: float,
         clock: Callable[[], float] = time.monotonic,
         faults: FaultClock | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self.threshold = threshold
         self.backoff = backoff
@@ -71,6 +74,7 @@ class CircuitBreaker:
         self._retry_at = 0.0
         self._rejoined_at: float | None = None
         self._faults = faults
+        self._on_open = on_open
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._state.value} failures={self._failures}>"
@@ -86,19 +90,31 @@ class CircuitBreaker:
         return self._failures
 
     def allow(self) -> bool:
-        """True if the caller may use the node now; claims the probe when one is due."""
+        """True if a request may use the node now: only while the breaker is closed.
+
+        A request never probes an open node (a hung node would cost it a timeout); the
+        store's prober does, off the request path (:meth:`probe`).
+        """
+        return self._state is BreakerState.CLOSED
+
+    def probe(self) -> bool:
+        """True if the caller may probe the node now: the breaker is not closed and its
+        backoff has elapsed. Claims the probe: the next one is due a backoff later."""
         if self._state is BreakerState.CLOSED:
-            return True
-        with self._lock:
-            if self._state is BreakerState.OPEN and self._clock() >= self._retry_at:
-                self._state = BreakerState.HALF_OPEN
-                # Reclaim the probe if its owner never reports (it cannot, but be safe).
-                self._retry_at = self._clock() + self._current_backoff
-                return True
-            if self._state is BreakerState.HALF_OPEN and self._clock() >= self._retry_at:
-                self._retry_at = self._clock() + self._current_backoff
-                return True
             return False
+        with self._lock:
+            now = self._clock()
+            if self._failures == 0 or now < self._retry_at:  # closed meanwhile, or not due
+                return False
+            self._state = BreakerState.HALF_OPEN
+            self._retry_at = now + self._current_backoff
+            return True
+
+    def probe_in(self) -> float | None:
+        """Seconds until the next probe is due (0 if due now), None while closed."""
+        if self._state is BreakerState.CLOSED:
+            return None
+        return max(0.0, self._retry_at - self._clock())
 
     def rejoined_within(self, seconds: float) -> bool:
         """True if the node came back (its breaker closed after being open) less than
@@ -143,8 +159,12 @@ class CircuitBreaker:
             if self._state is BreakerState.HALF_OPEN:
                 self._current_backoff = min(self._current_backoff * 2, self.max_backoff)
                 self._open()
-            elif self._state is BreakerState.CLOSED and self._failures >= self.threshold:
-                self._open()
+                return
+            if not (self._state is BreakerState.CLOSED and self._failures >= self.threshold):
+                return
+            self._open()
+        if self._on_open is not None:
+            self._on_open()
 
     def _open(self) -> None:
         self._state = BreakerState.OPEN

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from ._breaker import CircuitBreaker
 from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
 from ._wire import MAX_VALUE, Command, NodeFailure
 
-__all__ = ["Node", "Reply", "execute", "settle"]
+__all__ = ["Node", "Prober", "Reply", "execute", "settle"]
 
 # Failures that say the node itself is unhealthy; an error reply does not.
 _BREAKER_KINDS = frozenset({"refused", "timeout", "closed"})
@@ -112,3 +113,76 @@ def settle(
             node.breaker.errored()
         replies.append(Reply(node, commands, values, failure, done - start))
     return replies
+
+
+class Prober:
+    """Probes the nodes whose breaker is open, in one daemon thread, off the request path.
+
+    A request never waits for a probe: it skips an open node at no cost, and this thread
+    asks the node a harmless ``gets`` as soon as its breaker's backoff ends. The thread
+    starts when a breaker opens (:meth:`wake`) and ends when every breaker is closed, or
+    at :meth:`close`. ``after_probe`` runs after each round that reached a node (the store
+    clears there the locks whose ``add`` timed out).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        probe: Command,
+        after_probe: Callable[[], None],
+        run: Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]] = execute,
+    ) -> None:
+        self._nodes = nodes
+        self._probe = probe
+        self._after_probe = after_probe
+        self._execute = run
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._stop: threading.Event | None = None  # the running thread's
+
+    def wake(self) -> None:
+        """A breaker opened: start the thread unless it runs."""
+        with self._lock:
+            self._wakeup.set()
+            if self._stop is None:
+                self._stop = threading.Event()
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stop,),
+                    name="errpolicy_memcache-prober",
+                    daemon=True,
+                )
+                thread.start()
+
+    def close(self) -> None:
+        """Stop the thread (a probe in flight ends within its timeout); a later
+        :meth:`wake` starts a new one."""
+        with self._lock:
+            stop, self._stop = self._stop, None
+        if stop is not None:
+            stop.set()
+            self._wakeup.set()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wakeup.clear()
+            waits = [wait for node in self._nodes if (wait := node.breaker.probe_in()) is not None]
+            if not waits:
+                with self._lock:  # a breaker opening now calls wake() after this
+                    if all(node.breaker.probe_in() is None for node in self._nodes):
+                        if self._stop is stop:
+                            self._stop = None
+                        return
+                continue
+            if not self.probe_due():
+                self._wakeup.wait(min(waits))
+
+    def probe_due(self) -> bool:
+        """Probe, in one round, every node whose probe is due; False if none was."""
+        due = [node for node in self._nodes if node.breaker.probe()]
+        if not due:
+            return False
+        replies = self._execute([(node, (self._probe,)) for node in due])
+        if any(reply.failure is None for reply in replies):
+            self._after_probe()
+        return True

@@ -8,14 +8,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 import errpolicy
 from errpolicy import Policy, match
 
+from . import _core as core
 from ._breaker import BreakerState, CircuitBreaker, FaultClock
+from ._core import Acked, Known, Op, Read, Write
 from ._envelope import EnvelopeError, Keyring, Record, decode, encode, normalize_keys
 from ._errors import (
     ConfigurationError,
@@ -24,13 +24,14 @@ from ._errors import (
     SessionTooLarge,
     SessionUnavailable,
 )
+from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
-from ._node import Node, Reply, execute, settle
-from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of, worst
+from ._node import Node, Prober, Reply, execute, settle
+from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
 from ._transport import TRANSPORTS, agreed_gets
-from ._wire import MAX_VALUE, Command, add, cas, delete, gets, set_, touch
+from ._wire import MAX_VALUE, Command, add, delete, gets, set_
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
 
@@ -69,9 +70,12 @@ _GUARDS = {name: errpolicy.guard(name, default=DEFAULT_POLICIES[name]) for name 
 # The session ids each store remembers with their verified copy (see _remember): at
 # most this many, with copies of at most this many bytes each, so at most 4 MiB.
 _VERIFIED_MAX = 1024
+# What a store remembers of the ids it let go: the newest acknowledged version and its
+# nodes (no data, about 300 bytes each), for this many more ids.
+_ACKED_MAX = 16384
 _VERIFIED_BLOB_MAX = 4096
 
-_MAX_TTL = 30 * 24 * 3600  # memcached reads larger expiry values as UNIX timestamps
+_MAX_TTL = core.MAX_TTL
 _STORED = "STORED"
 
 
@@ -108,115 +112,6 @@ def _positive(name: str, value: float, *, integer: bool = False) -> None:
         raise ConfigurationError(f"{name}: must be an int, not {value!r}")
 
 
-# (node address, command, status, seconds, detail): made into NodeResult only when reported
-_Result = tuple[str, str, NodeStatus, float, str]
-
-
-class _Op:
-    """What one logical operation has gathered so far."""
-
-    __slots__ = ("flags", "key", "name", "results", "start")
-
-    def __init__(self, name: str, key: str, start: float | None = None) -> None:
-        self.name = name
-        self.key = key
-        self.start = time.perf_counter() if start is None else start
-        self.results: list[_Result] = []
-        self.flags: set[OutcomeKind] = set()
-
-    def record(
-        self, node: Node, command: str, status: NodeStatus, at: float, detail: str = ""
-    ) -> None:
-        self.results.append((node.address, command, status, at, detail))
-        if status.failed:
-            self.flags.add(OutcomeKind.FAILOVER)
-
-    def kind(self, base: OutcomeKind) -> OutcomeKind:
-        return worst(frozenset(self.flags), base) if self.flags else base
-
-    def outcome(self, kind: OutcomeKind, served_by: Node | None, version: int | None) -> Outcome:
-        return Outcome(
-            operation=self.name,
-            kind=kind,
-            flags=frozenset(self.flags),
-            served_by=served_by.address if served_by else None,
-            nodes=tuple(NodeResult(*r) for r in self.results),
-            key=self.key[-12:],
-            version=version,
-            elapsed=time.perf_counter() - self.start,
-        )
-
-
-class _Copy:
-    __slots__ = ("blob", "cas", "node", "record")
-
-    def __init__(self, node: Node, record: Record, blob: bytes, cas: int) -> None:
-        self.node = node
-        self.record = record
-        self.blob = blob
-        self.cas = cas
-
-    @property
-    def order(self) -> tuple[bool, int, str]:
-        return self.record.order
-
-
-class _Known:
-    """What a store keeps about a session id it read or wrote: the memcached key, the
-    home nodes, their transports and the ``gets`` command (all derived from the id,
-    never stale), and the last copy that passed verification (bytes and record)."""
-
-    __slots__ = ("command", "home", "key", "transports", "verified")
-
-    def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
-        self.key = key
-        self.home = home
-        self.transports = transports
-        self.command = command
-        # One attribute for both: threads read and replace the pair at once.
-        self.verified: tuple[bytes, Record] | None = None
-
-
-class _Read:
-    """The replicas' answers to one read, before any repair."""
-
-    __slots__ = ("answered", "asked", "copies", "invalid", "misses", "mixed", "winner")
-
-    def __init__(self) -> None:
-        self.copies: list[_Copy] = []
-        self.misses: list[Node] = []
-        self.invalid: list[tuple[Node, int]] = []
-        self.answered = 0
-        self.asked = 0  # how many nodes could hold a copy (all of them)
-        self.winner: _Copy | None = None
-        self.mixed = False  # some copy is not the winner's: the copies disagree
-
-    def add_copy(self, copy: _Copy) -> None:
-        """Keep ``copy``; it wins if its order is higher than every copy before it (the
-        first of equal copies wins). Identical blobs share one Record: no comparison."""
-        self.copies.append(copy)
-        winner = self.winner
-        if winner is None:
-            self.winner = copy
-        elif copy.record is not winner.record:
-            self.mixed = True
-            if copy.order > winner.order:
-                self.winner = copy
-
-
-@dataclass(slots=True)
-class _Write:
-    """One key to be written to ``replicas`` nodes with one command (the same for each)."""
-
-    key: str
-    command: Command
-    ranked: list[Node]
-    need: int
-    consulted: set[Node] = field(default_factory=set)
-    acks: list[Node] = field(default_factory=list)
-    taken: bool = False  # add found the key present (must_create)
-
-
 class MemcacheSessionStore:
     """Sessions replicated on ``replicas`` memcached nodes, each operation guarded.
 
@@ -239,8 +134,8 @@ class MemcacheSessionStore:
         connect_timeout: float = 0.25,
         timeout: float = 0.5,
         failure_threshold: int = 3,
-        retry_after: float = 2.0,
-        max_retry_after: float = 5.0,
+        retry_after: float = 0.1,
+        max_retry_after: float = 0.4,
         locking: bool = False,
         lock_timeout: float = 1.0,
         lock_ttl: int = 30,
@@ -319,7 +214,8 @@ class MemcacheSessionStore:
         self._clock = clock
         self._read_all_nodes = read_all_nodes
         self._operation_timeout = float(operation_timeout)
-        self._known: dict[str, _Known] = {}
+        self._known: dict[str, Known] = {}
+        self._let_go: dict[str, Acked] = {}  # the acked versions of ids no longer known
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
@@ -334,7 +230,11 @@ class MemcacheSessionStore:
                 host,
                 port,
                 CircuitBreaker(
-                    failure_threshold, retry_after, max_retry_after, faults=self._faults
+                    failure_threshold,
+                    retry_after,
+                    max_retry_after,
+                    faults=self._faults,
+                    on_open=self._wake_prober,
                 ),
                 connect_timeout,
                 timeout,
@@ -345,6 +245,21 @@ class MemcacheSessionStore:
             for host, port in addresses
         ]
         self._seeds = [node_seed(node.address) for node in self._nodes]
+        self._by_address = {node.address: node for node in self._nodes}
+        # The driver's I/O, in two callables: the simulation tests put simulated nodes here.
+        self._execute: Callable[..., list[Reply]] = execute
+        self._agreed_gets = agreed_gets
+        # Tombstones a node missed, locks whose add timed out: handed over when it is back.
+        self._handoff = Handoff(self._nodes, self._run_plan)
+        self._prober = Prober(
+            self._nodes, gets(prefix + "probe"), self._handoff.run, self._run_plan
+        )
+
+    def _run_plan(self, plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
+        return self._execute(plan, self._deadline(None))
+
+    def _wake_prober(self) -> None:
+        self._prober.wake()
 
     def __repr__(self) -> str:
         return f"<MemcacheSessionStore replicas={self._replicas} nodes={self._nodes!r}>"
@@ -367,6 +282,8 @@ class MemcacheSessionStore:
         recorded notice; no node answering raises :class:`errpolicy.PolicyViolation`.
         An unknown or destroyed id never comes back: the new session has a fresh id.
         """
+        if self._handoff.waiting:
+            self._handoff.run()
         session: Session | None = None
         try:
             with _GUARDS["session.start"]:
@@ -386,11 +303,9 @@ class MemcacheSessionStore:
             return False
         with _GUARDS["session.exists"]:
             key = storage_key(self._prefix, sid)
-            op = _Op("session.exists", key)
+            op = Op("session.exists", key)
             read = self._read(op, key)
-            found, base, served = self._judge(read)
-            self._repair(op, key, read, renew=False)
-            outcome = self._report(op, base, served, read)
+            found, outcome = self._conclude(op, sid, key, read, renew=False)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
         return found is not None
@@ -458,7 +373,9 @@ class MemcacheSessionStore:
             self._unlock(session, None)
 
     def close(self) -> None:
-        """Close every pooled connection (the store can still be used; it reconnects)."""
+        """Stop probing and close every pooled connection (the store can still be used;
+        it reconnects)."""
+        self._prober.close()
         for node in self._nodes:
             node.close()
 
@@ -483,17 +400,14 @@ class MemcacheSessionStore:
         began = time.perf_counter()
         home: list[Reply] | None = None
         if not self._locking and self._settled():  # a lock is taken before reading
-            settled = self._home_read(sid, known or self._derive(key), began)
+            settled = self._home_read(sid, known or self._known_for(sid, key), began)
             if isinstance(settled, Record):
                 return self._loaded(sid, settled), None
             home = settled  # None: start over; else the replies, which settle nothing
-        op = _Op("session.start", key, began)
+        op = Op("session.start", key, began)
         lock = self._lock(op, key) if self._locking else None
         read = self._read(op, key, home)
-        found, base, served = self._judge(read)
-        if base is not OutcomeKind.POSSIBLY_STALE:
-            self._repair(op, key, read, renew=found is not None)
-        outcome = self._report(op, base, served, read)
+        found, outcome = self._conclude(op, sid, key, read, renew=True)
         if found is None:
             session = self.new_session()
             # The caller's id was unknown: never adopt it (session fixation).
@@ -503,6 +417,44 @@ class MemcacheSessionStore:
             session = self._loaded(sid, found.record)
             session._lock = lock
         return session, outcome
+
+    def _conclude(
+        self, op: Op, sid: str, key: str, read: Read, *, renew: bool
+    ) -> tuple[core.Copy | None, Outcome | None]:
+        """Judge a read (:func:`core.judge`), carry out the repairs it allows, remember
+        what the process now knows of the session, and report the outcome."""
+        known = self._known.get(sid) or self._known_for(sid, key)
+        now = self._clock()
+        winner = read.winner
+        judgement = core.judge(
+            read,
+            home=known.home,
+            acked=known.acked,
+            replicas=self._replicas,
+            over=winner is not None and core.expired(winner.record, now, self._absolute_ttl),
+            grace=self._max_retry_after,
+        )
+        if judgement.forget:
+            known.acked = None
+            self._let_go.pop(sid, None)
+        if judgement.repair:
+            self._repair(op, key, read, renew=renew and judgement.found is not None, now=now)
+        if judgement.bury:
+            write, _ = self._tombstone_write(key, winner.record.version if winner else 0, None)
+            self._write(op, [write])
+            self._handoff.hint(write)
+            if write.acks:
+                op.flags.add(OutcomeKind.REPAIRED)
+        if judgement.found is not None and judgement.base is OutcomeKind.OK:
+            record = judgement.found.record
+            known.ack(Acked(record.version, False, read.holders()))
+            self._keep(sid, known)
+        elif winner is not None and winner.record.tombstone:
+            known.ack(Acked(winner.record.version, True, read.holders()))
+            self._keep(sid, known)
+        version = winner.record.version if winner is not None else None
+        outcome = self._finish(op, judgement.base, judgement.served, version)
+        return judgement.found, outcome
 
     def _loaded(self, sid: str, record: Record) -> Session:
         return Session(
@@ -514,11 +466,11 @@ class MemcacheSessionStore:
             payload=record.payload,
         )
 
-    def _derive(self, key: str) -> _Known:
+    def _derive(self, key: str) -> Known:
         """What a read of ``key`` needs: its home nodes (the top ``replicas`` of its
         ranking), their transports and the ``gets`` command."""
         home = rank(self._nodes, self._seeds, key)[: self._replicas]
-        return _Known(key, home, [node.transport for node in home], gets(key))
+        return Known(key, home, [node.transport for node in home], gets(key))
 
     def _settled(self) -> bool:
         """True if reads may start with the home nodes alone (see :meth:`_read`): the
@@ -526,22 +478,23 @@ class MemcacheSessionStore:
         told to read every node."""
         return not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
 
-    def _home_read(self, sid: str, known: _Known, began: float) -> Record | list[Reply] | None:
+    def _home_read(self, sid: str, known: Known, began: float) -> Record | list[Reply] | None:
         """The usual read, kept short because every request pays it: when the process
         is settled (the caller checked) and the home nodes' breakers are closed, ask the
-        home nodes; if all hold the same valid live copy, due no renewal, that is the
-        session's record (reported only to ``on_outcome``: an OK read is silent).
+        home nodes; if all hold the same valid live copy, due no renewal and not older
+        than a copy this process saw acknowledged, that is the session's record
+        (reported only to ``on_outcome``: an OK read is silent).
 
         Otherwise the home nodes' replies, for :meth:`_read` to go on from, or None:
         a home node's breaker is not closed (nothing was sent), or the home nodes agree
-        on a copy that needs more than this (invalid, a tombstone, expired, due a renewal:
-        rare, so :meth:`_read` simply asks again).
+        on a copy that needs more than this (invalid, a tombstone, expired, older than
+        known, due a renewal: rare, so :meth:`_read` simply asks again).
         """
         home = known.home
         for node in home:
             if node.breaker.state is not BreakerState.CLOSED:
-                return None  # _read decides, probes and records skips
-        found = agreed_gets(known.transports, known.command, began + self._operation_timeout)
+                return None  # _read decides and records skips
+        found = self._agreed_gets(known.transports, known.command, began + self._operation_timeout)
         if type(found) is not bytes:
             assert isinstance(found, list)
             return settle([(node, (known.command,)) for node in home], found, began)
@@ -556,45 +509,59 @@ class MemcacheSessionStore:
             if type(checked) is not Record:
                 return None
             record = checked
+            if not record.tombstone:
+                known.ack(Acked(record.version, False, frozenset(n.address for n in home)))
             self._remember(sid, known, found, record)
+        acked = known.acked
+        if acked is not None and (acked.tombstone or acked.version > record.version):
+            return None
         if record.tombstone or self._expired(record) or self._renewal_due(record):
             return None
         if self._on_outcome is not None:
-            op = _Op("session.start", known.key, began)
+            op = Op("session.start", known.key, began)
             for node in home:
                 op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
             self._finish(op, OutcomeKind.OK, home[0], record.version)
         return record
 
-    def _remember(self, sid: str, known: _Known, blob: bytes, record: Record) -> None:
-        """Keep ``known`` for ``sid``, with ``blob`` as a verified copy of ``record``:
-        the next read skips the id check, the hashing and ranking, and the MAC if it
-        finds the same bytes. Small copies only, a bounded number of ids (the oldest go
-        first); see docs/memcache/security.md."""
-        if len(blob) > _VERIFIED_BLOB_MAX:
-            return
-        known.verified = (blob, record)
+    def _known_for(self, sid: str, key: str) -> Known:
+        """A new :class:`Known` for an id the store does not keep now, with the version
+        it saw acknowledged if it kept the id before (see :meth:`_keep`)."""
+        known = self._derive(key)
+        acked = self._let_go.get(sid)
+        if acked is not None:
+            known.acked = acked
+        return known
+
+    def _keep(self, sid: str, known: Known) -> None:
+        """Keep ``known`` for ``sid`` as the most recent: at most ``_VERIFIED_MAX`` ids,
+        the least recently written or judged go first (a session in use stays known, so
+        its acknowledged version keeps guarding its reads)."""
         remembered = self._known
-        if sid not in remembered and len(remembered) >= _VERIFIED_MAX:
+        if sid in remembered:
+            with contextlib.suppress(KeyError):  # racing threads
+                del remembered[sid]
+        elif len(remembered) >= _VERIFIED_MAX:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
-                del remembered[next(iter(remembered))]
+                oldest = next(iter(remembered))
+                acked = remembered.pop(oldest).acked
+                if acked is not None:  # keep guarding its reads, with less memory
+                    let_go = self._let_go
+                    if len(let_go) >= _ACKED_MAX:
+                        del let_go[next(iter(let_go))]
+                    let_go[oldest] = acked
         remembered[sid] = known
 
-    def _targets(self, op: _Op, ranked: Sequence[Node], need: int, seen: set[Node]) -> list[Node]:
-        targets: list[Node] = []
-        for node in ranked:
-            if len(targets) >= need:
-                break
-            if node in seen:
-                continue
-            seen.add(node)
-            if node.breaker.allow():
-                targets.append(node)
-            else:
-                op.record(node, "-", NodeStatus.SKIPPED, time.perf_counter() - op.start)
-        return targets
+    def _remember(self, sid: str, known: Known, blob: bytes, record: Record) -> None:
+        """Keep ``known`` for ``sid``, with ``blob`` as a verified copy of ``record``:
+        the next read skips the id check, the hashing and ranking, and the MAC if it
+        finds the same bytes. Small copies only (see docs/memcache/security.md); the id
+        is kept either way, with what the process knows was acknowledged."""
+        if len(blob) <= _VERIFIED_BLOB_MAX:
+            known.verified = (blob, record)
+        self._keep(sid, known)
 
-    def _read(self, op: _Op, key: str, home: list[Reply] | None = None) -> _Read:
+    def _read(self, op: Op, key: str, home: list[Reply] | None = None) -> Read:
         """Ask the session's home nodes, and every other node whose breaker allows it
         unless the home nodes settle the read. ``home``: the home nodes' replies, when
         :meth:`_home_read` already asked them.
@@ -609,34 +576,28 @@ class MemcacheSessionStore:
         once (design notes: docs/memcache/index.md).
         """
         ranked = rank(self._nodes, self._seeds, key)
-        read = _Read()
-        read.asked = len(ranked)
+        read = Read()
         decoded: dict[bytes, Record | EnvelopeError] = {}
         seen: set[Node] = set()
+        at = time.perf_counter() - op.start
         if home is not None:
             settled = True
             seen.update(reply.node for reply in home)
-            replies = self._collect(read, key, home, decoded)
+            replies = self._gather(read, key, home, decoded)
         else:
             settled = self._settled()
-            targets = self._targets(op, ranked, self._replicas if settled else len(ranked), seen)
-            replies = self._gets(read, key, targets, decoded, self._deadline(op))
+            need = self._replicas if settled else len(ranked)
+            chosen = core.targets(op, ranked, need, seen, at, read.failed)
+            replies = self._gets(read, key, chosen, decoded, self._deadline(op))
         if settled and (len(read.copies) < self._replicas or read.mixed):
-            others = self._targets(op, ranked, len(ranked), seen)
-            replies += self._gets(read, key, others, decoded, self._deadline(op))
-        winner = read.winner
-        for reply in replies:
-            self._result(op, read, reply, winner, decoded)
-        if read.misses:
-            # Only the session's home, the first ``replicas`` nodes that answered (in
-            # rank order), is repaired when it misses; others are not meant to hold a copy.
-            answered = [r.node for r in replies if r.failure is None][: self._replicas]
-            read.misses = [node for node in read.misses if node in answered]
+            rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
+            replies += self._gets(read, key, rest, decoded, self._deadline(op))
+        core.note_read(op, read, replies, decoded, self._replicas)
         return read
 
     def _gets(
         self,
-        read: _Read,
+        read: Read,
         key: str,
         targets: Sequence[Node],
         decoded: dict[bytes, Record | EnvelopeError],
@@ -646,29 +607,17 @@ class MemcacheSessionStore:
         if not targets:
             return []
         command = (gets(key),)
-        replies = execute([(node, command) for node in targets], deadline)
-        return self._collect(read, key, replies, decoded)
+        replies = self._execute([(node, command) for node in targets], deadline)
+        return self._gather(read, key, replies, decoded)
 
-    def _collect(
+    def _gather(
         self,
-        read: _Read,
+        read: Read,
         key: str,
         replies: list[Reply],
         decoded: dict[bytes, Record | EnvelopeError],
     ) -> list[Reply]:
-        """Verify the copies in ``replies`` and keep the valid ones in ``read``."""
-        for reply in replies:
-            if reply.failure is not None or reply.values[0] is None:
-                continue
-            blob, token = reply.values[0]
-            record = decoded.get(blob)
-            if record is None:  # identical copies (the usual case) are verified once
-                record = decoded[blob] = self._verify(blob, key)
-            if isinstance(record, Record):
-                read.add_copy(_Copy(reply.node, record, blob, token))
-            else:
-                read.invalid.append((reply.node, token))
-        return replies
+        return core.gather(read, replies, decoded, lambda blob: self._verify(blob, key))
 
     def _verify(self, blob: bytes, key: str) -> Record | EnvelopeError:
         try:
@@ -684,73 +633,13 @@ class MemcacheSessionStore:
         if record.ttl > self._settle_after:
             self._settle_after = float(record.ttl)
 
-    def _result(
-        self,
-        op: _Op,
-        read: _Read,
-        reply: Reply,
-        winner: _Copy | None,
-        decoded: dict[bytes, Record | EnvelopeError],
-    ) -> None:
-        node, at = reply.node, reply.elapsed
-        if reply.failure is not None:
-            op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
-            return
-        read.answered += 1
-        value = reply.values[0]
-        if value is None:
-            read.misses.append(node)
-            op.results.append((node.address, "gets", NodeStatus.MISS, at, ""))
-            return
-        record = decoded[value[0]]
-        if isinstance(record, EnvelopeError):
-            op.flags.add(OutcomeKind.INVALID)
-            op.results.append((node.address, "gets", NodeStatus.INVALID, at, record.reason))
-            return
-        assert winner is not None
-        if record is winner.record or record.order == winner.record.order:
-            op.results.append((node.address, "gets", NodeStatus.HIT, at, ""))
-        else:
-            detail = f"{'tombstone' if record.tombstone else 'v'}{record.version}"
-            op.results.append((node.address, "gets", NodeStatus.STALE, at, detail))
-
-    def _deadline(self, op: _Op | None) -> float:
+    def _deadline(self, op: Op | None) -> float:
         """The operation's deadline (``time.perf_counter()`` time): ``operation_timeout``
         after it began (None: from now)."""
         return (time.perf_counter() if op is None else op.start) + self._operation_timeout
 
     def _expired(self, record: Record) -> bool:
-        if self._absolute_ttl is None:
-            return False
-        return self._clock() >= record.created + self._absolute_ttl
-
-    def _judge(self, read: _Read) -> tuple[_Copy | None, OutcomeKind, Node | None]:
-        """The live copy to serve (if any), the base outcome, and the node that served."""
-        winner = read.winner
-        if winner is not None:
-            # A tombstone or a session past its absolute lifetime is a definite answer.
-            if winner.record.tombstone or self._expired(winner.record):
-                return None, OutcomeKind.NOT_FOUND, winner.node
-            if self._possibly_stale(read):
-                # Served only if the application's policy does not raise on WARNING
-                # (the default does: the request gets a 503, not an old session).
-                return winner, OutcomeKind.POSSIBLY_STALE, winner.node
-            return winner, OutcomeKind.OK, winner.node
-        if read.answered == 0:
-            return None, OutcomeKind.UNAVAILABLE, None
-        if read.answered < self._replicas:
-            return None, OutcomeKind.PARTIAL_MISS, None
-        return None, OutcomeKind.NOT_FOUND, None
-
-    def _possibly_stale(self, read: _Read) -> bool:
-        """Every copy sits on a node that just came back while another node is still
-        unreachable: that node may hold a newer copy, so this one must not be served
-        (nor repaired onto the others) until it answers or ``max_retry_after`` passes,
-        the longest any breaker waits before it probes again."""
-        if read.answered == read.asked:
-            return False
-        grace = self._max_retry_after
-        return all(copy.node.breaker.rejoined_within(grace) for copy in read.copies)
+        return core.expired(record, self._clock(), self._absolute_ttl)
 
     def _renewal_due(self, record: Record) -> bool:
         """Enough of the idle TTL has passed that a read renews it (``renew_after``)."""
@@ -758,13 +647,9 @@ class MemcacheSessionStore:
         return age >= self._renew_after * (record.ttl or self._idle_ttl)
 
     def _effective_ttl(self, record: Record) -> int:
-        ttl = record.ttl or self._idle_ttl
-        if self._absolute_ttl is not None and not record.tombstone:
-            left = int(record.created + self._absolute_ttl - self._clock())
-            ttl = min(ttl, max(left, 1))
-        return max(1, min(ttl, _MAX_TTL))
+        return core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, self._clock())
 
-    def _repair(self, op: _Op, key: str, read: _Read, *, renew: bool) -> None:
+    def _repair(self, op: Op, key: str, read: Read, *, renew: bool, now: float) -> None:
         """Rewrite stale, invalid and missing copies with the winner; touch when due."""
         winner = read.winner
         if winner is None:
@@ -773,47 +658,17 @@ class MemcacheSessionStore:
         due = renew and self._renewal_due(record)
         if not (due or read.mixed or read.misses or read.invalid):  # the usual case
             return
-        if not record.tombstone and self._expired(record):
+        if not record.tombstone and core.expired(record, now, self._absolute_ttl):
             return
-        ttl = self._effective_ttl(record)
-        plan: list[tuple[Node, tuple[Command, ...]]] = []
-        for copy in read.copies:
-            if copy.record.order != record.order:
-                plan.append((copy.node, (cas(key, winner.blob, ttl, copy.cas),)))
-        for node, token in read.invalid:
-            plan.append((node, (cas(key, winner.blob, ttl, token),)))
-        if not record.tombstone:
-            for node in read.misses:
-                plan.append((node, (add(key, winner.blob, ttl),)))
-        if plan:
+        ttl = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
+        plan, repaired = core.repair_plan(key, read, ttl, renew=due)
+        if repaired:
             op.flags.add(OutcomeKind.REPAIRED)
-        if due:
-            for copy in read.copies:
-                if copy.record.order == record.order:
-                    plan.append((copy.node, (touch(key, ttl),)))
-        if not plan:
-            return
-        for reply in execute(plan, self._deadline(op)):
-            command = reply.commands[0].name
-            if reply.failure is not None:
-                op.record(reply.node, command, NodeStatus(reply.failure.kind), reply.elapsed)
-                continue
-            status = {
-                "STORED": NodeStatus.STORED,
-                "TOUCHED": NodeStatus.TOUCHED,
-            }.get(reply.values[0], NodeStatus.NOT_STORED)
-            op.results.append((reply.node.address, command, status, reply.elapsed, ""))
-
-    def _report(
-        self, op: _Op, base: OutcomeKind, served: Node | None, read: _Read | None
-    ) -> Outcome | None:
-        version = None
-        if read is not None and read.winner is not None:
-            version = read.winner.record.version
-        return self._finish(op, base, served, version)
+        if plan:
+            core.note_repairs(op, self._execute(plan, self._deadline(op)))
 
     def _finish(
-        self, op: _Op, base: OutcomeKind, served: Node | None, version: int | None
+        self, op: Op, base: OutcomeKind, served: Node | None, version: int | None
     ) -> Outcome | None:
         """Decide the outcome and report it; None when there is nothing to report."""
         kind = op.kind(base)
@@ -843,43 +698,15 @@ class MemcacheSessionStore:
             self._last_version = version
             return version
 
-    def _write(self, op: _Op, writes: Sequence[_Write]) -> None:
+    def _write(self, op: Op, writes: Sequence[Write]) -> None:
         """Store every write on ``need`` answering nodes, falling back down the ranking."""
         while True:
-            plan: dict[Node, list[_Write]] = {}
-            for write in writes:
-                if write.need <= 0 or write.taken:
-                    continue
-                for node in self._targets(op, write.ranked, write.need, write.consulted):
-                    plan.setdefault(node, []).append(write)
+            plan = core.write_round(op, writes, time.perf_counter() - op.start)
             if not plan:
                 return
-            replies = execute(
-                [(node, [w.command for w in items]) for node, items in plan.items()],
-                self._deadline(op),
-            )
-            for reply in replies:
-                items = plan[reply.node]
-                if reply.failure is not None:
-                    for write in items:
-                        op.record(
-                            reply.node,
-                            write.command.name,
-                            NodeStatus(reply.failure.kind),
-                            reply.elapsed,
-                            reply.failure.detail,
-                        )
-                    continue
-                for write, answer in zip(items, reply.values, strict=True):
-                    stored = answer == _STORED
-                    status = NodeStatus.STORED if stored else NodeStatus.NOT_STORED
-                    name = write.command.name
-                    op.results.append((reply.node.address, name, status, reply.elapsed, ""))
-                    if stored:
-                        write.acks.append(reply.node)
-                        write.need -= 1
-                    else:
-                        write.taken = True
+            sent = [(node, [w.command for w in items]) for node, items in plan.items()]
+            replies = self._execute(sent, self._deadline(op))
+            core.note_writes(op, plan, replies)
 
     def _encode(self, key: str, record: Record) -> bytes:
         self._note_lifetime(record)
@@ -889,30 +716,30 @@ class MemcacheSessionStore:
         return blob
 
     def _write_outcome(
-        self, op: _Op, writes: Sequence[_Write], version: int | None
+        self, op: Op, writes: Sequence[Write], version: int | None
     ) -> Outcome | None:
-        fewest = self._replicas  # the acks of the least stored write
-        for write in writes:
-            fewest = min(fewest, len(write.acks))
-        if fewest == 0:
-            base = OutcomeKind.UNAVAILABLE
-        elif fewest < self._replicas:
-            base = OutcomeKind.DEGRADED
-        else:
-            base = OutcomeKind.OK
+        base = core.write_kind(writes, self._replicas)
         served = writes[0].acks[0] if writes and writes[0].acks else None
         return self._finish(op, base, served, version)
 
     def _record_write(
         self, key: str, record: Record, verb: Callable[[str, bytes, int], Command]
-    ) -> _Write:
+    ) -> Write:
         """The write of a live ``record`` under ``key`` (``verb`` is ``set_`` or ``add``) to
         its ranked nodes, expiring after the record's effective TTL."""
         blob = self._encode(key, record)
         expire = self._effective_ttl(record)
-        return _Write(
+        return Write(
             key, verb(key, blob, expire), rank(self._nodes, self._seeds, key), self._replicas
         )
+
+    def _acked(self, sid: str, key: str, write: Write, version: int, tombstone: bool) -> Known:
+        """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
+        known = self._known.get(sid) or self._known_for(sid, key)
+        holders = frozenset(node.address for node in write.acks)
+        known.ack(Acked(version, tombstone, holders))
+        self._keep(sid, known)
+        return known
 
     def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome | None:
         key = storage_key(self._prefix, session.id)
@@ -924,7 +751,7 @@ class MemcacheSessionStore:
         life = session.ttl or self._idle_ttl
         record = Record(version, self._writer, created, now, life, session._encoded())
         write = self._record_write(key, record, add if must_create else set_)
-        op = _Op("session.save", key)
+        op = Op("session.save", key)
         self._write(op, [write])
         if write.taken:
             self._rollback(op, key, write.acks)
@@ -938,33 +765,41 @@ class MemcacheSessionStore:
             session._version = version
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
-            known = self._known.get(session.id) or self._derive(key)
-            self._remember(session.id, known, write.command.value, record)
+            known = self._known.get(session.id) or self._known_for(session.id, key)
+            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
+            self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
 
-    def _rollback(self, op: _Op, key: str, nodes: Sequence[Node]) -> None:
+    def _rollback(self, op: Op, key: str, nodes: Sequence[Node]) -> None:
         if nodes:
             # From now: the copies an add left must go even if the save ran late.
-            for reply in execute([(node, (delete(key),)) for node in nodes], self._deadline(None)):
+            plan = [(node, (delete(key),)) for node in nodes]
+            for reply in self._execute(plan, self._deadline(None)):
                 status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
                 op.results.append((reply.node.address, "delete", status, reply.elapsed, ""))
 
-    def _tombstone_write(self, key: str, floor: int, ttl: int | None) -> tuple[_Write, int]:
+    def _tombstone_write(self, key: str, floor: int, ttl: int | None) -> tuple[Write, int]:
+        """A tombstone for ``key`` on every node: a failover write may have left a copy
+        on any of them, and a copy the tombstone misses would come back once the home
+        nodes lose theirs. It lives at least as long as any copy it replaces."""
         now = self._clock()
         version = self._next_version(floor)
         life = max(ttl or self._idle_ttl, self._idle_ttl)
         record = Record(version, self._writer, now, now, life, None)
         blob = self._encode(key, record)
         ranked = rank(self._nodes, self._seeds, key)
-        return _Write(key, set_(key, blob, life), ranked, self._replicas), version
+        return Write(key, set_(key, blob, life), ranked, len(ranked)), version
 
     def _tombstone(
         self, sid: str, floor: int, ttl: int | None, session: Session | None
     ) -> Outcome | None:
         key = storage_key(self._prefix, sid)
-        op = _Op("session.destroy", key)
+        op = Op("session.destroy", key)
         write, version = self._tombstone_write(key, floor, ttl)
         self._write(op, [write])
+        self._handoff.hint(write)
+        if write.acks:
+            self._acked(sid, key, write, version, True)
         if session is not None and session._lock is not None:
             self._unlock(session, op)
         return self._write_outcome(op, [write], version)
@@ -978,14 +813,18 @@ class MemcacheSessionStore:
         ttl = session.ttl or self._idle_ttl
         record = Record(version, self._writer, now, now, ttl, session._encoded())
         writes = [self._record_write(new_key, record, set_)]
-        op = _Op("session.regenerate", new_key)
+        op = Op("session.regenerate", new_key)
         self._write(op, writes)
         # The old id dies only once the data is safe under the new one.
         if not session.new and writes[0].acks:
-            tomb, _ = self._tombstone_write(old_key, session.version, session.ttl)
+            tomb, tomb_version = self._tombstone_write(old_key, session.version, session.ttl)
             writes.append(tomb)
             self._write(op, [tomb])
+            self._handoff.hint(tomb)
+            if tomb.acks:
+                self._acked(session.id, old_key, tomb, tomb_version, True)
         if writes[0].acks:
+            self._acked(new_id, new_key, writes[0], version, False)
             self._unlock(session, op)
             session._id = new_id
             session._version = version
@@ -996,8 +835,14 @@ class MemcacheSessionStore:
 
     # -- locking -------------------------------------------------------------------
 
-    def _lock(self, op: _Op, key: str) -> _Lock | None:
-        """Take the session's lock with memcached ``add``, waiting at most ``lock_timeout``."""
+    def _lock(self, op: Op, key: str) -> _Lock | None:
+        """Take the session's lock with memcached ``add``, waiting at most ``lock_timeout``.
+
+        The lock's value is a random token. An ``add`` that timed out (or whose
+        connection closed) may still land when the node answers again; its token is kept
+        (:class:`Handoff`), so that lock is cleared instead of locking the session out
+        for ``lock_ttl``.
+        """
         lock_key = key + ":lock"
         ranked = rank(self._nodes, self._seeds, key)
         token = secrets.token_hex(8).encode()
@@ -1007,20 +852,26 @@ class MemcacheSessionStore:
         node: Node | None = None
         while True:
             if node is None:
-                targets = self._targets(op, ranked, 1, seen)
-                if not targets:
+                chosen = core.targets(op, ranked, 1, seen, time.perf_counter() - op.start)
+                if not chosen:
                     return None
-                node = targets[0]
-            (reply,) = execute(
+                node = chosen[0]
+            (reply,) = self._execute(
                 [(node, (add(lock_key, token, self._lock_ttl),))], self._deadline(op)
             )
             if reply.failure is not None:
                 op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
+                if reply.failure.kind in ("timeout", "closed"):
+                    self._handoff.abandon(node, lock_key, token, self._lock_ttl)
+                    token = secrets.token_hex(8).encode()
                 node = None
                 continue
             if reply.values[0] == _STORED:
                 op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
                 return _Lock(node.address, lock_key, time.monotonic())
+            ours = self._handoff.abandoned(node, lock_key)
+            if ours is not None and self._handoff.clear_lock(node, lock_key, ours):
+                continue  # it was our own add, landed late: try again at once
             if time.monotonic() + delay > deadline:
                 op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
                 op.flags.add(OutcomeKind.LOCK_TIMEOUT)
@@ -1028,20 +879,20 @@ class MemcacheSessionStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    def _unlock(self, session: Session, op: _Op | None) -> None:
+    def _unlock(self, session: Session, op: Op | None) -> None:
         lock, session._lock = session._lock, None
         if lock is not None:
             self._unlock_key(lock, op)
 
-    def _unlock_key(self, lock: _Lock, op: _Op | None = None) -> None:
+    def _unlock_key(self, lock: _Lock, op: Op | None = None) -> None:
         # Past its TTL the lock may belong to another request now: leave it to expire.
         if time.monotonic() - lock.acquired > self._lock_ttl - 2:
             return
-        node = next((n for n in self._nodes if n.address == lock.node), None)
+        node = self._by_address.get(lock.node)
         if node is None:
             return
         # From now, not from the operation's start: a late save still frees its lock.
-        (reply,) = execute([(node, (delete(lock.key),))], self._deadline(None))
+        (reply,) = self._execute([(node, (delete(lock.key),))], self._deadline(None))
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
             op.results.append((node.address, "unlock", status, reply.elapsed, ""))

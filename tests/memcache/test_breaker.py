@@ -55,12 +55,41 @@ def test_open_refuses_before_the_backoff() -> None:
     assert [False, False] == [breaker.allow(), breaker.allow()]
 
 
+def test_a_request_never_probes() -> None:
+    """After the backoff, allow() still refuses: only the prober probes (probe())."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 100.0
+    assert (False, True) == (breaker.allow(), breaker.probe())
+
+
+def test_the_next_probe_is_due_after_the_backoff() -> None:
+    """probe_in() counts down the backoff while open; None while closed."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 0.5
+    waits = [breaker.probe_in()]
+    clock.now += 2.0
+    waits.append(breaker.probe_in())
+    breaker.reset()
+    assert [1.5, 0.0, None] == [*waits, breaker.probe_in()]
+
+
+def test_opening_calls_on_open_once() -> None:
+    """on_open runs when the breaker opens, not on later failures while open."""
+    calls: list[None] = []
+    breaker = CircuitBreaker(2, 2.0, 5.0, clock=Clock(), on_open=lambda: calls.append(None))
+    for _ in range(4):
+        breaker.failure()
+    assert 1 == len(calls)
+
+
 def test_after_the_backoff_exactly_one_probe_is_allowed() -> None:
     """After the backoff, one caller probes; the others are still refused."""
     clock = Clock()
     breaker = opened(clock)
     clock.now += 2.0
-    assert [True, False, False] == [breaker.allow(), breaker.allow(), breaker.allow()]
+    assert [True, False, False] == [breaker.probe(), breaker.probe(), breaker.probe()]
 
 
 def test_a_successful_probe_closes_it() -> None:
@@ -68,7 +97,7 @@ def test_a_successful_probe_closes_it() -> None:
     clock = Clock()
     breaker = opened(clock)
     clock.now += 2.0
-    breaker.allow()
+    breaker.probe()
     breaker.success()
     assert (BreakerState.CLOSED, True) == (breaker.state, breaker.allow())
 
@@ -78,12 +107,12 @@ def test_a_failed_probe_reopens_with_a_doubled_backoff() -> None:
     clock = Clock()
     breaker = opened(clock)
     clock.now += 2.0
-    breaker.allow()
+    breaker.probe()
     breaker.failure()
     clock.now += 3.9
-    refused = breaker.allow()
+    refused = breaker.probe()
     clock.now += 0.1
-    assert (BreakerState.OPEN, False, True) == (breaker.state, refused, breaker.allow())
+    assert (BreakerState.OPEN, False, True) == (breaker.state, refused, breaker.probe())
 
 
 def test_the_backoff_is_capped() -> None:
@@ -92,10 +121,10 @@ def test_the_backoff_is_capped() -> None:
     breaker = opened(clock)
     for _ in range(5):
         clock.now += 100
-        breaker.allow()
+        breaker.probe()
         breaker.failure()
     clock.now += 5.0
-    assert breaker.allow()
+    assert breaker.probe()
 
 
 def test_reset_closes_an_open_breaker() -> None:
@@ -124,7 +153,7 @@ def test_concurrent_failures_open_it_once_and_one_probe_wins() -> None:
 
     def probe() -> None:
         barrier.wait()
-        grants.append(breaker.allow())
+        grants.append(breaker.probe())
 
     run_threads(probe)
     assert (BreakerState.OPEN, 1, 8) == (opened_state, grants.count(True), len(grants))
@@ -143,7 +172,7 @@ def test_a_breaker_that_closes_after_being_open_marks_a_rejoin() -> None:
     clock = Clock()
     breaker = opened(clock)
     clock.now += 2.0
-    assert breaker.allow()
+    assert breaker.probe()
     breaker.success()
     clock.now += 4.0
     assert (True, False) == (breaker.rejoined_within(5.0), breaker.rejoined_within(3.0))
@@ -203,7 +232,7 @@ def test_a_rejoin_and_a_reset_mark_the_fault_clock() -> None:
     for _ in range(3):
         breaker.failure()
     clock.now += 100.0
-    assert breaker.allow()
+    assert breaker.probe()
     breaker.success()  # the probe succeeded: rejoined now
     rejoined = faults.quiet_for(1.0)
     clock.now += 100.0

@@ -77,15 +77,15 @@ def test_every_failure_of_16_threads_is_counted() -> None:
 
 
 def test_one_probe_per_backoff_among_16_threads() -> None:
-    """100 times over: the backoff elapses, 16 threads ask at once, exactly one gets the
-    probe; its failure opens the breaker again."""
+    """100 times over: the backoff elapses, 16 threads ask to probe at once, exactly one
+    gets the probe; its failure opens the breaker again."""
     clock = Clock()
     breaker = CircuitBreaker(1, backoff=2.0, max_backoff=2.0, clock=clock)
     breaker.failure()
     grants = []
     for _ in range(100):
         clock.now += 2.0
-        allowed = run_threads(lambda i: breaker.allow())
+        allowed = run_threads(lambda i: breaker.probe())
         grants.append(allowed.count(True))
         breaker.failure()
     assert [1] * 100 == grants

@@ -1,0 +1,128 @@
+"""What waits for a node that answers again: the tombstones it missed, and the locks
+whose ``add`` timed out there (Dynamo's hinted handoff, for logouts and locks)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._breaker import BreakerState
+from ._core import Write
+from ._node import Node, Reply
+from ._wire import Command, cas, gets
+
+__all__ = ["Handoff"]
+
+# At most this many of each kind are kept; the oldest go first.
+_HINTS_MAX = 4096
+_ABANDONED_MAX = 256
+
+Run = Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]]
+
+
+class Handoff:
+    """The tombstones that did not reach a node (skipped or failed), and the lock
+    ``add`` commands whose fate is unknown (timed out, or the connection closed: they
+    may land when a paused node resumes), kept until they expire and handed over once
+    their node answers again: a tombstone is written there, a lock is removed if it
+    still holds that request's token. ``run`` carries a plan out (the store's I/O)."""
+
+    def __init__(self, nodes: Sequence[Node], run: Run) -> None:
+        self._nodes = nodes
+        self._by_address = {node.address: node for node in nodes}
+        self._run = run
+        # (address, key) -> (the tombstone's set command, monotonic time it expires)
+        self._hints: dict[tuple[str, str], tuple[Command, float]] = {}
+        # (address, lock key) -> (the lock's token, monotonic time its TTL ends)
+        self._abandoned: dict[tuple[str, str], tuple[bytes, float]] = {}
+        # The nodes something waits for: a request checks only these.
+        self._waiting: set[Node] = set()
+        self._lock = threading.Lock()  # one handoff at a time; additions wait for it
+
+    @property
+    def waiting(self) -> bool:
+        """True while something waits for a node."""
+        return bool(self._waiting)
+
+    def hint(self, write: Write) -> None:
+        """Keep ``write`` (a tombstone) for every node it did not reach, until it expires."""
+        until = time.monotonic() + write.command.ttl
+        for node in self._nodes:
+            if node in write.acks:
+                continue
+            _bounded(self._hints, _HINTS_MAX)
+            self._hints[node.address, write.key] = (write.command, until)
+            with self._lock:
+                self._waiting.add(node)
+
+    def abandon(self, node: Node, lock_key: str, token: bytes, ttl: float) -> None:
+        """Remember a lock ``add`` whose fate is unknown, until its TTL would end it."""
+        _bounded(self._abandoned, _ABANDONED_MAX)
+        self._abandoned[node.address, lock_key] = (token, time.monotonic() + ttl)
+        with self._lock:
+            self._waiting.add(node)
+
+    def abandoned(self, node: Node, lock_key: str) -> bytes | None:
+        """The token of an ``add`` of ``lock_key`` on ``node`` whose fate is unknown."""
+        kept = self._abandoned.get((node.address, lock_key))
+        return None if kept is None else kept[0]
+
+    def clear_lock(self, node: Node, lock_key: str, token: bytes) -> bool:
+        """Remove the lock ``lock_key`` on ``node`` if it still holds ``token`` (a ``cas``
+        that expires it at once, so another request's lock is never removed). True if it
+        is gone; the token is forgotten unless the node failed."""
+        (reply,) = self._run([(node, (gets(lock_key),))])
+        if reply.failure is not None:
+            return False
+        value = reply.values[0]
+        if value is not None and value[0] == token:
+            (reply,) = self._run([(node, (cas(lock_key, token, -1, value[1]),))])
+            if reply.failure is not None:
+                return False
+        self._abandoned.pop((node.address, lock_key), None)
+        return value is None or value[0] == token
+
+    def run(self) -> None:
+        """Hand over what waits for the nodes that answer again (their breaker closed).
+        Runs before each ``start()`` while anything waits, and after a probe reached a
+        node; a thread that finds another one handing over goes on at once."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._hand_over()
+        finally:
+            self._lock.release()
+
+    def _hand_over(self) -> None:
+        ready = {n.address for n in self._waiting if n.breaker.state is BreakerState.CLOSED}
+        if not ready:  # the usual case while a node is away: nothing to look through
+            return
+        now = time.monotonic()
+        for (address, lock_key), (token, until) in list(self._abandoned.items()):
+            if until <= now:
+                self._abandoned.pop((address, lock_key), None)
+            elif address in ready:
+                self.clear_lock(self._by_address[address], lock_key, token)
+        plan: dict[Node, list[Command]] = {}
+        for (address, key), (command, until) in list(self._hints.items()):
+            if until <= now:
+                self._hints.pop((address, key), None)
+            elif address in ready:
+                plan.setdefault(self._by_address[address], []).append(command)
+        if plan:
+            for reply in self._run(list(plan.items())):
+                if reply.failure is None:
+                    for command in reply.commands:
+                        self._hints.pop((reply.node.address, command.key), None)
+        left = {address for address, _ in self._abandoned} | {a for a, _ in self._hints}
+        self._waiting = {node for node in self._nodes if node.address in left}
+
+
+def _bounded(kept: dict[tuple[str, str], Any], limit: int) -> None:
+    """Make room for one more entry in ``kept``: the oldest goes past ``limit``."""
+    if len(kept) >= limit:
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
+            del kept[next(iter(kept))]

@@ -1,0 +1,371 @@
+"""The consistency contract (docs/memcache/index.md) under the faults of issue 10, against
+real memcached: each test is one defect's minimal reproduction."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import errpolicy
+import pytest
+from pymemcache.client.base import Client
+
+from errpolicy_memcache import (
+    BreakerState,
+    MemcacheSessionStore,
+    NodeStatus,
+    Outcome,
+    OutcomeKind,
+    Session,
+    SessionUnavailable,
+)
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+
+from .helpers import PREFIX, Ranked, saved, statuses
+
+pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
+
+Raw = Callable[[MemcachedServer], Client]
+MakeStore = Callable[..., MemcacheSessionStore]
+
+
+@pytest.fixture
+def five(memcached_binary: str) -> Iterator[MemcachedCluster]:
+    """Five fresh memcached nodes."""
+    nodes = MemcachedCluster(5, memory_mb=16)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; its last value."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_logout_survives_a_rolling_flush_of_the_home_nodes(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Defect 1: a copy a failover write left on a third node does not bring a logged-out
+    session back when both home nodes lose their data afterwards (read by another
+    process, which knows nothing of the logout)."""
+    session = store.start(None)
+    session["user"] = "ann"
+    first, second, _third = ranked(cluster, session.id)
+    first.kill()
+    store.save(session)  # lands on the second and the third node
+    first.restart()
+    for node in store.nodes:
+        node.breaker.reset()
+    store.start(session.id)  # repairs the first node
+    store.destroy(store.start(session.id))
+    raw(first).flush_all()
+    raw(second).flush_all()
+    again = make_store(cluster).start(session.id)
+    assert (True, {}) == (again.new, dict(again))
+
+
+def test_hung_home_nodes_never_give_an_empty_session(
+    make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, outcomes: list[Outcome]
+) -> None:
+    """Defect 2: with five nodes and both home nodes hung, start() raises instead of a
+    new empty session, also in a process that never saw the session; the data reads
+    again once they answer."""
+    store = make_store(five)
+    session = saved(store, user="ann")
+    other = make_store(five)
+    first, second, *_ = ranked(five, session.id)
+    first.pause()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            other.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        first.resume()
+        second.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.PARTIAL_MISS, {"user": "ann"}) == (kind, dict(store.start(session.id)))
+
+
+def test_an_older_copy_is_not_served_when_the_newer_ones_hang(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """Defect 3: both holders of the newest save hung, a stray older copy on the third
+    node is refused (not served, not copied anywhere)."""
+    session = saved(store, n=1)
+    first, second, _third = ranked(cluster, session.id)
+    second.pause()
+    try:
+        session["n"] = 2
+        store.save(session)  # times out on the second node: lands on the first and third
+    finally:
+        second.resume()
+    session["n"] = 3
+    store.save(session)  # the first and second node: the third keeps n=2
+    first.pause()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+    finally:
+        first.resume()
+        second.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    assert {"n": 3} == dict(store.start(session.id))
+
+
+def test_another_process_finds_a_stray_older_copy_possibly_stale(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    outcomes: list[Outcome],
+) -> None:
+    """Defect 3: a process that saw none of it, reading a copy that only a node below the
+    home holds while both home nodes hang, reports possibly_stale (raised by default)."""
+    session = saved(store, n=1)
+    first, second, _ = ranked(cluster, session.id)
+    second.pause()
+    try:
+        session["n"] = 2
+        store.save(session)
+    finally:
+        second.resume()
+    session["n"] = 3
+    store.save(session)
+    other = make_store(cluster)
+    first.pause()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            other.start(session.id)
+    finally:
+        first.resume()
+        second.resume()
+    assert OutcomeKind.POSSIBLY_STALE == outcomes[-1].kind
+
+
+@pytest.mark.usefixtures("relaxed")
+def test_a_known_older_copy_is_unavailable_under_a_relaxed_policy(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Defect 3: a policy that raises on nothing still never gets a copy older than a
+    save this process saw acknowledged: SessionUnavailable."""
+    session = saved(store, n=1)
+    first, second, _ = ranked(cluster, session.id)
+    second.pause()
+    try:
+        session["n"] = 2
+        store.save(session)
+    finally:
+        second.resume()
+    session["n"] = 3
+    store.save(session)
+    first.pause()
+    second.pause()
+    try:
+        with pytest.raises(SessionUnavailable):
+            store.start(session.id)
+    finally:
+        first.resume()
+        second.resume()
+
+
+def test_a_copy_written_after_the_nodes_rejoined_is_not_possibly_stale(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Defect 4: two of three nodes back from an outage, the third still dead: a session
+    this process saved since then reads without a possibly_stale raise."""
+    session = store.start(None)
+    first, second, third = ranked(cluster, session.id)
+    first.kill()
+    for server in (second, third):
+        breaker = next(n for n in store.nodes if n.address == server.address).breaker
+        for _ in range(breaker.threshold):
+            breaker.failure()
+        breaker.success()  # back from the outage: rejoined just now
+    session["user"] = "ann"
+    store.save(session)
+    assert {"user": "ann"} == dict(store.start(session.id))
+
+
+def test_a_request_never_pays_a_probes_timeout(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked, outcomes: list[Outcome]
+) -> None:
+    """Defect 5: once a hung node's breaker is open, a request after the backoff skips it
+    (the probe runs off the request path) instead of timing out on it."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)
+    hung = ranked(cluster, session.id)[0]
+    breaker = next(n for n in store.nodes if n.address == hung.address).breaker
+    hung.pause()
+    try:
+        assert wait_for(
+            lambda: bool(store.start(session.id)) and breaker.state is not BreakerState.CLOSED
+        )
+        time.sleep(0.2)  # past the backoff: the old code let this request probe
+        store.start(session.id)
+        seen = statuses(outcomes[-1], hung)
+    finally:
+        hung.resume()
+    assert [NodeStatus.SKIPPED] == seen
+
+
+def test_nodes_back_from_an_outage_are_used_again_without_a_request(
+    make_store: MakeStore, cluster: MemcachedCluster
+) -> None:
+    """Defect 5: after every node was down, the breakers close soon after the nodes are
+    back, with no request needed to probe them."""
+    store = make_store(cluster, retry_after=0.1, max_retry_after=0.4)
+    session = saved(store, n=1)
+    for server in cluster.servers:
+        server.kill()
+    while any(node.breaker.state is BreakerState.CLOSED for node in store.nodes):
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+    for server in cluster.servers:
+        server.restart()
+    assert wait_for(lambda: all(n.breaker.state is BreakerState.CLOSED for n in store.nodes))
+
+
+def test_an_add_that_timed_out_leaves_no_lock_behind(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """Defect 6: a lock add that timed out on a paused node and landed when it resumed
+    does not lock the session until the lock's TTL."""
+    store = make_store(cluster, locking=True, lock_timeout=1.0)
+    sid = saved(store, n=0).id
+    first = ranked(cluster, sid)[0]
+    lock_key = storage_key(PREFIX, sid) + ":lock"
+    first.pause()
+    try:
+        held = store.start(sid)  # the add times out on the first node: locked on the next
+    finally:
+        first.resume()
+    held["n"] = 1
+    store.save(held)
+    assert wait_for(lambda: raw(first).get(lock_key) is not None, 2.0)  # the add landed
+    for node in store.nodes:
+        node.breaker.reset()
+    again = store.start(sid)
+    assert (True, {"n": 1}) == (again.locked, dict(again))
+
+
+def test_another_process_is_not_locked_out_by_a_landed_add(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """Defect 6: the process whose add timed out clears the lock it left at its next
+    operation, so another process gets the lock."""
+    store = make_store(cluster, locking=True, lock_timeout=1.0)
+    sid = saved(store, n=0).id
+    first = ranked(cluster, sid)[0]
+    lock_key = storage_key(PREFIX, sid) + ":lock"
+    first.pause()
+    try:
+        store.release(store.start(sid))
+    finally:
+        first.resume()
+    assert wait_for(lambda: raw(first).get(lock_key) is not None, 2.0)
+    for node in store.nodes:
+        node.breaker.reset()
+    store.start(None)  # any operation: the abandoned lock is cleared
+    other = make_store(cluster, locking=True, lock_timeout=1.0)
+    assert other.start(sid).locked
+
+
+@pytest.mark.usefixtures("relaxed")
+def test_a_failed_save_is_unknown_never_older(
+    store: MemcacheSessionStore, cluster: MemcachedCluster
+) -> None:
+    """Defect 7: a save reported unavailable may land later (its outcome is unknown): a
+    read gives the old or the new data, and the next acknowledged save wins."""
+    session = saved(store, n=1)
+    for server in cluster.servers:
+        server.pause()
+    try:
+        session["n"] = 2
+        with pytest.raises(SessionUnavailable):
+            store.save(session)
+    finally:
+        for server in cluster.servers:
+            server.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    seen = store.start(session.id)["n"]
+    again = store.start(session.id)
+    again["n"] = 3
+    store.save(again)
+    assert (True, {"n": 3}) == (seen in (1, 2), dict(store.start(session.id)))
+
+
+def probers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "errpolicy_memcache-prober"]
+
+
+def opened(store: MemcacheSessionStore, session: Session, server: MemcachedServer) -> bool:
+    """Read ``session`` (``server``, one of its home nodes, killed) until its breaker
+    opens; whether a prober thread then runs."""
+    server.kill()
+    breaker = next(n for n in store.nodes if n.address == server.address).breaker
+    for _ in range(breaker.threshold):
+        store.start(session.id)
+    return breaker.state is not BreakerState.CLOSED and bool(probers())
+
+
+def test_the_prober_thread_ends_when_every_node_is_back(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """The probing thread runs while a breaker is open and ends once all are closed."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)
+    home = ranked(cluster, session.id)[0]
+    running = opened(store, session, home)
+    home.restart()
+    assert (True, True) == (running, wait_for(lambda: not probers()))
+
+
+def test_close_stops_the_prober(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """close() ends the probing thread even while a node stays down."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)
+    running = opened(store, session, ranked(cluster, session.id)[0])
+    store.close()
+    assert (True, True) == (running, wait_for(lambda: not probers()))
+
+
+def test_a_session_saved_before_many_others_is_still_guarded(
+    make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """A process that saved a session and then 1,100 others (more ids than it keeps with
+    their copies) still knows the session exists: one home node flushed, the other hung,
+    start() raises instead of giving a new session."""
+    store = make_store(five)
+    session = saved(store, user="ann")
+    for n in range(1100):
+        saved(store, n=n)
+    first, second, *_ = ranked(five, session.id)
+    raw(first).flush_all()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+    finally:
+        second.resume()

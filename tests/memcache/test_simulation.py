@@ -1,0 +1,503 @@
+"""Deterministic simulation: the store's decisions (``_core``) through its synchronous
+driver, over simulated memcached nodes, under schedules of operations and faults that
+hypothesis generates and shrinks; every read is checked against the history of
+acknowledged saves and logouts, as Jepsen's checkers do (docs/memcache/index.md).
+
+No sockets, no threads, no sleeping: the nodes are dictionaries, time is a number the
+schedule moves, and the store's I/O (``_execute``, ``_agreed_gets``) is pointed at them.
+A hung node keeps what it was sent and carries it out when it resumes: a write that
+timed out lands late, as with a stopped memcached.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import errpolicy
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from errpolicy_memcache import BreakerState, MemcacheSessionStore, Session, SessionUnavailable
+from errpolicy_memcache._envelope import EnvelopeError, Keyring, decode, normalize_keys
+from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache._node import Reply, settle
+from errpolicy_memcache._transport import Answer
+from errpolicy_memcache._wire import Command, NodeFailure, add, cas, delete, gets, set_, touch
+
+from .helpers import PREFIX, SECRET
+
+ADDRESSES = [f"10.0.0.{i}:11211" for i in range(1, 4)]
+SIDS = [c * 43 for c in "AB"]  # fixed ids: the same placement in every run
+DOWN = (errpolicy.PolicyViolation, SessionUnavailable)
+
+
+class Clock:
+    """The simulation's time, moved only by the schedule."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SimNode:
+    """One memcached node: its items, and whether it is up, dead (refuses) or hung (takes
+    commands, answers none, carries them out when it resumes)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.items: dict[str, tuple[bytes, int, float]] = {}
+        self.state = "up"
+        self.queued: list[Command] = []
+        self.next_cas = 1
+
+    def answer(self, commands: tuple[Command, ...] | list[Command]) -> Answer:
+        done = self.clock.now
+        if self.state == "dead":
+            return [], NodeFailure("refused", "simulated"), done
+        if self.state == "hung":
+            self.queued.extend(commands)
+            return [], NodeFailure("timeout", "simulated"), done
+        return [self.run(command) for command in commands], None, done
+
+    def get(self, key: str) -> tuple[bytes, int] | None:
+        item = self.items.get(key)
+        if item is None or item[2] <= self.clock.now:
+            self.items.pop(key, None)
+            return None
+        return item[0], item[1]
+
+    def put(self, key: str, value: bytes, ttl: int) -> None:
+        if ttl < 0:
+            self.items.pop(key, None)
+            return
+        expires = self.clock.now + ttl if ttl else float("inf")
+        self.items[key] = (value, self.next_cas, expires)
+        self.next_cas += 1
+
+    def run(self, command: Command) -> Any:
+        key, name = command.key, command.name
+        held = self.get(key)
+        if name == "gets":
+            return held
+        if name == "delete":
+            self.items.pop(key, None)
+            return "DELETED" if held else "NOT_FOUND"
+        if name == "touch":
+            if held is None:
+                return "NOT_FOUND"
+            self.put(key, held[0], command.ttl)
+            return "TOUCHED"
+        assert command.value is not None
+        if name == "add" and held is not None:
+            return "NOT_STORED"
+        if name == "cas":
+            if held is None:
+                return "NOT_FOUND"
+            if held[1] != command.token:
+                return "EXISTS"
+        self.put(key, command.value, command.ttl)
+        return "STORED"
+
+    def resume(self) -> None:
+        self.state = "up"
+        queued, self.queued = self.queued, []
+        for command in queued:
+            self.run(command)
+
+
+class Cluster:
+    """The simulated nodes, and a store's I/O pointed at them."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.nodes = {address: SimNode(self.clock) for address in ADDRESSES}
+
+    def attach(self, store: MemcacheSessionStore) -> MemcacheSessionStore:
+        by_transport = {id(node.transport): self.nodes[node.address] for node in store.nodes}
+
+        # Simulated time has no deadline: the driver's deadline is ignored.
+        def execute(plan: Any, deadline: float = 0.0) -> list[Reply]:
+            answers = [self.nodes[node.address].answer(commands) for node, commands in plan]
+            return settle(plan, answers, self.clock.now)
+
+        def agreed_gets(
+            transports: Any, command: Command, deadline: float = 0.0
+        ) -> bytes | list[Answer]:
+            answers = [by_transport[id(t)].answer((command,)) for t in transports]
+            blobs = {None if a[1] is not None or a[0][0] is None else a[0][0][0] for a in answers}
+            blob = blobs.pop() if len(blobs) == 1 else None
+            return answers if blob is None else blob
+
+        store._execute = execute
+        store._agreed_gets = agreed_gets
+        store._prober.wake = lambda: None  # type: ignore[method-assign]  # probes are rules
+        store._faults._clock = self.clock
+        for node in store.nodes:
+            node.breaker._clock = self.clock
+        return store
+
+    def copies(self, sid: str, keys: Keyring) -> list[tuple[str, str, int | None]]:
+        """(address, node state, value or None for a tombstone) of every readable copy."""
+        key = storage_key(PREFIX, sid)
+        found = []
+        for address, node in self.nodes.items():
+            if node.state == "dead":
+                continue
+            held = node.get(key)
+            if held is None:
+                continue
+            try:
+                record = decode(held[0], key, keys)
+            except EnvelopeError:
+                continue
+            value = None if record.data is None else record.data["v"]
+            found.append((address, node.state, value))
+        return found
+
+
+class History:
+    """What the clients were told about one session id."""
+
+    def __init__(self) -> None:
+        self.created = False
+        self.acked: list[int] = []  # values of acknowledged saves, in order
+        self.unknown: set[int] = set()  # values of saves that failed: they may have landed
+        self.destroyed = False  # an acknowledged logout
+        self.destroy_unknown = False
+
+
+class StoreSimulation(RuleBasedStateMachine):
+    """Two processes (stores) over three simulated nodes, replicas=2; faults one node at a
+    time, each healed (every node back and probed, every session read) before a fault on
+    another node: the single-fault rows of the contract."""
+
+    max_faulty = 1
+    read_between = True  # heal() reads every session: the steady state between faults
+    cross_process = True  # check every read against every process's acknowledged writes
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cluster = Cluster()
+        self.keys = Keyring(normalize_keys(SECRET))
+        self.stores = [
+            self.cluster.attach(
+                MemcacheSessionStore(
+                    ADDRESSES,
+                    SECRET,
+                    replicas=2,
+                    failure_threshold=1,
+                    retry_after=1.0,
+                    max_retry_after=2.0,
+                    clock=self.cluster.clock,
+                )
+            )
+            for _ in range(2)
+        ]
+        self.history = {sid: History() for sid in SIDS}
+        self.next_value = 1
+        self.faulty: set[str] = set()
+        self.seen: dict[tuple[int, str], int] = {}  # (process, sid) -> newest value it saw
+        self.destroyed_by: set[tuple[int, str]] = set()  # acknowledged logouts, by process
+
+    @initialize()
+    def relaxed(self) -> None:
+        policy = errpolicy.Policy(raise_on="WARNING | ERROR | CRITICAL", record="NONE")
+        errpolicy.configure(policies=dict.fromkeys(_OPERATIONS, policy))
+
+    # -- operations ------------------------------------------------------------------
+
+    def _start(self, process: int, sid: str) -> Session | None:
+        """``start(sid)`` in ``process``, checked against the history; None if it raised."""
+        try:
+            session = self.stores[process].start(sid)
+        except DOWN:
+            return None
+        self._check(process, sid, session)
+        return session
+
+    @rule(process=st.integers(0, 1), sid=st.sampled_from(SIDS))
+    def save(self, process: int, sid: str) -> None:
+        history = self.history[sid]
+        value = self.next_value
+        self.next_value += 1
+        if not history.created:
+            history.created = True
+            session = Session(sid)
+        else:
+            loaded = self._start(process, sid)
+            if loaded is None or loaded.new:
+                return  # unavailable, or logged out: an id is never used again
+            session = loaded
+        session["v"] = value
+        try:
+            self.stores[process].save(session)
+        except DOWN:
+            history.unknown.add(value)
+            return
+        history.acked.append(value)
+        self.seen[process, sid] = value
+
+    @rule(process=st.integers(0, 1), sid=st.sampled_from(SIDS))
+    def read(self, process: int, sid: str) -> None:
+        self._start(process, sid)
+
+    @rule(process=st.integers(0, 1), sid=st.sampled_from(SIDS))
+    def destroy(self, process: int, sid: str) -> None:
+        session = self._start(process, sid)
+        if session is None or session.new:
+            return
+        try:
+            self.stores[process].destroy(session)
+        except DOWN:
+            self.history[sid].destroy_unknown = True
+            return
+        self.history[sid].destroyed = True
+        self.destroyed_by.add((process, sid))
+
+    # -- faults ----------------------------------------------------------------------
+
+    def _can_fault(self, address: str) -> bool:
+        """True; when ``address`` would exceed the fault budget, the faults so far heal
+        first (a rolling restart: one node after the other, nothing read in between)."""
+        if address not in self.faulty and len(self.faulty) >= self.max_faulty:
+            self.heal()
+        return True
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def kill(self, address: str) -> None:
+        if self._can_fault(address):
+            self.faulty.add(address)
+            node = self.cluster.nodes[address]
+            node.state, node.items, node.queued = "dead", {}, []
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def hang(self, address: str) -> None:
+        if self._can_fault(address) and self.cluster.nodes[address].state == "up":
+            self.faulty.add(address)
+            self.cluster.nodes[address].state = "hung"
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def restart_empty(self, address: str) -> None:
+        if self._can_fault(address):
+            self.faulty.add(address)
+            node = self.cluster.nodes[address]
+            node.state, node.items, node.queued = "up", {}, []
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def flush(self, address: str) -> None:
+        if self._can_fault(address) and self.cluster.nodes[address].state == "up":
+            self.faulty.add(address)
+            self.cluster.nodes[address].items.clear()
+
+    @rule(address=st.sampled_from(ADDRESSES), sid=st.sampled_from(SIDS))
+    def evict(self, address: str, sid: str) -> None:
+        if self._can_fault(address):
+            self.faulty.add(address)
+            self.cluster.nodes[address].items.pop(storage_key(PREFIX, sid), None)
+
+    @rule(address=st.sampled_from(ADDRESSES))
+    def resume(self, address: str) -> None:
+        node = self.cluster.nodes[address]
+        if node.state == "hung":
+            node.resume()
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 3.0]))
+    def tick(self, seconds: float) -> None:
+        self.cluster.clock.now += seconds
+
+    @rule()
+    def probe(self) -> None:
+        for store in self.stores:
+            store._prober.probe_due()
+
+    @precondition(lambda self: bool(self.faulty))
+    @rule()
+    def heal(self) -> None:
+        """Every node back (a killed one empty) and probed; then, if ``read_between``,
+        every session read by each process (which repairs the copies): the fault is over."""
+        for node in self.cluster.nodes.values():
+            if node.state == "hung":
+                node.resume()
+            elif node.state == "dead":
+                node.state = "up"
+        self.cluster.clock.now += 3.0
+        for store in self.stores:
+            store._prober.probe_due()
+        if self.read_between:
+            for process in (0, 1):
+                for sid in SIDS:
+                    self._start(process, sid)
+        self.faulty.clear()
+
+    # -- the checker -----------------------------------------------------------------
+
+    def _check(self, process: int, sid: str, session: Session) -> None:
+        history = self.history[sid]
+        copies = self.cluster.copies(sid, self.keys)
+        if session.new:
+            # Never an empty session while a node that answers holds the data; nor while
+            # a hung one does, unless copies were lost with nothing read in between and
+            # this process never saw the session (it cannot tell one surviving copy on
+            # a hung node from none: the contract's double-fault row).
+            if any(value is None for _, _, value in copies):
+                return  # a tombstone: a logout, acknowledged or not
+            store = self.stores[process]
+            closed = {n.address for n in store.nodes if n.breaker.state is BreakerState.CLOSED}
+            answering = [v for a, state, v in copies if state == "up" and a in closed]
+            away = [v for a, state, v in copies if not (state == "up" and a in closed)]
+            knew = (process, sid) in self.seen or self.read_between
+            gone = history.destroyed or history.destroy_unknown
+            if not self.cross_process:
+                # A process that saw the session answers partial_miss while any node
+                # that may hold a copy cannot answer, never a new session.
+                assert gone or not (copies and (process, sid) in self.seen), (
+                    f"lost: {sid[:1]} new to process {process}, which saw it, {copies}"
+                )
+                return
+            assert gone or not answering, f"lost: {sid[:1]} new to process {process}, {copies}"
+            assert gone or not (away and knew), (
+                f"lost: {sid[:1]} new to process {process}, which saw it, {copies}"
+            )
+            return
+        value = session["v"]
+        assert value in history.acked or value in history.unknown, f"phantom v{value}"
+        if not self.cross_process:
+            assert (process, sid) not in self.destroyed_by, f"resurrected for process {process}"
+            own = self.seen.get((process, sid), 0)
+            kept = {v for _, _, v in copies}
+            assert value >= own or own not in kept, f"stale for process {process}: v{value}"
+            self.seen[process, sid] = value
+            return
+        assert not history.destroyed, f"resurrected: {sid[:1]} gave v{value} after a logout"
+        # Never older than the newest acknowledged save that a node still holds (with
+        # nothing read between faults, one that answers this process: a process that
+        # did not see a node miss a save cannot tell its older copy from the newest,
+        # the contract's first limit).
+        store = self.stores[process]
+        closed = {n.address for n in store.nodes if n.breaker.state is BreakerState.CLOSED}
+        held = {v for a, state, v in copies if self.read_between or (state == "up" and a in closed)}
+        newest = max((v for v in history.acked if v in held), default=0)
+        assert value >= newest, f"stale: {sid[:1]} gave v{value}, v{newest} acked and held"
+        own = self.seen.get((process, sid), 0)
+        kept = {v for _, _, v in copies}
+        assert value >= own or own not in kept, f"stale for process {process}: v{value} < v{own}"
+        self.seen[process, sid] = value
+
+    @invariant()
+    def nothing_hangs_unqueued(self) -> None:
+        for node in self.cluster.nodes.values():
+            assert node.state == "hung" or not node.queued
+
+    def teardown(self) -> None:
+        errpolicy.reset_defaults()
+
+
+_OPERATIONS = (
+    "session.destroy",
+    "session.exists",
+    "session.regenerate",
+    "session.save",
+    "session.start",
+)
+
+# A fixed, derandomized search in CI (the same schedules every run, so never flaky);
+# SIMULATION_EXAMPLES=100000 for a long run. No "explain" phase: its tracer is slow.
+_SETTINGS = settings(
+    max_examples=int(os.environ.get("SIMULATION_EXAMPLES", "1000")),
+    stateful_step_count=50,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+TestSingleFaults = StoreSimulation.TestCase
+TestSingleFaults.settings = _SETTINGS
+
+
+class RollingSimulation(StoreSimulation):
+    """The same with nothing read between faults: a rolling restart (or flush) of
+    sessions nobody reads, one node after the other. A session may lose every copy
+    then; what is left must still never be stale, resurrected or hidden."""
+
+    read_between = False
+
+
+TestRollingFaults = RollingSimulation.TestCase
+TestRollingFaults.settings = _SETTINGS
+
+
+def test_the_simulated_nodes_behave_like_memcached() -> None:
+    """add, cas, touch, delete and a negative TTL do what memcached does."""
+    node = SimNode(Clock())
+    answers = [
+        node.run(add("k", b"a", 0)),
+        node.run(add("k", b"b", 0)),
+        node.run(cas("k", b"c", 0, 99)),
+        node.run(cas("k", b"c", 0, 1)),
+        node.run(touch("k", 5)),
+        node.run(gets("k")),
+        node.run(set_("k", b"d", -1)),
+        node.run(gets("k")),
+        node.run(delete("k")),
+    ]
+    assert [
+        "STORED",
+        "NOT_STORED",
+        "EXISTS",
+        "STORED",
+        "TOUCHED",
+        (b"c", 3),
+        "STORED",
+        None,
+        "NOT_FOUND",
+    ] == answers
+
+
+def ranked_addresses(sid: str) -> list[str]:
+    """The simulated nodes in the order the stores rank them for ``sid``."""
+    from errpolicy_memcache._placement import node_seed, rank
+
+    return rank(ADDRESSES, [node_seed(a) for a in ADDRESSES], storage_key(PREFIX, sid))
+
+
+def test_a_logout_is_not_undone_by_a_rolling_flush() -> None:
+    """Defect 1 as a schedule: a failover save leaves a third copy; after the logout both
+    home nodes are flushed in turn; the other process still finds no session."""
+    machine = RollingSimulation()
+    machine.relaxed()
+    sid = SIDS[0]
+    first, second, _ = ranked_addresses(sid)
+    machine.kill(first)
+    machine.save(0, sid)
+    machine.heal()
+    machine.read(0, sid)
+    machine.destroy(0, sid)
+    machine.flush(first)
+    machine.heal()
+    machine.flush(second)
+    machine.read(1, sid)
+    machine.teardown()
+
+
+class DoubleFaultSimulation(RollingSimulation):
+    """Two nodes of three faulty at once, nothing read between faults: beyond what the
+    contract promises across processes, each process still never serves a copy older
+    than one it saw acknowledged while that one is kept, nor a session it logged out."""
+
+    max_faulty = 2
+    cross_process = False
+
+
+TestDoubleFaults = DoubleFaultSimulation.TestCase
+TestDoubleFaults.settings = _SETTINGS
