@@ -20,6 +20,16 @@ pytestmark = [pytest.mark.memcached, pytest.mark.slow]
 CI_SECONDS = {"A": 14.0, "B": 10.0, "C": 12.0, "R": 16.0}
 SWEEP_LIMIT = 10.0  # a generous bound on recovery: every session readable again
 
+# Scenarios whose read guarantees are still broken (issue 10 stays open for them). Their
+# other guarantees (no unexpected exception, every session readable again after all-back)
+# are asserted as for the rest; a read violation there is reported as an expected failure
+# with its table and reproductions, and the scenario passes once the store keeps it.
+OPEN = {
+    "A": "issue 10: one holder evicted the copy while the other hung; a process that never "
+    "saw the session takes the evicting node's miss as 'not found'",
+    "B": "issue 10: two faults at once can still serve an older copy or a new session",
+}
+
 
 def _explain(result: Result) -> str:
     """The table row and one reproduction per kind of violation, for the failure message."""
@@ -42,6 +52,10 @@ def test_the_store_keeps_its_contract_under_faults(memcached_binary: str, scenar
     kinds = {(op.process, op.kind) for op in result.ops}
     assert {(p, k) for p in "AB" for k in Kind} <= kinds, "the workload did not run"
     assert result.events, "the nemesis injected no fault"
-    expected = {"lost": 0, "stale": 0, "resurrected": 0, "unexpected": 0}
-    assert expected == result.report.violations(), _explain(result)
+    violations = result.report.violations()
+    assert 0 == violations["unexpected"], _explain(result)
     assert result.recovered, f"a session was still unreadable {SWEEP_LIMIT} s after all-back"
+    expected = {"lost": 0, "stale": 0, "resurrected": 0, "unexpected": 0}
+    if scenario in OPEN and expected != violations:
+        pytest.xfail(f"{OPEN[scenario]}\n{_explain(result)}")
+    assert expected == violations, _explain(result)
