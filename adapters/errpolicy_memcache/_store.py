@@ -630,8 +630,9 @@ class MemcacheSessionStore:
     def _note_lifetime(self, record: Record) -> None:
         """A copy read or written that lives longer than ``_settle_after``: after a
         fault, reads keep asking every node as long as such a copy can (see __init__)."""
-        if record.ttl > self._settle_after:
-            self._settle_after = float(record.ttl)
+        if record.ttl > self._settle_after:  # the usual case, lock-free: nothing to raise
+            with self._version_lock:  # check and set as one: a racing shorter TTL must not win
+                self._settle_after = max(self._settle_after, float(record.ttl))
 
     def _deadline(self, op: Op | None) -> float:
         """The operation's deadline (``time.perf_counter()`` time): ``operation_timeout``

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -148,3 +149,17 @@ def test_the_per_id_memory_under_concurrent_saves_and_reads(
 
     assert [[]] * THREADS == run_threads(work)
     assert 60 == store.start(shared.id)["n"]
+
+
+def test_the_longest_lifetime_wins_among_racing_threads(
+    cluster: MemcachedCluster, make_store: Callable[..., MemcacheSessionStore]
+) -> None:
+    """600 times over: 16 threads note copies of 16 lifetimes at once; how long reads stay
+    careful after a fault is the longest of them, never a shorter one written last."""
+    store = make_store(cluster)
+    outcomes = []
+    for _ in range(600):
+        store._settle_after = 0.0
+        run_threads(lambda i: store._note_lifetime(SimpleNamespace(ttl=1000 + i)))  # type: ignore[arg-type]
+        outcomes.append(store._settle_after)
+    assert [1015.0] * 600 == outcomes
