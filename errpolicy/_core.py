@@ -94,15 +94,14 @@ class PyReportCore:
 class PyGuardCore:
     """A guard's enter and exit; ``Guard`` adds the rest."""
 
-    __slots__ = ("_default", "_policy", "_resolved_config", "_resolved_policy", "name")
+    __slots__ = ("_default", "_policy", "_resolved", "name")
 
     name: str
     _policy: Policy | None
     _default: Policy | None
     # The policy last resolved and the configuration it was resolved against:
     # configuration changes rarely, entries are frequent.
-    _resolved_config: Config | None
-    _resolved_policy: Policy | None
+    _resolved: tuple[Config, Policy] | None
 
     def __enter__(self) -> Report:
         hooks = _hooks
@@ -113,8 +112,9 @@ class PyGuardCore:
         if not filters or filters[0] is not hooks.front_filter:
             hooks.ensure_ready()
         config: Config = hooks.config_module._config
-        if self._resolved_config is config and self._resolved_policy is not None:
-            policy = self._resolved_policy
+        resolved = self._resolved
+        if resolved is not None and resolved[0] is config:
+            policy = resolved[1]
         else:
             policy = hooks.resolve(self, config)
         report = hooks.report_type.__new__(hooks.report_type)

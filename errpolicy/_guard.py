@@ -53,8 +53,7 @@ class Guard(GuardCore):
         self.name = name
         self._policy = policy
         self._default = default
-        self._resolved_config = None
-        self._resolved_policy = None
+        self._resolved = None
 
     def __repr__(self) -> str:
         return f"guard({self.name!r})"
@@ -133,8 +132,7 @@ def _resolve(entered: Guard, config: Config) -> Policy:
     """The policy of ``entered`` under ``config``, cached on it until the
     configuration object changes (configure() makes a new one)."""
     policy = entered._policy or config.policy_for(entered.name, entered._default)
-    entered._resolved_policy = policy
-    entered._resolved_config = config
+    entered._resolved = (config, policy)  # one store: readers never see a mixed pair
     return policy
 
 

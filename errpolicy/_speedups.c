@@ -456,8 +456,10 @@ typedef struct {
     PyObject *name;
     PyObject *policy;
     PyObject *default_;
-    PyObject *resolved_config;
-    PyObject *resolved_policy;
+    /* (config, policy): the policy last resolved and the configuration it was resolved
+       against, one object so that no reader pairs one thread's policy with another's
+       configuration. */
+    PyObject *resolved;
 } GuardCore;
 
 static int
@@ -467,8 +469,7 @@ guard_traverse(GuardCore *self, visitproc visit, void *arg)
     Py_VISIT(self->name);
     Py_VISIT(self->policy);
     Py_VISIT(self->default_);
-    Py_VISIT(self->resolved_config);
-    Py_VISIT(self->resolved_policy);
+    Py_VISIT(self->resolved);
     return 0;
 }
 
@@ -478,8 +479,7 @@ guard_clear(GuardCore *self)
     Py_CLEAR(self->name);
     Py_CLEAR(self->policy);
     Py_CLEAR(self->default_);
-    Py_CLEAR(self->resolved_config);
-    Py_CLEAR(self->resolved_policy);
+    Py_CLEAR(self->resolved);
     return 0;
 }
 
@@ -509,8 +509,10 @@ hooks_ready(speedups_state *st)
 static PyObject *
 entry_policy(speedups_state *st, GuardCore *self, PyObject *config)
 {
-    if (self->resolved_config == config && self->resolved_policy != NULL) {
-        return Py_NewRef(self->resolved_policy);
+    PyObject *pair = self->resolved;
+    if (pair != NULL && PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2
+        && PyTuple_GET_ITEM(pair, 0) == config) {
+        return Py_NewRef(PyTuple_GET_ITEM(pair, 1));
     }
     return PyObject_CallFunctionObjArgs(st->resolve, (PyObject *)self, config, NULL);
 }
@@ -684,8 +686,7 @@ static PyMemberDef guard_members[] = {
     {"name", T_OBJECT, offsetof(GuardCore, name), 0, "The guard's name."},
     {"_policy", T_OBJECT, offsetof(GuardCore, policy), 0, NULL},
     {"_default", T_OBJECT, offsetof(GuardCore, default_), 0, NULL},
-    {"_resolved_config", T_OBJECT, offsetof(GuardCore, resolved_config), 0, NULL},
-    {"_resolved_policy", T_OBJECT, offsetof(GuardCore, resolved_policy), 0, NULL},
+    {"_resolved", T_OBJECT, offsetof(GuardCore, resolved), 0, NULL},
     {NULL},
 };
 

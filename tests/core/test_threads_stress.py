@@ -216,3 +216,29 @@ def test_reports_of_racing_threads_stay_apart() -> None:
         [[e.message for e in report.events] for report in reports] for reports in results
     ]
     assert [] == [r for reports in results for r in reports if r.open]
+
+
+def test_a_guard_never_pairs_a_policy_with_another_configuration() -> None:
+    """Two configurations swapped in and out (as ``testing.configured`` restores one)
+    while 15 threads enter one shared guard: every report's policy is the one its own
+    configuration names, never the other's cached by a racing thread."""
+    from errpolicy import _config
+
+    first = errpolicy.configure(policies={"stress.pair": Policy(raise_on="NONE")})
+    second = errpolicy.configure(policies={"stress.pair": Policy(raise_on="ALL", record="NONE")})
+    expected = {id(c): c.policy_for("stress.pair", None) for c in (first, second)}
+    shared = errpolicy.guard("stress.pair")
+    mismatches: list[int] = []
+
+    def work(i: int) -> None:
+        for n in range(2000):
+            if i == 0:
+                _config.restore(first if n % 2 else second)
+                continue
+            with shared as report:
+                pass
+            if report.policy is not expected[id(report._config)]:
+                mismatches.append(n)
+
+    run_threads(work)
+    assert [] == mismatches
