@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._classify import DefaultClassifier
+from ._classify import _BY_CATEGORY, DefaultClassifier
 from ._errors import PolicyViolation
 from ._event import Event, new_event
 from ._severity import Severity
@@ -36,6 +36,8 @@ _getframe = sys._getframe
 _time = time.time
 _new_event = new_event
 _for_category = DefaultClassifier.for_category
+_severity_of_category = _BY_CATEGORY.get
+_modules = sys.modules
 _WarningMessage = warnings.WarningMessage
 
 _STRUCTLOG_LEVELS = {
@@ -309,9 +311,12 @@ def warn_inside(frame: Frame | None, *args: Any, **kwargs: Any) -> Any:
             filename, lineno = located.f_code.co_filename, located.f_lineno or 0
         original = _WarningMessage(message, category, filename, lineno, None, None, source)
         thread = _current_thread()
+        severity = _severity_of_category(category)
+        if severity is None:
+            severity = _for_category(category)
         draft = _new_event(
             "warning",
-            _for_category(category),
+            severity,
             None,
             str(message),
             category,
@@ -322,7 +327,7 @@ def warn_inside(frame: Frame | None, *args: Any, **kwargs: Any) -> Any:
             _time(),
             thread.name,
             thread.ident or 0,
-            _task_name(),
+            None if "asyncio" not in _modules else _task_name(),
             original,
         )
         while frame is not None:
