@@ -267,24 +267,22 @@ def _warning_message(
     )
 
 
-def _bind(
+def warn_inside(
+    frame: Frame | None,
     message: Any,
     category: Any = None,
     stacklevel: Any = 1,
     source: Any = None,
     *,
     skip_file_prefixes: Any = (),
-) -> tuple[Any, Any, Any, Any, Any]:
-    return message, category, stacklevel, source, skip_file_prefixes
-
-
-def warn_inside(frame: Frame | None, *args: Any, **kwargs: Any) -> Any:
+) -> Any:
     """``warnings.warn`` inside a guard: every repeat reaches it, the registry unread.
 
     Flat on purpose: this runs for every warning a guard records, and each Python
-    call it saves is a tenth of the stdlib's own cost of recording one."""
+    call it saves is a tenth of the stdlib's own cost of recording one. Its
+    signature is ``warnings.warn``'s: arguments that do not bind raise TypeError,
+    and the hook then forwards them to the original, which names the error."""
     try:
-        message, category, stacklevel, source, prefixes = _bind(*args, **kwargs)
         if isinstance(message, Warning):
             category = type(message)
         else:
@@ -298,10 +296,10 @@ def warn_inside(frame: Frame | None, *args: Any, **kwargs: Any) -> Any:
         if SKIP_CODES:
             while caller is not None and caller.f_code in SKIP_CODES:
                 caller = caller.f_back
-        if stacklevel <= 1 and not prefixes:
+        if stacklevel <= 1 and not skip_file_prefixes:
             located = caller  # walk()'s answer, without the walk
         else:
-            located = walk(caller, stacklevel, tuple(prefixes))
+            located = walk(caller, stacklevel, tuple(skip_file_prefixes))
     except Exception:  # bad arguments: the original raises its own error
         return FORWARD
     try:

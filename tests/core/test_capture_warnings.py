@@ -101,6 +101,29 @@ def test_bad_category_raises_type_error_as_warnings_does() -> None:
         warnings.warn("x", int)  # type: ignore[arg-type]
 
 
+def _type_error(*args: object, **kwargs: object) -> str:
+    try:
+        warnings.warn(*args, **kwargs)  # type: ignore[call-overload]
+    except TypeError as error:
+        return str(error)
+    raise AssertionError("no TypeError")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), (("m",), {"bogus": 1}), (("m", UserWarning, 1, None, 5), {}), (("m", int), {})],
+)
+def test_arguments_that_do_not_bind_raise_the_original_error_inside_a_guard(
+    args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """Bad arguments to warnings.warn raise warn()'s own TypeError inside a guard, nothing taken."""
+    outside = _type_error(*args, **kwargs)
+    with errpolicy.guard("t", policy=RECORD_ALL) as report:
+        inside = _type_error(*args, **kwargs)
+    assert outside == inside
+    assert () == report.events
+
+
 def test_error_filter_does_not_raise_inside_a_guard() -> None:
     """Inside a guard the policy decides, not the filters: an 'error' filter does not raise."""
     with warnings.catch_warnings():
