@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from ._state import Frame
 
 _current_thread = threading.current_thread
+# What current_thread() reads, without its call (it falls back to a dummy thread).
+_threads: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
 _getframe = sys._getframe
 _time = time.time
 _new_event = new_event
@@ -268,7 +270,7 @@ def _warning_message(
 
 
 def warn_inside(
-    frame: Frame | None,
+    frame: Frame,
     message: Any,
     category: Any = None,
     stacklevel: Any = 1,
@@ -308,7 +310,8 @@ def warn_inside(
         else:
             filename, lineno = located.f_code.co_filename, located.f_lineno or 0
         original = _WarningMessage(message, category, filename, lineno, None, None, source)
-        thread = _current_thread()
+        thread_id = frame[2]  # the thread that owns the frame: the hook checked it is this one
+        thread = _threads.get(thread_id) or _current_thread()
         severity = _severity_of_category(category)
         if severity is None:
             severity = _for_category(category)
@@ -324,16 +327,17 @@ def warn_inside(
             lineno,
             _time(),
             thread.name,
-            thread.ident or 0,
+            thread_id,
             None if "asyncio" not in _modules else _task_name(),
             original,
         )
-        while frame is not None:
-            report = frame[0]
+        here: Frame | None = frame
+        while here is not None:
+            report = here[0]
             if report.takes(draft):
                 report.capture(draft)
                 return None
-            frame = frame[1]
+            here = here[1]
     except PolicyViolation:
         raise  # the guard's own, in immediate mode
     except Exception:  # never into the caller: the event goes on as without us
