@@ -15,6 +15,9 @@
  *   None            the guard took it: return None;
  *   True            forward the caller's own arguments to `original`;
  *   (callable, args) call callable(*args) instead.
+ * A TypeError out of `slow` means the caller's arguments did not bind to its
+ * signature (inside, it catches everything but the guard's own violation): the
+ * hook forwards them, and the original raises its own error for them.
  * Forwarding runs with capture switched off (the ContextVar set to None), and from
  * C, so what runs below (filters raising, handlers walking the stack) sees no
  * errpolicy frame either. A "direct" hook (Logger.isEnabledFor) returns `slow`'s
@@ -157,7 +160,13 @@ hook_inside(Hook *self, PyObject *frame, PyObject *const *args, size_t nargsf,
     if (stack != small) {
         PyMem_Free(stack);
     }
-    if (decision == NULL || self->direct || decision == Py_None) {
+    if (decision == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        /* slow's arguments did not bind (slow catches everything else it raises):
+         * forward, and the original raises its own error. */
+        PyErr_Clear();
+        decision = Py_NewRef(Py_True);
+    }
+    else if (decision == NULL || self->direct || decision == Py_None) {
         return decision;
     }
     PyObject *result = call_with_capture_off(self, decision, args, nargsf, kwnames);

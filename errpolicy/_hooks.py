@@ -74,9 +74,13 @@ class PyHook:
         if slow is not None:
             frame = _active.get()
             if frame is not None and frame[2] == _get_ident():
-                decision = slow(frame, *args, **kwargs)
-                if self._direct or decision is None:
-                    return decision
+                try:
+                    decision = slow(frame, *args, **kwargs)
+                except TypeError:  # the arguments did not bind: the original says why
+                    decision = True
+                else:
+                    if self._direct or decision is None:
+                        return decision
                 token = _active.set(None)
                 try:
                     if decision is True:

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 import warnings
 
@@ -99,6 +100,29 @@ def test_bad_category_raises_type_error_as_warnings_does() -> None:
     """A non-Warning category is a TypeError inside a guard too."""
     with pytest.raises(TypeError), errpolicy.guard("t", policy=RECORD_ALL):
         warnings.warn("x", int)  # type: ignore[arg-type]
+
+
+def _type_error(*args: object, **kwargs: object) -> str:
+    try:
+        warnings.warn(*args, **kwargs)  # type: ignore[call-overload]
+    except TypeError as error:
+        return str(error)
+    raise AssertionError("no TypeError")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), (("m",), {"bogus": 1}), (("m", UserWarning, 1, None, 5), {}), (("m", int), {})],
+)
+def test_arguments_that_do_not_bind_raise_the_original_error_inside_a_guard(
+    args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """Bad arguments to warnings.warn raise warn()'s own TypeError inside a guard, nothing taken."""
+    outside = _type_error(*args, **kwargs)
+    with errpolicy.guard("t", policy=RECORD_ALL) as report:
+        inside = _type_error(*args, **kwargs)
+    assert outside == inside
+    assert () == report.events
 
 
 def test_error_filter_does_not_raise_inside_a_guard() -> None:
@@ -262,3 +286,32 @@ def test_action_is_decided_per_severity() -> None:
         warnings.warn("d", DeprecationWarning)
         warnings.warn("w", UserWarning)
     assert [Action.RECORD, Action.RAISE] == [e.action for e in report.events]
+
+
+def test_a_warning_names_the_thread_it_was_raised_in() -> None:
+    """thread and thread_id are the raising thread's, a named Thread's or a bare _thread one's."""
+    import _thread
+
+    seen: list[tuple[str, int, str, int]] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            with errpolicy.guard("t", policy=RECORD_ALL) as report:
+                warnings.warn("in a thread", UserWarning)
+            (event,) = report.events
+            current = threading.current_thread()
+            seen.append((event.thread, event.thread_id, current.name, threading.get_ident()))
+        finally:
+            done.set()
+
+    named = threading.Thread(target=work, name="worker-7")
+    named.start()
+    named.join()
+    done.clear()
+    _thread.start_new_thread(work, ())
+    assert done.wait(30)
+    (worker, bare) = seen
+    assert ("worker-7", worker[3]) == worker[:2]
+    assert worker[2] == worker[0]
+    assert (bare[2], bare[3]) == bare[:2]
