@@ -135,13 +135,25 @@ class Copy:
 class Read:
     """The replicas' answers to one read, before any repair."""
 
-    __slots__ = ("answered", "copies", "failed", "invalid", "misses", "mixed", "winner")
+    __slots__ = (
+        "answered",
+        "copies",
+        "failed",
+        "invalid",
+        "misses",
+        "mixed",
+        "refused",
+        "winner",
+    )
 
     def __init__(self) -> None:
         self.copies: list[Copy] = []
         self.misses: list[Node] = []
         self.invalid: list[tuple[Node, int]] = []
         self.failed: list[Node] = []  # failed or skipped: may hold any copy
+        # Refused the connection: the process is gone, and memcached keeps nothing on
+        # disk, so it will come back empty (a subset of ``failed``).
+        self.refused: list[Node] = []
         self.answered = 0
         self.winner: Copy | None = None
         self.mixed = False  # some copy is not the winner's: the copies disagree
@@ -255,6 +267,8 @@ def note_read(
         node, at = reply.node, reply.elapsed
         if reply.failure is not None:
             read.failed.append(node)
+            if reply.failure.kind == NodeStatus.REFUSED:
+                read.refused.append(node)
             op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
             continue
         read.answered += 1
@@ -308,9 +322,12 @@ def judge(
       that node holds, and so may a copy held only by nodes that just came back from an
       outage while another node is away (``possibly_stale``), unless this process saw
       that very copy acknowledged (its own last save, say).
-    - No copy: ``not_found`` only if a home node answered and at least ``replicas``
-      nodes answered, and no node failed if this process knows the session exists;
-      else ``partial_miss`` (or ``unavailable`` when no node answered).
+    - No copy: ``not_found`` only if a home node answered (a miss), every other home
+      node answered or refused the connection (it restarts empty), at least
+      ``replicas`` nodes answered, and no node failed if this process knows the
+      session exists; else ``partial_miss`` (or ``unavailable`` when no node answered). A home node that hung, timed out or was
+      skipped may hold the only copy left (the other one evicted, say), and a process
+      that never saw the session cannot tell that from none.
     """
     winner = read.winner
     failed = {node.address for node in read.failed}
@@ -337,8 +354,10 @@ def judge(
         # This process knows the session exists: any node that cannot answer may hold a
         # copy (a write that timed out may have landed there).
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
+    gone = {node.address for node in read.refused}
     home_answered = any(node.address not in failed for node in home)
-    if read.answered < replicas or not home_answered:
+    home_unsure = any(node.address in failed - gone for node in home)
+    if read.answered < replicas or not home_answered or home_unsure:
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
     forget = acked is not None and not acked.tombstone  # its holders lost it
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)

@@ -369,3 +369,41 @@ def test_a_session_saved_before_many_others_is_still_guarded(
             store.start(session.id)
     finally:
         second.resume()
+
+
+def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
+    make_store: MakeStore,
+    five: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """One home node lost its copy (evicted), the other hung: a process that never saw
+    the session answers partial_miss, not a new session; the data reads once it answers."""
+    session = saved(make_store(five), user="ann")
+    other = make_store(five)
+    first, second, *_ = ranked(five, session.id)
+    raw(first).delete(storage_key(PREFIX, session.id))
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            other.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        second.resume()
+    for node in other.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.PARTIAL_MISS, {"user": "ann"}) == (kind, dict(other.start(session.id)))
+
+
+def test_a_home_node_that_refuses_counts_as_a_miss(
+    make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """One home node lost its copy, the other was killed (it restarts empty): the session
+    is gone, and a process that never saw it starts a new one (not_found)."""
+    session = saved(make_store(five), user="ann")
+    first, second, *_ = ranked(five, session.id)
+    raw(first).delete(storage_key(PREFIX, session.id))
+    second.kill()
+    again = make_store(five).start(session.id)
+    assert (True, {}) == (again.new, dict(again))
