@@ -442,3 +442,40 @@ def test_a_copy_seen_before_another_process_saved_is_not_served_over_a_hung_home
     for node in store.nodes:
         node.breaker.reset()
     assert (OutcomeKind.POSSIBLY_STALE, {"n": 2}) == (kind, dict(store.start(session.id)))
+
+
+def test_a_save_below_home_is_not_served_over_a_hung_home_that_came_back_since(
+    make_store: MakeStore,
+    five: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """A saved v1 while both home nodes were down; they came back, B saved v2 there; one
+    home hangs, the other lost its copy: A does not serve its own v1 from below home."""
+    store = make_store(five)
+    session = store.start(None)
+    session["n"] = 1
+    first, second, *_ = ranked(five, session.id)
+    first.kill()
+    second.kill()
+    store.save(session)  # on the third and fourth nodes only
+    first.restart()
+    second.restart()
+    for node in store.nodes:
+        node.breaker.reset()  # as the prober does when they answer again
+    other = make_store(five)
+    newer = other.start(session.id)  # copies v1 home
+    newer["n"] = 2
+    other.save(newer)  # at home
+    first.pause()
+    raw(second).flush_all()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        first.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.POSSIBLY_STALE, {"n": 2}) == (kind, dict(store.start(session.id)))
