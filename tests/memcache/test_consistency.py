@@ -72,8 +72,8 @@ def test_a_logout_survives_a_rolling_flush_of_the_home_nodes(
         node.breaker.reset()
     store.start(session.id)  # repairs the first node
     store.destroy(store.start(session.id))
-    raw(first).flush_all()
-    raw(second).flush_all()
+    raw(first).flush_all(noreply=False)
+    raw(second).flush_all(noreply=False)
     again = make_store(cluster).start(session.id)
     assert (True, {}) == (again.new, dict(again))
 
@@ -362,7 +362,7 @@ def test_a_session_saved_before_many_others_is_still_guarded(
     for n in range(1100):
         saved(store, n=n)
     first, second, *_ = ranked(five, session.id)
-    raw(first).flush_all()
+    raw(first).flush_all(noreply=False)
     second.pause()
     try:
         with pytest.raises(errpolicy.PolicyViolation):
