@@ -12,7 +12,7 @@ functions. ``tests/memcache/test_simulation.py`` drives them against simulated n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,6 +29,8 @@ __all__ = [
     "Op",
     "Read",
     "Write",
+    "away",
+    "epoch",
     "expired",
     "gather",
     "judge",
@@ -84,11 +86,25 @@ class Op:
 
 class Acked(NamedTuple):
     """The newest copy of a session this process saw acknowledged (written, or read):
-    its version, whether it is a tombstone, and the nodes that held it."""
+    its version, whether it is a tombstone, the nodes that held it, and the home nodes'
+    :func:`epoch` then, and the home nodes that could not answer or store it then."""
 
     version: int
     tombstone: bool
     holders: frozenset[str]
+    epoch: int = -1
+    away: frozenset[str] = frozenset()
+
+
+def away(home: Sequence[Node], reached: Collection[str]) -> frozenset[str]:
+    """The addresses of the home nodes not in ``reached``."""
+    return frozenset(node.address for node in home if node.address not in reached)
+
+
+def epoch(home: Sequence[Node]) -> int:
+    """How many times the home nodes came back (or were reset), in all: it changes
+    whenever one of them may have taken writes this process did not see."""
+    return sum(node.breaker.rejoins for node in home)
 
 
 class Known:
@@ -135,13 +151,25 @@ class Copy:
 class Read:
     """The replicas' answers to one read, before any repair."""
 
-    __slots__ = ("answered", "copies", "failed", "invalid", "misses", "mixed", "winner")
+    __slots__ = (
+        "answered",
+        "copies",
+        "failed",
+        "invalid",
+        "misses",
+        "mixed",
+        "refused",
+        "winner",
+    )
 
     def __init__(self) -> None:
         self.copies: list[Copy] = []
         self.misses: list[Node] = []
         self.invalid: list[tuple[Node, int]] = []
         self.failed: list[Node] = []  # failed or skipped: may hold any copy
+        # Refused the connection: the process is gone, and memcached keeps nothing on
+        # disk, so it will come back empty (a subset of ``failed``).
+        self.refused: list[Node] = []
         self.answered = 0
         self.winner: Copy | None = None
         self.mixed = False  # some copy is not the winner's: the copies disagree
@@ -255,6 +283,8 @@ def note_read(
         node, at = reply.node, reply.elapsed
         if reply.failure is not None:
             read.failed.append(node)
+            if reply.failure.kind == NodeStatus.REFUSED:
+                read.refused.append(node)
             op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
             continue
         read.answered += 1
@@ -307,10 +337,16 @@ def judge(
     - A copy no home node holds while a home node cannot answer may be older than what
       that node holds, and so may a copy held only by nodes that just came back from an
       outage while another node is away (``possibly_stale``), unless this process saw
-      that very copy acknowledged (its own last save, say).
-    - No copy: ``not_found`` only if a home node answered and at least ``replicas``
-      nodes answered, and no node failed if this process knows the session exists;
-      else ``partial_miss`` (or ``unavailable`` when no node answered).
+      that very copy acknowledged (its own last save, say) and either a home node
+      answered with a copy, or no home node came back since and those that cannot
+      answer now could not then either.
+    - No copy: ``not_found`` only if a home node answered (a miss), every other home
+      node answered or refused the connection (it restarts empty), at least
+      ``replicas`` nodes answered, and no node failed if this process knows the
+      session exists; else ``partial_miss`` (or ``unavailable`` when no node
+      answered). A home node that hung, timed out or was skipped may hold the only
+      copy left (the other one evicted, say), and a process that never saw the
+      session cannot tell that from none.
     """
     winner = read.winner
     failed = {node.address for node in read.failed}
@@ -321,12 +357,25 @@ def judge(
         record = winner.record
         if record.tombstone or over:
             return Judgement(None, OutcomeKind.NOT_FOUND, winner.node, record.tombstone, False)
-        known_current = acked is not None and acked.version <= record.version
         if acked is not None and acked.version > record.version:
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        if not known_current and read.failed and _possibly_stale(read, home, grace):
+        # Vouched for: this very copy was acknowledged here, and either a home node that
+        # answered holds a copy (a newer save by another process would be there too), or
+        # no home node came back since and the home nodes that cannot answer now could
+        # not then either. Else a hung home node may hold a newer save (another process
+        # reached it) that the other home node has since lost.
+        home_failed = {node.address for node in home} & failed
+        vouched = (
+            acked is not None
+            and acked.version == record.version
+            and (
+                any(copy.node in home for copy in read.copies)
+                or (acked.epoch == epoch(home) and home_failed <= acked.away)
+            )
+        )
+        if not vouched and read.failed and _possibly_stale(read, home, grace):
             # Served only if the application's policy does not raise on WARNING (the
             # default does: the request gets a 503, not an old session); not repaired.
             return Judgement(winner, OutcomeKind.POSSIBLY_STALE, winner.node, False, forget)
@@ -337,8 +386,10 @@ def judge(
         # This process knows the session exists: any node that cannot answer may hold a
         # copy (a write that timed out may have landed there).
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
+    gone = {node.address for node in read.refused}
     home_answered = any(node.address not in failed for node in home)
-    if read.answered < replicas or not home_answered:
+    home_unsure = any(node.address in failed - gone for node in home)
+    if read.answered < replicas or not home_answered or home_unsure:
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
     forget = acked is not None and not acked.tombstone  # its holders lost it
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)

@@ -72,8 +72,8 @@ def test_a_logout_survives_a_rolling_flush_of_the_home_nodes(
         node.breaker.reset()
     store.start(session.id)  # repairs the first node
     store.destroy(store.start(session.id))
-    raw(first).flush_all()
-    raw(second).flush_all()
+    raw(first).flush_all(noreply=False)
+    raw(second).flush_all(noreply=False)
     again = make_store(cluster).start(session.id)
     assert (True, {}) == (again.new, dict(again))
 
@@ -362,10 +362,157 @@ def test_a_session_saved_before_many_others_is_still_guarded(
     for n in range(1100):
         saved(store, n=n)
     first, second, *_ = ranked(five, session.id)
-    raw(first).flush_all()
+    raw(first).flush_all(noreply=False)
     second.pause()
     try:
         with pytest.raises(errpolicy.PolicyViolation):
             store.start(session.id)
     finally:
         second.resume()
+
+
+def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
+    make_store: MakeStore,
+    five: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """One home node lost its copy (evicted), the other hung: a process that never saw
+    the session answers partial_miss, not a new session; the data reads once it answers."""
+    session = saved(make_store(five), user="ann")
+    other = make_store(five)
+    first, second, *_ = ranked(five, session.id)
+    raw(first).delete(storage_key(PREFIX, session.id), noreply=False)
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            other.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        second.resume()
+    for node in other.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.PARTIAL_MISS, {"user": "ann"}) == (kind, dict(other.start(session.id)))
+
+
+def test_a_home_node_that_refuses_counts_as_a_miss(
+    make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """One home node lost its copy, the other was killed (it restarts empty): the session
+    is gone, and a process that never saw it starts a new one (not_found)."""
+    session = saved(make_store(five), user="ann")
+    first, second, *_ = ranked(five, session.id)
+    raw(first).delete(storage_key(PREFIX, session.id), noreply=False)
+    second.kill()
+    again = make_store(five).start(session.id)
+    assert (True, {}) == (again.new, dict(again))
+
+
+def test_a_copy_seen_before_another_process_saved_is_not_served_over_a_hung_home(
+    make_store: MakeStore,
+    five: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """Defect 3 across processes: A saved v1 (one home down: a copy below home), B saved v2
+    at home; one home hangs, the other lost its copy: A does not serve its own v1."""
+    store = make_store(five)
+    session = store.start(None)
+    session["n"] = 1
+    first, second, *_ = ranked(five, session.id)
+    second.kill()
+    store.save(session)  # on the first node and one below home
+    second.restart()
+    for node in store.nodes:
+        node.breaker.reset()
+    other = make_store(five)
+    newer = other.start(session.id)  # copies v1 back onto the second node
+    newer["n"] = 2
+    other.save(newer)  # at home: the first and the second node
+    first.pause()
+    raw(second).delete(storage_key(PREFIX, session.id), noreply=False)
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        first.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.POSSIBLY_STALE, {"n": 2}) == (kind, dict(store.start(session.id)))
+
+
+def test_a_save_below_home_is_not_served_over_a_hung_home_that_came_back_since(
+    make_store: MakeStore,
+    five: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """A saved v1 while both home nodes were down; they came back, B saved v2 there; one
+    home hangs, the other lost its copy: A does not serve its own v1 from below home."""
+    store = make_store(five)
+    session = store.start(None)
+    session["n"] = 1
+    first, second, *_ = ranked(five, session.id)
+    first.kill()
+    second.kill()
+    store.save(session)  # on the third and fourth nodes only
+    first.restart()
+    second.restart()
+    for node in store.nodes:
+        node.breaker.reset()  # as the prober does when they answer again
+    other = make_store(five)
+    newer = other.start(session.id)  # copies v1 home
+    newer["n"] = 2
+    other.save(newer)  # at home
+    first.pause()
+    raw(second).delete(storage_key(PREFIX, session.id), noreply=False)
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        first.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.POSSIBLY_STALE, {"n": 2}) == (kind, dict(store.start(session.id)))
+
+
+def test_a_copy_read_while_the_home_nodes_answered_is_not_served_over_a_hung_home(
+    make_store: MakeStore,
+    five: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """A read v1 from below home while its home nodes answered (and repaired them); B saved
+    v2 there; one home hangs, the other lost its copy: A does not serve v1."""
+    writer = make_store(five)
+    session = writer.start(None)
+    session["n"] = 1
+    first, second, *_ = ranked(five, session.id)
+    first.kill()
+    second.kill()
+    writer.save(session)  # below home only
+    first.restart()
+    second.restart()
+    store = make_store(five)
+    assert {"n": 1} == dict(store.start(session.id))  # copies v1 home
+    other = make_store(five)
+    newer = other.start(session.id)
+    newer["n"] = 2
+    other.save(newer)  # at home
+    first.pause()
+    raw(second).delete(storage_key(PREFIX, session.id), noreply=False)
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+        kind = outcomes[-1].kind
+    finally:
+        first.resume()
+    for node in store.nodes:
+        node.breaker.reset()
+    assert (OutcomeKind.POSSIBLY_STALE, {"n": 2}) == (kind, dict(store.start(session.id)))
