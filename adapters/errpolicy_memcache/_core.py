@@ -12,7 +12,7 @@ functions. ``tests/memcache/test_simulation.py`` drives them against simulated n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,7 +29,6 @@ __all__ = [
     "Op",
     "Read",
     "Write",
-    "away",
     "epoch",
     "expired",
     "gather",
@@ -87,18 +86,12 @@ class Op:
 class Acked(NamedTuple):
     """The newest copy of a session this process saw acknowledged (written, or read):
     its version, whether it is a tombstone, the nodes that held it, and the home nodes'
-    :func:`epoch` then, and the home nodes that could not answer or store it then."""
+    :func:`epoch` then."""
 
     version: int
     tombstone: bool
     holders: frozenset[str]
     epoch: int = -1
-    away: frozenset[str] = frozenset()
-
-
-def away(home: Sequence[Node], reached: Collection[str]) -> frozenset[str]:
-    """The addresses of the home nodes not in ``reached``."""
-    return frozenset(node.address for node in home if node.address not in reached)
 
 
 def epoch(home: Sequence[Node]) -> int:
@@ -338,8 +331,8 @@ def judge(
       that node holds, and so may a copy held only by nodes that just came back from an
       outage while another node is away (``possibly_stale``), unless this process saw
       that very copy acknowledged (its own last save, say) and either a home node
-      answered with a copy, or no home node came back since and those that cannot
-      answer now could not then either.
+      answered with a copy, or no home node came back since and none that held it
+      then cannot answer now.
     - No copy: ``not_found`` only if a home node answered (a miss), every other home
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
@@ -363,16 +356,15 @@ def judge(
             forget = True  # every node that held the newer copy lost it
         # Vouched for: this very copy was acknowledged here, and either a home node that
         # answered holds a copy (a newer save by another process would be there too), or
-        # no home node came back since and the home nodes that cannot answer now could
-        # not then either. Else a hung home node may hold a newer save (another process
-        # reached it) that the other home node has since lost.
+        # no home node came back since and none that held it then cannot answer now. Else
+        # a hung home node may hold a newer save that the other home node has since lost.
         home_failed = {node.address for node in home} & failed
         vouched = (
             acked is not None
             and acked.version == record.version
             and (
                 any(copy.node in home for copy in read.copies)
-                or (acked.epoch == epoch(home) and home_failed <= acked.away)
+                or (acked.epoch == epoch(home) and not acked.holders & home_failed)
             )
         )
         if not vouched and read.failed and _possibly_stale(read, home, grace):

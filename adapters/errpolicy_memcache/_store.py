@@ -426,7 +426,6 @@ class MemcacheSessionStore:
         known = self._known.get(sid) or self._known_for(sid, key)
         now = self._clock()
         winner = read.winner
-        failed = {node.address for node in read.failed}
         judgement = core.judge(
             read,
             home=known.home,
@@ -446,14 +445,12 @@ class MemcacheSessionStore:
             self._handoff.hint(write)
             if write.acks:
                 op.flags.add(OutcomeKind.REPAIRED)
-        home = known.home
-        away = core.away(home, {node.address for node in home} - failed)
         if judgement.found is not None and judgement.base is OutcomeKind.OK:
             record = judgement.found.record
-            known.ack(Acked(record.version, False, read.holders(), core.epoch(home), away))
+            known.ack(Acked(record.version, False, read.holders(), core.epoch(known.home)))
             self._keep(sid, known)
         elif winner is not None and winner.record.tombstone:
-            known.ack(Acked(winner.record.version, True, read.holders(), core.epoch(home), away))
+            known.ack(Acked(winner.record.version, True, read.holders(), core.epoch(known.home)))
             self._keep(sid, known)
         version = winner.record.version if winner is not None else None
         outcome = self._finish(op, judgement.base, judgement.served, version)
@@ -745,11 +742,7 @@ class MemcacheSessionStore:
         """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
         known = self._known.get(sid) or self._known_for(sid, key)
         holders = frozenset(node.address for node in write.acks)
-        known.ack(
-            Acked(
-                version, tombstone, holders, core.epoch(known.home), core.away(known.home, holders)
-            )
-        )
+        known.ack(Acked(version, tombstone, holders, core.epoch(known.home)))
         self._keep(sid, known)
         return known
 
@@ -779,8 +772,7 @@ class MemcacheSessionStore:
             assert write.command.value is not None  # ours: no MAC check needed
             known = self._known.get(session.id) or self._known_for(session.id, key)
             holders = frozenset(node.address for node in write.acks)
-            home = known.home
-            known.ack(Acked(version, False, holders, core.epoch(home), core.away(home, holders)))
+            known.ack(Acked(version, False, holders, core.epoch(known.home)))
             self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
 

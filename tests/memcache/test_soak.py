@@ -27,8 +27,9 @@ SWEEP_LIMIT = 10.0  # a generous bound on recovery: every session readable again
 OPEN = {
     "A": "issue 10: rare now (0 lost in 7 runs alone, one failure inside the full suite's "
     "run, not yet diagnosed); was ~45 lost per run before the home-node rule",
-    "B": "issue 10: two faults at once can still, rarely, serve an older copy or a new "
-    "session (a copy only below home while both home nodes are away)",
+    "B": "issue 10: two faults at once can still serve an older copy (a process serves a "
+    "copy it saw acknowledged while a home node that held it hangs: another process may "
+    "have saved a newer one there) or, rarely, a new session",
 }
 
 
