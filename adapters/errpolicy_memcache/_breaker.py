@@ -73,9 +73,6 @@ class CircuitBreaker:
         self._current_backoff = backoff
         self._retry_at = 0.0
         self._rejoined_at: float | None = None
-        # How many times the node came back (or was reset): a copy vouched for before a
-        # rejoin may have been overwritten there since by another process.
-        self.rejoins = 0
         self._faults = faults
         self._on_open = on_open
 
@@ -132,7 +129,6 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not BreakerState.CLOSED:
                 self._rejoined_at = self._clock()
-                self.rejoins += 1
                 self._mark()
             self._state = BreakerState.CLOSED
             self._failures = 0
@@ -144,7 +140,6 @@ class CircuitBreaker:
             self._state = BreakerState.CLOSED
             self._failures = 0
             self._current_backoff = self.backoff
-            self.rejoins += 1
         self._mark()  # the node may have missed writes while it was away
 
     def errored(self) -> None:

@@ -29,7 +29,6 @@ __all__ = [
     "Op",
     "Read",
     "Write",
-    "epoch",
     "expired",
     "gather",
     "judge",
@@ -85,19 +84,11 @@ class Op:
 
 class Acked(NamedTuple):
     """The newest copy of a session this process saw acknowledged (written, or read):
-    its version, whether it is a tombstone, the nodes that held it, and the home nodes'
-    :func:`epoch` then."""
+    its version, whether it is a tombstone, and the nodes that held it."""
 
     version: int
     tombstone: bool
     holders: frozenset[str]
-    epoch: int = -1
-
-
-def epoch(home: Sequence[Node]) -> int:
-    """How many times the home nodes came back (or were reset), in all: it changes
-    whenever one of them may have taken writes this process did not see."""
-    return sum(node.breaker.rejoins for node in home)
 
 
 class Known:
@@ -330,16 +321,15 @@ def judge(
     - A copy no home node holds while a home node cannot answer may be older than what
       that node holds, and so may a copy held only by nodes that just came back from an
       outage while another node is away (``possibly_stale``), unless this process saw
-      that very copy acknowledged (its own last save, say) and either a home node
-      answered with a copy, or no home node came back since and none that held it
-      then cannot answer now.
+      that very copy acknowledged (its own last save, say) and none of the nodes that
+      held it then is a home node that cannot answer now, unless another home node
+      answered with a copy.
     - No copy: ``not_found`` only if a home node answered (a miss), every other home
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
-      session exists; else ``partial_miss`` (or ``unavailable`` when no node
-      answered). A home node that hung, timed out or was skipped may hold the only
-      copy left (the other one evicted, say), and a process that never saw the
-      session cannot tell that from none.
+      session exists; else ``partial_miss`` (or ``unavailable`` when no node answered). A home node that hung, timed out or was
+      skipped may hold the only copy left (the other one evicted, say), and a process
+      that never saw the session cannot tell that from none.
     """
     winner = read.winner
     failed = {node.address for node in read.failed}
@@ -354,18 +344,15 @@ def judge(
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        # Vouched for: this very copy was acknowledged here, and either a home node that
-        # answered holds a copy (a newer save by another process would be there too), or
-        # no home node came back since and none that held it then cannot answer now. Else
-        # a hung home node may hold a newer save that the other home node has since lost.
+        # Vouched for: this very copy was acknowledged here, and either no node that held
+        # it then is a home node that cannot answer now, or a home node that answered
+        # holds a copy (a newer save by another process would be there too). Else the
+        # hung home node may hold a newer save that the other home node has since lost.
         home_failed = {node.address for node in home} & failed
         vouched = (
             acked is not None
             and acked.version == record.version
-            and (
-                any(copy.node in home for copy in read.copies)
-                or (acked.epoch == epoch(home) and not acked.holders & home_failed)
-            )
+            and (not acked.holders & home_failed or any(copy.node in home for copy in read.copies))
         )
         if not vouched and read.failed and _possibly_stale(read, home, grace):
             # Served only if the application's policy does not raise on WARNING (the

@@ -447,10 +447,10 @@ class MemcacheSessionStore:
                 op.flags.add(OutcomeKind.REPAIRED)
         if judgement.found is not None and judgement.base is OutcomeKind.OK:
             record = judgement.found.record
-            known.ack(Acked(record.version, False, read.holders(), core.epoch(known.home)))
+            known.ack(Acked(record.version, False, read.holders()))
             self._keep(sid, known)
         elif winner is not None and winner.record.tombstone:
-            known.ack(Acked(winner.record.version, True, read.holders(), core.epoch(known.home)))
+            known.ack(Acked(winner.record.version, True, read.holders()))
             self._keep(sid, known)
         version = winner.record.version if winner is not None else None
         outcome = self._finish(op, judgement.base, judgement.served, version)
@@ -510,11 +510,7 @@ class MemcacheSessionStore:
                 return None
             record = checked
             if not record.tombstone:
-                known.ack(
-                    Acked(
-                        record.version, False, frozenset(n.address for n in home), core.epoch(home)
-                    )
-                )
+                known.ack(Acked(record.version, False, frozenset(n.address for n in home)))
             self._remember(sid, known, found, record)
         acked = known.acked
         if acked is not None and (acked.tombstone or acked.version > record.version):
@@ -742,7 +738,7 @@ class MemcacheSessionStore:
         """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
         known = self._known.get(sid) or self._known_for(sid, key)
         holders = frozenset(node.address for node in write.acks)
-        known.ack(Acked(version, tombstone, holders, core.epoch(known.home)))
+        known.ack(Acked(version, tombstone, holders))
         self._keep(sid, known)
         return known
 
@@ -771,8 +767,7 @@ class MemcacheSessionStore:
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
             known = self._known.get(session.id) or self._known_for(session.id, key)
-            holders = frozenset(node.address for node in write.acks)
-            known.ack(Acked(version, False, holders, core.epoch(known.home)))
+            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
             self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
 
