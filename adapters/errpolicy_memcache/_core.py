@@ -321,9 +321,7 @@ def judge(
     - A copy no home node holds while a home node cannot answer may be older than what
       that node holds, and so may a copy held only by nodes that just came back from an
       outage while another node is away (``possibly_stale``), unless this process saw
-      that very copy acknowledged (its own last save, say) and none of the nodes that
-      held it then is a home node that cannot answer now, unless another home node
-      answered with a copy.
+      that very copy acknowledged (its own last save, say).
     - No copy: ``not_found`` only if a home node answered (a miss), every other home
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
@@ -340,21 +338,12 @@ def judge(
         record = winner.record
         if record.tombstone or over:
             return Judgement(None, OutcomeKind.NOT_FOUND, winner.node, record.tombstone, False)
+        known_current = acked is not None and acked.version <= record.version
         if acked is not None and acked.version > record.version:
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        # Vouched for: this very copy was acknowledged here, and either no node that held
-        # it then is a home node that cannot answer now, or a home node that answered
-        # holds a copy (a newer save by another process would be there too). Else the
-        # hung home node may hold a newer save that the other home node has since lost.
-        home_failed = {node.address for node in home} & failed
-        vouched = (
-            acked is not None
-            and acked.version == record.version
-            and (not acked.holders & home_failed or any(copy.node in home for copy in read.copies))
-        )
-        if not vouched and read.failed and _possibly_stale(read, home, grace):
+        if not known_current and read.failed and _possibly_stale(read, home, grace):
             # Served only if the application's policy does not raise on WARNING (the
             # default does: the request gets a 503, not an old session); not repaired.
             return Judgement(winner, OutcomeKind.POSSIBLY_STALE, winner.node, False, forget)

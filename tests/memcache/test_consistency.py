@@ -407,38 +407,3 @@ def test_a_home_node_that_refuses_counts_as_a_miss(
     second.kill()
     again = make_store(five).start(session.id)
     assert (True, {}) == (again.new, dict(again))
-
-
-def test_a_copy_seen_before_another_process_saved_is_not_served_over_a_hung_home(
-    make_store: MakeStore,
-    five: MemcachedCluster,
-    ranked: Ranked,
-    raw: Raw,
-    outcomes: list[Outcome],
-) -> None:
-    """Defect 3 across processes: A saved v1 (one home down: a copy below home), B saved v2
-    at home; one home hangs, the other lost its copy: A does not serve its own v1."""
-    store = make_store(five)
-    session = store.start(None)
-    session["n"] = 1
-    first, second, *_ = ranked(five, session.id)
-    second.kill()
-    store.save(session)  # on the first node and one below home
-    second.restart()
-    for node in store.nodes:
-        node.breaker.reset()
-    other = make_store(five)
-    newer = other.start(session.id)  # copies v1 back onto the second node
-    newer["n"] = 2
-    other.save(newer)  # at home: the first and the second node
-    first.pause()
-    raw(second).flush_all()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)
-        kind = outcomes[-1].kind
-    finally:
-        first.resume()
-    for node in store.nodes:
-        node.breaker.reset()
-    assert (OutcomeKind.POSSIBLY_STALE, {"n": 2}) == (kind, dict(store.start(session.id)))
