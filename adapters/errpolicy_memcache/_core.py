@@ -325,8 +325,8 @@ def judge(
     - No copy: ``not_found`` only if a home node answered (a miss), every other home
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
-      session exists; else ``partial_miss`` (or ``unavailable`` when no node answered). A home node that hung, timed out or was
-      skipped may hold the only copy left (the other one evicted, say), and a process
+      session exists; else ``partial_miss`` (or ``unavailable`` when no node answered).
+      A home node that hung, timed out or was skipped may hold the only copy left (the other one evicted, say), and a process
       that never saw the session cannot tell that from none.
     """
     winner = read.winner
