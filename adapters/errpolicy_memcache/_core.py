@@ -326,8 +326,9 @@ def judge(
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
       session exists; else ``partial_miss`` (or ``unavailable`` when no node answered).
-      A home node that hung, timed out or was skipped may hold the only copy left (the other one evicted, say), and a process
-      that never saw the session cannot tell that from none.
+      A home node that hung, timed out or was skipped may hold the only copy left
+      (the other one evicted, say), and a process that never saw the session cannot
+      tell that from none.
     """
     winner = read.winner
     failed = {node.address for node in read.failed}
