@@ -17,14 +17,20 @@ from ._config import (
     get_config,
     reset_defaults,
 )
-from ._errors import ConfigurationError, ErrpolicyError, LoggedEvent, PolicyViolation
+from ._errors import (
+    ConfigurationError,
+    ErrpolicyError,
+    LoggedEvent,
+    MissingDependency,
+    PolicyViolation,
+)
 from ._event import Action, Event
 from ._guard import Guard, guard
 from ._hooks import install, installed, structlog_processor, uninstall
 from ._policy import Policy
 from ._report import Explanation, Report
 from ._severity import NOTICE, Severity
-from ._sinks import NullSink, ReplaySink, StdlibSink, StructlogSink
+from ._sinks import NullSink, ReplaySink, Sinks, StdlibSink, StructlogSink
 from ._state import carry
 
 __all__ = [
@@ -37,12 +43,14 @@ __all__ = [
     "Explanation",
     "Guard",
     "LoggedEvent",
+    "MissingDependency",
     "NullSink",
     "Policy",
     "PolicyViolation",
     "ReplaySink",
     "Report",
     "Severity",
+    "Sinks",
     "StdlibSink",
     "StructlogSink",
     "carry",

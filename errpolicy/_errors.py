@@ -44,6 +44,21 @@ class ConfigurationError(ErrpolicyError, ValueError):
         return ConfigurationError(self.reason, key=key, text=self.text, position=self.position)
 
 
+class MissingDependency(ErrpolicyError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it.
+
+    ``name`` is the missing module (as on any ImportError), ``extra`` the
+    ``errpolicy[...]`` extra that installs it.
+    """
+
+    def __init__(self, name: str, extra: str, needed_for: str = "") -> None:
+        why = f" ({needed_for})" if needed_for else ""
+        super().__init__(
+            f"{name} is not installed: pip install 'errpolicy[{extra}]'{why}", name=name
+        )
+        self.extra = extra
+
+
 class LoggedEvent(ErrpolicyError):
     """Stands for a captured log record or structlog event inside a :class:`PolicyViolation`.
 

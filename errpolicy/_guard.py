@@ -15,7 +15,7 @@ from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
 from ._report import Report
-from ._sinks import NullSink
+from ._sinks import NullSink, call_safely
 from ._state import active
 
 if TYPE_CHECKING:
@@ -137,21 +137,27 @@ def _resolve(entered: Guard, config: Config) -> Policy:
 
 
 def _finish(report: Report, exc: BaseException | None) -> None:
-    """Deliver recorded events to the sink, then raise or annotate."""
+    """Deliver the report to the sink, then raise or annotate."""
+    violation = None
+    if exc is None:
+        violation = report.violation()
+    elif exc is report.immediate_violation:
+        violation = report.immediate_violation
     sink = _config.resolved_sink(report._config)  # the report's own config snapshot
     if type(sink) is not NullSink:  # it drops them: skip collecting them
-        recorded = report.recorded
-        if recorded:
+        closed = getattr(sink, "guard_closed", None)
+        recorded = () if closed is not None else report.recorded
+        if closed is not None or recorded:
             with _hooks.capture_disabled():
+                if closed is not None:
+                    call_safely(sink, closed, report, violation)
                 for event in recorded:
-                    sink(event)
+                    call_safely(sink, sink, event)
     if exc is None:
-        if report._raised:
-            violation = report.violation()
-            if violation is not None:
-                raise violation
+        if violation is not None:
+            raise violation
         return
-    if exc is report.immediate_violation:
+    if violation is not None:  # immediate mode: already on its way out
         return
     for note in report.notes():
         exc.add_note(note)

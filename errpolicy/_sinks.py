@@ -2,16 +2,71 @@
 
 The default is a structlog logger when structlog is installed, else the stdlib
 logger ``errpolicy``. Sinks run with capture switched off, so what they log
-is never captured again, not even by an enclosing guard.
+is never captured again, not even by an enclosing guard, and in the guard's own
+thread and context (the current span is the one around the guard). A sink that
+raises is logged on ``errpolicy.sinks`` and never breaks the guarded call.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from ._errors import PolicyViolation
     from ._event import Event
+    from ._report import Report
+    from .typing import Sink
+
+_failures = logging.getLogger("errpolicy.sinks")
+
+
+def call_safely(sink: object, call: Callable[..., object], *args: Any) -> None:
+    """``call(*args)``; if it raises, log that on ``errpolicy.sinks`` instead: a
+    broken sink must not break the call it reports on."""
+    try:
+        call(*args)
+    except Exception:
+        _failures.exception("errpolicy sink %r failed; the guarded call goes on", sink)
+
+
+class Sinks:
+    """Several sinks as one: each gets every guard's events, in the order given;
+    one that raises does not keep the others from theirs.
+
+    A sink with a ``guard_closed`` method (see :class:`~errpolicy.typing.ReportSink`)
+    gets the whole report, the others each recorded event.
+    """
+
+    __slots__ = ("sinks",)
+
+    def __init__(self, *sinks: Sink) -> None:
+        for sink in sinks:
+            if not callable(sink):
+                from ._errors import ConfigurationError
+
+                raise ConfigurationError(f"must be callable, not {sink!r}", key="sinks")
+        self.sinks = sinks
+
+    def __call__(self, event: Event, /) -> None:
+        for sink in self.sinks:
+            call_safely(sink, sink, event)
+
+    def guard_closed(self, report: Report, violation: PolicyViolation | None, /) -> None:
+        recorded: tuple[Event, ...] | None = None
+        for sink in self.sinks:
+            closed = getattr(sink, "guard_closed", None)
+            if closed is not None:
+                call_safely(sink, closed, report, violation)
+                continue
+            if recorded is None:
+                recorded = report.recorded
+            for event in recorded:
+                call_safely(sink, sink, event)
+
+    def __repr__(self) -> str:
+        return f"Sinks({', '.join(map(repr, self.sinks))})"
 
 
 class StdlibSink:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from ._errors import PolicyViolation
     from ._event import Event
+    from ._report import Report
     from ._severity import Severity
 
-__all__ = ["Classifier", "Matcher", "Sink"]
+__all__ = ["Classifier", "Matcher", "ReportSink", "Sink"]
 
 
 class Classifier(Protocol):
@@ -27,3 +29,16 @@ class Sink(Protocol):
     """Receives each recorded event once its guard has closed."""
 
     def __call__(self, event: Event, /) -> None: ...
+
+
+class ReportSink(Sink, Protocol):
+    """A sink that takes each guard's report whole: errpolicy calls ``guard_closed``
+    (instead of the sink itself per recorded event) once for every guard exit that
+    captured something, with the :class:`~errpolicy.PolicyViolation` the guard raises
+    (before it is raised; in immediate mode, the one on its way out), else ``None``.
+
+    The report has every event, raised, recorded and suppressed, and the counts of
+    those not kept. Used by :mod:`errpolicy.otel` and :mod:`errpolicy.sentry`.
+    """
+
+    def guard_closed(self, report: Report, violation: PolicyViolation | None, /) -> None: ...

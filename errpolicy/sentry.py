@@ -1,0 +1,98 @@
+"""Sentry sink: recorded events as Sentry logs, violations as errors (``pip install 'errpolicy[sentry]'``).
+
+Importing this module without sentry-sdk raises :class:`~errpolicy.MissingDependency`
+naming the extra; ``import errpolicy`` never imports it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import _fields
+from ._optional import require
+from ._severity import Severity
+
+_sentry: Any = require("sentry_sdk", "sentry-sdk", "sentry", "errpolicy.sentry")
+
+if TYPE_CHECKING:
+    from ._errors import PolicyViolation
+    from ._event import Event
+    from ._report import Report
+
+__all__ = ["SentrySink"]
+
+# sentry_sdk.logger's function and the breadcrumb level for each severity (highest bit).
+_LEVELS = (
+    (Severity.CRITICAL, "fatal", "fatal"),
+    (Severity.ERROR, "error", "error"),
+    (Severity.WARNING | Severity.DEPRECATED, "warning", "warning"),
+    (Severity.NOTICE | Severity.INFO, "info", "info"),
+    (Severity.DEBUG, "debug", "debug"),
+)
+
+
+def _levels(severity: Severity) -> tuple[str, str]:
+    for flags, log_function, breadcrumb_level in _LEVELS:
+        if severity & flags:
+            return log_function, breadcrumb_level
+    return "debug", "debug"
+
+
+def logs_enabled(client: Any) -> bool:
+    """Whether ``client`` sends Sentry logs (``enable_logs=True``, or the experiment
+    of sentry-sdk before 2.35) and this sentry-sdk has ``sentry_sdk.logger``."""
+    options = getattr(client, "options", None) or {}
+    enabled = options.get("enable_logs") or (options.get("_experiments") or {}).get("enable_logs")
+    return bool(enabled) and hasattr(_sentry, "logger")
+
+
+class SentrySink:
+    """Recorded events as Sentry logs when the client has logs enabled, else as
+    breadcrumbs (they travel with the next error); a guard's
+    :class:`~errpolicy.PolicyViolation` through ``sentry_sdk.capture_exception``,
+    once, tagged ``errpolicy.guard``. Suppressed events are left out.
+
+    Sentry's logging integration reports what the ``errpolicy`` logger logs: with
+    another sink that logs there (the default one), call
+    ``sentry_sdk.integrations.logging.ignore_logger("errpolicy")``, or each event
+    reaches Sentry twice (see the how-to page "Send events to Sentry").
+    """
+
+    __slots__ = ()
+
+    def __call__(self, event: Event, /) -> None:
+        """Send one recorded event (errpolicy calls :meth:`guard_closed` instead)."""
+        log_function, breadcrumb_level = _levels(event.severity)
+        attributes = _fields.attributes(event)
+        if logs_enabled(_sentry.get_client()):
+            getattr(_sentry.logger, log_function)(event.message, attributes=attributes)
+        else:
+            _sentry.add_breadcrumb(
+                type="log",
+                category=event.logger or "errpolicy",
+                level=breadcrumb_level,
+                message=event.message,
+                data=attributes,
+                timestamp=datetime.fromtimestamp(event.time, timezone.utc),
+            )
+
+    def guard_closed(self, report: Report, violation: PolicyViolation | None, /) -> None:
+        for event in report.recorded:
+            self(event)
+        if violation is None:
+            return
+        with _sentry.new_scope() as scope:
+            scope.set_tag("errpolicy.guard", report.name)
+            scope.set_context(
+                "errpolicy",
+                {
+                    "guard": report.name,
+                    "raise_on": report.policy.raise_on.describe(),
+                    "events": [event.describe() for event in report.raised],
+                },
+            )
+            _sentry.capture_exception(violation)
+
+    def __repr__(self) -> str:
+        return "SentrySink()"
