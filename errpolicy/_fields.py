@@ -45,7 +45,7 @@ def otel_severity(severity: Severity) -> int:
 
 def severity_name(severity: Severity) -> str:
     """``"WARNING"``; a mask that a classifier returned reads ``"NOTICE | WARNING"``."""
-    return severity.name if severity in _SINGLE else severity.describe()
+    return (severity.name if severity in _SINGLE else None) or severity.describe()
 
 
 _SINGLE = frozenset(flag for flag, _ in _OTEL_SEVERITY)
@@ -122,7 +122,10 @@ def exception_attributes(event: Event) -> dict[str, Value]:
     if event.source == "warning":
         warning = getattr(original, "message", None)
         if isinstance(warning, Warning):
-            return {"exception.type": qualified_name(type(warning)), "exception.message": str(warning)}
+            return {
+                "exception.type": qualified_name(type(warning)),
+                "exception.message": str(warning),
+            }
     exc_info = getattr(original, "exc_info", None)
     if isinstance(exc_info, tuple) and isinstance(exc_info[1], BaseException):
         error = exc_info[1]

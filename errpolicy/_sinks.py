@@ -42,7 +42,8 @@ class Sinks:
     __slots__ = ("sinks",)
 
     def __init__(self, *sinks: Sink) -> None:
-        for sink in sinks:
+        given: tuple[object, ...] = sinks  # as given: typing does not check at run time
+        for sink in given:
             if not callable(sink):
                 from ._errors import ConfigurationError
 

@@ -1,4 +1,6 @@
-"""OpenTelemetry sink: guard events as log records and a counter (``pip install 'errpolicy[otel]'``).
+"""OpenTelemetry sink: guard events as log records, and a counter of them.
+
+Install with ``pip install 'errpolicy[otel]'``.
 
 Importing this module without OpenTelemetry's API raises
 :class:`~errpolicy.MissingDependency` naming the extra; ``import errpolicy`` never

@@ -1,4 +1,6 @@
-"""Sentry sink: recorded events as Sentry logs, violations as errors (``pip install 'errpolicy[sentry]'``).
+"""Sentry sink: recorded events as Sentry logs, violations as errors.
+
+Install with ``pip install 'errpolicy[sentry]'``.
 
 Importing this module without sentry-sdk raises :class:`~errpolicy.MissingDependency`
 naming the extra; ``import errpolicy`` never imports it.
@@ -6,7 +8,8 @@ naming the extra; ``import errpolicy`` never imports it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import _fields
@@ -39,6 +42,20 @@ def _levels(severity: Severity) -> tuple[str, str]:
     return "debug", "debug"
 
 
+def sentry_sees_guarded_records(client: Any) -> bool:
+    """Whether Sentry's logging integration is on and its ``callHandlers`` patch wraps
+    errpolicy's (Sentry initialised after errpolicy installed its hooks): then Sentry
+    reports the log records that guards take by itself."""
+    from . import _hooks
+
+    layer = _hooks._layers.get("callHandlers")
+    current = logging.Logger.callHandlers
+    if layer is None or current is layer or not _hooks._reaches(current, layer):
+        return False
+    get_integration = getattr(client, "get_integration", None)
+    return get_integration is not None and get_integration("logging") is not None
+
+
 def logs_enabled(client: Any) -> bool:
     """Whether ``client`` sends Sentry logs (``enable_logs=True``, or the experiment
     of sentry-sdk before 2.35) and this sentry-sdk has ``sentry_sdk.logger``."""
@@ -55,8 +72,12 @@ class SentrySink:
 
     Sentry's logging integration reports what the ``errpolicy`` logger logs: with
     another sink that logs there (the default one), call
-    ``sentry_sdk.integrations.logging.ignore_logger("errpolicy")``, or each event
-    reaches Sentry twice (see the how-to page "Send events to Sentry").
+    ``sentry_sdk.integrations.logging.ignore_logger("errpolicy")`` (and
+    ``ignore_logger_for_sentry_logs("errpolicy")`` with logs on), or each event
+    reaches Sentry twice. When Sentry was initialised after errpolicy installed its
+    hooks, Sentry's integration sees the log records guards take and reports them
+    itself; this sink then leaves recorded log records out (see the how-to page
+    "Send events to Sentry").
     """
 
     __slots__ = ()
@@ -74,11 +95,15 @@ class SentrySink:
                 level=breadcrumb_level,
                 message=event.message,
                 data=attributes,
-                timestamp=datetime.fromtimestamp(event.time, timezone.utc),
+                timestamp=datetime.fromtimestamp(event.time, UTC),
             )
 
     def guard_closed(self, report: Report, violation: PolicyViolation | None, /) -> None:
-        for event in report.recorded:
+        recorded = report.recorded
+        if recorded and sentry_sees_guarded_records(_sentry.get_client()):
+            # Sentry's integration already reported these records, at its own levels.
+            recorded = tuple(event for event in recorded if event.source != "logging")
+        for event in recorded:
             self(event)
         if violation is None:
             return

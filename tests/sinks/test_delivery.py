@@ -145,9 +145,11 @@ def test_a_failing_report_sink_does_not_break_the_guarded_call(
 def test_what_a_failing_sink_logs_is_not_captured_by_an_enclosing_guard() -> None:
     """The sink-failure record is logged with capture off: the outer guard sees nothing."""
     errpolicy.configure(sink=broken)
-    with errpolicy.guard("outer", policy=RECORD_ALL) as outer:
-        with errpolicy.guard("inner", policy=RECORD_ALL):
-            log.warning("w")
+    with (
+        errpolicy.guard("outer", policy=RECORD_ALL) as outer,
+        errpolicy.guard("inner", policy=RECORD_ALL),
+    ):
+        log.warning("w")
     assert () == outer.events
 
 
@@ -166,9 +168,11 @@ def test_sinks_goes_on_past_a_failing_sink(caplog: pytest.LogCaptureFixture) -> 
     """One failing sink in Sinks does not keep the next from its events."""
     after: list[str] = []
     errpolicy.configure(sink=errpolicy.Sinks(broken, lambda e: after.append(e.message)))
-    with caplog.at_level(logging.ERROR, logger="errpolicy.sinks"):
-        with errpolicy.guard("t", policy=RECORD_ALL):
-            log.warning("one")
+    with (
+        caplog.at_level(logging.ERROR, logger="errpolicy.sinks"),
+        errpolicy.guard("t", policy=RECORD_ALL),
+    ):
+        log.warning("one")
     assert ["one"] == after
     assert 1 == len(caplog.records)
 
@@ -190,7 +194,9 @@ def test_counts_reach_a_report_sink_for_dropped_and_suppressed_events() -> None:
     assert 5 == report.count(Action.SUPPRESS)
 
 
-@pytest.mark.parametrize(("module", "extra"), [("errpolicy.otel", "otel"), ("errpolicy.sentry", "sentry")])
+@pytest.mark.parametrize(
+    ("module", "extra"), [("errpolicy.otel", "otel"), ("errpolicy.sentry", "sentry")]
+)
 def test_without_the_extra_the_import_names_it(module: str, extra: str) -> None:
     """Importing a sink module without its dependency raises MissingDependency naming the extra."""
     blocked = "opentelemetry" if extra == "otel" else "sentry_sdk"
@@ -203,7 +209,9 @@ def test_without_the_extra_the_import_names_it(module: str, extra: str) -> None:
         "except errpolicy.MissingDependency as e:\n"
         "    print(isinstance(e, ImportError), e.extra, e)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     assert f"True {extra} " in result.stdout
     assert f"pip install 'errpolicy[{extra}]'" in result.stdout
 
@@ -213,7 +221,10 @@ def test_import_errpolicy_imports_no_sink_backend() -> None:
     script = (
         "import sys, errpolicy\n"
         "with errpolicy.guard('t'): pass\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'sentry_sdk', 'errpolicy.otel', 'errpolicy.sentry'))))\n"
+        "names = ('opentelemetry', 'sentry_sdk', 'errpolicy.otel', 'errpolicy.sentry')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(names)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     assert "[]" == result.stdout.strip()

@@ -14,23 +14,23 @@ from errpolicy import Policy, PolicyViolation
 
 pytest.importorskip("opentelemetry.sdk")
 
-from errpolicy.otel import EventCounter, OTelSink  # noqa: E402  # after the importorskip
-from opentelemetry.sdk._logs import LoggerProvider  # noqa: E402
-from opentelemetry.sdk._logs.export import (  # noqa: E402
+from errpolicy.otel import EventCounter, OTelSink  # after the importorskip
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
     InMemoryLogRecordExporter,
     SimpleLogRecordProcessor,
 )
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
-from opentelemetry.trace import StatusCode  # noqa: E402
+from opentelemetry.trace import StatusCode
 
-from errpolicy_memcache import MemcacheSessionStore  # noqa: E402
-from errpolicy_memcache.testing import MemcachedCluster  # noqa: E402
+from errpolicy_memcache import MemcacheSessionStore
+from errpolicy_memcache.testing import MemcachedCluster
 
 RECORD_ALL = Policy(raise_on="NONE", record="ALL")
 RAISE_WARNINGS = Policy(raise_on="WARNING | ERROR", record="NOTICE")
@@ -116,8 +116,14 @@ def test_a_recorded_event_becomes_a_log_record_with_its_fields(telemetry: Teleme
 
 @pytest.mark.parametrize(
     ("level", "number"),
-    [(logging.DEBUG, 5), (logging.INFO, 9), (25, 10), (logging.WARNING, 13), (logging.ERROR, 17),
-     (logging.CRITICAL, 21)],
+    [
+        (logging.DEBUG, 5),
+        (logging.INFO, 9),
+        (25, 10),
+        (logging.WARNING, 13),
+        (logging.ERROR, 17),
+        (logging.CRITICAL, 21),
+    ],
 )
 def test_severity_numbers_follow_errpolicy_severity(
     telemetry: Telemetry, level: int, number: int
@@ -165,10 +171,13 @@ def test_a_raised_event_has_exception_attributes_and_errors_the_span(
     telemetry: Telemetry,
 ) -> None:
     """Raised events get exception.type/message; the span around the guard gets ERROR."""
-    with telemetry.tracer.start_as_current_span("request"):
-        with pytest.raises(PolicyViolation), errpolicy.guard("pay", policy=RAISE_WARNINGS):
-            warnings.warn("rounding", RuntimeWarning)
-            log.error("gateway down")
+    with (
+        telemetry.tracer.start_as_current_span("request"),
+        pytest.raises(PolicyViolation),
+        errpolicy.guard("pay", policy=RAISE_WARNINGS),
+    ):
+        warnings.warn("rounding", RuntimeWarning)
+        log.error("gateway down")
     records = telemetry.records()
     assert [
         ("raise", "RuntimeWarning", "rounding"),
@@ -199,15 +208,17 @@ def test_a_logged_exception_gives_its_own_type_and_stacktrace(telemetry: Telemet
     assert ("KeyError", "'missing'", True) == (
         record.attributes["exception.type"],
         record.attributes["exception.message"],
-        "{}[\"missing\"]" in record.attributes["exception.stacktrace"],
+        '{}["missing"]' in record.attributes["exception.stacktrace"],
     )
 
 
 def test_a_guard_that_records_only_leaves_the_span_unset(telemetry: Telemetry) -> None:
     """Recorded events do not touch the span's status."""
-    with telemetry.tracer.start_as_current_span("request"):
-        with errpolicy.guard("t", policy=RECORD_ALL):
-            log.error("noted")
+    with (
+        telemetry.tracer.start_as_current_span("request"),
+        errpolicy.guard("t", policy=RECORD_ALL),
+    ):
+        log.error("noted")
     [span] = telemetry.spans.get_finished_spans()
     assert StatusCode.UNSET == span.status.status_code
 
@@ -215,9 +226,12 @@ def test_a_guard_that_records_only_leaves_the_span_unset(telemetry: Telemetry) -
 def test_an_immediate_violation_errors_the_span(telemetry: Telemetry) -> None:
     """In immediate mode too, the span gets ERROR."""
     immediate = Policy(raise_on="ERROR", immediate=True)
-    with telemetry.tracer.start_as_current_span("request"):
-        with pytest.raises(PolicyViolation), errpolicy.guard("t", policy=immediate):
-            log.error("stop")
+    with (
+        telemetry.tracer.start_as_current_span("request"),
+        pytest.raises(PolicyViolation),
+        errpolicy.guard("t", policy=immediate),
+    ):
+        log.error("stop")
     [span] = telemetry.spans.get_finished_spans()
     assert StatusCode.ERROR == span.status.status_code
 
@@ -255,7 +269,12 @@ def test_metrics_can_be_left_out() -> None:
     data = reader.get_metrics_data()
     assert (1, []) == (
         len(logs.get_finished_logs()),
-        [m for r in (data.resource_metrics if data else ()) for s in r.scope_metrics for m in s.metrics],
+        [
+            m
+            for r in (data.resource_metrics if data else ())
+            for s in r.scope_metrics
+            for m in s.metrics
+        ],
     )
 
 
@@ -294,7 +313,11 @@ def test_store_events_carry_outcome_node_results_and_version(
         store.start(session.id)
     finally:
         store.close()
-    ours = [r for r in telemetry.records() if r.attributes.get("errpolicy.logger") == "errpolicy_memcache"]
+    ours = [
+        r
+        for r in telemetry.records()
+        if r.attributes.get("errpolicy.logger") == "errpolicy_memcache"
+    ]
     [record] = ours
     attributes = record.attributes
     nodes = list(attributes["errpolicy.store.node_results"])
