@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
 from ._errors import MissingDependency
 
 
-def require(module: str, distribution: str, extra: str, needed_for: str) -> ModuleType:
-    """``import module``, or :class:`~errpolicy.MissingDependency` naming ``extra``."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        top = module.partition(".")[0]
-        if exc.name is None or not (exc.name == top or module.startswith(exc.name)):
-            raise  # it is there but needs something missing: its own error says more
-        raise MissingDependency(distribution, extra, needed_for) from exc
+def missing(
+    error: ModuleNotFoundError, package: str, distribution: str, extra: str, needed_for: str
+) -> ImportError:
+    """What to raise for ``error``, met importing ``package``: :class:`MissingDependency`
+    naming ``extra`` when ``package`` itself is missing, else ``error`` itself (the
+    package is there but needs something missing: its own error says more)."""
+    if error.name is None or error.name.partition(".")[0] != package:
+        return error
+    return MissingDependency(distribution, extra, needed_for)

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import _fields
 from ._event import Action
-from ._optional import require
+from ._optional import missing
 
-_why = "errpolicy.otel"
-_logs: Any = require("opentelemetry._logs", "opentelemetry-api", "otel", _why)
-_metrics: Any = require("opentelemetry.metrics", "opentelemetry-api", "otel", _why)
-_trace: Any = require("opentelemetry.trace", "opentelemetry-api", "otel", _why)
+try:
+    from opentelemetry import _logs, trace
+    from opentelemetry import metrics as _metrics
+except ModuleNotFoundError as error:
+    raise missing(error, "opentelemetry", "opentelemetry-api", "otel", "errpolicy.otel") from error
 
 if TYPE_CHECKING:
     from ._errors import PolicyViolation
@@ -129,9 +130,9 @@ class OTelSink:
         if self._counter is not None:
             self._counter.guard_closed(report, violation)
         if violation is not None and self._span_status:
-            span = _trace.get_current_span()
+            span = trace.get_current_span()
             if span.is_recording():
-                span.set_status(_trace.Status(_trace.StatusCode.ERROR, violation.message))
+                span.set_status(trace.Status(trace.StatusCode.ERROR, violation.message))
 
     def __repr__(self) -> str:
         return f"OTelSink(metrics={self._counter is not None}, span_status={self._span_status})"

@@ -13,10 +13,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import _fields
-from ._optional import require
+from ._optional import missing
 from ._severity import Severity
 
-_sentry: Any = require("sentry_sdk", "sentry-sdk", "sentry", "errpolicy.sentry")
+try:
+    import sentry_sdk as _sentry
+except ModuleNotFoundError as error:
+    raise missing(error, "sentry_sdk", "sentry-sdk", "sentry", "errpolicy.sentry") from error
+
+_sentry_logger: Any
+try:
+    from sentry_sdk import logger as _sentry_logger  # Sentry logs, in recent releases
+except ImportError:
+    _sentry_logger = None
 
 if TYPE_CHECKING:
     from ._errors import PolicyViolation
@@ -58,10 +67,10 @@ def sentry_sees_guarded_records(client: Any) -> bool:
 
 def logs_enabled(client: Any) -> bool:
     """Whether ``client`` sends Sentry logs (``enable_logs=True``, or the experiment
-    of sentry-sdk before 2.35) and this sentry-sdk has ``sentry_sdk.logger``."""
+    of older releases) and this sentry-sdk has ``sentry_sdk.logger``."""
     options = getattr(client, "options", None) or {}
     enabled = options.get("enable_logs") or (options.get("_experiments") or {}).get("enable_logs")
-    return bool(enabled) and hasattr(_sentry, "logger")
+    return bool(enabled) and _sentry_logger is not None
 
 
 class SentrySink:
@@ -87,7 +96,7 @@ class SentrySink:
         log_function, breadcrumb_level = _levels(event.severity)
         attributes = _fields.attributes(event)
         if logs_enabled(_sentry.get_client()):
-            getattr(_sentry.logger, log_function)(event.message, attributes=attributes)
+            getattr(_sentry_logger, log_function)(event.message, attributes=attributes)
         else:
             _sentry.add_breadcrumb(
                 type="log",

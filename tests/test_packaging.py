@@ -18,6 +18,7 @@ import sysconfig
 import tarfile
 import tomllib
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -143,7 +144,7 @@ def test_the_license_is_in_both_and_named_in_the_metadata(dist: Path) -> None:
 
 
 def _third_party_imports(dist: Path) -> dict[str, set[str]]:
-    """For each module the wheel ships: the top-level names it imports from outside."""
+    """For each module the wheel ships: the dotted names it imports from outside."""
     ours = {"errpolicy", "errpolicy_memcache"}
     found: dict[str, set[str]] = {}
     with zipfile.ZipFile(_one(dist, "*.whl")) as wheel:
@@ -154,13 +155,35 @@ def _third_party_imports(dist: Path) -> dict[str, set[str]]:
             names = set()
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
-                    names |= {alias.name.split(".")[0] for alias in node.names}
+                    names |= {alias.name for alias in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names.add(node.module.split(".")[0])
-            outside = names - ours - set(sys.stdlib_module_names)
+                    names |= {f"{node.module}.{alias.name}" for alias in node.names}
+            outside = {
+                n for n in names if n.split(".")[0] not in ours | set(sys.stdlib_module_names)
+            }
             if outside:
                 found[name] = outside
     return found
+
+
+def _owners(name: str, providers: Mapping[str, list[str]]) -> set[str]:
+    """The distributions that ship the module ``name`` (or the module ``name`` is an
+    attribute of): a namespace package's top-level name is shared by several
+    (``opentelemetry``: opentelemetry-api, -sdk, ...), and the one that matters is the
+    one with the module's files."""
+    parts = name.split(".")
+    candidates = set(providers[parts[0]])
+    for depth in range(len(parts), 1, -1):
+        path = "/".join(parts[:depth])
+        owning = {
+            d
+            for d in candidates
+            for f in importlib.metadata.files(d) or ()
+            if str(f).startswith((f"{path}/", f"{path}.py"))
+        }
+        if owning:
+            return owning
+    return candidates
 
 
 def _extras(metadata: email.message.Message) -> dict[str, set[str]]:
@@ -181,7 +204,7 @@ def test_extras_install_what_the_wheel_imports_and_nothing_else(dist: Path) -> N
         canonicalize_name(distribution)
         for names in _third_party_imports(dist).values()
         for name in names
-        for distribution in providers[name]
+        for distribution in _owners(name, providers)
     }
     extras = _extras(_metadata(dist))
     assert DEVELOPMENT_EXTRAS <= set(extras)
