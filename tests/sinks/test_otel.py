@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -331,3 +333,39 @@ def test_store_events_carry_outcome_node_results_and_version(
         len(nodes),
         any(n.startswith(pair[1].address) and "=hit" in n for n in nodes),
     )
+
+
+async def test_concurrent_tasks_each_log_under_their_own_span(telemetry: Telemetry) -> None:
+    """Guards in two asyncio tasks at once: each record carries its own task's span."""
+
+    async def handle(name: str, other_started: asyncio.Event, started: asyncio.Event) -> int:
+        with telemetry.tracer.start_as_current_span(name) as span:
+            async with errpolicy.guard(name, policy=RECORD_ALL):
+                started.set()
+                await other_started.wait()  # both guards are open now
+                log.warning(name)
+            span_id: int = span.get_span_context().span_id
+            return span_id
+
+    a_started, b_started = asyncio.Event(), asyncio.Event()
+    a, b = await asyncio.gather(
+        handle("a", b_started, a_started), handle("b", a_started, b_started)
+    )
+    assert {"a": a, "b": b} == {r.body: r.span_id for r in telemetry.records()}
+
+
+def test_a_guard_in_a_thread_logs_under_that_thread_span(telemetry: Telemetry) -> None:
+    """A guard in a worker thread emits with the span current in that thread."""
+    found: list[int] = []
+
+    def work() -> None:
+        with telemetry.tracer.start_as_current_span("job") as span:
+            with errpolicy.guard("job", policy=RECORD_ALL):
+                log.warning("w")
+            found.append(span.get_span_context().span_id)
+
+    with telemetry.tracer.start_as_current_span("main"):
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+    assert found == [r.span_id for r in telemetry.records()]
