@@ -77,6 +77,9 @@ SCRIPT = textwrap.dedent(
     if options["scenario"] == "record":
         with errpolicy.guard("cart", policy=errpolicy.Policy(raise_on="NONE", record="ALL")):
             log.error("card declined")
+    elif options["scenario"] == "record-warning":
+        with errpolicy.guard("cart", policy=errpolicy.Policy(raise_on="NONE", record="ALL")):
+            warnings.warn("price list is old", UserWarning)
     elif options["scenario"] == "raise":
         try:
             with errpolicy.guard("pay", policy=errpolicy.Policy(raise_on="ERROR", record="ALL")):
@@ -192,3 +195,10 @@ def test_errpolicy_first_a_violation_is_still_reported() -> None:
     """In that order too, a guard's violation reaches Sentry through the sink."""
     sent = run("raise", order="errpolicy-first")
     assert 1 == len([s for s in sent if "PolicyViolation" in s.get("exceptions", [])])
+
+
+def test_errpolicy_first_a_recorded_warning_still_goes_through_the_sink() -> None:
+    """Sentry's logging integration never sees warnings: the sink sends them in that
+    order too."""
+    sent = run("record-warning", order="errpolicy-first")
+    assert [{"type": "log", "body": "price list is old", "level": "warn", "guard": "cart"}] == sent
