@@ -354,18 +354,28 @@ async def test_concurrent_tasks_each_log_under_their_own_span(telemetry: Telemet
     assert {"a": a, "b": b} == {r.body: r.span_id for r in telemetry.records()}
 
 
-def test_a_guard_in_a_thread_logs_under_that_thread_span(telemetry: Telemetry) -> None:
-    """A guard in a worker thread emits with the span current in that thread."""
-    found: list[int] = []
+def test_guards_in_many_threads_at_once_log_under_their_own_spans(
+    telemetry: Telemetry,
+) -> None:
+    """Eight threads, each in its own span, with their guards open at once: every record
+    carries the span of the thread that logged it."""
+    threads = 8
+    barrier = threading.Barrier(threads)
+    spans: dict[str, int] = {}
 
-    def work() -> None:
-        with telemetry.tracer.start_as_current_span("job") as span:
+    def work(name: str) -> None:
+        with telemetry.tracer.start_as_current_span(name) as span:
             with errpolicy.guard("job", policy=RECORD_ALL):
-                log.warning("w")
-            found.append(span.get_span_context().span_id)
+                barrier.wait(timeout=30)  # every guard is open before anyone logs
+                for _ in range(20):
+                    log.warning(name)
+            spans[name] = span.get_span_context().span_id
 
-    with telemetry.tracer.start_as_current_span("main"):
-        worker = threading.Thread(target=work)
+    workers = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(threads)]
+    for worker in workers:
         worker.start()
+    for worker in workers:
         worker.join()
-    assert found == [r.span_id for r in telemetry.records()]
+    records = telemetry.records()
+    assert 20 * threads == len(records)
+    assert [] == [r.body for r in records if r.span_id != spans[r.body]]
