@@ -89,9 +89,9 @@ class SessionMiddleware:
             session = self.store.start(incoming)
         except STORE_DOWN as exc:
             refusal = log_refusal(_log, exc, stage="load", had_cookie=incoming is not None)
-            body = refusal.body()
-            start_response("503 Service Unavailable", refusal_headers(body, self.retry_after))
-            return [body]
+            text = refusal.body()
+            start_response("503 Service Unavailable", refusal_headers(text, self.retry_after))
+            return [text]
         environ[self.environ_key] = session
         environ[STORE_ENVIRON_KEY] = self.store
         exchange = _Exchange(self, session, incoming, start_response)

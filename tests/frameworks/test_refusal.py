@@ -1,4 +1,4 @@
-"""The 503 refusal: a log line that names what happened, rate-limited, and a page that tells the truth."""
+"""The 503: a log line that names what happened, rate-limited; a page that tells the truth."""
 
 from __future__ import annotations
 
