@@ -97,6 +97,32 @@ def _parse_server(spec: object) -> tuple[str, int]:
     return host.strip("[]"), port_number
 
 
+def _replicas_for(replicas: object, servers: int) -> int:
+    """The number of copies: as given, or by default 2 (1 with one server, with a
+    warning at boot that there is no failover: the usual laptop setup)."""
+    if replicas is None:
+        replicas = min(2, servers)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
+    if replicas > servers:
+        hint = (
+            "leave replicas unset, or set replicas=1, for one copy without failover"
+            if servers == 1
+            else f"list more servers, or set replicas={servers}"
+        )
+        raise ConfigurationError(
+            f"replicas: {replicas} copies need at least {replicas} servers, got {servers} "
+            f"({hint})"
+        )
+    if servers == 1:
+        _logger.warning(
+            "one memcached server: each session has one copy and there is no failover "
+            "(if it stops, every session is unavailable; if it restarts, all are lost); "
+            "list two or more servers in production"
+        )
+    return replicas
+
+
 def _check_id(session: Session) -> None:
     if not is_valid_session_id(session.id):
         raise InvalidSessionId(
@@ -124,7 +150,7 @@ class MemcacheSessionStore:
         self,
         servers: Sequence[str | tuple[str, int]],
         secret_key: str | bytes | Sequence[str | bytes],
-        replicas: int = 2,
+        replicas: int | None = None,
         *,
         prefix: str = "errpolicy:session:",
         idle_ttl: int = 1800,
@@ -152,13 +178,7 @@ class MemcacheSessionStore:
         addresses = [_parse_server(s) for s in servers]
         if len({f"{h}:{p}" for h, p in addresses}) != len(addresses):
             raise ConfigurationError("servers: an address is listed twice")
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
-        if replicas > len(addresses):
-            raise ConfigurationError(
-                f"replicas: {replicas} copies need at least {replicas} servers, "
-                f"got {len(addresses)}"
-            )
+        replicas = _replicas_for(replicas, len(addresses))
         if not isinstance(prefix, str) or not prefix.isascii() or not prefix.isprintable():
             raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
         if " " in prefix or len(prefix) > 150:
