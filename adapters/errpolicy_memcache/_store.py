@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._metrics import StoreMetrics, StoreStats
 from ._node import Node, Prober, Reply, execute, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
@@ -111,8 +112,7 @@ def _replicas_for(replicas: object, servers: int) -> int:
             else f"list more servers, or set replicas={servers}"
         )
         raise ConfigurationError(
-            f"replicas: {replicas} copies need at least {replicas} servers, got {servers} "
-            f"({hint})"
+            f"replicas: {replicas} copies need at least {replicas} servers, got {servers} ({hint})"
         )
     if servers == 1:
         _logger.warning(
@@ -231,6 +231,7 @@ class MemcacheSessionStore:
         self._lock_ttl = lock_ttl
         self._lock_poll = lock_poll
         self._on_outcome = on_outcome
+        self._metrics = StoreMetrics()
         self._clock = clock
         self._read_all_nodes = read_all_nodes
         self._operation_timeout = float(operation_timeout)
@@ -290,6 +291,11 @@ class MemcacheSessionStore:
     def nodes(self) -> tuple[Node, ...]:
         """The nodes in the order given; ``node.breaker.state`` tells their health."""
         return tuple(self._nodes)
+
+    def stats(self) -> StoreStats:
+        """What this store counted since it was built: outcomes per operation, results
+        per node, latency per operation, and each node's breaker state now."""
+        return self._metrics.snapshot(self._nodes)
 
     def new_session(self) -> Session:
         """A fresh, empty session with a new id; no I/O."""
@@ -542,6 +548,8 @@ class MemcacheSessionStore:
             for node in home:
                 op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
             self._finish(op, OutcomeKind.OK, home[0], record.version)
+        else:
+            self._metrics.hit(home, done - began)
         return record
 
     def _known_for(self, sid: str, key: str) -> Known:
@@ -693,6 +701,7 @@ class MemcacheSessionStore:
     ) -> Outcome | None:
         """Decide the outcome and report it; None when there is nothing to report."""
         kind = op.kind(base)
+        self._metrics.record(op.name, kind, op.results, time.perf_counter() - op.start)
         if not severity_of(kind) and self._on_outcome is None:
             return None
         outcome = op.outcome(kind, served, version)
