@@ -87,13 +87,14 @@ class Refusal:
     @property
     def signature(self) -> Hashable:
         """What makes two refusals the same for the log: the stage, and each outcome's
-        operation, kind and node results (not the key, the times or the details)."""
+        operation, kind and node results in any order (not the key, the times, the
+        details or the nodes' ranking, which differs per key)."""
         if not self.outcomes:
             return (self.stage, self.error)
         return (
             self.stage,
             tuple(
-                (o.operation, o.kind, tuple((r.node, r.command, r.status) for r in o.nodes))
+                (o.operation, o.kind, tuple(sorted((r.node, r.command, r.status) for r in o.nodes)))
                 for o in self.outcomes
             ),
         )

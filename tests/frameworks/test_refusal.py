@@ -195,3 +195,33 @@ def test_failed_save_page_says_the_change_may_be_lost(
     client.application = SessionMiddleware(app, store)
     body = client.get("/").get_data()
     assert (False, True) == (b"safe" in body, b"may be lost" in body)
+
+
+def test_flask_logs_the_same_line(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    caplog: pytest.LogCaptureFixture,
+    frozen_throttle: FrozenClock,
+):
+    """The Flask glue's 503 log line names the outcome and the nodes too."""
+    from flask import Flask, session
+
+    from errpolicy_memcache.flask import init_app
+
+    app = Flask(__name__)
+    app.secret_key = "flask-refusal-test-secret-0123456789"
+
+    @app.post("/hit")
+    def hit() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return "ok"
+
+    init_app(app, store)
+    client = app.test_client()
+    client.post("/hit")
+    for server in cluster.servers:
+        server.kill()
+    with caplog.at_level(logging.ERROR, logger="errpolicy_memcache.flask"):
+        assert 503 == client.post("/hit").status_code
+    (record,) = refusals(caplog)
+    assert True is ("session.start unavailable" in record.getMessage())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,44 @@ def test_prometheus_without_the_client_names_the_extra(
     with pytest.raises(MissingDependency) as caught:
         StoreCollector(plain)
     assert ("prometheus", "prometheus_client") == (caught.value.extra, caught.value.name)
+
+
+class _FakeNode:
+    """What StoreMetrics reads of a node: its address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+
+def test_counts_are_exact_under_threads() -> None:
+    """Eight threads counting at once, switching every microsecond, lose no count."""
+    import threading
+
+    from errpolicy_memcache._metrics import StoreMetrics
+
+    metrics = StoreMetrics()
+    home: list[Any] = [_FakeNode("a:1"), _FakeNode("b:1")]
+    result = [("a:1", "gets", NodeStatus.HIT, 0.0, ""), ("b:1", "gets", NodeStatus.HIT, 0.0, "")]
+
+    def work() -> None:
+        for _ in range(1000):
+            metrics.hit(home, 0.0001)
+            metrics.record("session.start", OutcomeKind.OK, result, 0.0001)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    stats = metrics.snapshot([])
+    assert (16000, 16000, 16000, 16000) == (
+        stats.count("session.start", OutcomeKind.OK),
+        stats.node_results[("a:1", NodeStatus.HIT)],
+        stats.node_results[("b:1", NodeStatus.HIT)],
+        stats.latency["session.start"].count,
+    )
