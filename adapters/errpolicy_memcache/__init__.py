@@ -17,6 +17,7 @@ from ._errors import (
     SessionUnavailable,
 )
 from ._ids import SESSION_ID_LENGTH, is_valid_session_id, new_session_id
+from ._metrics import Histogram, StoreStats
 from ._node import Node
 from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, severity_of
 from ._session import Session
@@ -30,6 +31,7 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "ConfigurationError",
+    "Histogram",
     "InvalidSessionId",
     "MemcacheSessionError",
     "MemcacheSessionStore",
@@ -44,6 +46,7 @@ __all__ = [
     "SessionExists",
     "SessionTooLarge",
     "SessionUnavailable",
+    "StoreStats",
     "is_valid_session_id",
     "new_session_id",
     "severity_of",

@@ -40,7 +40,7 @@ STORE_DOWN: tuple[type[Exception], ...] = (PolicyViolation, SessionUnavailable)
 #: What a client reads when no replica of the session store could answer.
 UNAVAILABLE_BODY = (
     b"503 Service Unavailable: the session store cannot be reached right now. "
-    b"Your session is safe; please retry shortly.\n"
+    b"Please retry in a few seconds.\n"
 )
 
 #: What the glue does when ``store.save`` raises :class:`errpolicy.PolicyViolation`:

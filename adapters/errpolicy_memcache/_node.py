@@ -15,8 +15,9 @@ from ._wire import MAX_VALUE, Command, NodeFailure
 
 __all__ = ["Node", "Prober", "Reply", "execute", "settle"]
 
-# Failures that say the node itself is unhealthy; an error reply does not.
-_BREAKER_KINDS = frozenset({"refused", "timeout", "closed"})
+# Failures that say the node itself is unhealthy; an error reply does not, except
+# SERVER_ERROR: a proxy's answer when its backend is down (docs/memcache/proxies.md).
+_BREAKER_KINDS = frozenset({"refused", "timeout", "closed", "server_error"})
 
 
 class Node:

@@ -28,6 +28,7 @@ class NodeStatus(StrEnum):
     TIMEOUT = "timeout"
     CLOSED = "closed"
     ERROR = "error"  # an error reply or a protocol violation
+    SERVER_ERROR = "server_error"  # SERVER_ERROR: a proxy's backend is down, or memcached failed
     SKIPPED = "skipped"  # the node's circuit breaker is open: no time spent
 
     @property
@@ -42,6 +43,7 @@ _FAILED = frozenset(
         NodeStatus.TIMEOUT,
         NodeStatus.CLOSED,
         NodeStatus.ERROR,
+        NodeStatus.SERVER_ERROR,
         NodeStatus.SKIPPED,
     }
 )

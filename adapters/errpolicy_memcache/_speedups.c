@@ -652,8 +652,12 @@ unexpected(NodeRead *node, const char *line, Py_ssize_t n)
         shown[i] = (line[i] >= 32 && line[i] < 127) ? line[i] : '?';
     }
     shown[k] = '\0';
-    if (starts_with(line, n, "CLIENT_ERROR") || starts_with(line, n, "SERVER_ERROR")
-        || (n == 5 && memcmp(line, "ERROR", 5) == 0)) {
+    if (starts_with(line, n, "SERVER_ERROR")) {
+        /* A proxy's backend is down: a node failure, as in _wire._check_error. */
+        fail(node, "server_error", shown);
+        return;
+    }
+    if (starts_with(line, n, "CLIENT_ERROR") || (n == 5 && memcmp(line, "ERROR", 5) == 0)) {
         fail(node, "error", shown);
         return;
     }

@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._metrics import StoreMetrics, StoreStats
 from ._node import Node, Prober, Reply, execute, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
@@ -97,6 +98,31 @@ def _parse_server(spec: object) -> tuple[str, int]:
     return host.strip("[]"), port_number
 
 
+def _replicas_for(replicas: object, servers: int) -> int:
+    """The number of copies: as given, or by default 2 (1 with one server, with a
+    warning at boot that there is no failover: the usual laptop setup)."""
+    if replicas is None:
+        replicas = min(2, servers)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
+    if replicas > servers:
+        hint = (
+            "leave replicas unset, or set replicas=1, for one copy without failover"
+            if servers == 1
+            else f"list more servers, or set replicas={servers}"
+        )
+        raise ConfigurationError(
+            f"replicas: {replicas} copies need at least {replicas} servers, got {servers} ({hint})"
+        )
+    if servers == 1:
+        _logger.warning(
+            "one memcached server: each session has one copy and there is no failover "
+            "(if it stops, every session is unavailable; if it restarts, all are lost); "
+            "list two or more servers in production"
+        )
+    return replicas
+
+
 def _check_id(session: Session) -> None:
     if not is_valid_session_id(session.id):
         raise InvalidSessionId(
@@ -124,7 +150,7 @@ class MemcacheSessionStore:
         self,
         servers: Sequence[str | tuple[str, int]],
         secret_key: str | bytes | Sequence[str | bytes],
-        replicas: int = 2,
+        replicas: int | None = None,
         *,
         prefix: str = "errpolicy:session:",
         idle_ttl: int = 1800,
@@ -152,13 +178,7 @@ class MemcacheSessionStore:
         addresses = [_parse_server(s) for s in servers]
         if len({f"{h}:{p}" for h, p in addresses}) != len(addresses):
             raise ConfigurationError("servers: an address is listed twice")
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
-        if replicas > len(addresses):
-            raise ConfigurationError(
-                f"replicas: {replicas} copies need at least {replicas} servers, "
-                f"got {len(addresses)}"
-            )
+        replicas = _replicas_for(replicas, len(addresses))
         if not isinstance(prefix, str) or not prefix.isascii() or not prefix.isprintable():
             raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
         if " " in prefix or len(prefix) > 150:
@@ -211,6 +231,7 @@ class MemcacheSessionStore:
         self._lock_ttl = lock_ttl
         self._lock_poll = lock_poll
         self._on_outcome = on_outcome
+        self._metrics = StoreMetrics()
         self._clock = clock
         self._read_all_nodes = read_all_nodes
         self._operation_timeout = float(operation_timeout)
@@ -270,6 +291,11 @@ class MemcacheSessionStore:
     def nodes(self) -> tuple[Node, ...]:
         """The nodes in the order given; ``node.breaker.state`` tells their health."""
         return tuple(self._nodes)
+
+    def stats(self) -> StoreStats:
+        """What this store counted since it was built: outcomes per operation, results
+        per node, latency per operation, and each node's breaker state now."""
+        return self._metrics.snapshot(self._nodes)
 
     def new_session(self) -> Session:
         """A fresh, empty session with a new id; no I/O."""
@@ -522,6 +548,8 @@ class MemcacheSessionStore:
             for node in home:
                 op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
             self._finish(op, OutcomeKind.OK, home[0], record.version)
+        else:
+            self._metrics.hit(home, done - began)
         return record
 
     def _known_for(self, sid: str, key: str) -> Known:
@@ -673,6 +701,7 @@ class MemcacheSessionStore:
     ) -> Outcome | None:
         """Decide the outcome and report it; None when there is nothing to report."""
         kind = op.kind(base)
+        self._metrics.record(op.name, kind, op.results, time.perf_counter() - op.start)
         if not severity_of(kind) and self._on_outcome is None:
             return None
         outcome = op.outcome(kind, served, version)

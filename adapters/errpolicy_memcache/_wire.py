@@ -292,7 +292,9 @@ class Command(NamedTuple):
 
 
 def _check_error(line: bytes) -> None:
-    if line == b"ERROR" or line.startswith((b"CLIENT_ERROR", b"SERVER_ERROR")):
+    if line.startswith(b"SERVER_ERROR"):  # a proxy's backend is down: a node failure
+        raise NodeFailure("server_error", line[:80].decode("ascii", "replace"))
+    if line == b"ERROR" or line.startswith(b"CLIENT_ERROR"):
         raise NodeFailure("error", line[:80].decode("ascii", "replace"))
 
 

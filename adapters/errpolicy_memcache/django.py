@@ -37,6 +37,7 @@ from ._frameworks import (
     store_from_config,
     unavailable_headers,
 )
+from ._refusal import log_refusal
 
 if TYPE_CHECKING:
     from errpolicy_memcache import MemcacheSessionStore, Session
@@ -241,7 +242,8 @@ class SessionUnavailableMiddleware:
             and isinstance(session, SessionStore)
             and session.unavailable is not None
         ):
-            _log.error("session store unavailable, answered 503: %s", session.unavailable)
+            had_cookie = settings.SESSION_COOKIE_NAME in request.COOKIES
+            log_refusal(_log, session.unavailable, stage=None, had_cookie=had_cookie)
             return unavailable_response()
         return response
 
@@ -250,6 +252,7 @@ class SessionUnavailableMiddleware:
         if isinstance(exception, STORE_DOWN):
             session = getattr(request, "session", None)
             if isinstance(session, SessionStore) and session.unavailable is exception:
-                _log.error("session store unavailable, answered 503: %s", exception)
+                had_cookie = settings.SESSION_COOKIE_NAME in request.COOKIES
+                log_refusal(_log, exception, stage="load", had_cookie=had_cookie)
                 return unavailable_response()
         return None

@@ -25,6 +25,7 @@ from ._frameworks import (
     store_from_config,
     unavailable_headers,
 )
+from ._refusal import log_refusal
 
 if TYPE_CHECKING:
     from errpolicy_memcache import MemcacheSessionStore, Session
@@ -181,7 +182,7 @@ class MemcacheSessionInterface(SessionInterface):
                 app.config.get("ERRPOLICY_SESSION_SAVE_ERRORS")
             )
             if save_errors == "503":
-                _log.error("session store could not save, answered 503: %s", exc)
+                log_refusal(_log, exc, stage="save", had_cookie=session.incoming is not None)
                 _make_unavailable(response, self.get_retry_after(app))
                 return
             _log.error("session store could not save; the change is lost: %s", exc)
@@ -254,7 +255,10 @@ def init_app(
 
         current = session._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy
         if isinstance(current, UnavailableSession):
-            _log.error("session store unavailable, answered 503: %s", current.error)
+            from flask import request
+
+            had_cookie = bool(request.cookies.get(interface.get_cookie_name(app)))
+            log_refusal(_log, current.error, stage="load", had_cookie=had_cookie)
             raise SessionStoreUnavailable(current.error, interface.get_retry_after(app))
 
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_session)

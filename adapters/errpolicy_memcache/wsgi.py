@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._frameworks import (
     STORE_DOWN,
-    UNAVAILABLE_BODY,
     CookieAction,
     CookieSettings,
     SaveErrors,
     finish_session,
     parse_cookie,
-    unavailable_headers,
 )
+from ._refusal import log_refusal, refusal_headers
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -89,9 +88,10 @@ class SessionMiddleware:
         try:
             session = self.store.start(incoming)
         except STORE_DOWN as exc:
-            _log.error("session store unavailable, answered 503 without calling the app: %s", exc)
-            start_response("503 Service Unavailable", unavailable_headers(self.retry_after))
-            return [UNAVAILABLE_BODY]
+            refusal = log_refusal(_log, exc, stage="load", had_cookie=incoming is not None)
+            text = refusal.body()
+            start_response("503 Service Unavailable", refusal_headers(text, self.retry_after))
+            return [text]
         environ[self.environ_key] = session
         environ[STORE_ENVIRON_KEY] = self.store
         exchange = _Exchange(self, session, incoming, start_response)
@@ -118,7 +118,7 @@ class _Exchange:
         self.incoming = incoming
         self.server_start_response = start_response
         self.started = False
-        self.replaced = False
+        self.replaced: bytes | None = None  # the 503 body that replaced the app's
         self.stored = False  # the session was stored as it was at start_response
 
     def start_response(
@@ -141,11 +141,13 @@ class _Exchange:
                 self.stored = True
             except STORE_DOWN as exc:
                 if self.middleware.save_errors == "503":
-                    _log.error("session store could not save, answered 503: %s", exc)
-                    self.replaced = True
+                    refusal = log_refusal(
+                        _log, exc, stage="save", had_cookie=self.incoming is not None
+                    )
+                    self.replaced = refusal.body()
                     return self.server_start_response(
                         "503 Service Unavailable",
-                        unavailable_headers(self.middleware.retry_after),
+                        refusal_headers(self.replaced, self.middleware.retry_after),
                         exc_info,
                     )
                 _log.error("session store could not save; the change is lost: %s", exc)
@@ -171,11 +173,11 @@ class _Response:
         # A generator app calls start_response on its first step, so the save (and its
         # failure) can happen while this loop runs: look again after every chunk.
         for chunk in self.body:
-            if self.exchange.replaced:
+            if self.exchange.replaced is not None:
                 break
             yield chunk
-        if self.exchange.replaced:
-            yield UNAVAILABLE_BODY
+        if self.exchange.replaced is not None:
+            yield self.exchange.replaced
 
     def close(self) -> None:
         try:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from ._explain import explain_503s
 from ._stats import PhaseStats
 
 
@@ -108,3 +109,13 @@ def table(phases: Sequence[PhaseStats]) -> str:
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def explanations(phases: Sequence[PhaseStats]) -> list[str]:
+    """One line per phase whose 503s passed its checks: why the store refused, and when
+    every user was served again."""
+    return [
+        explain_503s(s.name, s.unavailable, s.refusals, s.served_again_s)
+        for s in phases
+        if s.unavailable and s.passed
+    ]

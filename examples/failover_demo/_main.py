@@ -22,7 +22,8 @@ from errpolicy.testing import configured
 
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
 
-from ._display import Progress, table
+from ._display import Progress, explanations, table
+from ._explain import refusals
 from ._phases import ALL_DOWN_MODES, build_phases, killed_in_all_down
 from ._stats import EventCounter, PhaseStats, phase_stats
 from ._traffic import Gate, Recorder, User
@@ -136,6 +137,17 @@ def _state(server: MemcachedServer) -> str:
     return "up" if server.running else "down"
 
 
+def _refusal_counts(store: Any) -> dict[str, int]:
+    """The store's outcomes so far by kind, summed over its operations ({} without a
+    store: another app may keep it elsewhere)."""
+    if store is None:
+        return {}
+    counts: dict[str, int] = {}
+    for (_, kind), n in store.stats().outcomes.items():
+        counts[kind.value] = counts.get(kind.value, 0) + n
+    return counts
+
+
 def _quiet_logging(log_path: Path) -> logging.Handler:
     """Send log records to a file, so the 503s of the all-down phase do not flood stderr."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,12 +186,14 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
         with configured(sink=counter), MemcachedCluster(NODES) as cluster:
             progress.say(f"memcached nodes: {', '.join(cluster.addresses)}")
             app = create_app(cluster.addresses, secret_key=secrets.token_hex(32))
+            app_store = app.extensions.get("errpolicy_memcache")
             server = make_server("127.0.0.1", 0, app, threaded=True)
             serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
             serving.start()
             base_url = f"http://127.0.0.1:{server.server_port}"
             progress.say(f"example Flask app: {base_url} ({options.users} users)")
             epoch = time.monotonic()
+            counter.epoch = epoch
             gate = Gate()
             recorder = Recorder(epoch)
             names = [f"u{i + 1:02d}" for i in range(options.users)]
@@ -202,6 +216,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                     phase.apply(cluster)
                     node_states.append({n.address: _state(n) for n in cluster.servers})
                     counter.phase = phase.name
+                    before = _refusal_counts(app_store)
                     start = time.monotonic()
                     progress.phase_started(index, phase.name, phase.title)
                     if phase.down is not None and copies == 0:
@@ -239,6 +254,8 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                         counter.counts(phase.name),
                         end - start,
                         copies,
+                        refusals=refusals(before, _refusal_counts(app_store)),
+                        started=start - epoch,
                     )
                     results.append(final)
                     spans.append((start - epoch, end - epoch))
@@ -283,6 +300,8 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
     json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
     out.write("\n" + table(results) + "\n\n")
+    for line in explanations(results):
+        out.write(line + "\n")
     out.write(kept_meaning(options.all_down) + "\n")
     out.write(
         "kept = users whose session survived the phase; notices = events the store's "
@@ -292,7 +311,7 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
     if options.plot_path:
         from ._plot import write_plot
 
-        write_plot(Path(options.plot_path), samples, results, spans)
+        write_plot(Path(options.plot_path), samples, results, spans, counter.notice_times)
         out.write(f"plot: {options.plot_path}\n")
     out.flush()
     if failed:

@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from errpolicy import Event, StdlibSink
 
+from ._explain import served_again_at
 from ._phases import Phase
 from ._traffic import ERROR, KEPT, LOGIN, LOST, STALE, UNAVAILABLE, Sample
 
 
 class EventCounter:
     """An errpolicy sink: counts the events the store's guards recorded, per phase,
-    and logs each on the stdlib logger ``errpolicy`` (the demo sends that to its log file)."""
+    and logs each on the stdlib logger ``errpolicy`` (the demo sends that to its log file).
+    ``notice_times``: when each NOTICE came, in seconds since ``epoch`` (for the plot)."""
 
-    def __init__(self) -> None:
+    _MAX_TIMES = 200_000
+
+    def __init__(self, epoch: float | None = None) -> None:
         self._lock = threading.Lock()
         self.phase = "setup"
+        self.epoch = time.monotonic() if epoch is None else epoch
         self._counts: dict[str, Counter[str]] = {}
         self.examples: dict[str, str] = {}
+        self.notice_times: list[float] = []
         self._log = StdlibSink()
 
     def __call__(self, event: Event, /) -> None:
@@ -30,6 +37,8 @@ class EventCounter:
         with self._lock:
             self._counts.setdefault(self.phase, Counter())[name] += 1
             self.examples.setdefault(name, f"{event.guard}: {event.message}")
+            if name == "NOTICE" and len(self.notice_times) < self._MAX_TIMES:
+                self.notice_times.append(time.monotonic() - self.epoch)
         self._log(event)
 
     def counts(self, phase: str) -> dict[str, int]:
@@ -75,6 +84,10 @@ class PhaseStats:
     #: Items (session copies) the node the phase takes down held just before; None if
     #: it takes none down.
     down_node_copies: int | None = None
+    #: The store's reasons for the phase's 503s: outcome kind -> count (see _explain).
+    refusals: Mapping[str, int] = field(default_factory=dict)
+    #: Seconds into the phase of its last 503, after which every request was served.
+    served_again_s: float | None = None
     checks: tuple[Check, ...] = field(default=())
 
     @property
@@ -113,9 +126,15 @@ def phase_stats(
     recorded: dict[str, int],
     duration: float,
     down_node_copies: int | None = None,
+    *,
+    refusals: Mapping[str, int] | None = None,
+    started: float = 0.0,
 ) -> PhaseStats:
     """Figures and checks for one phase's samples; ``down_node_copies``: the session
-    copies the node the phase takes down held just before (None: none is taken down)."""
+    copies the node the phase takes down held just before (None: none is taken down);
+    ``refusals``: the store's 503 reasons; ``started``: the phase's start on the
+    samples' clock."""
+    again = served_again_at(samples)
     outcomes = Counter(sample.outcome for sample in samples)
     lost_users = {s.user for s in samples if s.outcome in (LOST, STALE)}
     latencies = [sample.latency_ms for sample in samples]
@@ -141,6 +160,8 @@ def phase_stats(
         p99_ms=percentile(latencies, 99),
         max_ms=round(max(latencies), 2) if latencies else None,
         down_node_copies=down_node_copies,
+        refusals=dict(refusals or {}),
+        served_again_s=None if again is None else round(again - started, 2),
     )
     checks = _checks(phase, stats, samples)
     return PhaseStats(**{**_fields(stats), "checks": checks})

@@ -214,3 +214,88 @@ def test_progress_writes_plain_lines_elsewhere():
     """Without a terminal there are no control characters, only whole lines."""
     output = _progress_output(interactive=False)
     assert (False, False, True) == ("\r" in output, "\x1b" in output, output.endswith("ok\n"))
+
+
+def test_table_explains_the_503s_it_counts_as_ok(demo: DemoRun):
+    """Every phase whose 503s passed its checks gets a line saying why, from the store."""
+    allowed = [p for p in demo.report["phases"] if p["unavailable"] and p["passed"]]
+    explained = [
+        p["name"]
+        for p in allowed
+        if f"{p['name']}: {p['unavailable']} clean 503s counted as ok (" in demo.stdout
+        and p["refusals"]
+    ]
+    assert (True, [p["name"] for p in allowed]) == ("all-down" in explained, explained)
+
+
+def test_refusals_count_only_the_kinds_that_answer_503():
+    """Between two snapshots, only the outcome kinds the default policy raises count."""
+    from examples.failover_demo._explain import refusals
+
+    before = {"ok": 5, "possibly_stale": 1}
+    after = {"ok": 9, "possibly_stale": 4, "failover": 3, "unavailable": 2}
+    assert {"possibly_stale": 3, "unavailable": 2} == refusals(before, after)
+
+
+def test_served_again_is_the_last_503_followed_only_by_served_requests():
+    """The recovery time is the last 503's, and only if everything after it was served."""
+    from examples.failover_demo._explain import served_again_at
+    from examples.failover_demo._traffic import Sample
+
+    def at(t: float, outcome: str) -> Sample:
+        return Sample(t, "p", "u1", "hit", outcome, 200, 1.0)
+
+    recovered = [at(1.0, "unavailable"), at(2.0, "unavailable"), at(3.0, "kept")]
+    still_down = [at(1.0, "unavailable"), at(2.0, "kept"), at(3.0, "error")]
+    assert (2.0, None, None) == (
+        served_again_at(recovered),
+        served_again_at(still_down),
+        served_again_at([at(1.0, "kept")]),
+    )
+
+
+def test_explanations_give_the_stores_reasons_and_the_recovery():
+    """A phase with allowed 503s is explained with each reason and when users were back."""
+    from examples.failover_demo._display import explanations
+    from examples.failover_demo._phases import Expect, Phase
+    from examples.failover_demo._stats import phase_stats
+    from examples.failover_demo._traffic import Sample
+
+    phase = Phase("all-back", "every node back", lambda cluster: None, Expect(unavailable=True))
+    samples = [
+        Sample(10.5, "all-back", "u1", "hit", "unavailable", 503, 1.0),
+        Sample(11.0, "all-back", "u1", "hit", "kept", 200, 1.0),
+    ]
+    stats = phase_stats(
+        phase, samples, ["u1"], {}, 2.0, refusals={"possibly_stale": 1}, started=10.0
+    )
+    expected = [
+        "all-back: 1 clean 503s counted as ok (possibly_stale 1: a node that may hold a "
+        "newer copy had not answered yet); every user served again 0.5 s into the phase."
+    ]
+    assert expected == explanations([stats])
+
+
+def test_plot_draws_the_faults_the_notices_and_the_recovery(tmp_path: Path):
+    """The plot names each phase's fault, draws the notices' rate and marks the recovery."""
+    from examples.failover_demo._phases import Expect, Phase
+    from examples.failover_demo._plot import write_plot
+    from examples.failover_demo._stats import phase_stats
+    from examples.failover_demo._traffic import Sample
+
+    killed = Phase("one-killed", "node 1 killed (SIGKILL)", lambda c: None, Expect())
+    back = Phase("all-back", "every node back", lambda c: None, Expect(unavailable=True))
+    first = [Sample(0.5 + i / 10, "one-killed", "u1", "hit", "kept", 200, 1.0) for i in range(5)]
+    second = [
+        Sample(2.2, "all-back", "u1", "hit", "unavailable", 503, 1.0),
+        Sample(2.6, "all-back", "u1", "hit", "kept", 200, 1.0),
+    ]
+    phases = [
+        phase_stats(killed, first, ["u1"], {}, 2.0, started=0.0),
+        phase_stats(back, second, ["u1"], {}, 1.0, started=2.0),
+    ]
+    path = tmp_path / "plot.svg"
+    write_plot(path, first + second, phases, [(0.0, 2.0), (2.0, 3.0)], [0.6, 0.7, 0.8])
+    text = path.read_text()
+    expected = ["node 1 killed (SIGKILL)", "notices recorded per second", "every user served again"]
+    assert expected == [words for words in expected if words in text]

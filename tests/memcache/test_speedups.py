@@ -614,7 +614,6 @@ def fake() -> Iterator[Callable[[bytes], tuple[str, int]]]:
         (b"VALUE k 0 3\r\n", "unexpected reply"),
         (b"VALUE k 0 99999999999999999999999 9\r\n", "unexpected reply"),
         (b"VALUE k 0 3 9 extra\r\n", "unexpected reply"),
-        (b"SERVER_ERROR out of memory\r\n", "SERVER_ERROR out of memory"),
         (b"HELLO\r\n", "unexpected reply"),
         (b"A" * 2000, "reply line too long"),
     ],
@@ -630,6 +629,18 @@ def test_replies_no_memcached_sends_are_errors(
     (result,) = speedups.gets_round([sock.fileno()], b"gets k\r\n")
     assert isinstance(result, NodeFailure)
     assert ("error", True) == (result.kind, result.detail.startswith(detail))
+
+
+@needs_c
+def test_a_server_error_reply_is_a_node_failure(
+    fake: Callable[[bytes], tuple[str, int]], sockets: Callable[..., socket.socket]
+) -> None:
+    """SERVER_ERROR (a proxy whose backend is down) is kind "server_error", as in Python."""
+    sock = sockets(fake(b"SERVER_ERROR Connection refused\r\n"))
+    assert speedups is not None
+    (result,) = speedups.gets_round([sock.fileno()], b"gets k\r\n")
+    assert isinstance(result, NodeFailure)
+    assert ("server_error", "SERVER_ERROR Connection refused") == (result.kind, result.detail)
 
 
 @needs_c

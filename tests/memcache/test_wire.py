@@ -159,13 +159,13 @@ def test_a_malformed_gets_reply_is_an_error(
     assert "error" == raised.value.kind
 
 
-def test_a_server_error_is_an_error(pair: tuple[Connection, socket.socket]) -> None:
-    """memcached's own error lines are kind "error", with the server's words."""
+def test_a_server_error_is_a_node_failure(pair: tuple[Connection, socket.socket]) -> None:
+    """SERVER_ERROR (a proxy's backend down) is kind "server_error", with the server's words."""
     conn, peer = pair
     peer.sendall(b"SERVER_ERROR out of memory storing object\r\n")
     with pytest.raises(NodeFailure) as raised:
         _read_store(conn)
-    assert ("error", "SERVER_ERROR out of memory storing object") == (
+    assert ("server_error", "SERVER_ERROR out of memory storing object") == (
         raised.value.kind,
         raised.value.detail,
     )

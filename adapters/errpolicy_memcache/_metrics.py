@@ -1,0 +1,188 @@
+"""What a store counts while it works: outcomes per operation, results per node, latency.
+
+Every operation pays a lock and a few dict increments here (well under a microsecond);
+:meth:`StoreMetrics.snapshot` copies the counts into a frozen :class:`StoreStats`, which
+``store.stats()`` returns and the Prometheus collector reads at scrape time.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._outcome import NodeStatus, OutcomeKind
+
+if TYPE_CHECKING:
+    from ._breaker import BreakerState
+    from ._node import Node
+
+__all__ = ["LATENCY_BUCKETS", "Histogram", "StoreMetrics", "StoreStats"]
+
+#: Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
+#: From a healthy loopback read (50 µs) to the default operation timeout (3 s).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+_OK = OutcomeKind.OK
+_HIT = NodeStatus.HIT
+_START = "session.start"
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Latencies of one operation: ``counts[i]`` operations took at most ``bounds[i]``
+    seconds and more than ``bounds[i - 1]``; ``counts[-1]`` took longer than the last
+    bound. ``total`` is the sum of the seconds, ``count`` the number of operations."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, operations at most that long)`` pairs, +Inf last (Prometheus'
+        form)."""
+        running = 0
+        pairs = []
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            pairs.append((bound, running))
+        return pairs
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """A store's counts since it was built (``store.stats()``).
+
+    ``outcomes[(operation, kind)]``: logical operations by outcome kind.
+    ``node_results[(node, status)]``: each node's answers by :class:`NodeStatus`.
+    ``breakers[node]``: each node's :class:`BreakerState` now.
+    ``latency[operation]``: a :class:`Histogram` of the operation's time.
+    """
+
+    outcomes: Mapping[tuple[str, OutcomeKind], int]
+    node_results: Mapping[tuple[str, NodeStatus], int]
+    breakers: Mapping[str, BreakerState]
+    latency: Mapping[str, Histogram]
+
+    def count(self, operation: str | None = None, kind: OutcomeKind | None = None) -> int:
+        """Operations counted, of one operation and/or one kind when given."""
+        return sum(
+            n
+            for (op, k), n in self.outcomes.items()
+            if (operation is None or op == operation) and (kind is None or k is kind)
+        )
+
+
+class StoreMetrics:
+    """The live counters of one store; every thread of the process adds to them."""
+
+    __slots__ = (
+        "_hit_buckets",
+        "_hit_nodes",
+        "_hit_total",
+        "_hits",
+        "_latency",
+        "_lock",
+        "_nodes",
+        "_outcomes",
+        "_totals",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outcomes: dict[tuple[str, OutcomeKind], int] = {}
+        self._nodes: dict[tuple[str, NodeStatus], int] = {}
+        self._latency: dict[str, list[int]] = {}
+        self._totals: dict[str, float] = {}
+        # The fast path's own counters (merged by snapshot): fewer and cheaper steps.
+        self._hits = 0
+        self._hit_total = 0.0
+        self._hit_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._hit_nodes: dict[Node, int] = {}
+
+    def record(
+        self,
+        operation: str,
+        kind: OutcomeKind,
+        results: Iterable[Sequence[Any]],
+        elapsed: float,
+    ) -> None:
+        """Count one operation: its kind, each ``(node, command, status, ...)`` result,
+        and its time in seconds."""
+        bucket = bisect_left(LATENCY_BUCKETS, elapsed)
+        with self._lock:
+            key = (operation, kind)
+            self._outcomes[key] = self._outcomes.get(key, 0) + 1
+            nodes = self._nodes
+            for result in results:
+                node_key = (result[0], result[2])
+                nodes[node_key] = nodes.get(node_key, 0) + 1
+            self._add_latency(operation, bucket, elapsed)
+
+    def hit(self, home: Sequence[Node], elapsed: float) -> None:
+        """Count a ``start()`` served by its home nodes at once (the store's fast path,
+        which builds no outcome)."""
+        bucket = bisect_left(LATENCY_BUCKETS, elapsed)
+        with self._lock:
+            self._hits += 1
+            self._hit_total += elapsed
+            self._hit_buckets[bucket] += 1
+            nodes = self._hit_nodes
+            for node in home:
+                nodes[node] = nodes.get(node, 0) + 1
+
+    def _add_latency(self, operation: str, bucket: int, elapsed: float) -> None:
+        counts = self._latency.get(operation)
+        if counts is None:
+            counts = self._latency[operation] = [0] * (len(LATENCY_BUCKETS) + 1)
+            self._totals[operation] = 0.0
+        counts[bucket] += 1
+        self._totals[operation] += elapsed
+
+    def snapshot(self, nodes: Sequence[Node]) -> StoreStats:
+        """The counts now, and the breaker state of each of ``nodes``."""
+        with self._lock:
+            outcomes = dict(self._outcomes)
+            results = dict(self._nodes)
+            totals = dict(self._totals)
+            latency = {op: list(counts) for op, counts in self._latency.items()}
+            if self._hits:
+                outcomes[_START, _OK] = outcomes.get((_START, _OK), 0) + self._hits
+                for node, n in self._hit_nodes.items():
+                    results[node.address, _HIT] = results.get((node.address, _HIT), 0) + n
+                start = latency.setdefault(_START, [0] * (len(LATENCY_BUCKETS) + 1))
+                for i, n in enumerate(self._hit_buckets):
+                    start[i] += n
+                totals[_START] = totals.get(_START, 0.0) + self._hit_total
+        histograms = {
+            op: Histogram(LATENCY_BUCKETS, tuple(counts), totals[op])
+            for op, counts in latency.items()
+        }
+        return StoreStats(
+            MappingProxyType(outcomes),
+            MappingProxyType(results),
+            MappingProxyType({node.address: node.breaker.state for node in nodes}),
+            MappingProxyType(histograms),
+        )
