@@ -79,9 +79,9 @@ class AsyncMemcacheSessionStore:
         self._timeout: float = first._read_timeout  # type: ignore[union-attr]
         self._pool_size: int = first._pool_size
         self._max_value: int = max(self._s._max_size, MAX_VALUE)
-        self._pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[Node, AsyncPool]
-        ] = weakref.WeakKeyDictionary()
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"<AsyncMemcacheSessionStore replicas={self._s._replicas} nodes={self.nodes!r}>"
@@ -258,9 +258,7 @@ class AsyncMemcacheSessionStore:
             session._lock = lock
         return session, outcome
 
-    async def _home_read(
-        self, sid: str, known: Known, began: float
-    ) -> Record | list[Reply] | None:
+    async def _home_read(self, sid: str, known: Known, began: float) -> Record | list[Reply] | None:
         """The usual read (see ``MemcacheSessionStore._home_read``): the home nodes in
         one round; their record when all hold the same valid live copy that needs
         nothing more, else their replies for :meth:`_read`, or None to start over."""
@@ -587,4 +585,3 @@ async def _finish_anyway(cleanup: Any) -> None:
     except asyncio.CancelledError:
         await asyncio.wait([task])
         raise
-

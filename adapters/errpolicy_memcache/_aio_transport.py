@@ -225,7 +225,7 @@ async def exchange(
             if isinstance(stream, Stream):
                 in_use[index] = (pool, stream)
             sent[index] = stream
-        for index, (pool, stream) in in_use.items():
+        for index, (_, stream) in in_use.items():
             stream.writer.write(_request(batch[index][1]))
         since = loop.time()
         for index, ((pool, commands), stream) in enumerate(zip(batch, sent, strict=True)):

@@ -22,7 +22,9 @@ T = TypeVar("T")
 
 # Fewer schedules than the sync driver's run by default (the decisions are the same
 # functions; this checks the driver's steps): SIMULATION_EXAMPLES sets both.
-_ASYNC_SETTINGS = settings(_SETTINGS, max_examples=int(os.environ.get("SIMULATION_EXAMPLES", "300")))
+_ASYNC_SETTINGS = settings(
+    _SETTINGS, max_examples=int(os.environ.get("SIMULATION_EXAMPLES", "300"))
+)
 
 
 class _Driven:
