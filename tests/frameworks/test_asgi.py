@@ -17,8 +17,8 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from errpolicy_memcache.asgi import STORE_SCOPE_KEY, SessionMiddleware
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
+from errpolicy_memcache.asgi import STORE_SCOPE_KEY, SessionMiddleware
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .conftest import SECRET
