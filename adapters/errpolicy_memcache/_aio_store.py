@@ -128,6 +128,33 @@ class AsyncMemcacheSessionStore:
             raise SessionUnavailable(outcome)
         return found is not None
 
+    async def expires_in(self, sid: str) -> int | None:
+        """Seconds until the stored session ``sid`` expires, read from its signed record
+        (guarded by ``"session.exists"``); None if it is not stored.
+
+        The record says when it was written and for how long: what is left of that,
+        capped by the absolute lifetime. A read that renewed the session (memcached
+        ``touch``) since its last write extended it, so this is a lower bound, at least 1.
+        """
+        if not is_valid_session_id(sid):
+            return None
+        async with _GUARDS["session.exists"]:
+            key = storage_key(self._s._prefix, sid)
+            op = Op("session.exists", key)
+            read = await self._read(op, key)
+            found, outcome = await self._conclude(op, sid, key, read, renew=False)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        if found is None:
+            return None
+        record = found.record
+        now = self._s._clock()
+        left = record.written + (record.ttl or self._s._idle_ttl) - now
+        absolute = self._s._absolute_ttl
+        if absolute is not None:
+            left = min(left, record.created + absolute - now)
+        return max(int(left), 1)
+
     async def save(
         self, session: Session, *, must_create: bool = False, ttl: int | None = None
     ) -> None:

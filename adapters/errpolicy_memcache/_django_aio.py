@@ -149,9 +149,7 @@ class AsyncEngineMixin:
         from ._errors import SessionExists
 
         try:
-            await self._aguarded(
-                get_async_store().save(session, must_create=must_create, ttl=ttl)
-            )
+            await self._aguarded(get_async_store().save(session, must_create=must_create, ttl=ttl))
         except SessionExists:
             raise CreateError from None
         except STORE_DOWN as exc:
