@@ -50,7 +50,8 @@ class AsyncMemcacheSessionStore:
 
     Takes the options of :class:`MemcacheSessionStore` (but ``transport``: it talks to
     memcached over asyncio streams), and ``max_connections``: the connections one event
-    loop opens to a node at once (more requests wait for one, within their deadline).
+    loop keeps open to a node, idle or in use (more requests wait for one, within
+    their deadline); it replaces ``pool_size``, which the async store does not use.
     Every method that talks to memcached is a coroutine and is guarded by the same
     operation name as the sync store's.
 
@@ -77,7 +78,6 @@ class AsyncMemcacheSessionStore:
         first = self._s.nodes[0].transport
         self._connect_timeout: float = first._connect_timeout  # type: ignore[union-attr]
         self._timeout: float = first._read_timeout  # type: ignore[union-attr]
-        self._pool_size: int = first._pool_size
         self._max_value: int = max(self._s._max_size, MAX_VALUE)
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
             weakref.WeakKeyDictionary()
@@ -233,7 +233,7 @@ class AsyncMemcacheSessionStore:
                 node.port,
                 self._connect_timeout,
                 self._timeout,
-                self._pool_size,
+                self._max_connections,  # idle ones too: they are counted in it anyway
                 self._max_connections,
                 self._max_value,
                 self._s._nodes.index(node),
