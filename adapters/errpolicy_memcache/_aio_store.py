@@ -10,7 +10,8 @@ instead of sockets: same options, outcomes, log records, guards and contract.
 Each event loop gets its own connection pools (a connection belongs to the loop that
 opened it); the breakers, what the store knows and the handoff are shared by every
 task and loop of the process. Probing an open breaker, and handing over what waits
-for a node that answers again, run in the sync store's prober thread, off the loop.
+for a node that answers again, run in a background thread (the sync store's prober,
+and :meth:`AsyncMemcacheSessionStore._hand_over`) with blocking sockets, off the loop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -79,6 +81,7 @@ class AsyncMemcacheSessionStore:
         self._connect_timeout: float = first._connect_timeout  # type: ignore[union-attr]
         self._timeout: float = first._read_timeout  # type: ignore[union-attr]
         self._max_value: int = max(self._s._max_size, MAX_VALUE)
+        self._handing_over: threading.Thread | None = None
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
             weakref.WeakKeyDictionary()
         )
@@ -103,6 +106,8 @@ class AsyncMemcacheSessionStore:
         Guarded by ``"session.start"``, as :meth:`MemcacheSessionStore.start`. If the
         awaiting task is cancelled, a lock taken for it is released.
         """
+        if self._s._handoff.waiting:
+            self._hand_over()
         session: Session | None = None
         try:
             async with _GUARDS["session.start"]:
@@ -220,6 +225,23 @@ class AsyncMemcacheSessionStore:
         await self.aclose()
 
     # -- I/O ---------------------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        """What waits for a node that answers again (a tombstone it missed, a lock whose
+        ``add`` timed out there), handed over in a thread of its own with the shared
+        handoff's blocking I/O: the sync store does it at the start of ``start()``, which
+        here would block the loop. At most one such thread at a time, and none while
+        every node something waits for is still away."""
+        handoff = self._s._handoff
+        if self._handing_over is not None and self._handing_over.is_alive():
+            return
+        if not any(node.breaker.state is BreakerState.CLOSED for node in handoff._waiting):
+            return
+        thread = threading.Thread(
+            target=handoff.run, name="errpolicy_memcache-handoff", daemon=True
+        )
+        self._handing_over = thread
+        thread.start()
 
     def _pool_of(self, node: Node) -> AsyncPool:
         loop = asyncio.get_running_loop()

@@ -250,6 +250,42 @@ async def test_a_restarted_node_is_asked_on_a_fresh_connection(
     assert [NodeStatus.MISS, NodeStatus.STORED] == statuses(outcomes[-1], restarted)
 
 
+async def test_a_logout_a_node_missed_is_handed_over_when_it_answers(
+    cluster: MemcachedCluster, make_async: MakeAsync, ranked: Ranked, raw: Callable[..., Any]
+) -> None:
+    """The tombstone a hung node missed reaches it once it answers again, so the old
+    copy it holds cannot bring the session back."""
+    store = make_async(cluster, failure_threshold=1)
+    session = await _saved(store, a=1)
+    sid = session.id
+    paused = ranked(cluster, sid)[0]
+    breaker = store.nodes[cluster.addresses.index(paused.address)].breaker
+    paused.pause()
+    try:
+        await store.start(sid)  # times out: the breaker opens
+        await store.destroy(session)  # the node is skipped: a hint is kept
+    finally:
+        paused.resume()
+    breaker.reset()  # as a probe that found it back would (retry_after is long here)
+    key = storage_key(PREFIX, sid)
+    keys = Keyring(normalize_keys(SECRET))
+    client = raw(paused)
+    try:
+        held = decode(client.get(key), key, keys)
+        assert not held.tombstone  # the old copy, before the handoff
+        for _ in range(400):  # the next request hands it over, in the background
+            await store.start(None)
+            await store.exists(sid)
+            held = decode(client.get(key), key, keys)
+            if held.tombstone:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        client.close()
+    assert held.tombstone
+    assert (await store.start(sid)).new
+
+
 async def test_a_thousand_tasks_keep_their_own_sessions(
     cluster: MemcachedCluster, make_async: MakeAsync
 ) -> None:
