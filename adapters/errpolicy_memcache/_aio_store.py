@@ -17,12 +17,13 @@ and :meth:`AsyncMemcacheSessionStore._hand_over`) with blocking sockets, off the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import _core as core
@@ -171,7 +172,7 @@ class AsyncMemcacheSessionStore:
             _positive("ttl", ttl, integer=True)
             if ttl > _MAX_TTL:
                 raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
-        async with _GUARDS["session.save"]:
+        async with _GUARDS["session.save"], self._unlocked_if_cancelled(session):
             outcome = await self._save(session, must_create=must_create, ttl=ttl)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
@@ -179,7 +180,7 @@ class AsyncMemcacheSessionStore:
     async def regenerate(self, session: Session) -> None:
         """Give the session a new id; the old id is tombstoned (``"session.regenerate"``)."""
         _check_id(session)
-        async with _GUARDS["session.regenerate"]:
+        async with _GUARDS["session.regenerate"], self._unlocked_if_cancelled(session):
             outcome = await self._regenerate(session)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
@@ -189,7 +190,7 @@ class AsyncMemcacheSessionStore:
         (guarded by ``"session.destroy"``)."""
         _check_id(session)
         outcome: Outcome | None = None
-        async with _GUARDS["session.destroy"]:
+        async with _GUARDS["session.destroy"], self._unlocked_if_cancelled(session):
             if not session.new:
                 outcome = await self._tombstone(session.id, session.version, session.ttl, session)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
@@ -223,6 +224,18 @@ class AsyncMemcacheSessionStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _unlocked_if_cancelled(self, session: Session) -> AsyncIterator[None]:
+        """Release the session's lock if the awaiting task is cancelled: the caller may
+        never get to release it (an error keeps it, as in the sync store: the caller
+        can fix the session and save again)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            if session._lock is not None:
+                await _finish_anyway(self._unlock(session, None))
+            raise
 
     # -- I/O ---------------------------------------------------------------------------
 

@@ -362,6 +362,36 @@ async def test_a_cancelled_save_leaves_no_half_written_state(
     assert (await store.start(session.id))["a"] in (1, 2)
 
 
+async def test_a_cancelled_save_releases_the_lock(
+    cluster: MemcachedCluster, make_async: MakeAsync, ranked: Ranked, raw: Callable[..., Any]
+) -> None:
+    """With locking, a save cancelled halfway frees the session's lock: the caller may
+    never get to release it."""
+    store = make_async(
+        cluster, locking=True, timeout=30.0, lock_timeout=1.0, operation_timeout=60.0
+    )
+    session = await _saved(store, a=1)
+    locked = await store.start(session.id)
+    order = ranked(cluster, session.id)
+    lock_key = storage_key(PREFIX, session.id) + ":lock"
+    client = raw(order[0])  # the lock is taken on the first home node
+    assert client.get(lock_key) is not None
+    paused = order[1]
+    index = cluster.addresses.index(paused.address)
+    paused.pause()
+    try:
+        locked["a"] = 2
+        task = asyncio.ensure_future(store.save(locked))
+        await _until(lambda: _held(store, index))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (None, False) == (client.get(lock_key), locked.locked)
+    finally:
+        paused.resume()
+        client.close()
+
+
 async def test_a_task_waiting_for_the_lock_does_not_block_the_loop(
     cluster: MemcachedCluster, make_async: MakeAsync
 ) -> None:
