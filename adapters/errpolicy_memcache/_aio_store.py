@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import secrets
 import threading
 import time
 import weakref
@@ -27,6 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import _core as core
+from ._aio_lock import AsyncLocks
 from ._aio_transport import AsyncPool, exchange
 from ._breaker import BreakerState
 from ._core import Acked, Known, Op, Read, Write
@@ -36,9 +36,9 @@ from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._node import Node, Reply, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind
 from ._placement import rank
-from ._session import Session, _Lock
+from ._session import Session
 from ._store import _GUARDS, MemcacheSessionStore, _check_id, _positive
-from ._wire import MAX_VALUE, Command, add, cas, delete, gets, set_
+from ._wire import MAX_VALUE, Command, add, delete, gets, set_
 
 __all__ = ["AsyncMemcacheSessionStore"]
 
@@ -82,6 +82,7 @@ class AsyncMemcacheSessionStore:
         self._connect_timeout: float = first._connect_timeout  # type: ignore[union-attr]
         self._timeout: float = first._read_timeout  # type: ignore[union-attr]
         self._max_value: int = max(self._s._max_size, MAX_VALUE)
+        self._locks = AsyncLocks(self._s, lambda plan, deadline: self._execute(plan, deadline))
         self._handing_over: threading.Thread | None = None
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
             weakref.WeakKeyDictionary()
@@ -115,7 +116,7 @@ class AsyncMemcacheSessionStore:
                 session, outcome = await self._start(sid)
         except BaseException:
             if session is not None and session._lock is not None:
-                await _finish_anyway(self._unlock(session, None))
+                await _finish_anyway(self._locks.unlock(session, None))
             raise
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
@@ -209,7 +210,7 @@ class AsyncMemcacheSessionStore:
     async def release(self, session: Session) -> None:
         """Release the session's lock without saving (a request that changed nothing)."""
         if session._lock is not None:
-            await self._unlock(session, None)
+            await self._locks.unlock(session, None)
 
     async def aclose(self) -> None:
         """Close this loop's pooled connections and stop probing (the store can still be
@@ -234,7 +235,7 @@ class AsyncMemcacheSessionStore:
             yield
         except asyncio.CancelledError:
             if session._lock is not None:
-                await _finish_anyway(self._unlock(session, None))
+                await _finish_anyway(self._locks.unlock(session, None))
             raise
 
     # -- I/O ---------------------------------------------------------------------------
@@ -303,18 +304,18 @@ class AsyncMemcacheSessionStore:
                 return s._loaded(sid, settled), None
             home = settled
         op = Op("session.start", key, began)
-        lock = await self._lock(op, key) if s._locking else None
+        lock = await self._locks.lock(op, key) if s._locking else None
         try:
             read = await self._read(op, key, home)
             found, outcome = await self._conclude(op, sid, key, read, renew=True)
         except BaseException:
             if lock is not None:
-                await _finish_anyway(self._unlock_key(lock))
+                await _finish_anyway(self._locks.unlock_key(lock))
             raise
         if found is None:
             session = s.new_session()
             if lock is not None:  # the caller's id was unknown: never adopt it
-                await self._unlock_key(lock)
+                await self._locks.unlock_key(lock)
         else:
             session = s._loaded(sid, found.record)
             session._lock = lock
@@ -483,7 +484,7 @@ class AsyncMemcacheSessionStore:
             await self._rollback(op, key, write.acks)
             raise SessionExists(f"session id already in use (key ...{key[-12:]})")
         if session._lock is not None:
-            await self._unlock(session, op)
+            await self._locks.unlock(session, op)
         outcome = s._write_outcome(op, [write], version)
         if write.acks:
             session.new = False
@@ -515,7 +516,7 @@ class AsyncMemcacheSessionStore:
         if write.acks:
             s._acked(sid, key, write, version, True)
         if session is not None and session._lock is not None:
-            await self._unlock(session, op)
+            await self._locks.unlock(session, op)
         return s._write_outcome(op, [write], version)
 
     async def _regenerate(self, session: Session) -> Outcome | None:
@@ -539,89 +540,13 @@ class AsyncMemcacheSessionStore:
                 s._acked(session.id, old_key, tomb, tomb_version, True)
         if writes[0].acks:
             s._acked(new_id, new_key, writes[0], version, False)
-            await self._unlock(session, op)
+            await self._locks.unlock(session, op)
             session._id = new_id
             session._version = version
             session._created = now
             session.new = False
             session.modified = False
         return s._write_outcome(op, writes, version)
-
-    # -- locking -------------------------------------------------------------------
-
-    async def _lock(self, op: Op, key: str) -> _Lock | None:
-        """Take the session's lock (see ``MemcacheSessionStore._lock``), polling with
-        ``asyncio.sleep``: a waiting task never blocks the loop."""
-        s = self._s
-        lock_key = key + ":lock"
-        ranked = rank(s._nodes, s._seeds, key)
-        token = secrets.token_hex(8).encode()
-        deadline = time.monotonic() + s._lock_timeout
-        delay = s._lock_poll
-        seen: set[Node] = set()
-        node: Node | None = None
-        while True:
-            if node is None:
-                chosen = core.targets(op, ranked, 1, seen, time.perf_counter() - op.start)
-                if not chosen:
-                    return None
-                node = chosen[0]
-            (reply,) = await self._execute(
-                [(node, (add(lock_key, token, s._lock_ttl),))], s._deadline(op)
-            )
-            if reply.failure is not None:
-                op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
-                if reply.failure.kind in ("timeout", "closed"):
-                    s._handoff.abandon(node, lock_key, token, s._lock_ttl)
-                    token = secrets.token_hex(8).encode()
-                node = None
-                continue
-            if reply.values[0] == _STORED:
-                op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
-                return _Lock(node.address, lock_key, time.monotonic())
-            ours = s._handoff.abandoned(node, lock_key)
-            if ours is not None and await self._clear_lock(node, lock_key, ours):
-                continue
-            if time.monotonic() + delay > deadline:
-                op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
-                op.flags.add(OutcomeKind.LOCK_TIMEOUT)
-                return None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
-
-    async def _clear_lock(self, node: Node, lock_key: str, token: bytes) -> bool:
-        """``Handoff.clear_lock`` over this loop's connections: remove the lock if it
-        still holds ``token`` (a ``cas`` that expires it at once)."""
-        deadline = self._s._deadline(None)
-        (reply,) = await self._execute([(node, (gets(lock_key),))], deadline)
-        if reply.failure is not None:
-            return False
-        value = reply.values[0]
-        if value is not None and value[0] == token:
-            (reply,) = await self._execute(
-                [(node, (cas(lock_key, token, -1, value[1]),))], deadline
-            )
-            if reply.failure is not None:
-                return False
-        self._s._handoff._abandoned.pop((node.address, lock_key), None)
-        return value is None or value[0] == token
-
-    async def _unlock(self, session: Session, op: Op | None) -> None:
-        lock, session._lock = session._lock, None
-        if lock is not None:
-            await self._unlock_key(lock, op)
-
-    async def _unlock_key(self, lock: _Lock, op: Op | None = None) -> None:
-        s = self._s
-        if time.monotonic() - lock.acquired > s._lock_ttl - 2:
-            return  # past its TTL the lock may be another request's now
-        node = s._by_address.get(lock.node)
-        if node is None:
-            return
-        (reply,) = await self._execute([(node, (delete(lock.key),))], s._deadline(None))
-        if op is not None:
-            status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
-            op.results.append((node.address, "unlock", status, reply.elapsed, ""))
 
 
 def _agreed(replies: list[Reply]) -> bytes | None:

@@ -136,7 +136,7 @@ async def test_a_killed_home_node_costs_the_same_outcome_in_both_drivers(
     sync_store.start(session.id)
     from_sync = outcomes[-1]
     client = raw(ranked(cluster, session.id)[2])  # undo the sync read's repair
-    client.delete(storage_key(PREFIX, session.id))
+    client.delete(storage_key(PREFIX, session.id), noreply=False)  # done before the read
     client.close()
     loaded = await async_store.start(session.id)
     from_async = outcomes[-1]
@@ -144,7 +144,7 @@ async def test_a_killed_home_node_costs_the_same_outcome_in_both_drivers(
     assert (from_sync.kind, statuses(from_sync, dead)) == (
         from_async.kind,
         statuses(from_async, dead),
-    )
+    ), f"{from_sync} / {from_async}"
     assert [NodeStatus.REFUSED] == statuses(from_async, dead)
 
 
