@@ -435,3 +435,19 @@ def test_bad_options_raise_configuration_error(options: dict[str, Any]) -> None:
     """The sync store's checks, and the async store's own, before any I/O."""
     with pytest.raises(ConfigurationError):
         AsyncMemcacheSessionStore(["127.0.0.1:1", "127.0.0.1:2"], SECRET, **options)
+
+
+def test_the_async_store_needs_no_pymemcache() -> None:
+    """The async store and the ASGI middleware import and build without the client."""
+    from .test_missing_extra import _run
+
+    result = _run(
+        """
+        import json, sys
+        from errpolicy_memcache.aio import AsyncMemcacheSessionStore
+        from errpolicy_memcache.asgi import SessionMiddleware
+        AsyncMemcacheSessionStore(["127.0.0.1:1", "127.0.0.1:2"], "s" * 32)
+        print(json.dumps({"pymemcache": "pymemcache" in sys.modules}))
+        """
+    )
+    assert {"pymemcache": False} == result
