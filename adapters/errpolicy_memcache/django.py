@@ -29,6 +29,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
+from ._django_aio import AsyncEngineMixin
 from ._frameworks import (
     CONFIG_KEYS,
     STORE_DOWN,
@@ -86,7 +87,7 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="errpolicy_memcache.django")
 
 
-class SessionStore(SessionBase):
+class SessionStore(AsyncEngineMixin, SessionBase):
     """Django's session API on :class:`MemcacheSessionStore`.
 
     ``unavailable`` holds the error (:class:`errpolicy.PolicyViolation`, or

@@ -45,6 +45,7 @@ class Options:
     json_path: str
     plot_path: str | None
     short: bool
+    asgi: bool = False
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -58,6 +59,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         ),
     )
     parser.add_argument("--short", action="store_true", help="a few seconds per phase")
+    parser.add_argument(
+        "--asgi", action="store_true", help="the FastAPI app under uvicorn (the async store)"
+    )
     parser.add_argument("--users", type=int, help="simulated users (default 8, short 4)")
     parser.add_argument("--phase-seconds", type=float, help="seconds per phase (default 6)")
     parser.add_argument(
@@ -92,6 +96,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         json_path=args.json,
         plot_path=args.plot,
         short=args.short,
+        asgi=args.asgi,
     )
 
 
@@ -185,13 +190,20 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
     try:
         with configured(sink=counter), MemcachedCluster(NODES) as cluster:
             progress.say(f"memcached nodes: {', '.join(cluster.addresses)}")
-            app = create_app(cluster.addresses, secret_key=secrets.token_hex(32))
-            app_store = app.extensions.get("errpolicy_memcache")
-            server = make_server("127.0.0.1", 0, app, threaded=True)
-            serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-            serving.start()
-            base_url = f"http://127.0.0.1:{server.server_port}"
-            progress.say(f"example Flask app: {base_url} ({options.users} users)")
+            if options.asgi:
+                from ._asgi_server import serve_asgi
+
+                base_url, stop_asgi = serve_asgi(cluster.addresses, secrets.token_hex(32))
+                app_store = None  # the table falls back to the counts it saw
+                progress.say(f"example FastAPI app: {base_url} ({options.users} users)")
+            else:
+                app = create_app(cluster.addresses, secret_key=secrets.token_hex(32))
+                app_store = app.extensions.get("errpolicy_memcache")
+                server = make_server("127.0.0.1", 0, app, threaded=True)
+                serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+                serving.start()
+                base_url = f"http://127.0.0.1:{server.server_port}"
+                progress.say(f"example Flask app: {base_url} ({options.users} users)")
             epoch = time.monotonic()
             counter.epoch = epoch
             gate = Gate()
@@ -264,11 +276,14 @@ def run(options: Options, err: TextIO, out: TextIO) -> int:
                 gate.stop()
                 for user in users:
                     user.join(options.request_timeout + 5)
-                server.shutdown()
-                serving.join(5)
-                store = app.extensions.get("errpolicy_memcache")
-                if store is not None:
-                    store.close()
+                if options.asgi:
+                    stop_asgi()
+                else:
+                    server.shutdown()
+                    serving.join(5)
+                    store = app.extensions.get("errpolicy_memcache")
+                    if store is not None:
+                        store.close()
                 # SIGKILL: the demo's data is not needed, and an idle memcached takes
                 # about a second to exit on SIGTERM.
                 for node in cluster.servers:

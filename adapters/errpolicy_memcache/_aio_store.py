@@ -1,0 +1,574 @@
+"""AsyncMemcacheSessionStore: the session store's second driver, over asyncio streams.
+
+The decisions are the sync store's: which nodes to ask, what their replies mean, what
+to repair, where writes go (``_core``), and everything a process keeps between
+operations (what it knows of each id, the breakers, the version clock, the handoff of
+missed tombstones). This driver owns a :class:`MemcacheSessionStore` for that state
+and its helpers that do no I/O, and carries each plan out with ``_aio_transport``
+instead of sockets: same options, outcomes, log records, guards and contract.
+
+Each event loop gets its own connection pools (a connection belongs to the loop that
+opened it); the breakers, what the store knows and the handoff are shared by every
+task and loop of the process. Probing an open breaker, and handing over what waits
+for a node that answers again, run in a background thread (the sync store's prober,
+and :meth:`AsyncMemcacheSessionStore._hand_over`) with blocking sockets, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from . import _core as core
+from ._aio_lock import AsyncLocks
+from ._aio_transport import AsyncPool, exchange
+from ._breaker import BreakerState
+from ._core import Acked, Known, Op, Read, Write
+from ._envelope import EnvelopeError, Record
+from ._errors import ConfigurationError, SessionExists, SessionUnavailable
+from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._node import Node, Reply, settle
+from ._outcome import NodeStatus, Outcome, OutcomeKind
+from ._placement import rank
+from ._session import Session
+from ._store import _GUARDS, MemcacheSessionStore, _check_id, _positive
+from ._wire import MAX_VALUE, Command, add, delete, gets, set_
+
+__all__ = ["AsyncMemcacheSessionStore"]
+
+_MAX_TTL = core.MAX_TTL
+_STORED = "STORED"
+
+Plan = Sequence[tuple[Node, Sequence[Command]]]
+
+
+class AsyncMemcacheSessionStore:
+    """Sessions replicated on ``replicas`` memcached nodes, for asyncio applications.
+
+    Takes the options of :class:`MemcacheSessionStore` (but ``transport``: it talks to
+    memcached over asyncio streams), and ``max_connections``: the connections one event
+    loop keeps open to a node, idle or in use (more requests wait for one, within
+    their deadline); it replaces ``pool_size``, which the async store does not use.
+    Every method that talks to memcached is a coroutine and is guarded by the same
+    operation name as the sync store's.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str | tuple[str, int]],
+        secret_key: str | bytes | Sequence[str | bytes],
+        replicas: int = 2,
+        *,
+        max_connections: int = 64,
+        **options: Any,
+    ) -> None:
+        if "transport" in options:
+            raise ConfigurationError("transport: the async store talks over asyncio streams")
+        _positive("max_connections", max_connections, integer=True)
+        # The shared state, and the checks of every option: the sync store's own.
+        self._s = MemcacheSessionStore(
+            servers, secret_key, replicas, transport="pipelined", **options
+        )
+        self._max_connections = max_connections
+        first = self._s.nodes[0].transport
+        self._connect_timeout: float = first._connect_timeout  # type: ignore[union-attr]
+        self._timeout: float = first._read_timeout  # type: ignore[union-attr]
+        self._max_value: int = max(self._s._max_size, MAX_VALUE)
+        self._locks = AsyncLocks(self._s, lambda plan, deadline: self._execute(plan, deadline))
+        self._handing_over: threading.Thread | None = None
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"<AsyncMemcacheSessionStore replicas={self._s._replicas} nodes={self.nodes!r}>"
+
+    # -- public API ------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes in the order given; ``node.breaker.state`` tells their health."""
+        return self._s.nodes
+
+    def new_session(self) -> Session:
+        """A fresh, empty session with a new id; no I/O."""
+        return self._s.new_session()
+
+    async def start(self, sid: str | None) -> Session:
+        """Load the session ``sid``, or give a new one if it is None, malformed or unknown.
+
+        Guarded by ``"session.start"``, as :meth:`MemcacheSessionStore.start`. If the
+        awaiting task is cancelled, a lock taken for it is released.
+        """
+        if self._s._handoff.waiting:
+            self._hand_over()
+        session: Session | None = None
+        try:
+            async with _GUARDS["session.start"]:
+                session, outcome = await self._start(sid)
+        except BaseException:
+            if session is not None and session._lock is not None:
+                await _finish_anyway(self._locks.unlock(session, None))
+            raise
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        return session
+
+    async def exists(self, sid: str) -> bool:
+        """True if ``sid`` names a stored, live session (guarded by ``"session.exists"``)."""
+        if not is_valid_session_id(sid):
+            return False
+        async with _GUARDS["session.exists"]:
+            key = storage_key(self._s._prefix, sid)
+            op = Op("session.exists", key)
+            read = await self._read(op, key)
+            found, outcome = await self._conclude(op, sid, key, read, renew=False)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        return found is not None
+
+    async def expires_in(self, sid: str) -> int | None:
+        """Seconds until the stored session ``sid`` expires, read from its signed record
+        (guarded by ``"session.exists"``); None if it is not stored.
+
+        The record says when it was written and for how long: what is left of that,
+        capped by the absolute lifetime. A read that renewed the session (memcached
+        ``touch``) since its last write extended it, so this is a lower bound, at least 1.
+        """
+        if not is_valid_session_id(sid):
+            return None
+        async with _GUARDS["session.exists"]:
+            key = storage_key(self._s._prefix, sid)
+            op = Op("session.exists", key)
+            read = await self._read(op, key)
+            found, outcome = await self._conclude(op, sid, key, read, renew=False)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        if found is None:
+            return None
+        record = found.record
+        now = self._s._clock()
+        left = record.written + (record.ttl or self._s._idle_ttl) - now
+        absolute = self._s._absolute_ttl
+        if absolute is not None:
+            left = min(left, record.created + absolute - now)
+        return max(int(left), 1)
+
+    async def save(
+        self, session: Session, *, must_create: bool = False, ttl: int | None = None
+    ) -> None:
+        """Write the session to its replicas (guarded by ``"session.save"``); see
+        :meth:`MemcacheSessionStore.save`. A save cancelled halfway changes ``session``
+        in nothing: it stays modified, at its old version."""
+        _check_id(session)
+        if ttl is not None:
+            _positive("ttl", ttl, integer=True)
+            if ttl > _MAX_TTL:
+                raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
+        async with _GUARDS["session.save"], self._unlocked_if_cancelled(session):
+            outcome = await self._save(session, must_create=must_create, ttl=ttl)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+
+    async def regenerate(self, session: Session) -> None:
+        """Give the session a new id; the old id is tombstoned (``"session.regenerate"``)."""
+        _check_id(session)
+        async with _GUARDS["session.regenerate"], self._unlocked_if_cancelled(session):
+            outcome = await self._regenerate(session)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+
+    async def destroy(self, session: Session) -> None:
+        """Log out: tombstone the stored session, then reset ``session`` to a new empty one
+        (guarded by ``"session.destroy"``)."""
+        _check_id(session)
+        outcome: Outcome | None = None
+        async with _GUARDS["session.destroy"], self._unlocked_if_cancelled(session):
+            if not session.new:
+                outcome = await self._tombstone(session.id, session.version, session.ttl, session)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+        session._reset(new_session_id(), self._s._clock())
+
+    async def delete(self, sid: str) -> None:
+        """Tombstone the session ``sid`` (guarded by ``"session.destroy"``)."""
+        if not is_valid_session_id(sid):
+            return
+        async with _GUARDS["session.destroy"]:
+            outcome = await self._tombstone(sid, 0, None, None)
+        if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
+            raise SessionUnavailable(outcome)
+
+    async def release(self, session: Session) -> None:
+        """Release the session's lock without saving (a request that changed nothing)."""
+        if session._lock is not None:
+            await self._locks.unlock(session, None)
+
+    async def aclose(self) -> None:
+        """Close this loop's pooled connections and stop probing (the store can still be
+        used; it reconnects)."""
+        self._s.close()
+        pools = self._pools.pop(asyncio.get_running_loop(), None)
+        for pool in (pools or {}).values():
+            pool.close()
+
+    async def __aenter__(self) -> AsyncMemcacheSessionStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _unlocked_if_cancelled(self, session: Session) -> AsyncIterator[None]:
+        """Release the session's lock if the awaiting task is cancelled: the caller may
+        never get to release it (an error keeps it, as in the sync store: the caller
+        can fix the session and save again)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            if session._lock is not None:
+                await _finish_anyway(self._locks.unlock(session, None))
+            raise
+
+    # -- I/O ---------------------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        """What waits for a node that answers again (a tombstone it missed, a lock whose
+        ``add`` timed out there), handed over in a thread of its own with the shared
+        handoff's blocking I/O: the sync store does it at the start of ``start()``, which
+        here would block the loop. At most one such thread at a time, and none while
+        every node something waits for is still away."""
+        handoff = self._s._handoff
+        if self._handing_over is not None and self._handing_over.is_alive():
+            return
+        if not any(node.breaker.state is BreakerState.CLOSED for node in handoff._waiting):
+            return
+        thread = threading.Thread(
+            target=handoff.run, name="errpolicy_memcache-handoff", daemon=True
+        )
+        self._handing_over = thread
+        thread.start()
+
+    def _pool_of(self, node: Node) -> AsyncPool:
+        loop = asyncio.get_running_loop()
+        pools = self._pools.get(loop)
+        if pools is None:
+            pools = self._pools[loop] = {}
+        pool = pools.get(node)
+        if pool is None:
+            pool = pools[node] = AsyncPool(
+                node.host,
+                node.port,
+                self._connect_timeout,
+                self._timeout,
+                self._max_connections,  # idle ones too: they are counted in it anyway
+                self._max_connections,
+                self._max_value,
+                self._s._nodes.index(node),
+            )
+        return pool
+
+    async def _execute(self, plan: Plan, deadline: float = math.inf) -> list[Reply]:
+        """Run each node's commands; one :class:`Reply` per node, recorded on its breaker
+        (as ``_node.execute``). Never raises for a node."""
+        start = time.perf_counter()
+        answers = await exchange([(self._pool_of(node), cmds) for node, cmds in plan], deadline)
+        return settle(plan, answers, start)
+
+    # -- reading -------------------------------------------------------------------
+
+    async def _start(self, sid: str | None) -> tuple[Session, Outcome | None]:
+        s = self._s
+        if type(sid) is not str:
+            return s.new_session(), None
+        known = s._known.get(sid)
+        if known is not None:
+            key = known.key
+        elif is_valid_session_id(sid):
+            key = storage_key(s._prefix, sid)
+        else:
+            return s.new_session(), None
+        began = time.perf_counter()
+        home: list[Reply] | None = None
+        if not s._locking and s._settled():
+            settled = await self._home_read(sid, known or s._known_for(sid, key), began)
+            if isinstance(settled, Record):
+                return s._loaded(sid, settled), None
+            home = settled
+        op = Op("session.start", key, began)
+        lock = await self._locks.lock(op, key) if s._locking else None
+        try:
+            read = await self._read(op, key, home)
+            found, outcome = await self._conclude(op, sid, key, read, renew=True)
+        except BaseException:
+            if lock is not None:
+                await _finish_anyway(self._locks.unlock_key(lock))
+            raise
+        if found is None:
+            session = s.new_session()
+            if lock is not None:  # the caller's id was unknown: never adopt it
+                await self._locks.unlock_key(lock)
+        else:
+            session = s._loaded(sid, found.record)
+            session._lock = lock
+        return session, outcome
+
+    async def _home_read(self, sid: str, known: Known, began: float) -> Record | list[Reply] | None:
+        """The usual read (see ``MemcacheSessionStore._home_read``): the home nodes in
+        one round; their record when all hold the same valid live copy that needs
+        nothing more, else their replies for :meth:`_read`, or None to start over."""
+        s = self._s
+        home = known.home
+        for node in home:
+            if node.breaker.state is not BreakerState.CLOSED:
+                return None
+        plan = [(node, (known.command,)) for node in home]
+        replies = await self._execute(plan, began + s._operation_timeout)
+        found = _agreed(replies)
+        if found is None:
+            return replies
+        done = time.perf_counter()
+        verified = known.verified
+        if verified is not None and found == verified[0]:
+            record = verified[1]
+        else:
+            checked = s._verify(found, known.key)
+            if type(checked) is not Record:
+                return None
+            record = checked
+            if not record.tombstone:
+                known.ack(Acked(record.version, False, frozenset(n.address for n in home)))
+            s._remember(sid, known, found, record)
+        acked = known.acked
+        if acked is not None and (acked.tombstone or acked.version > record.version):
+            return None
+        if record.tombstone or s._expired(record) or s._renewal_due(record):
+            return None
+        if s._on_outcome is not None:
+            op = Op("session.start", known.key, began)
+            for node in home:
+                op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
+            s._finish(op, OutcomeKind.OK, home[0], record.version)
+        return record
+
+    async def _read(self, op: Op, key: str, home: list[Reply] | None = None) -> Read:
+        """The sync store's read (``MemcacheSessionStore._read``), each round awaited."""
+        s = self._s
+        ranked = rank(s._nodes, s._seeds, key)
+        read = Read()
+        decoded: dict[bytes, Record | EnvelopeError] = {}
+        seen: set[Node] = set()
+        at = time.perf_counter() - op.start
+        if home is not None:
+            settled = True
+            seen.update(reply.node for reply in home)
+            replies = s._gather(read, key, home, decoded)
+        else:
+            settled = s._settled()
+            need = s._replicas if settled else len(ranked)
+            chosen = core.targets(op, ranked, need, seen, at, read.failed)
+            replies = await self._gets(read, key, chosen, decoded, s._deadline(op))
+        if settled and (len(read.copies) < s._replicas or read.mixed):
+            rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
+            replies += await self._gets(read, key, rest, decoded, s._deadline(op))
+        core.note_read(op, read, replies, decoded, s._replicas)
+        return read
+
+    async def _gets(
+        self,
+        read: Read,
+        key: str,
+        targets: Sequence[Node],
+        decoded: dict[bytes, Record | EnvelopeError],
+        deadline: float,
+    ) -> list[Reply]:
+        if not targets:
+            return []
+        command = (gets(key),)
+        replies = await self._execute([(node, command) for node in targets], deadline)
+        return self._s._gather(read, key, replies, decoded)
+
+    async def _conclude(
+        self, op: Op, sid: str, key: str, read: Read, *, renew: bool
+    ) -> tuple[core.Copy | None, Outcome | None]:
+        """Judge a read (:func:`core.judge`) and carry out what it allows, as the sync
+        store's ``_conclude``."""
+        s = self._s
+        known = s._known.get(sid) or s._known_for(sid, key)
+        now = s._clock()
+        winner = read.winner
+        judgement = core.judge(
+            read,
+            home=known.home,
+            acked=known.acked,
+            replicas=s._replicas,
+            over=winner is not None and core.expired(winner.record, now, s._absolute_ttl),
+            grace=s._max_retry_after,
+        )
+        if judgement.forget:
+            known.acked = None
+            s._let_go.pop(sid, None)
+        if judgement.repair:
+            await self._repair(op, key, read, renew=renew and judgement.found is not None, now=now)
+        if judgement.bury:
+            write, _ = s._tombstone_write(key, winner.record.version if winner else 0, None)
+            await self._write(op, [write])
+            s._handoff.hint(write)
+            if write.acks:
+                op.flags.add(OutcomeKind.REPAIRED)
+        if judgement.found is not None and judgement.base is OutcomeKind.OK:
+            record = judgement.found.record
+            known.ack(Acked(record.version, False, read.holders()))
+            s._keep(sid, known)
+        elif winner is not None and winner.record.tombstone:
+            known.ack(Acked(winner.record.version, True, read.holders()))
+            s._keep(sid, known)
+        version = winner.record.version if winner is not None else None
+        outcome = s._finish(op, judgement.base, judgement.served, version)
+        return judgement.found, outcome
+
+    async def _repair(self, op: Op, key: str, read: Read, *, renew: bool, now: float) -> None:
+        s = self._s
+        winner = read.winner
+        if winner is None:
+            return
+        record = winner.record
+        due = renew and s._renewal_due(record)
+        if not (due or read.mixed or read.misses or read.invalid):
+            return
+        if not record.tombstone and core.expired(record, now, s._absolute_ttl):
+            return
+        ttl = core.effective_ttl(record, s._idle_ttl, s._absolute_ttl, now)
+        plan, repaired = core.repair_plan(key, read, ttl, renew=due)
+        if repaired:
+            op.flags.add(OutcomeKind.REPAIRED)
+        if plan:
+            core.note_repairs(op, await self._execute(plan, s._deadline(op)))
+
+    # -- writing -------------------------------------------------------------------
+
+    async def _write(self, op: Op, writes: Sequence[Write]) -> None:
+        """Store every write on ``need`` answering nodes, falling back down the ranking."""
+        while True:
+            plan = core.write_round(op, writes, time.perf_counter() - op.start)
+            if not plan:
+                return
+            sent = [(node, [w.command for w in items]) for node, items in plan.items()]
+            replies = await self._execute(sent, self._s._deadline(op))
+            core.note_writes(op, plan, replies)
+
+    async def _save(
+        self, session: Session, *, must_create: bool, ttl: int | None
+    ) -> Outcome | None:
+        s = self._s
+        key = storage_key(s._prefix, session.id)
+        now = s._clock()
+        created = session.created or now
+        version = s._next_version(session.version)
+        life = ttl or session.ttl or s._idle_ttl
+        record = Record(version, s._writer, created, now, life, session._encoded())
+        write = s._record_write(key, record, add if must_create else set_)
+        op = Op("session.save", key)
+        await self._write(op, [write])
+        if ttl is not None:  # kept once the write went out (the sync store sets it first)
+            session.ttl = ttl
+        if write.taken:
+            await self._rollback(op, key, write.acks)
+            raise SessionExists(f"session id already in use (key ...{key[-12:]})")
+        if session._lock is not None:
+            await self._locks.unlock(session, op)
+        outcome = s._write_outcome(op, [write], version)
+        if write.acks:
+            session.new = False
+            session.modified = False
+            session._version = version
+            session._created = created
+            assert write.command.value is not None
+            known = s._known.get(session.id) or s._known_for(session.id, key)
+            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
+            s._remember(session.id, known, write.command.value, record)
+        return outcome
+
+    async def _rollback(self, op: Op, key: str, nodes: Sequence[Node]) -> None:
+        if nodes:
+            plan = [(node, (delete(key),)) for node in nodes]
+            for reply in await self._execute(plan, self._s._deadline(None)):
+                status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
+                op.results.append((reply.node.address, "delete", status, reply.elapsed, ""))
+
+    async def _tombstone(
+        self, sid: str, floor: int, ttl: int | None, session: Session | None
+    ) -> Outcome | None:
+        s = self._s
+        key = storage_key(s._prefix, sid)
+        op = Op("session.destroy", key)
+        write, version = s._tombstone_write(key, floor, ttl)
+        await self._write(op, [write])
+        s._handoff.hint(write)
+        if write.acks:
+            s._acked(sid, key, write, version, True)
+        if session is not None and session._lock is not None:
+            await self._locks.unlock(session, op)
+        return s._write_outcome(op, [write], version)
+
+    async def _regenerate(self, session: Session) -> Outcome | None:
+        s = self._s
+        old_key = storage_key(s._prefix, session.id)
+        new_id = new_session_id()
+        new_key = storage_key(s._prefix, new_id)
+        now = s._clock()
+        version = s._next_version(session.version)
+        ttl = session.ttl or s._idle_ttl
+        record = Record(version, s._writer, now, now, ttl, session._encoded())
+        writes = [s._record_write(new_key, record, set_)]
+        op = Op("session.regenerate", new_key)
+        await self._write(op, writes)
+        if not session.new and writes[0].acks:  # the old id dies once the data is safe
+            tomb, tomb_version = s._tombstone_write(old_key, session.version, session.ttl)
+            writes.append(tomb)
+            await self._write(op, [tomb])
+            s._handoff.hint(tomb)
+            if tomb.acks:
+                s._acked(session.id, old_key, tomb, tomb_version, True)
+        if writes[0].acks:
+            s._acked(new_id, new_key, writes[0], version, False)
+            await self._locks.unlock(session, op)
+            session._id = new_id
+            session._version = version
+            session._created = now
+            session.new = False
+            session.modified = False
+        return s._write_outcome(op, writes, version)
+
+
+def _agreed(replies: list[Reply]) -> bytes | None:
+    """The value every reply holds when all are hits with the same bytes, else None."""
+    blob: bytes | None = None
+    for reply in replies:
+        if reply.failure is not None or reply.values[0] is None:
+            return None
+        found = reply.values[0][0]
+        if blob is None:
+            blob = found
+        elif found != blob:
+            return None
+    return blob
+
+
+async def _finish_anyway(cleanup: Any) -> None:
+    """Run ``cleanup`` (a coroutine) to its end in a task of its own, even when the
+    caller is being cancelled: a lock is released, not left for its TTL."""
+    task = asyncio.ensure_future(cleanup)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
