@@ -1,28 +1,30 @@
-"""``python -m bench.memcache_bench [--quick] [--json PATH] [--markdown]``.
+"""``python -m bench.memcache_bench [--quick] [--json PATH] [--callgrind]``.
 
 The memcache session store against raw pymemcache on the same memcached servers, in
 the same run (three local memcached processes started by ``errpolicy_memcache.testing``),
-one row per transport (``pymemcache``, the default, and ``pipelined``):
+one row per transport (``pymemcache``, the default, and ``pipelined``).
 
-- ``start()`` of an existing session (``replicas=2``) vs one raw ``get`` of the same
-  stored bytes; target <= 1.5x. Read again and again, as a user's requests do: the
-  store remembers the id's derived values and verified copy (docs/memcache/security.md).
-- The network floor of that ``start()``: bare sockets (set up as the pipelined
-  transport's) send ``gets`` to the two home nodes, then read each reply, with no
-  parsing or checking, vs one raw ``get``.
-- ``start()`` of ids the store does not remember (1,500 sessions read in turn, more
-  than the 1,024 it keeps): the id check, hashing, ranking and MAC on every read.
-- ``start()`` and the first read of the data (JSON parsed).
-- ``start()`` with ``read_all_nodes=True`` (every node asked on every read).
-- ``start()`` vs two raw ``get`` calls one after the other (the home nodes).
-- ``save()`` vs one raw ``set`` of the same bytes (no target; two copies are written).
+The rows with a target (issue 10), each state set up by :mod:`bench.memcache_states`:
+
+- ``start()`` of an existing session (``replicas=2``), about 400 bytes, 4, 16 and 64 KiB
+  stored, vs one raw ``get`` of the same bytes; target <= 1.5x. Read again and again,
+  as a user's requests do: the store remembers the id's derived values and verified
+  copy (docs/memcache/security.md).
 - ``start()`` while the session's primary node hangs (SIGSTOP) and its breaker is open,
-  vs ``start()`` of a store reading every node with every node healthy (the same nodes
-  asked): the outage costs no timeout; target <= 2.0x.
+  in a store with the default options, vs one raw ``get`` from the second node; target
+  <= 1.5x. The same rows again against the healthy default store's ``start()``.
+- ``start()`` after the primary hung and came back (its breaker closed again); <= 1.5x.
+- ``save()`` vs one raw ``set`` of the same bytes (two copies, one round); <= 2.0x.
+
+Rows without a target, to explain the others: the network floor (bare sockets send
+``gets`` to the two home nodes, then read each reply, no parsing), ids the store does
+not remember (1,500 sessions read in turn), ``start()`` and the first read of the data,
+``read_all_nodes=True``, and ``start()`` vs two raw ``get`` calls one after the other.
 
 Each measurement interleaves the contenders (both transports and the baseline) in rounds
 and reports the median (p50) and p99 of single-operation latencies. A missed target reads
-FAIL in the table; the exit status stays 0.
+FAIL in the table; the exit status stays 0. ``--callgrind`` also counts the instructions
+of one operation in every state with a target (:mod:`bench.memcache_callgrind`, valgrind).
 """
 
 from __future__ import annotations
@@ -39,28 +41,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import errpolicy
-from pymemcache.client.base import Client
 
-from errpolicy_memcache import BreakerState, MemcacheSessionStore
+from bench.memcache_states import (
+    NAMES,
+    PREFIX,
+    SIZES,
+    TARGETS,
+    prepare,
+    ranked_servers,
+    raw_client,
+    saved,
+)
+from bench.memcache_states import store as _store
+from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._placement import node_seed, rank
 from errpolicy_memcache._transport import TRANSPORTS
 from errpolicy_memcache._wire import _set_read_timeout
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
-
-_SECRET = "bench-secret-0123456789abcdef-0123"
-_PREFIX = "errpolicy:session:"
-_SESSION = {
-    "user_id": 4242,
-    "name": "Ada Lovelace",
-    "roles": ["reader", "editor"],
-    "csrf": "3f1c0d8e9a7b6c5d4e3f2a1b0c9d8e7f",
-    "cart": [{"sku": f"SKU-{i:04d}", "qty": i % 3 + 1} for i in range(6)],
-    "flash": [],
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,16 +150,6 @@ def _compare(
     ]
 
 
-def _raw(server: MemcachedServer) -> Client:
-    return Client(
-        (server.host, server.port),
-        connect_timeout=0.25,
-        timeout=0.5,
-        no_delay=True,
-        default_noreply=False,
-    )
-
-
 def _bare_gets(servers: Sequence[MemcachedServer], key: str) -> Callable[[], object]:
     """Send ``gets key`` to every server, then read each whole reply (no parsing)."""
     socks = []
@@ -207,87 +196,73 @@ def _cycling(store: MemcacheSessionStore, sids: Sequence[str]) -> Callable[[], o
     return lambda: store.start(next(turn))
 
 
-def _outage(
-    cluster: MemcachedCluster,
-    primary: MemcachedServer,
-    sid: str,
-    transport: str,
-    rounds: int,
-    per_round: int,
-) -> Result:
-    """``start()`` while ``primary`` hangs with its breaker open, vs ``start()`` of a
-    store that reads every node with every node healthy: the same nodes asked, so the
-    ratio is what the outage itself costs (no timeout; one notice per read)."""
-    healthy_store = _store(cluster, transport, read_all_nodes=True)
-    baseline = _measure([lambda: healthy_store.start(sid)], rounds, per_round)[0]
-    healthy_store.close()
-    store = _store(cluster, transport, retry_after=3600.0)
-    primary.pause()
+def _state(state: str, cluster: MemcachedCluster, rounds: int, per_round: int) -> list[Result]:
+    """One row per transport for a state of :mod:`bench.memcache_states` (its target)."""
+    prepared = prepare(state, cluster, TRANSPORTS)
     try:
-        node = next(n for n in store.nodes if n.address == primary.address)
-        while node.breaker.state is not BreakerState.OPEN:
-            store.start(sid)
-        during = _measure([lambda: store.start(sid)], rounds, per_round)[0]
+        name, baseline = NAMES[state]
+        return _compare(
+            name,
+            list(prepared.ours.items()),
+            baseline,
+            prepared.baseline,
+            TARGETS[state],
+            rounds,
+            per_round,
+        )
     finally:
-        primary.resume()
-        store.close()
-    return Result.of(
-        f"start() while the primary hangs, breaker open [{transport}]",
-        during,
-        "start() reading every node, all healthy",
-        baseline,
-        2.0,
-    )
+        prepared.close()
 
 
-def _store(cluster: MemcachedCluster, transport: str, **options: Any) -> MemcacheSessionStore:
-    """A store over ``cluster`` with ``replicas=2`` and the benchmark's secret and prefix."""
-    return MemcacheSessionStore(
-        cluster.addresses, _SECRET, replicas=2, prefix=_PREFIX, transport=transport, **options
-    )
+def _outage_vs_healthy(results: Sequence[Result]) -> list[Result]:
+    """The outage rows again, against the healthy default store's ``start()`` (the first
+    rows, measured in the same run): what the outage itself costs a read."""
+    start, outage = NAMES["start"][0], NAMES["outage"][0]
+    healthy: dict[str, Result] = {}
+    for r in results:  # the first rows (the name comes again against two raw gets)
+        if r.name.startswith(start):
+            healthy.setdefault(_transport(r), r)
+    return [
+        Result(
+            r.name,
+            r.store_p50,
+            r.store_p99,
+            "start() of the healthy default store (first rows)",
+            healthy[_transport(r)].store_p50,
+            healthy[_transport(r)].store_p99,
+            None,
+        )
+        for r in results
+        if r.name.startswith(outage)
+    ]
 
 
-def _saved(store: MemcacheSessionStore) -> str:
-    """The id of a new session holding the benchmark's data, saved."""
-    session = store.start(None)
-    session.update(_SESSION)
-    store.save(session)
-    return session.id
+def _transport(result: Result) -> str:
+    return result.name.rpartition(" [")[2]
 
 
 def run(rounds: int, per_round: int) -> list[Result]:
     """Start three memcached nodes, run every comparison for each transport, stop them."""
     results: list[Result] = []
     with MemcachedCluster(3) as cluster:
+        for state in ("start", *SIZES):
+            results += _state(state, cluster, rounds, per_round)
         stores = {transport: _store(cluster, transport) for transport in TRANSPORTS}
         first = stores[TRANSPORTS[0]]
-        sid = _saved(first)
-        session = first.start(sid)
-        key = storage_key(_PREFIX, sid)
-        ranked = rank(cluster.servers, [node_seed(a) for a in cluster.addresses], key)
-        primary = ranked[0]
-        raws = [_raw(server) for server in ranked]
+        sid = saved(first)
+        key = storage_key(PREFIX, sid)
+        ranked = ranked_servers(cluster, key)
+        raws = [raw_client(server) for server in ranked]
         raw = raws[0]
-        blob = raw.get(key)
-        assert blob is not None, "the session should be on its primary node"
 
         def each(
             op: Callable[[MemcacheSessionStore], object],
         ) -> list[tuple[str, Callable[[], object]]]:
             return [(name, functools.partial(op, store)) for name, store in stores.items()]
 
-        results += _compare(
-            "start() existing session, replicas=2",
-            each(lambda store: store.start(sid)),
-            "raw pymemcache get, same bytes",
-            lambda: raw.get(key),
-            1.5,
-            rounds,
-            per_round,
-        )
         results.append(_floor(ranked[:2], key, lambda: raw.get(key), rounds, per_round))
         # More ids than a store remembers (1024): every read is of an id it does not know.
-        sids = [_saved(first) for _ in range(1500)]
+        sids = [saved(first) for _ in range(1500)]
         results += _compare(
             "start() of a session this process does not remember",
             [(name, _cycling(store, sids)) for name, store in stores.items()],
@@ -327,20 +302,13 @@ def run(rounds: int, per_round: int) -> list[Result]:
             rounds,
             per_round,
         )
-        scratch = f"{_PREFIX}bench-raw-set"
-        results += _compare(
-            "save() replicas=2",
-            each(lambda store: store.save(session)),
-            "raw pymemcache set, same bytes",
-            lambda: raw.set(scratch, blob, expire=1800),
-            None,
-            rounds,
-            per_round,
-        )
-        for transport in stores:
-            results.append(_outage(cluster, primary, sid, transport, rounds, per_round))
         for store in stores.values():
             store.close()
+        for client in raws:
+            client.close()
+        for state in ("save", "outage", "recovered"):
+            results += _state(state, cluster, rounds, per_round)
+        results += _outage_vs_healthy(results)
     return results
 
 
@@ -364,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memcache_bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="also count instructions (valgrind, slow)"
+    )
     args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     rounds, per_round = (3, 300) if args.quick else (10, 1000)
     previous = errpolicy.get_config()
@@ -384,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(
                 [{**asdict(r), "ratio": r.ratio, "passed": r.passed} for r in results], f, indent=2
             )
+    if args.callgrind:
+        from bench import memcache_callgrind
+
+        print()
+        memcache_callgrind.main([])
     # A missed target is documented (docs/memcache/benchmarks.md), not a failed run.
     return 0
 

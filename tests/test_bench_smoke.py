@@ -84,7 +84,32 @@ def test_memcache_quick_run_produces_every_row(tmp_path: Path) -> None:
         "start() existing session, replicas=2 [pipelined]",
         "network floor: bare pipelined gets to the 2 home nodes (no decoding)",
         "start() of a session this process does not remember [pymemcache]",
-        "start() while the primary hangs, breaker open [pipelined]",
+        "start() of a 4 KiB session [pymemcache]",
+        "start() of a 16 KiB session [pipelined]",
+        "start() of a 64 KiB session [pymemcache]",
+        "save() replicas=2 [pymemcache]",
+        "start() while the primary hangs, breaker open (default store) [pipelined]",
+        "start() after the primary hung and came back [pymemcache]",
     ]
     assert [True] * len(expected) == [name in names for name in expected]
     assert all(row["store_p50"] > 0 and row["base_p50"] > 0 for row in json.loads(out.read_text()))
+
+
+@pytest.mark.memcached
+def test_memcache_callgrind_variant_runs_every_state_without_valgrind() -> None:
+    """The body that bench.memcache_callgrind runs under valgrind sets every state up,
+    runs both operations and undoes the state (no memcached left paused)."""
+    code = (
+        "from bench import memcache_callgrind as m; "
+        "[m.run_variant(s, w, 5) for s in m.STATES for w in ('store', 'baseline')]; "
+        "print(len(m.STATES))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ("", "7") == (proc.stderr, proc.stdout.strip())

@@ -8,6 +8,8 @@
  *   gets_round() <-> errpolicy_memcache._transport._fan_out reading one gets per
  *                    node with errpolicy_memcache._wire._read_gets (and, with agree,
  *                    _transport.agreed_gets comparing the values)
+ *   line_round() <-> errpolicy_memcache._transport._fan_out reading one status line per
+ *                    node (the line judged in Python by _wire's status readers)
  *   plain_json() <-> the fast path of errpolicy_memcache._data.check_data (a True
  *                    from C means the Python walk would accept the data too)
  *   plain_payload() <-> the fast path of errpolicy_memcache._data.check_payload
@@ -760,6 +762,40 @@ read_reply(NodeRead *node, const Round *round)
     return 0;
 }
 
+/* One status line (STORED, NOT_STORED, an error line...) as the whole reply: its bytes
+   are left to Python to judge (_wire's status readers), so the twins agree. */
+static int
+read_line_reply(NodeRead *node, const Round *round)
+{
+    const char *eol;
+    for (;;) {
+        eol = node->len ? memmem(node->buf, (size_t)node->len, "\r\n", 2) : NULL;
+        if (eol != NULL) {
+            break;
+        }
+        if (node->len > MAX_LINE + 1) {
+            fail(node, "error", "reply line too long");
+            return 0;
+        }
+        int r = fill(node, round, 0);
+        if (r <= 0) {
+            return r;
+        }
+    }
+    Py_ssize_t line_len = eol - node->buf;
+    if (line_len > MAX_LINE) {
+        fail(node, "error", "reply line too long");
+        return 0;
+    }
+    if (node->len != line_len + 2) {
+        fail(node, "error", "unexpected bytes after the reply");
+        return 0;
+    }
+    node->value_at = 0;
+    node->value_len = line_len;
+    return 0;
+}
+
 static PyObject *
 result_of(PyObject *failure_type, NodeRead *node)
 {
@@ -827,6 +863,9 @@ round_of(Round *round, PyObject *timeout, PyObject *max_value)
     return 0;
 }
 
+static PyObject *run_round(PyObject *module, PyObject *fds_arg, PyObject *request_arg,
+                           int agree, int lines, Round *round);
+
 static PyObject *
 gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -844,17 +883,42 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (round_of(&round, nargs >= 4 ? args[3] : NULL, nargs >= 5 ? args[4] : NULL) < 0) {
         return NULL;
     }
+    return run_round(module, args[0], args[1], agree, 0, &round);
+}
+
+static PyObject *
+line_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "line_round(fds, request, timeout=None) takes 2 or 3 arguments");
+        return NULL;
+    }
+    Round round;
+    if (round_of(&round, nargs >= 3 ? args[2] : NULL, NULL) < 0) {
+        return NULL;
+    }
+    return run_round(module, args[0], args[1], 0, 1, &round);
+}
+
+/* Send request to every socket, then read one reply from each: a gets reply, or with
+   lines one status line. */
+static PyObject *
+run_round(PyObject *module, PyObject *fds_arg, PyObject *request_arg, int agree, int lines,
+          Round *round_ptr)
+{
+    Round round = *round_ptr;
     PyObject *failure_type = state_of(module)->failure_type;
     if (failure_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "gets_round: setup() was not called");
         return NULL;
     }
-    PyObject *fds = PySequence_Fast(args[0], "fds must be a sequence of ints");
+    PyObject *fds = PySequence_Fast(fds_arg, "fds must be a sequence of ints");
     if (fds == NULL) {
         return NULL;
     }
     Py_buffer request;
-    if (PyObject_GetBuffer(args[1], &request, PyBUF_SIMPLE) < 0) {
+    if (PyObject_GetBuffer(request_arg, &request, PyBUF_SIMPLE) < 0) {
         Py_DECREF(fds);
         return NULL;
     }
@@ -889,7 +953,8 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!nodes[i].failed && read_reply(&nodes[i], &round) < 0) {
+        if (!nodes[i].failed
+            && (lines ? read_line_reply(&nodes[i], &round) : read_reply(&nodes[i], &round)) < 0) {
             goto done;
         }
     }
@@ -915,7 +980,9 @@ gets_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = result_of(failure_type, &nodes[i]);
+        PyObject *item = lines && !nodes[i].failed
+                             ? PyBytes_FromStringAndSize(nodes[i].buf, nodes[i].value_len)
+                             : result_of(failure_type, &nodes[i]);
         if (item == NULL) {
             Py_CLEAR(result);
             goto done;
@@ -971,6 +1038,11 @@ static PyMethodDef module_methods[] = {
      "(bytes) when every socket answered a hit with the same bytes. timeout: seconds\n"
      "left before the operation's deadline (None: none); max_value: the largest value\n"
      "accepted, in bytes (None: 1 MiB)."},
+    {"line_round", (PyCFunction)(void (*)(void))line_round, METH_FASTCALL,
+     "line_round(fds, request, timeout=None)\n--\n\n"
+     "Send request to every socket, then read one reply line from each (a store\n"
+     "command's STORED, NOT_STORED, an error line...): per socket the line's bytes\n"
+     "without its CRLF, or a NodeFailure. timeout as for gets_round."},
     {NULL},
 };
 

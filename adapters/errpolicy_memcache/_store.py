@@ -75,6 +75,10 @@ _VERIFIED_MAX = 1024
 # nodes (no data, about 300 bytes each), for this many more ids.
 _ACKED_MAX = 16384
 _VERIFIED_BLOB_MAX = 4096
+# Larger verified copies too, up to this many bytes in all (the oldest dropped first):
+# a MAC over 64 KiB costs several times what reading it does.
+_VERIFIED_LARGE_BUDGET = 16 * 1024 * 1024
+_VERIFIED_LARGE_MAX = 1024 * 1024  # each
 
 _MAX_TTL = core.MAX_TTL
 _STORED = "STORED"
@@ -136,6 +140,27 @@ def _positive(name: str, value: float, *, integer: bool = False) -> None:
         raise ConfigurationError(f"{name}: must be a positive number, not {value!r}")
     if integer and not isinstance(value, int):
         raise ConfigurationError(f"{name}: must be an int, not {value!r}")
+
+
+def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, list[Node]] | None:
+    """The copy of a read that every node answered, when the first ``replicas`` replies
+    hold the same bytes and the others the same or none, with the nodes holding it."""
+    blob: bytes | None = None
+    holders: list[Node] = []
+    for index, reply in enumerate(replies):
+        if reply.failure is not None:
+            return None
+        value = reply.values[0]
+        if value is None:
+            if index < replicas:
+                return None
+            continue
+        if blob is None:
+            blob = value[0]
+        elif value[0] != blob:
+            return None
+        holders.append(reply.node)
+    return None if blob is None else (blob, holders)
 
 
 class MemcacheSessionStore:
@@ -237,6 +262,10 @@ class MemcacheSessionStore:
         self._operation_timeout = float(operation_timeout)
         self._known: dict[str, Known] = {}
         self._let_go: dict[str, Acked] = {}  # the acked versions of ids no longer known
+        # The ids whose kept verified copy is over _VERIFIED_BLOB_MAX, and its size.
+        self._large: dict[str, tuple[Known, int]] = {}
+        self._large_bytes = 0
+        self._large_lock = threading.Lock()
         self._faults = FaultClock()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
@@ -425,14 +454,20 @@ class MemcacheSessionStore:
             return self.new_session(), None
         began = time.perf_counter()
         home: list[Reply] | None = None
-        if not self._locking and self._settled():  # a lock is taken before reading
-            settled = self._home_read(sid, known or self._known_for(sid, key), began)
+        wide = False
+        if not self._locking:  # a lock is taken before reading
+            known = known or self._known_for(sid, key)
+            if self._settled():
+                settled = self._home_read(sid, known, began)
+            else:
+                wide = True
+                settled = self._wide_read(sid, known, began)
             if isinstance(settled, Record):
                 return self._loaded(sid, settled), None
             home = settled  # None: start over; else the replies, which settle nothing
         op = Op("session.start", key, began)
         lock = self._lock(op, key) if self._locking else None
-        read = self._read(op, key, home)
+        read = self._read(op, key, home, wide=wide)
         found, outcome = self._conclude(op, sid, key, read, renew=True)
         if found is None:
             session = self.new_session()
@@ -552,6 +587,79 @@ class MemcacheSessionStore:
             self._metrics.hit(home, done - began)
         return record
 
+    def _wide_read(self, sid: str, known: Known, began: float) -> Record | list[Reply] | None:
+        """The read of a process that is not settled (a recent fault, or
+        ``read_all_nodes``), kept short as :meth:`_home_read` is: every node whose
+        breaker is closed, asked in one round. When the first ``replicas`` of them hold
+        the same valid live copy and the others the same or none, it is what
+        :meth:`_read` would conclude (judged by :func:`core.judge` when a node was
+        skipped, and reported as a failover); else the replies, for :meth:`_read`.
+        """
+        ranked = rank(self._nodes, self._seeds, known.key)
+        asked: list[Node] = []
+        skipped: list[Node] = []
+        for node in ranked:
+            (asked if node.breaker.state is BreakerState.CLOSED else skipped).append(node)
+        if not asked:
+            return None
+        at = time.perf_counter() - began
+        command = (known.command,)
+        plan = [(node, command) for node in asked]
+        replies = self._execute(plan, began + self._operation_timeout)
+        found = _agreed(replies, self._replicas)
+        if found is None:
+            return replies
+        blob, holders = found
+        verified = known.verified
+        if verified is not None and blob == verified[0]:  # these bytes passed the MAC
+            record = verified[1]
+        else:
+            checked = self._verify(blob, known.key)
+            if type(checked) is not Record:
+                return replies
+            record = checked
+            self._remember(sid, known, blob, record)
+        acked = known.acked
+        if acked is not None and (acked.tombstone or acked.version > record.version):
+            return replies
+        if record.tombstone or self._expired(record) or self._renewal_due(record):
+            return replies
+        op: Op | None = None
+        if skipped or self._on_outcome is not None:
+            op = Op("session.start", known.key, began)
+            for node in skipped:
+                op.record(node, "-", NodeStatus.SKIPPED, at)
+            for reply in replies:
+                status = NodeStatus.MISS if reply.values[0] is None else NodeStatus.HIT
+                op.results.append((reply.node.address, "gets", status, reply.elapsed, ""))
+        served = holders[0]
+        if skipped:
+            read = Read()
+            for reply in replies:
+                value = reply.values[0]
+                if value is not None:
+                    read.add_copy(core.Copy(reply.node, record, value[0], value[1]))
+            read.failed = skipped
+            read.answered = len(replies)
+            judgement = core.judge(
+                read,
+                home=known.home,
+                acked=acked,
+                replicas=self._replicas,
+                over=False,
+                grace=self._max_retry_after,
+            )
+            if judgement.base is not OutcomeKind.OK or judgement.found is None:
+                return replies
+            if judgement.forget or judgement.bury:
+                return replies
+            served = judgement.found.node
+        known.ack(Acked(record.version, False, frozenset(node.address for node in holders)))
+        self._keep(sid, known)
+        if op is not None:
+            self._finish(op, OutcomeKind.OK, served, record.version)
+        return record
+
     def _known_for(self, sid: str, key: str) -> Known:
         """A new :class:`Known` for an id the store does not keep now, with the version
         it saw acknowledged if it kept the id before (see :meth:`_keep`)."""
@@ -587,9 +695,33 @@ class MemcacheSessionStore:
         is kept either way, with what the process knows was acknowledged."""
         if len(blob) <= _VERIFIED_BLOB_MAX:
             known.verified = (blob, record)
+        else:
+            self._remember_large(sid, known, blob, record)
         self._keep(sid, known)
 
-    def _read(self, op: Op, key: str, home: list[Reply] | None = None) -> Read:
+    def _remember_large(self, sid: str, known: Known, blob: bytes, record: Record) -> None:
+        """Keep a verified copy over ``_VERIFIED_BLOB_MAX`` bytes, within
+        ``_VERIFIED_LARGE_BUDGET`` bytes for all of them: the oldest are let go first."""
+        size = len(blob)
+        if size > min(_VERIFIED_LARGE_MAX, _VERIFIED_LARGE_BUDGET):
+            return
+        with self._large_lock:
+            large = self._large
+            previous = large.pop(sid, None)
+            self._large_bytes += size - (previous[1] if previous else 0)
+            large[sid] = (known, size)
+            while self._large_bytes > _VERIFIED_LARGE_BUDGET:
+                oldest = next(iter(large))
+                old_known, old_size = large.pop(oldest)
+                self._large_bytes -= old_size
+                verified = old_known.verified
+                if verified is not None and len(verified[0]) > _VERIFIED_BLOB_MAX:
+                    old_known.verified = None
+            known.verified = (blob, record)
+
+    def _read(
+        self, op: Op, key: str, home: list[Reply] | None = None, *, wide: bool = False
+    ) -> Read:
         """Ask the session's home nodes, and every other node whose breaker allows it
         unless the home nodes settle the read. ``home``: the home nodes' replies, when
         :meth:`_home_read` already asked them.
@@ -601,7 +733,8 @@ class MemcacheSessionStore:
         every other node too: after a failover write the newest copy can sit lower in
         the ranking, and a node that rejoins with old data, or restarted empty, must
         not hide it. After a fault, and with ``read_all_nodes``, every node is asked at
-        once (design notes: docs/memcache/index.md).
+        once (design notes: docs/memcache/index.md); ``wide``: ``home`` holds the replies
+        of :meth:`_wide_read`, which asked every node whose breaker was closed.
         """
         ranked = rank(self._nodes, self._seeds, key)
         read = Read()
@@ -609,9 +742,12 @@ class MemcacheSessionStore:
         seen: set[Node] = set()
         at = time.perf_counter() - op.start
         if home is not None:
-            settled = True
+            settled = not wide
             seen.update(reply.node for reply in home)
             replies = self._gather(read, key, home, decoded)
+            if wide:  # record the skipped nodes (and ask any that came back since)
+                rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
+                replies += self._gets(read, key, rest, decoded, self._deadline(op))
         else:
             settled = self._settled()
             need = self._replicas if settled else len(ranked)

@@ -48,6 +48,7 @@ from ._wire import (
     _read_gets,
     kernel_timeout_sockets,
 )
+from ._wire import STATUS as _STATUS
 
 __all__ = [
     "TRANSPORTS",
@@ -206,12 +207,17 @@ def _fan_out(
     in C where the speedups are built (:func:`_gets_round`).
     """
     first = batch[0][1]
-    if _C_GETS is not None and first[0].read is _read_gets and len(first) == 1:
+    if _C_GETS is not None and len(first) == 1:
+        command = first[0]
         for _, commands in batch:
-            if commands is not first:
+            if len(commands) != 1 or commands[0] is not command:
                 break
         else:
-            return _gets_round(batch, first[0].request, deadline)
+            if command.read is _read_gets:
+                return _gets_round(batch, command.request, deadline)
+            status = _STATUS.get(command.read)
+            if status is not None:  # one store command (a save's copies): a C round too
+                return _line_round(batch, command.request, status, deadline)
     sent = [
         transport._send(commands[0].request if len(commands) == 1 else _request(commands), deadline)
         for transport, commands in batch
@@ -246,6 +252,7 @@ _SKIPPED = NodeFailure("skipped", _LATE)
 
 # The C round of gets (see _speedups.c): it needs blocking sockets with kernel timeouts.
 _C_GETS = speedups.gets_round if speedups is not None and KERNEL_TIMEOUTS else None
+_C_LINES = speedups.line_round if _C_GETS is not None and speedups is not None else None
 
 
 def _left(deadline: float) -> float | None:
@@ -265,6 +272,31 @@ def _gets_round(
         [c.fileno() for c in live], request, False, _left(deadline), batch[0][0]._max_value
     )
     return _round_answers(batch, conns, found, deadline)
+
+
+def _line_round(
+    batch: Sequence[tuple[_Pool[Any], Sequence[Command]]],
+    request: bytes,
+    status: Callable[[bytes], str],
+    deadline: float,
+) -> list[Answer]:
+    """The same store command to every node of ``batch``, sent and its reply line read
+    in C (``status`` judges each line as the command's reader does): what
+    :func:`_fan_out` does, with the same results, pooling and retry."""
+    assert _C_LINES is not None
+    conns = [_checkout(transport, deadline) for transport, _ in batch]
+    live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
+    lines = _C_LINES([c.fileno() for c in live], request, _left(deadline))
+    results: list[Any] = []
+    for line in lines:
+        if isinstance(line, NodeFailure):
+            results.append(line)
+            continue
+        try:
+            results.append(status(line))
+        except NodeFailure as failure:  # an error reply: the node is alive
+            results.append(failure)
+    return _round_answers(batch, conns, results, deadline)
 
 
 def agreed_gets(
@@ -335,10 +367,11 @@ def _keep(transport: _Pool[Any], conn: Any) -> None:
 def _round_answers(
     batch: Sequence[tuple[_Pool[Any], Sequence[Command]]],
     conns: Sequence[Any],
-    results: Sequence[tuple[bytes, int] | NodeFailure | None],
+    results: Sequence[Any],
     deadline: float,
 ) -> list[Answer]:
-    """Each node's answer from a C round over the live ones of ``conns``: failures
+    """Each node's answer from a C round over the live ones of ``conns`` (a value, a
+    miss, a status, or a NodeFailure each): failures
     close the connection (a reused one closed before its reply is retried once)."""
     done = time.perf_counter()
     found = iter(results)

@@ -316,14 +316,22 @@ def _read_gets(conn: Connection) -> tuple[bytes, int] | None:
 
 
 def _status_reader(*known: bytes) -> Callable[[Connection], str]:
-    def read(conn: Connection) -> str:
-        line = conn.readline()
+    def status(line: bytes) -> str:
         if line in known:
             return line.decode("ascii")
         _check_error(line)
         raise NodeFailure("error", f"unexpected reply {line[:40]!r}")
 
+    def read(conn: Connection) -> str:
+        return status(conn.readline())
+
+    # The C round of store commands reads the line; this judges it (see _transport).
+    STATUS[read] = status
     return read
+
+
+#: The status reply readers' line parsers, by reader: what a line means.
+STATUS: dict[Callable[[Connection], Any], Callable[[bytes], str]] = {}
 
 
 _read_store = _status_reader(b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND")

@@ -13,6 +13,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from errpolicy_memcache import BreakerState, MemcacheSessionStore, NodeStatus, Outcome, OutcomeKind
+from errpolicy_memcache import _store as _store_module
 from errpolicy_memcache._envelope import decode
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
@@ -297,14 +298,37 @@ def test_a_remembered_session_destroyed_elsewhere_stays_destroyed(
     assert (True, False) == (loaded.new, loaded.id == session.id)
 
 
-def test_unknown_and_large_sessions_are_not_remembered(store: MemcacheSessionStore) -> None:
-    """An id that names no session (random ids cost an attacker nothing) is not kept, nor
-    a copy over 4 KiB (only its version); the large one is still served."""
+def test_unknown_sessions_are_not_remembered_and_large_ones_are(
+    store: MemcacheSessionStore,
+) -> None:
+    """An id that names no session (random ids cost an attacker nothing) is not kept; a
+    copy over 4 KiB is kept too (its MAC costs more than reading it), within a budget."""
     unknown = store.start("A" * 43)
     large = saved(store, blob="x" * 10_000)
     loaded = store.start(large.id)
     assert (True, "x" * 10_000) == (unknown.new, loaded["blob"])
-    assert ("A" * 43 not in store._known, store._known[large.id].verified) == (True, None)
+    verified = store._known[large.id].verified
+    assert ("A" * 43 not in store._known, True) == (
+        True,
+        verified is not None and b"x" * 10_000 in verified[0],
+    )
+
+
+def test_large_remembered_copies_stay_within_their_byte_budget(
+    store: MemcacheSessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large verified copies are kept up to a byte budget, the oldest let go first; the
+    small ones do not count against it, and every session is still served."""
+    monkeypatch.setattr(_store_module, "_VERIFIED_LARGE_BUDGET", 50_000)
+    small = saved(store, n=-1)
+    sessions = [saved(store, n=n, blob="y" * 10_000) for n in range(8)]
+    kept = [s.id for s in sessions if store._known[s.id].verified is not None]
+    assert ([s.id for s in sessions[-4:]], True) == (
+        kept,
+        store._known[small.id].verified is not None,
+    )
+    assert store._large_bytes <= 50_000
+    assert list(range(8)) == [store.start(s.id)["n"] for s in sessions]
 
 
 def test_the_remembered_ids_are_bounded(store: MemcacheSessionStore) -> None:

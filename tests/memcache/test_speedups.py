@@ -28,9 +28,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import SessionDataError, _data, _native
+from errpolicy_memcache import SessionDataError, _data, _native, _transport
 from errpolicy_memcache._placement import key_hash, node_seed, rank_python
-from errpolicy_memcache._wire import NodeFailure, _set_read_timeout
+from errpolicy_memcache._transport import make_transport
+from errpolicy_memcache._wire import NodeFailure, _set_read_timeout, set_
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 
@@ -706,3 +707,83 @@ def test_each_module_object_keeps_its_own_state() -> None:
     with pytest.raises(RuntimeError, match="setup"):
         other.gets_round([], b"gets k\r\n")
     assert (False, []) == (other is speedups, speedups.gets_round([], b"gets k\r\n"))
+
+
+# -- line_round: the reply line of a store command ----------------------------------
+
+
+def _store_answers(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch, *, c_round: bool
+) -> list[tuple[list[object], str | None, str | None]]:
+    """A save's ``set`` to the fake node at ``address`` through the fan-out, in C or in
+    Python: (values, failure kind, failure detail)."""
+    if not c_round:
+        monkeypatch.setattr(_transport, "_C_GETS", None)
+    transport = make_transport("pipelined", address[0], address[1], 1.0, 0.3, 4)
+    answers = _transport._fan_out([(transport, [set_("k", b"v", 60)])], time.perf_counter() + 5)
+    monkeypatch.undo()
+    return [
+        (values, None if f is None else f.kind, None if f is None else f.detail[:30])
+        for values, f, _ in answers
+    ]
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"STORED\r\n",
+        b"NOT_STORED\r\n",
+        b"EXISTS\r\n",
+        b"SERVER_ERROR out of memory storing object\r\n",
+        b"CLIENT_ERROR bad data chunk\r\n",
+        b"ERROR\r\n",
+        b"STORED\r\nEXTRA",
+        b"HELLO\r\n",
+        b"STORED",
+        b"A" * 2000,
+    ],
+)
+def test_line_round_reads_a_store_reply_as_the_python_reader_does(
+    reply: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    fake: Callable[[bytes], tuple[str, int]],
+) -> None:
+    """A store command's reply line, read in C, means what the Python reader says."""
+    in_c = _store_answers(fake(reply), monkeypatch, c_round=True)
+    in_python = _store_answers(fake(reply), monkeypatch, c_round=False)
+    assert in_python == in_c
+
+
+@needs_c
+def test_line_round_stores_every_copy_in_one_round(
+    cluster: MemcachedCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save's copies go out in one C round: each node answers STORED and holds them."""
+    assert speedups is not None
+    rounds: list[int] = []
+
+    def line_round(fds: list[int], request: bytes, timeout: float | None) -> object:
+        rounds.append(len(fds))
+        return speedups.line_round(fds, request, timeout)
+
+    monkeypatch.setattr(_transport, "_C_LINES", line_round)
+    transports = [
+        make_transport("pymemcache", s.host, s.port, 1.0, 0.5, 4) for s in cluster.servers
+    ]
+    command = set_("line-round-key", b"value", 60)
+    answers = _transport._fan_out([(t, [command]) for t in transports])
+    assert [(["STORED"], None)] * 3 == [(values, failure) for values, failure, _ in answers]
+    assert [3] == rounds
+    assert [b"value"] * 3 == [
+        Client((s.host, s.port)).get("line-round-key") for s in cluster.servers
+    ]
+
+
+@needs_c
+def test_line_round_refuses_bad_arguments() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError):
+        speedups.line_round([0])  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="out of range"):
+        speedups.line_round([-1], b"set k 0 0 1\r\nv\r\n")
