@@ -151,10 +151,17 @@ class SessionStore(SessionBase):
         key = self.session_key
         if key is None:
             return self.create()
+        age = self.get_expiry_age()
+        if age <= 0:
+            # Expired before it was stored (set_expiry in the past): nothing may load it,
+            # as with Django's cache engine, which stores it with a timeout in the past.
+            if not must_create:
+                self.delete(key)
+            return None
         if not must_create and not self.exists(key):
             raise UpdateError
         session = self._session_for(key, data, new=must_create)
-        ttl = min(max(self.get_expiry_age(), 1), _MAX_TTL)
+        ttl = min(age, _MAX_TTL)
         save_errors = save_errors_from_config(
             getattr(settings, "ERRPOLICY_SESSION_SAVE_ERRORS", None)
         )

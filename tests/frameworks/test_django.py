@@ -166,6 +166,24 @@ def test_set_expiry_is_kept():
     assert 600 == SessionStore(session.session_key).get_expiry_age()
 
 
+def test_expiry_in_the_past_is_unreadable_at_once():
+    """A session saved with an expiry in the past is gone, not kept for a second."""
+    session = saved(n=1)
+    session.set_expiry(-10)
+    session.save()
+    key = session.session_key
+    assert ({}, False) == (dict(SessionStore(key).items()), SessionStore().exists(key))
+
+
+def test_new_session_with_an_expiry_in_the_past_is_not_stored():
+    """A new session that expired before its first save is never stored."""
+    session = SessionStore()
+    session["n"] = 1
+    session.set_expiry(-10)
+    session.save()
+    assert False is SessionStore().exists(session.session_key)
+
+
 def test_expire_at_browser_close_is_kept():
     """``set_expiry(0)`` survives a save and a load."""
     session = saved(n=1)
