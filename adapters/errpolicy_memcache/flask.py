@@ -40,30 +40,45 @@ __all__ = [
 ]
 
 _EXTENSION = "errpolicy_memcache"
+_UNAVAILABLE = "errpolicy_memcache.unavailable"  # the environ key of a failed load
 _log = logging.getLogger("errpolicy_memcache.flask")
 
 
 class FlaskSession(SessionMixin):
-    """Flask's view of a store :class:`Session`: the same mapping, plus ``permanent``."""
+    """Flask's view of a store :class:`Session`: the same mapping, plus ``permanent``.
+
+    ``accessed`` is set by every read or write (Flask 3.1.3 also sets it whenever the
+    ``session`` proxy is used): the response then varies on ``Cookie``.
+    """
 
     def __init__(self, inner: Session, incoming: str | None) -> None:
         self.inner = inner
         self.incoming = incoming
+        self.accessed = False
 
     def __getitem__(self, key: str) -> Any:
+        self.accessed = True
         return self.inner[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        self.accessed = True
         self.inner[key] = value
 
     def __delitem__(self, key: str) -> None:
+        self.accessed = True
         del self.inner[key]
 
     def __iter__(self) -> Iterator[str]:
+        self.accessed = True
         return iter(self.inner)
 
     def __len__(self) -> int:
+        self.accessed = True
         return len(self.inner)
+
+    def __contains__(self, key: object) -> bool:
+        self.accessed = True
+        return key in self.inner
 
     def __repr__(self) -> str:
         return f"<FlaskSession new={self.new} keys={sorted(self.inner)!r}>"
@@ -123,7 +138,7 @@ class MemcacheSessionInterface(SessionInterface):
     """Sessions kept in :class:`MemcacheSessionStore`, cookie settings from ``app.config``.
 
     Cookie: ``SESSION_COOKIE_NAME``, ``_DOMAIN``, ``_PATH``, ``_HTTPONLY``, ``_SECURE``,
-    ``_SAMESITE`` (``"Lax"`` when unset), ``PERMANENT_SESSION_LIFETIME`` as in Flask.
+    ``_SAMESITE``, ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME`` as in Flask.
     A save that fails (:class:`errpolicy.PolicyViolation`) turns the response into a
     ``503`` unless ``save_errors="log"`` (or ``ERRPOLICY_SESSION_SAVE_ERRORS = "log"``).
     """
@@ -149,10 +164,6 @@ class MemcacheSessionInterface(SessionInterface):
             app.extensions[_EXTENSION] = store
         return store
 
-    def get_cookie_samesite(self, app: Flask) -> str | None:
-        """``SESSION_COOKIE_SAMESITE``, with ``"Lax"`` where Flask leaves it unset."""
-        return super().get_cookie_samesite(app) or "Lax"
-
     def get_retry_after(self, app: Flask) -> int:
         """Seconds in ``Retry-After``: the argument, ``ERRPOLICY_SESSION_RETRY_AFTER``, or 5."""
         if self.retry_after is not None:
@@ -164,6 +175,9 @@ class MemcacheSessionInterface(SessionInterface):
         try:
             inner = self.get_store(app).start(incoming)
         except STORE_DOWN as exc:
+            # Where init_app's hook finds it without touching the session (which
+            # would mark it accessed, so every response would vary on Cookie).
+            request.environ[_UNAVAILABLE] = exc
             return UnavailableSession(exc)
         return FlaskSession(inner, incoming)
 
@@ -193,17 +207,26 @@ class MemcacheSessionInterface(SessionInterface):
             and app.config["SESSION_REFRESH_EACH_REQUEST"]
         ):
             action = CookieAction.SET
-        if session.incoming is not None or action is not CookieAction.KEEP:
+        if session.accessed or session.incoming is not None or action is not CookieAction.KEEP:
+            # A page that read the session (even a new, empty one) differs per client:
+            # a shared cache must not serve it to another.
             response.vary.add("Cookie")
         name = self.get_cookie_name(app)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
         secure = self.get_cookie_secure(app)
+        partitioned = self.get_cookie_partitioned(app)
         samesite = self.get_cookie_samesite(app)
         httponly = self.get_cookie_httponly(app)
         if action is CookieAction.DELETE:
             response.delete_cookie(
-                name, domain=domain, path=path, secure=secure, samesite=samesite, httponly=httponly
+                name,
+                domain=domain,
+                path=path,
+                secure=secure,
+                partitioned=partitioned,
+                samesite=samesite,
+                httponly=httponly,
             )
         elif action is CookieAction.SET:
             response.set_cookie(
@@ -214,6 +237,7 @@ class MemcacheSessionInterface(SessionInterface):
                 domain=domain,
                 path=path,
                 secure=secure,
+                partitioned=partitioned,
                 samesite=samesite,
             )
 
@@ -250,12 +274,12 @@ def init_app(
     app.session_interface = interface
 
     def refuse_without_session() -> None:
-        from flask import session
+        from flask import request
 
-        current = session._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy
-        if isinstance(current, UnavailableSession):
-            _log.error("session store unavailable, answered 503: %s", current.error)
-            raise SessionStoreUnavailable(current.error, interface.get_retry_after(app))
+        error = request.environ.get(_UNAVAILABLE)
+        if error is not None:
+            _log.error("session store unavailable, answered 503: %s", error)
+            raise SessionStoreUnavailable(error, interface.get_retry_after(app))
 
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_session)
     return interface

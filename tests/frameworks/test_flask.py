@@ -77,12 +77,48 @@ def test_session_survives_between_requests(app: Flask):
     assert {"n": 2} == client.get("/count").json
 
 
+def cookie_flags(header: str) -> list[str]:
+    """The flags of a Set-Cookie header (and its SameSite), sorted."""
+    return sorted(part for part in header.split("; ")[1:] if "=" not in part or "Same" in part)
+
+
 def test_cookie_flags_follow_flask_config(store: MemcacheSessionStore):
-    """Flask's SESSION_COOKIE_* settings shape the cookie."""
+    """Flask's SESSION_COOKIE_* settings shape the cookie; SameSite is unset, as in Flask."""
     app = make_app(store, SESSION_COOKIE_NAME="sid", SESSION_COOKIE_SECURE=True)
     header = app.test_client().get("/count").headers["Set-Cookie"]
-    flags = sorted(part for part in header.split("; ")[1:] if "=" not in part or "Same" in part)
-    assert (True, ["HttpOnly", "SameSite=Lax", "Secure"]) == (header.startswith("sid="), flags)
+    assert (True, ["HttpOnly", "Secure"]) == (header.startswith("sid="), cookie_flags(header))
+
+
+def test_cookie_samesite_and_partitioned_follow_flask_config(store: MemcacheSessionStore):
+    """SESSION_COOKIE_SAMESITE and SESSION_COOKIE_PARTITIONED (Flask 3.1) reach the cookie."""
+    app = make_app(store, SESSION_COOKIE_SAMESITE="None", SESSION_COOKIE_PARTITIONED=True)
+    header = app.test_client().get("/count").headers["Set-Cookie"]
+    assert ["HttpOnly", "Partitioned", "SameSite=None", "Secure"] == cookie_flags(header)
+
+
+def test_deleted_cookie_is_partitioned_too(store: MemcacheSessionStore):
+    """The cookie that logs out names the same partition, or the browser keeps the old one."""
+    app = make_app(store, SESSION_COOKIE_PARTITIONED=True)
+    client = app.test_client()
+    client.get("/count")
+    header = client.get("/logout").headers["Set-Cookie"]
+    assert (True, True) == (header.startswith("session=;"), "Partitioned" in cookie_flags(header))
+
+
+def test_reading_a_session_without_a_cookie_varies_on_cookie(app: Flask):
+    """A view that read the session adds Vary: Cookie even when no cookie came."""
+    response = app.test_client().get("/peek")
+    assert (None, True) == (response.headers.get("Set-Cookie"), "Cookie" in response.vary)
+
+
+def test_a_view_that_never_reads_the_session_does_not_vary(app: Flask):
+    """A page that did not touch the session can be shared by caches: no Vary: Cookie."""
+
+    @app.get("/static-page")
+    def static_page() -> str:
+        return "the same for everyone"
+
+    assert "Cookie" not in app.test_client().get("/static-page").vary
 
 
 def test_reading_a_new_session_sets_no_cookie(app: Flask):
