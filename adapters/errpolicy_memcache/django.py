@@ -34,6 +34,7 @@ from ._frameworks import (
     STORE_DOWN,
     UNAVAILABLE_BODY,
     save_errors_from_config,
+    server_ttl,
     store_from_config,
     unavailable_headers,
 )
@@ -52,7 +53,6 @@ __all__ = [
 _log = logging.getLogger("errpolicy_memcache.django")
 _T = TypeVar("_T")
 
-_MAX_TTL = 30 * 24 * 3600  # memcached's longest relative expiry
 _store: MemcacheSessionStore | None = None
 _store_lock = threading.Lock()
 
@@ -161,7 +161,7 @@ class SessionStore(SessionBase):
         if not must_create and not self.exists(key):
             raise UpdateError
         session = self._session_for(key, data, new=must_create)
-        ttl = min(age, _MAX_TTL)
+        ttl = server_ttl(age)  # the session lives as long as Django says (at most 30 days)
         save_errors = save_errors_from_config(
             getattr(settings, "ERRPOLICY_SESSION_SAVE_ERRORS", None)
         )

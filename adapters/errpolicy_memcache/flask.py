@@ -22,6 +22,7 @@ from ._frameworks import (
     SaveErrors,
     finish_session,
     save_errors_from_config,
+    server_ttl,
     store_from_config,
     unavailable_headers,
 )
@@ -170,6 +171,14 @@ class MemcacheSessionInterface(SessionInterface):
             return self.retry_after
         return int(app.config.get("ERRPOLICY_SESSION_RETRY_AFTER") or 5)
 
+    def get_session_ttl(self, app: Flask, session: SessionMixin) -> int | None:
+        """How long the stored session lives without a request: a permanent session as
+        long as its cookie (``PERMANENT_SESSION_LIFETIME``, at most memcached's 30 days),
+        a browser session the store's ``idle_ttl`` (None)."""
+        if not session.permanent:
+            return None
+        return server_ttl(app.permanent_session_lifetime.total_seconds())
+
     def open_session(self, app: Flask, request: Request) -> SessionMixin:
         incoming = request.cookies.get(self.get_cookie_name(app)) or None
         try:
@@ -184,10 +193,12 @@ class MemcacheSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):
             return
+        accessed = session.accessed  # what the view did, before this method reads it too
         store = self.get_store(app)
         if response.status_code >= 500:
             store.release(session.inner)
             return
+        session.inner.ttl = self.get_session_ttl(app, session)
         try:
             action = finish_session(store, session.inner, session.incoming)
         except STORE_DOWN as exc:
@@ -207,7 +218,7 @@ class MemcacheSessionInterface(SessionInterface):
             and app.config["SESSION_REFRESH_EACH_REQUEST"]
         ):
             action = CookieAction.SET
-        if session.accessed or session.incoming is not None or action is not CookieAction.KEEP:
+        if accessed or session.incoming is not None or action is not CookieAction.KEEP:
             # A page that read the session (even a new, empty one) differs per client:
             # a shared cache must not serve it to another.
             response.vary.add("Cookie")
@@ -264,13 +275,28 @@ def init_app(
 ) -> MemcacheSessionInterface:
     """Use the memcache store for ``app``'s sessions, with a ``503`` when it is down.
 
+    A ``store`` given whose ``absolute_ttl`` is shorter than ``PERMANENT_SESSION_LIFETIME``
+    is logged at WARNING: it ends sessions that Flask would keep (a store built from
+    ``app.config`` has no ``absolute_ttl`` unless ``ERRPOLICY_MEMCACHE_OPTIONS`` sets one).
     Installs :class:`MemcacheSessionInterface` and a ``before_request`` hook, run before
     any other, that raises :class:`SessionStoreUnavailable` (a ``503``: plain text,
     ``Retry-After``) when the session could not be loaded, so no view runs without
     its session. ``@app.errorhandler(503)`` can answer differently.
     """
     interface = MemcacheSessionInterface(store, retry_after=retry_after, save_errors=save_errors)
-    interface.get_store(app)  # a configuration mistake shows at boot, not on the first request
+    built = interface.get_store(
+        app
+    )  # a configuration mistake shows at boot, not on the first request
+    cap = built._absolute_ttl
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    if store is not None and cap is not None and cap < lifetime:
+        # A store built by hand keeps the store's one-day default unless told otherwise.
+        _log.warning(
+            "the store's absolute_ttl (%d s) ends sessions before PERMANENT_SESSION_LIFETIME "
+            "(%d s); build the store with absolute_ttl=None to let Flask decide",
+            cap,
+            lifetime,
+        )
     app.session_interface = interface
 
     def refuse_without_session() -> None:

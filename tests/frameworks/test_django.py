@@ -184,6 +184,35 @@ def test_new_session_with_an_expiry_in_the_past_is_not_stored():
     assert False is SessionStore().exists(session.session_key)
 
 
+DAY = 86400
+
+
+def test_default_settings_keep_a_session_past_a_day():
+    """With SESSION_COOKIE_AGE's two weeks a session outlives the store's one-day default."""
+    now = [1_000_000.0]
+    with override_settings(ERRPOLICY_MEMCACHE_OPTIONS={"clock": lambda: now[0]}):
+        session = saved(n=1)
+        now[0] += 2 * DAY
+        assert {"n": 1} == dict(SessionStore(session.session_key).items())
+
+
+def test_memcached_keeps_a_session_for_session_cookie_age(stored_ttls: Any):
+    """The copies are written to live SESSION_COOKIE_AGE, not the store's absolute one day."""
+    session = saved(n=1)
+    ttls = stored_ttls(session.session_key)
+    assert [True, True] == [settings.SESSION_COOKIE_AGE - 60 <= ttl for ttl in ttls]
+
+
+def test_absolute_ttl_in_options_still_caps_the_lifetime():
+    """An ``absolute_ttl`` set on purpose in ERRPOLICY_MEMCACHE_OPTIONS ends the session."""
+    now = [1_000_000.0]
+    options = {"clock": lambda: now[0], "absolute_ttl": 3600}
+    with override_settings(ERRPOLICY_MEMCACHE_OPTIONS=options):
+        session = saved(n=1)
+        now[0] += 7200
+        assert {} == dict(SessionStore(session.session_key).items())
+
+
 def test_expire_at_browser_close_is_kept():
     """``set_expiry(0)`` survives a save and a load."""
     session = saved(n=1)

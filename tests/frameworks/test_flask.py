@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -53,6 +55,12 @@ def make_app(store: MemcacheSessionStore | None = None, **config: Any) -> Flask:
     @app.get("/peek")
     def peek() -> dict[str, Any]:
         return {"n": session.get("n"), "user": session.get("user")}
+
+    @app.get("/remember-me")
+    def remember_me() -> dict[str, Any]:
+        session.permanent = True
+        session["user"] = "ada"
+        return {}
 
     @app.get("/cart")
     def cart() -> dict[str, Any]:
@@ -255,3 +263,70 @@ def test_app_can_answer_the_503_itself(store: MemcacheSessionStore, cluster: Mem
     client.get("/count")
     kill_all(cluster)
     assert b"sorry, retry in 5s" == client.get("/count").data
+
+
+def stored_id(client: Any) -> str:
+    """The session id in the client's cookie."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def test_permanent_session_lives_permanent_session_lifetime(
+    make_store: Callable[..., MemcacheSessionStore], stored_ttls: Callable[[str], list[int]]
+):
+    """A permanent session's copies live PERMANENT_SESSION_LIFETIME, as its cookie does."""
+    store = make_store(absolute_ttl=None)
+    app = make_app(store, PERMANENT_SESSION_LIFETIME=timedelta(days=7))
+    client = app.test_client()
+    client.get("/remember-me")
+    ttls = stored_ttls(stored_id(client))
+    assert [True, True] == [7 * 86400 - 60 <= ttl <= 7 * 86400 for ttl in ttls]
+
+
+def test_default_permanent_lifetime_is_capped_at_30_days(
+    make_store: Callable[..., MemcacheSessionStore], stored_ttls: Callable[[str], list[int]]
+):
+    """Flask's default 31 days is stored as memcached's longest relative TTL, 30 days."""
+    client = make_app(make_store(absolute_ttl=None)).test_client()
+    client.get("/remember-me")
+    ttls = stored_ttls(stored_id(client))
+    assert [True, True] == [30 * 86400 - 60 <= ttl <= 30 * 86400 for ttl in ttls]
+
+
+def test_browser_session_lives_the_idle_ttl(
+    store: MemcacheSessionStore, stored_ttls: Callable[[str], list[int]]
+):
+    """A session that is not permanent lives the store's idle_ttl (its cookie dies with the
+    browser)."""
+    client = make_app(store).test_client()
+    client.get("/count")
+    ttls = stored_ttls(stored_id(client))
+    assert [True, True] == [1800 - 60 <= ttl <= 1800 for ttl in ttls]
+
+
+def test_store_from_config_has_no_absolute_ttl(cluster: MemcachedCluster):
+    """A store built from app.config leaves the lifetime to Flask: no absolute_ttl."""
+    app = make_app(None, ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses)
+    assert None is app.extensions["errpolicy_memcache"]._absolute_ttl
+
+
+def test_given_store_with_a_shorter_absolute_ttl_is_logged(
+    store: MemcacheSessionStore, caplog: pytest.LogCaptureFixture
+):
+    """A store built by hand with the one-day default is named at init_app: it would end
+    sessions that Flask keeps for 31 days."""
+    with caplog.at_level("WARNING", logger="errpolicy_memcache.flask"):
+        make_app(store)
+    assert ["absolute_ttl (86400 s)"] == [
+        "absolute_ttl (86400 s)" for r in caplog.records if "absolute_ttl (86400 s)" in r.message
+    ]
+
+
+def test_store_from_config_logs_nothing_about_lifetimes(
+    cluster: MemcachedCluster, caplog: pytest.LogCaptureFixture
+):
+    """A store built from app.config leaves the lifetime to Flask and warns of nothing."""
+    with caplog.at_level("WARNING", logger="errpolicy_memcache.flask"):
+        make_app(None, ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses)
+    assert [] == caplog.records
