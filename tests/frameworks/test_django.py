@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import types
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -211,6 +214,26 @@ def test_absolute_ttl_in_options_still_caps_the_lifetime():
         session = saved(n=1)
         now[0] += 7200
         assert {} == dict(SessionStore(session.session_key).items())
+
+
+def test_values_the_cache_engine_took_come_back_the_same():
+    """datetime, date, time, UUID, Decimal, set, tuple and bytes survive a save and a load."""
+    values = {
+        "when": dt.datetime(2026, 11, 30, 14, 52, tzinfo=dt.UTC),
+        "day": dt.date(2026, 11, 30),
+        "at": dt.time(9, 30),
+        "id": uuid.UUID(int=7),
+        "price": decimal.Decimal("9.99"),
+        "tags": {"a", "b"},
+        "pair": (1, 2),
+        "raw": b"\x00\x01",
+    }
+    session = saved(**values)
+    back = dict(SessionStore(session.session_key).items())
+    assert (values, {k: type(v) for k, v in values.items()}) == (
+        back,
+        {k: type(v) for k, v in back.items()},
+    )
 
 
 def test_expire_at_browser_close_is_kept():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -330,3 +330,21 @@ def test_store_from_config_logs_nothing_about_lifetimes(
     with caplog.at_level("WARNING", logger="errpolicy_memcache.flask"):
         make_app(None, ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses)
     assert [] == caplog.records
+
+
+def test_values_json_cannot_hold_come_back_the_same(store: MemcacheSessionStore):
+    """A datetime and a tuple stored by one request are the same objects in the next."""
+    app = make_app(store)
+    stamp = datetime(2026, 11, 30, 14, 52, tzinfo=UTC)
+
+    @app.get("/stamp")
+    def stamp_view() -> dict[str, Any]:
+        if "at" not in session:
+            session["at"] = stamp
+            session["pair"] = (1, 2)
+            return {}
+        return {"same": session["at"] == stamp and session["pair"] == (1, 2)}
+
+    client = app.test_client()
+    client.get("/stamp")
+    assert {"same": True} == client.get("/stamp").json
