@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -45,21 +46,28 @@ def _cache() -> Path:
 
 
 def _sdist(version: str, folder: Path) -> Path:
-    """Django's sdist for ``version``, downloaded once with pip."""
+    """Django's sdist for ``version``, downloaded once with pip (into a folder of its own,
+    then moved: test runs side by side may fetch it at once)."""
     found = sorted(folder.glob(f"[dD]jango-{version}.tar.gz"))
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
+    try:
         argv = [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:"]
         result = subprocess.run(
-            [*argv, "--no-deps", "-d", str(folder), f"django=={version}"],
+            [*argv, "--no-deps", "-d", str(scratch), f"django=={version}"],
             capture_output=True,
             text=True,
             check=False,
         )
-        found = sorted(folder.glob(f"[dD]jango-{version}.tar.gz"))
-        if result.returncode != 0 or not found:
+        got = sorted(scratch.glob(f"[dD]jango-{version}.tar.gz"))
+        if result.returncode != 0 or not got:
             raise RuntimeError(f"pip download django=={version} failed:\n{result.stderr[-2000:]}")
-    return found[0]
+        os.replace(got[0], folder / got[0].name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder / got[0].name
 
 
 def _sessions_tests(version: str) -> Path:
@@ -68,18 +76,24 @@ def _sessions_tests(version: str) -> Path:
     if (target / _PACKAGE / "tests.py").exists():
         return target
     archive = _sdist(version, _cache() / "sdists")
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    with tarfile.open(archive) as tar:
-        wanted = [
-            member
-            for member in tar.getmembers()
-            if member.name.split("/")[1:3] == ["tests", _PACKAGE]
-        ]
-        tar.extractall(partial, members=wanted, filter="data")
-    shutil.rmtree(target, ignore_errors=True)
-    (partial / archive.name.removesuffix(".tar.gz") / "tests").rename(target)
-    shutil.rmtree(partial)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            wanted = [
+                member
+                for member in tar.getmembers()
+                if member.name.split("/")[1:3] == ["tests", _PACKAGE]
+            ]
+            tar.extractall(partial, members=wanted, filter="data")
+        try:
+            (partial / archive.name.removesuffix(".tar.gz") / "tests").rename(target)
+        except OSError:
+            if not (target / _PACKAGE / "tests.py").exists():
+                raise
+            # Another run unpacked it first.
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from errpolicy_memcache import MemcacheSessionStore, SessionDataError
 from errpolicy_memcache._data import check_payload, dumps_data, load_data
+from errpolicy_memcache._envelope import EnvelopeError, Record, decode, encode
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .helpers import Counters
@@ -128,6 +129,14 @@ def test_a_bad_tagged_payload_is_a_value_error_naming_the_path(payload: bytes) -
     """Read back, a bad or unknown tag is refused (the record is rejected), never guessed."""
     with pytest.raises(ValueError, match=r"session\['a'\]"):
         check_payload(payload)
+
+
+def test_a_signed_record_with_a_bad_tag_is_invalid() -> None:
+    """A valid MAC over a bad tag (a leaked key, a bug elsewhere): rejected as a bad MAC is."""
+    key, storage_key = b"k" * 32, "errpolicy:session:" + "ab" * 32
+    bad = Record(7, "w1", 1000.0, 1000.0, 1800, BAD_PAYLOADS["bad-datetime"])
+    with pytest.raises(EnvelopeError, match=r"bad data: session\['a'\]: bad datetime"):
+        decode(encode(bad, storage_key, key), storage_key, [key])
 
 
 def nest(levels: int, inner: object) -> dict[str, Any]:
