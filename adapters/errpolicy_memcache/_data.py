@@ -186,10 +186,14 @@ def _decode(value: Any, path: _Path, depth: int) -> Any:
     if not is_tag(value):
         return {key: _decode(item, (*path, key), depth + 1) for key, item in value.items()}
     [(tag, raw)] = value.items()
-    if tag == DICT_TAG and isinstance(raw, dict):
+    if tag == DICT_TAG:
+        if not isinstance(raw, dict):
+            raise _refuse(path, f"bad dict: an object, not {type(raw).__name__}")
         return {key: _decode(item, (*path, key), depth + 1) for key, item in raw.items()}
     for kind, container_tag in CONTAINER_TAGS.items():
-        if tag == container_tag and isinstance(raw, list):
+        if tag == container_tag:
+            if not isinstance(raw, list):
+                raise _refuse(path, f"bad {tag.strip()}: a list, not {type(raw).__name__}")
             items = [_decode(item, (*path, index), depth + 1) for index, item in enumerate(raw)]
             try:
                 return kind(items)
@@ -197,7 +201,7 @@ def _decode(value: Any, path: _Path, depth: int) -> Any:
                 raise _refuse(path, f"bad {tag.strip()}: {exc}") from None
     decoder = LEAF_DECODERS.get(tag)
     if decoder is None:
-        raise _refuse(path, f"unknown tag {tag!r} (or a bad value for it)")
+        raise _refuse(path, f"unknown tag {tag!r}")
     try:
         return decoder(raw)
     except (ValueError, TypeError, OverflowError) as exc:
