@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
@@ -113,7 +114,12 @@ class SessionStore(SessionBase):
         store failure is never mistaken for a missing session.
         """
         session = self._guarded(lambda: self._store.start(self.session_key))
-        if session.new:
+        expiry = None if session.new else session.get("_session_expiry")
+        if session.new or (
+            # set_expiry(datetime or timedelta): a point in time, which reads that renew
+            # the stored copy must not outlive (Django's db engine checks it too).
+            isinstance(expiry, str | datetime) and self.get_expiry_age(expiry=expiry) <= 0
+        ):
             self._session_key = None
             self._loaded = None
             return {}

@@ -178,6 +178,25 @@ def test_expiry_in_the_past_is_unreadable_at_once():
     assert ({}, False) == (dict(SessionStore(key).items()), SessionStore().exists(key))
 
 
+def test_session_past_its_expiry_date_is_not_loaded():
+    """An expiry date (set_expiry with a datetime) that passed since the save ends the
+    session, though reads renewed the stored copy."""
+    stored = get_store().new_session()
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    stored.update({"_session_expiry": past.isoformat(), "n": 1})
+    get_store().save(stored, ttl=600)
+    session = SessionStore(stored.id)
+    assert ({}, None) == (dict(session.items()), session.session_key)
+
+
+def test_session_before_its_expiry_date_is_loaded():
+    """An expiry date still ahead keeps the session."""
+    session = saved(n=1)
+    session.set_expiry(dt.timedelta(minutes=10))
+    session.save()
+    assert 1 == SessionStore(session.session_key)["n"]
+
+
 def test_new_session_with_an_expiry_in_the_past_is_not_stored():
     """A new session that expired before its first save is never stored."""
     session = SessionStore()
