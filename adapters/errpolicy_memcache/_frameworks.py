@@ -28,6 +28,7 @@ __all__ = [
     "finish_session",
     "parse_cookie",
     "save_errors_from_config",
+    "server_ttl",
     "store_from_config",
     "unavailable_headers",
 ]
@@ -186,6 +187,8 @@ def store_from_config(get: Callable[[str], Any], default_secret: Any) -> Memcach
     ``get(name)`` returns a value or None. ``SERVERS`` is a list of ``"host:port"`` or one
     comma-separated string; ``SECRET_KEY`` defaults to the framework's own secret;
     ``OPTIONS`` is a dict of further keyword arguments for :class:`MemcacheSessionStore`.
+    The framework's session lifetime decides how long a session lives, so the store's
+    ``absolute_ttl`` is off unless ``OPTIONS`` sets it (a cap chosen on purpose).
     """
     from errpolicy_memcache import MemcacheSessionStore
 
@@ -198,10 +201,23 @@ def store_from_config(get: Callable[[str], Any], default_secret: Any) -> Memcach
     if not secret:
         raise ValueError("set ERRPOLICY_MEMCACHE_SECRET_KEY (or the framework's secret key)")
     options: dict[str, Any] = dict(get("ERRPOLICY_MEMCACHE_OPTIONS") or {})
+    # The store's default (one day) would log out daily users whom the framework keeps
+    # for weeks (SESSION_COOKIE_AGE, PERMANENT_SESSION_LIFETIME).
+    options.setdefault("absolute_ttl", None)
     replicas = get("ERRPOLICY_MEMCACHE_REPLICAS")
     if replicas is not None:
         options["replicas"] = int(replicas)
     return MemcacheSessionStore(servers=list(servers), secret_key=secret, **options)
+
+
+#: memcached's longest relative expiry: a longer one would be read as a UNIX time.
+MAX_TTL = 30 * 24 * 3600
+
+
+def server_ttl(seconds: float) -> int:
+    """The idle TTL to store a session with for a framework lifetime of ``seconds``
+    (more than 0): whole seconds, at most memcached's 30 days (:data:`MAX_TTL`)."""
+    return max(1, min(int(seconds), MAX_TTL))
 
 
 def save_errors_from_config(value: Any) -> SaveErrors:

@@ -21,7 +21,8 @@ class _Lock:
 
 
 class Session(MutableMapping[str, Any]):
-    """Session data (str keys, JSON values) plus what the store needs to save it.
+    """Session data (str keys; JSON values, or the datetime, UUID, Decimal, bytes, tuple
+    and set values stored in tagged JSON) plus what the store needs to save it.
 
     ``id`` is the value for the cookie; ``new`` is True when no stored session was found
     (or none was asked for); ``modified`` is set by item assignment and deletion. Changes

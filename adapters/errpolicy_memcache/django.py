@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
@@ -35,6 +36,7 @@ from ._frameworks import (
     STORE_DOWN,
     UNAVAILABLE_BODY,
     save_errors_from_config,
+    server_ttl,
     store_from_config,
     unavailable_headers,
 )
@@ -54,7 +56,6 @@ __all__ = [
 _log = logging.getLogger("errpolicy_memcache.django")
 _T = TypeVar("_T")
 
-_MAX_TTL = 30 * 24 * 3600  # memcached's longest relative expiry
 _store: MemcacheSessionStore | None = None
 _store_lock = threading.Lock()
 
@@ -115,7 +116,12 @@ class SessionStore(AsyncEngineMixin, SessionBase):
         store failure is never mistaken for a missing session.
         """
         session = self._guarded(lambda: self._store.start(self.session_key))
-        if session.new:
+        expiry = None if session.new else session.get("_session_expiry")
+        if session.new or (
+            # set_expiry(datetime or timedelta): a point in time, which reads that renew
+            # the stored copy must not outlive (Django's db engine checks it too).
+            isinstance(expiry, str | datetime) and self.get_expiry_age(expiry=expiry) <= 0
+        ):
             self._session_key = None
             self._loaded = None
             return {}
@@ -153,10 +159,17 @@ class SessionStore(AsyncEngineMixin, SessionBase):
         key = self.session_key
         if key is None:
             return self.create()
+        age = self.get_expiry_age()
+        if age <= 0:
+            # Expired before it was stored (set_expiry in the past): nothing may load it,
+            # as with Django's cache engine, which stores it with a timeout in the past.
+            if not must_create:
+                self.delete(key)
+            return None
         if not must_create and not self.exists(key):
             raise UpdateError
         session = self._session_for(key, data, new=must_create)
-        ttl = min(max(self.get_expiry_age(), 1), _MAX_TTL)
+        ttl = server_ttl(age)  # the session lives as long as Django says (at most 30 days)
         save_errors = save_errors_from_config(
             getattr(settings, "ERRPOLICY_SESSION_SAVE_ERRORS", None)
         )

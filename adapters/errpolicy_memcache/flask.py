@@ -22,6 +22,7 @@ from ._frameworks import (
     SaveErrors,
     finish_session,
     save_errors_from_config,
+    server_ttl,
     store_from_config,
     unavailable_headers,
 )
@@ -41,30 +42,45 @@ __all__ = [
 ]
 
 _EXTENSION = "errpolicy_memcache"
+_UNAVAILABLE = "errpolicy_memcache.unavailable"  # the environ key of a failed load
 _log = logging.getLogger("errpolicy_memcache.flask")
 
 
 class FlaskSession(SessionMixin):
-    """Flask's view of a store :class:`Session`: the same mapping, plus ``permanent``."""
+    """Flask's view of a store :class:`Session`: the same mapping, plus ``permanent``.
+
+    ``accessed`` is set by every read or write (Flask 3.1.3 also sets it whenever the
+    ``session`` proxy is used): the response then varies on ``Cookie``.
+    """
 
     def __init__(self, inner: Session, incoming: str | None) -> None:
         self.inner = inner
         self.incoming = incoming
+        self.accessed = False
 
     def __getitem__(self, key: str) -> Any:
+        self.accessed = True
         return self.inner[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        self.accessed = True
         self.inner[key] = value
 
     def __delitem__(self, key: str) -> None:
+        self.accessed = True
         del self.inner[key]
 
     def __iter__(self) -> Iterator[str]:
+        self.accessed = True
         return iter(self.inner)
 
     def __len__(self) -> int:
+        self.accessed = True
         return len(self.inner)
+
+    def __contains__(self, key: object) -> bool:
+        self.accessed = True
+        return key in self.inner
 
     def __repr__(self) -> str:
         return f"<FlaskSession new={self.new} keys={sorted(self.inner)!r}>"
@@ -124,7 +140,7 @@ class MemcacheSessionInterface(SessionInterface):
     """Sessions kept in :class:`MemcacheSessionStore`, cookie settings from ``app.config``.
 
     Cookie: ``SESSION_COOKIE_NAME``, ``_DOMAIN``, ``_PATH``, ``_HTTPONLY``, ``_SECURE``,
-    ``_SAMESITE`` (``"Lax"`` when unset), ``PERMANENT_SESSION_LIFETIME`` as in Flask.
+    ``_SAMESITE``, ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME`` as in Flask.
     A save that fails (:class:`errpolicy.PolicyViolation`) turns the response into a
     ``503`` unless ``save_errors="log"`` (or ``ERRPOLICY_SESSION_SAVE_ERRORS = "log"``).
     """
@@ -150,31 +166,40 @@ class MemcacheSessionInterface(SessionInterface):
             app.extensions[_EXTENSION] = store
         return store
 
-    def get_cookie_samesite(self, app: Flask) -> str | None:
-        """``SESSION_COOKIE_SAMESITE``, with ``"Lax"`` where Flask leaves it unset."""
-        return super().get_cookie_samesite(app) or "Lax"
-
     def get_retry_after(self, app: Flask) -> int:
         """Seconds in ``Retry-After``: the argument, ``ERRPOLICY_SESSION_RETRY_AFTER``, or 5."""
         if self.retry_after is not None:
             return self.retry_after
         return int(app.config.get("ERRPOLICY_SESSION_RETRY_AFTER") or 5)
 
+    def get_session_ttl(self, app: Flask, session: SessionMixin) -> int | None:
+        """How long the stored session lives without a request: a permanent session as
+        long as its cookie (``PERMANENT_SESSION_LIFETIME``, at most memcached's 30 days),
+        a browser session the store's ``idle_ttl`` (None)."""
+        if not session.permanent:
+            return None
+        return server_ttl(app.permanent_session_lifetime.total_seconds())
+
     def open_session(self, app: Flask, request: Request) -> SessionMixin:
         incoming = request.cookies.get(self.get_cookie_name(app)) or None
         try:
             inner = self.get_store(app).start(incoming)
         except STORE_DOWN as exc:
+            # Where init_app's hook finds it without touching the session (which
+            # would mark it accessed, so every response would vary on Cookie).
+            request.environ[_UNAVAILABLE] = exc
             return UnavailableSession(exc)
         return FlaskSession(inner, incoming)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):
             return
+        accessed = session.accessed  # what the view did, before this method reads it too
         store = self.get_store(app)
         if response.status_code >= 500:
             store.release(session.inner)
             return
+        session.inner.ttl = self.get_session_ttl(app, session)
         try:
             action = finish_session(store, session.inner, session.incoming)
         except STORE_DOWN as exc:
@@ -194,17 +219,26 @@ class MemcacheSessionInterface(SessionInterface):
             and app.config["SESSION_REFRESH_EACH_REQUEST"]
         ):
             action = CookieAction.SET
-        if session.incoming is not None or action is not CookieAction.KEEP:
+        if accessed or session.incoming is not None or action is not CookieAction.KEEP:
+            # A page that read the session (even a new, empty one) differs per client:
+            # a shared cache must not serve it to another.
             response.vary.add("Cookie")
         name = self.get_cookie_name(app)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
         secure = self.get_cookie_secure(app)
+        partitioned = self.get_cookie_partitioned(app)
         samesite = self.get_cookie_samesite(app)
         httponly = self.get_cookie_httponly(app)
         if action is CookieAction.DELETE:
             response.delete_cookie(
-                name, domain=domain, path=path, secure=secure, samesite=samesite, httponly=httponly
+                name,
+                domain=domain,
+                path=path,
+                secure=secure,
+                partitioned=partitioned,
+                samesite=samesite,
+                httponly=httponly,
             )
         elif action is CookieAction.SET:
             response.set_cookie(
@@ -215,6 +249,7 @@ class MemcacheSessionInterface(SessionInterface):
                 domain=domain,
                 path=path,
                 secure=secure,
+                partitioned=partitioned,
                 samesite=samesite,
             )
 
@@ -241,25 +276,38 @@ def init_app(
 ) -> MemcacheSessionInterface:
     """Use the memcache store for ``app``'s sessions, with a ``503`` when it is down.
 
+    A ``store`` given whose ``absolute_ttl`` is shorter than ``PERMANENT_SESSION_LIFETIME``
+    is logged at WARNING: it ends sessions that Flask would keep (a store built from
+    ``app.config`` has no ``absolute_ttl`` unless ``ERRPOLICY_MEMCACHE_OPTIONS`` sets one).
     Installs :class:`MemcacheSessionInterface` and a ``before_request`` hook, run before
     any other, that raises :class:`SessionStoreUnavailable` (a ``503``: plain text,
     ``Retry-After``) when the session could not be loaded, so no view runs without
     its session. ``@app.errorhandler(503)`` can answer differently.
     """
     interface = MemcacheSessionInterface(store, retry_after=retry_after, save_errors=save_errors)
-    interface.get_store(app)  # a configuration mistake shows at boot, not on the first request
+    built = interface.get_store(
+        app
+    )  # a configuration mistake shows at boot, not on the first request
+    cap = built._absolute_ttl
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    if store is not None and cap is not None and cap < lifetime:
+        # A store built by hand keeps the store's one-day default unless told otherwise.
+        _log.warning(
+            "the store's absolute_ttl (%d s) ends sessions before PERMANENT_SESSION_LIFETIME "
+            "(%d s); build the store with absolute_ttl=None to let Flask decide",
+            cap,
+            lifetime,
+        )
     app.session_interface = interface
 
     def refuse_without_session() -> None:
-        from flask import session
+        from flask import request
 
-        current = session._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy
-        if isinstance(current, UnavailableSession):
-            from flask import request
-
+        error = request.environ.get(_UNAVAILABLE)
+        if error is not None:
             had_cookie = bool(request.cookies.get(interface.get_cookie_name(app)))
-            log_refusal(_log, current.error, stage="load", had_cookie=had_cookie)
-            raise SessionStoreUnavailable(current.error, interface.get_retry_after(app))
+            log_refusal(_log, error, stage="load", had_cookie=had_cookie)
+            raise SessionStoreUnavailable(error, interface.get_retry_after(app))
 
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_session)
     return interface

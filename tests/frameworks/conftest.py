@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import errpolicy
 import pytest
 
 from errpolicy_memcache import MemcacheSessionStore
+from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster
 
 SECRET = "frameworks-test-secret-0123456789"
@@ -47,3 +49,22 @@ def make_store(
 def store(make_store: Callable[..., MemcacheSessionStore]) -> MemcacheSessionStore:
     """A store with two replicas on the three nodes."""
     return make_store()
+
+
+@pytest.fixture
+def stored_ttls(cluster: MemcachedCluster) -> Callable[[str], list[int]]:
+    """``ttls(sid)``: the seconds left before memcached expires each copy of session
+    ``sid`` (default prefix), one per node holding one, read with a meta get."""
+
+    def ttls(sid: str) -> list[int]:
+        key = storage_key("errpolicy:session:", sid)
+        left = []
+        for server in cluster.servers:
+            with socket.create_connection((server.host, server.port), timeout=5) as conn:
+                conn.sendall(f"mg {key} t\r\n".encode())
+                reply = conn.makefile("rb").readline().decode().split()
+            if reply[0] == "HD":
+                left.append(int(reply[1].removeprefix("t")))
+        return sorted(left)
+
+    return ttls

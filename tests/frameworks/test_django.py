@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import types
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,6 +167,92 @@ def test_set_expiry_is_kept():
     session.set_expiry(600)
     session.save()
     assert 600 == SessionStore(session.session_key).get_expiry_age()
+
+
+def test_expiry_in_the_past_is_unreadable_at_once():
+    """A session saved with an expiry in the past is gone, not kept for a second."""
+    session = saved(n=1)
+    session.set_expiry(-10)
+    session.save()
+    key = session.session_key
+    assert ({}, False) == (dict(SessionStore(key).items()), SessionStore().exists(key))
+
+
+def test_session_past_its_expiry_date_is_not_loaded():
+    """An expiry date (set_expiry with a datetime) that passed since the save ends the
+    session, though reads renewed the stored copy."""
+    stored = get_store().new_session()
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    stored.update({"_session_expiry": past.isoformat(), "n": 1})
+    get_store().save(stored, ttl=600)
+    session = SessionStore(stored.id)
+    assert ({}, None) == (dict(session.items()), session.session_key)
+
+
+def test_session_before_its_expiry_date_is_loaded():
+    """An expiry date still ahead keeps the session."""
+    session = saved(n=1)
+    session.set_expiry(dt.timedelta(minutes=10))
+    session.save()
+    assert 1 == SessionStore(session.session_key)["n"]
+
+
+def test_new_session_with_an_expiry_in_the_past_is_not_stored():
+    """A new session that expired before its first save is never stored."""
+    session = SessionStore()
+    session["n"] = 1
+    session.set_expiry(-10)
+    session.save()
+    assert False is SessionStore().exists(session.session_key)
+
+
+DAY = 86400
+
+
+def test_default_settings_keep_a_session_past_a_day():
+    """With SESSION_COOKIE_AGE's two weeks a session outlives the store's one-day default."""
+    now = [1_000_000.0]
+    with override_settings(ERRPOLICY_MEMCACHE_OPTIONS={"clock": lambda: now[0]}):
+        session = saved(n=1)
+        now[0] += 2 * DAY
+        assert {"n": 1} == dict(SessionStore(session.session_key).items())
+
+
+def test_memcached_keeps_a_session_for_session_cookie_age(stored_ttls: Any):
+    """The copies are written to live SESSION_COOKIE_AGE, not the store's absolute one day."""
+    session = saved(n=1)
+    ttls = stored_ttls(session.session_key)
+    assert [True, True] == [settings.SESSION_COOKIE_AGE - 60 <= ttl for ttl in ttls]
+
+
+def test_absolute_ttl_in_options_still_caps_the_lifetime():
+    """An ``absolute_ttl`` set on purpose in ERRPOLICY_MEMCACHE_OPTIONS ends the session."""
+    now = [1_000_000.0]
+    options = {"clock": lambda: now[0], "absolute_ttl": 3600}
+    with override_settings(ERRPOLICY_MEMCACHE_OPTIONS=options):
+        session = saved(n=1)
+        now[0] += 7200
+        assert {} == dict(SessionStore(session.session_key).items())
+
+
+def test_values_the_cache_engine_took_come_back_the_same():
+    """datetime, date, time, UUID, Decimal, set, tuple and bytes survive a save and a load."""
+    values = {
+        "when": dt.datetime(2026, 11, 30, 14, 52, tzinfo=dt.UTC),
+        "day": dt.date(2026, 11, 30),
+        "at": dt.time(9, 30),
+        "id": uuid.UUID(int=7),
+        "price": decimal.Decimal("9.99"),
+        "tags": {"a", "b"},
+        "pair": (1, 2),
+        "raw": b"\x00\x01",
+    }
+    session = saved(**values)
+    back = dict(SessionStore(session.session_key).items())
+    assert (values, {k: type(v) for k, v in values.items()}) == (
+        back,
+        {k: type(v) for k, v in back.items()},
+    )
 
 
 def test_expire_at_browser_close_is_kept():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -54,6 +56,12 @@ def make_app(store: MemcacheSessionStore | None = None, **config: Any) -> Flask:
     def peek() -> dict[str, Any]:
         return {"n": session.get("n"), "user": session.get("user")}
 
+    @app.get("/remember-me")
+    def remember_me() -> dict[str, Any]:
+        session.permanent = True
+        session["user"] = "ada"
+        return {}
+
     @app.get("/cart")
     def cart() -> dict[str, Any]:
         session.setdefault("cart", [])
@@ -77,12 +85,48 @@ def test_session_survives_between_requests(app: Flask):
     assert {"n": 2} == client.get("/count").json
 
 
+def cookie_flags(header: str) -> list[str]:
+    """The flags of a Set-Cookie header (and its SameSite), sorted."""
+    return sorted(part for part in header.split("; ")[1:] if "=" not in part or "Same" in part)
+
+
 def test_cookie_flags_follow_flask_config(store: MemcacheSessionStore):
-    """Flask's SESSION_COOKIE_* settings shape the cookie."""
+    """Flask's SESSION_COOKIE_* settings shape the cookie; SameSite is unset, as in Flask."""
     app = make_app(store, SESSION_COOKIE_NAME="sid", SESSION_COOKIE_SECURE=True)
     header = app.test_client().get("/count").headers["Set-Cookie"]
-    flags = sorted(part for part in header.split("; ")[1:] if "=" not in part or "Same" in part)
-    assert (True, ["HttpOnly", "SameSite=Lax", "Secure"]) == (header.startswith("sid="), flags)
+    assert (True, ["HttpOnly", "Secure"]) == (header.startswith("sid="), cookie_flags(header))
+
+
+def test_cookie_samesite_and_partitioned_follow_flask_config(store: MemcacheSessionStore):
+    """SESSION_COOKIE_SAMESITE and SESSION_COOKIE_PARTITIONED (Flask 3.1) reach the cookie."""
+    app = make_app(store, SESSION_COOKIE_SAMESITE="None", SESSION_COOKIE_PARTITIONED=True)
+    header = app.test_client().get("/count").headers["Set-Cookie"]
+    assert ["HttpOnly", "Partitioned", "SameSite=None", "Secure"] == cookie_flags(header)
+
+
+def test_deleted_cookie_is_partitioned_too(store: MemcacheSessionStore):
+    """The cookie that logs out names the same partition, or the browser keeps the old one."""
+    app = make_app(store, SESSION_COOKIE_PARTITIONED=True)
+    client = app.test_client()
+    client.get("/count")
+    header = client.get("/logout").headers["Set-Cookie"]
+    assert (True, True) == (header.startswith("session=;"), "Partitioned" in cookie_flags(header))
+
+
+def test_reading_a_session_without_a_cookie_varies_on_cookie(app: Flask):
+    """A view that read the session adds Vary: Cookie even when no cookie came."""
+    response = app.test_client().get("/peek")
+    assert (None, True) == (response.headers.get("Set-Cookie"), "Cookie" in response.vary)
+
+
+def test_a_view_that_never_reads_the_session_does_not_vary(app: Flask):
+    """A page that did not touch the session can be shared by caches: no Vary: Cookie."""
+
+    @app.get("/static-page")
+    def static_page() -> str:
+        return "the same for everyone"
+
+    assert "Cookie" not in app.test_client().get("/static-page").vary
 
 
 def test_reading_a_new_session_sets_no_cookie(app: Flask):
@@ -219,3 +263,88 @@ def test_app_can_answer_the_503_itself(store: MemcacheSessionStore, cluster: Mem
     client.get("/count")
     kill_all(cluster)
     assert b"sorry, retry in 5s" == client.get("/count").data
+
+
+def stored_id(client: Any) -> str:
+    """The session id in the client's cookie."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def test_permanent_session_lives_permanent_session_lifetime(
+    make_store: Callable[..., MemcacheSessionStore], stored_ttls: Callable[[str], list[int]]
+):
+    """A permanent session's copies live PERMANENT_SESSION_LIFETIME, as its cookie does."""
+    store = make_store(absolute_ttl=None)
+    app = make_app(store, PERMANENT_SESSION_LIFETIME=timedelta(days=7))
+    client = app.test_client()
+    client.get("/remember-me")
+    ttls = stored_ttls(stored_id(client))
+    assert [True, True] == [7 * 86400 - 60 <= ttl <= 7 * 86400 for ttl in ttls]
+
+
+def test_default_permanent_lifetime_is_capped_at_30_days(
+    make_store: Callable[..., MemcacheSessionStore], stored_ttls: Callable[[str], list[int]]
+):
+    """Flask's default 31 days is stored as memcached's longest relative TTL, 30 days."""
+    client = make_app(make_store(absolute_ttl=None)).test_client()
+    client.get("/remember-me")
+    ttls = stored_ttls(stored_id(client))
+    assert [True, True] == [30 * 86400 - 60 <= ttl <= 30 * 86400 for ttl in ttls]
+
+
+def test_browser_session_lives_the_idle_ttl(
+    store: MemcacheSessionStore, stored_ttls: Callable[[str], list[int]]
+):
+    """A session that is not permanent lives the store's idle_ttl (its cookie dies with the
+    browser)."""
+    client = make_app(store).test_client()
+    client.get("/count")
+    ttls = stored_ttls(stored_id(client))
+    assert [True, True] == [1800 - 60 <= ttl <= 1800 for ttl in ttls]
+
+
+def test_store_from_config_has_no_absolute_ttl(cluster: MemcachedCluster):
+    """A store built from app.config leaves the lifetime to Flask: no absolute_ttl."""
+    app = make_app(None, ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses)
+    assert None is app.extensions["errpolicy_memcache"]._absolute_ttl
+
+
+def test_given_store_with_a_shorter_absolute_ttl_is_logged(
+    store: MemcacheSessionStore, caplog: pytest.LogCaptureFixture
+):
+    """A store built by hand with the one-day default is named at init_app: it would end
+    sessions that Flask keeps for 31 days."""
+    with caplog.at_level("WARNING", logger="errpolicy_memcache.flask"):
+        make_app(store)
+    assert ["absolute_ttl (86400 s)"] == [
+        "absolute_ttl (86400 s)" for r in caplog.records if "absolute_ttl (86400 s)" in r.message
+    ]
+
+
+def test_store_from_config_logs_nothing_about_lifetimes(
+    cluster: MemcachedCluster, caplog: pytest.LogCaptureFixture
+):
+    """A store built from app.config leaves the lifetime to Flask and warns of nothing."""
+    with caplog.at_level("WARNING", logger="errpolicy_memcache.flask"):
+        make_app(None, ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses)
+    assert [] == caplog.records
+
+
+def test_values_json_cannot_hold_come_back_the_same(store: MemcacheSessionStore):
+    """A datetime and a tuple stored by one request are the same objects in the next."""
+    app = make_app(store)
+    stamp = datetime(2026, 11, 30, 14, 52, tzinfo=UTC)
+
+    @app.get("/stamp")
+    def stamp_view() -> dict[str, Any]:
+        if "at" not in session:
+            session["at"] = stamp
+            session["pair"] = (1, 2)
+            return {}
+        return {"same": session["at"] == stamp and session["pair"] == (1, 2)}
+
+    client = app.test_client()
+    client.get("/stamp")
+    assert {"same": True} == client.get("/stamp").json
