@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.signals import setting_changed
 
-from ._frameworks import CONFIG_KEYS, STORE_DOWN, save_errors_from_config
+from ._frameworks import CONFIG_KEYS, STORE_DOWN, save_errors_from_config, server_ttl
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncEngineMixin", "get_async_store", "reset_async_store"]
 
 _log = logging.getLogger("errpolicy_memcache.django")
-_MAX_TTL = 30 * 24 * 3600
 _store: AsyncMemcacheSessionStore | None = None
 _store_lock = threading.Lock()
 
@@ -96,6 +95,7 @@ class AsyncEngineMixin:
         async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
         async def aget_expiry_age(self, **kwargs: Any) -> int: ...
         def _session_for(self, key: str, data: dict[str, Any], *, new: bool) -> Session: ...
+        def _loaded_data(self, session: Session) -> dict[str, Any]: ...
 
     async def _aguarded(self, call: Awaitable[Any]) -> Any:
         try:
@@ -108,12 +108,7 @@ class AsyncEngineMixin:
         """As ``load``: the stored data, or ``{}`` (and no key); raises when no replica
         could answer."""
         session: Session = await self._aguarded(get_async_store().start(self.session_key))
-        if session.new:
-            self._session_key = None
-            self._loaded = None
-            return {}
-        self._loaded = session
-        return dict(session)
+        return self._loaded_data(session)
 
     async def aexists(self, session_key: str | None) -> bool:
         if not session_key:
@@ -139,10 +134,16 @@ class AsyncEngineMixin:
         key = self.session_key
         if key is None:
             return await self.acreate()
+        age = await self.aget_expiry_age()
+        if age <= 0:
+            # Expired before it was stored: deleted, as the sync save does.
+            if not must_create:
+                await self.adelete(key)
+            return None
         if not must_create and not await self.aexists(key):
             raise UpdateError
         session = self._session_for(key, data, new=must_create)
-        ttl = min(max(await self.aget_expiry_age(), 1), _MAX_TTL)
+        ttl = server_ttl(age)  # as long as Django says (at most 30 days)
         save_errors = save_errors_from_config(
             getattr(settings, "ERRPOLICY_SESSION_SAVE_ERRORS", None)
         )

@@ -115,7 +115,11 @@ class SessionStore(AsyncEngineMixin, SessionBase):
         Raises :class:`errpolicy.PolicyViolation` when no replica could answer: a
         store failure is never mistaken for a missing session.
         """
-        session = self._guarded(lambda: self._store.start(self.session_key))
+        return self._loaded_data(self._guarded(lambda: self._store.start(self.session_key)))
+
+    def _loaded_data(self, session: Session) -> dict[str, Any]:
+        """What ``load``/``aload`` give for the store's answer: ``{}`` (and no key) for a
+        new session or one past its expiry date."""
         expiry = None if session.new else session.get("_session_expiry")
         if session.new or (
             # set_expiry(datetime or timedelta): a point in time, which reads that renew
