@@ -180,7 +180,8 @@ class Invocation:
     def _exempt(self, event: Event) -> str | None:
         if self.shower is not None and warnings._showwarnmsg_impl is not self.shower:  # type: ignore[attr-defined]
             return RECORDED
-        action = filter_action(event, _hooks._effective_filters(), warnings.defaultaction)
+        default = getattr(warnings, "defaultaction", "default")  # not in typeshed
+        action = filter_action(event, _hooks._effective_filters(), default)
         if action == "ignore":
             return IGNORED
         if action == "error":

@@ -194,9 +194,7 @@ def _wrap(function: Any, observing: Callable[[], Any]) -> Any:
     scope = getattr(function, "__globals__", None)
     if isinstance(scope, dict):
         # The code reads only its closure and builtins: any globals will do.
-        call = types.FunctionType(  # type: ignore[assignment]
-            call.__code__, scope, call.__name__, None, call.__closure__
-        )
+        call = types.FunctionType(call.__code__, scope, call.__name__, None, call.__closure__)
     return functools.update_wrapper(call, function)
 
 

@@ -1,0 +1,425 @@
+"""The pytest plugin: off until enabled; ini options, flags and marker; the errguard
+fixture; the readable report. Each test runs a small suite with ``pytester``."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+pytest_plugins = ("pytester",)
+
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+# A suite that raises an ERROR log record, a WARNING one and a UserWarning, in
+# passing tests that do not know errpolicy.
+NOISY = """
+import logging, warnings
+
+def test_error():
+    logging.getLogger("app.db").error("connection lost")
+
+def test_warning_record():
+    logging.getLogger("vendor.http").warning("retrying")
+
+def test_user_warning():
+    warnings.warn("stale cache", UserWarning)
+
+def test_quiet():
+    logging.getLogger("app").info("fine")
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+@pytest.fixture
+def noisy(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project whose tests raise events but pass without errpolicy."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_noisy=NOISY)
+    return pytester
+
+
+# -- off unless enabled ------------------------------------------------------------
+
+
+def test_installed_but_not_enabled_changes_nothing(noisy: pytest.Pytester) -> None:
+    """Registered but off: the run reads as with the plugin blocked, and nothing is hooked."""
+    noisy.makeconftest(
+        """
+        import errpolicy
+
+        def pytest_sessionfinish(session):
+            print("errpolicy installed:", errpolicy.installed())
+            print("functions unwrapped:", all(
+                not hasattr(item.obj, "__wrapped__") for item in session.items))
+        """
+    )
+    with_plugin = noisy.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    without = noisy.runpytest_subprocess("-p", "no:cacheprovider", "-s", "-p", "no:errpolicy")
+    with_plugin.assert_outcomes(passed=4, warnings=1)
+    without.assert_outcomes(passed=4, warnings=1)
+    with_plugin.stdout.fnmatch_lines(
+        [
+            "*errpolicy installed: False",
+            "functions unwrapped: True",
+            "*test_noisy.py:10: UserWarning*",
+        ]
+    )
+    # The one difference: pytest's header lists the plugin.
+    strip = [line for line in with_plugin.outlines if not line.startswith(("plugins:", "="))]
+    strip_without = [line for line in without.outlines if not line.startswith(("plugins:", "="))]
+    assert strip_without == strip
+
+
+def test_the_ini_option_enables_it(noisy: pytest.Pytester) -> None:
+    """errpolicy = true fails every test that raised WARNING or worse, with a readable report."""
+    noisy.makeini(INI + "errpolicy = true\n")
+    result = run(noisy)
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_error _*",
+            "errpolicy: 1 unexpected event (fail_on=WARNING | ERROR | CRITICAL scope=everywhere):",
+            "  ERROR logger 'app.db' at test_noisy.py:4 [[]MainThread[]]: connection lost",
+            "Assert them with errguard.assert_logged() or errguard.assert_warned(), *",
+        ]
+    )
+    result.stdout.fnmatch_lines(["  WARNING UserWarning at test_noisy.py:10 *: stale cache"])
+
+
+def test_the_flag_enables_it(noisy: pytest.Pytester) -> None:
+    """--errpolicy does what errpolicy = true does, for one run."""
+    run(noisy, "--errpolicy").assert_outcomes(passed=1, failed=3)
+
+
+def test_blocking_the_plugin_wins_over_the_ini_option(noisy: pytest.Pytester) -> None:
+    """-p no:errpolicy turns it off even where the ini file enables it."""
+    noisy.makeini(INI + "errpolicy = true\n")
+    run(noisy, "-p", "no:errpolicy", "-W", "ignore::pytest.PytestConfigWarning").assert_outcomes(
+        passed=4, warnings=1
+    )
+
+
+# -- fail_on and scope ---------------------------------------------------------------
+
+
+def test_fail_on_from_the_ini_file(noisy: pytest.Pytester) -> None:
+    """errpolicy_fail_on = ERROR lets warnings and WARNING records pass."""
+    noisy.makeini(INI + "errpolicy = true\nerrpolicy_fail_on = ERROR | CRITICAL\n")
+    result = run(noisy)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_noisy.py::test_error*"])
+
+
+def test_the_flag_overrides_the_ini_fail_on(noisy: pytest.Pytester) -> None:
+    """--errpolicy-fail-on replaces errpolicy_fail_on."""
+    noisy.makeini(INI + "errpolicy = true\nerrpolicy_fail_on = ERROR\n")
+    run(noisy, "--errpolicy-fail-on=NONE").assert_outcomes(passed=4)
+
+
+def test_scope_by_logger_name(noisy: pytest.Pytester) -> None:
+    """errpolicy_scope = app: the vendor's records and the test module's warning pass."""
+    noisy.makeini(INI + "errpolicy = true\nerrpolicy_scope = app\n")
+    result = run(noisy)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*scope=app*", "FAILED test_noisy.py::test_error*"])
+
+
+def test_scope_by_warning_module(noisy: pytest.Pytester) -> None:
+    """A module prefix scopes warnings by the module they are attributed to."""
+    run(noisy, "--errpolicy", "--errpolicy-scope=test_noisy").assert_outcomes(passed=3, failed=1)
+
+
+def test_scope_project_is_the_code_under_rootdir(pytester: pytest.Pytester) -> None:
+    """{project}: records from code outside the project's folder (a vendored library) pass."""
+    pytester.makeini(INI + "errpolicy = true\nerrpolicy_scope = {project}\n")
+    outside = pytester.path.parent / f"{pytester.path.name}_vendor"
+    outside.mkdir()
+    (outside / "vendorlib.py").write_text(
+        "import logging\ndef fetch():\n    logging.getLogger('vendorlib').error('vendor noise')\n"
+    )
+    pytester.makeconftest(f"import sys\nsys.path.insert(0, {str(outside)!r})\n")
+    pytester.makepyfile(
+        test_scope="""
+        import logging, vendorlib
+
+        def test_vendor():
+            vendorlib.fetch()
+
+        def test_own():
+            logging.getLogger("vendorlib").error("ours, on their logger")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_scope.py::test_own*"])
+
+
+def test_a_bad_mask_is_a_usage_error_naming_the_option(noisy: pytest.Pytester) -> None:
+    """A typo in errpolicy_fail_on stops the run with the option's name."""
+    noisy.makeini(INI + "errpolicy = true\nerrpolicy_fail_on = ERROR | WARNNG\n")
+    result = run(noisy)
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines(["*errpolicy_fail_on*WARNNG*"])
+
+
+# -- the marker ----------------------------------------------------------------------
+
+
+def test_the_marker_checks_one_test_without_the_ini_option(pytester: pytest.Pytester) -> None:
+    """@pytest.mark.errpolicy turns the check on for the tests it marks."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        import logging, pytest
+
+        @pytest.mark.errpolicy
+        def test_marked():
+            logging.getLogger("app").error("boom")
+
+        def test_unmarked():
+            logging.getLogger("app").error("boom")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_marked*"])
+
+
+def test_the_marker_overrides_fail_on_and_scope(pytester: pytest.Pytester) -> None:
+    """fail_on= and scope= in the marker replace the ini options for that test."""
+    pytester.makeini(INI + "errpolicy = true\nerrpolicy_fail_on = ALL\n")
+    pytester.makepyfile(
+        """
+        import logging, pytest
+
+        @pytest.mark.errpolicy(fail_on="ERROR")
+        def test_warning_allowed():
+            logging.getLogger("app").warning("meh")
+
+        @pytest.mark.errpolicy(scope=["app"])
+        def test_vendor_allowed():
+            logging.getLogger("vendor").error("theirs")
+
+        @pytest.mark.errpolicy(fail_on="ERROR", scope="app")
+        def test_still_fails():
+            logging.getLogger("app.db").error("ours")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*fail_on=ERROR scope=app*", "FAILED *::test_still_fails*"])
+
+
+def test_the_marker_takes_keywords_only(pytester: pytest.Pytester) -> None:
+    """@pytest.mark.errpolicy("ERROR") is refused with a message saying how to write it."""
+    pytester.makeini(INI)
+    pytester.makepyfile('import pytest\n@pytest.mark.errpolicy("ERROR")\ndef test_x():\n    pass\n')
+    result = run(pytester)
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines(["*takes keywords only (fail_on=..., scope=...)*"])
+
+
+# -- the errguard fixture --------------------------------------------------------------
+
+
+def test_errguard_assertions_and_expect(pytester: pytest.Pytester) -> None:
+    """Asserted and expected events pass; the fixture alone turns the check on."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        import logging, warnings
+        from errpolicy import Severity, match
+
+        log = logging.getLogger("app.db")
+
+        def test_assert_logged(errguard):
+            log.error("connection %s lost", 7)
+            events = errguard.assert_logged("connection 7", logger="app", level="ERROR")
+            assert ["connection 7 lost"] == [e.message for e in events]
+            assert Severity.ERROR == events[0].severity
+
+        def test_assert_warned(errguard):
+            warnings.warn("stale cache", DeprecationWarning)
+            errguard.assert_warned(DeprecationWarning, match="stale")
+
+        def test_expect_before(errguard):
+            errguard.expect(match.logger("app.db") & match.message("retry"))
+            log.error("retry 1")
+            log.error("retry 2")
+
+        def test_expect_after(errguard):
+            log.warning("retry 1")
+            errguard.expect(match.message("retry"))
+
+        def test_unasserted(errguard):
+            log.error("retry 1")
+            errguard.assert_logged("retry 1")
+            log.error("not asserted")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*_ test_unasserted _*", "errpolicy: 1 unexpected event*", "*: not asserted"]
+    )
+
+
+def test_a_failed_assertion_lists_what_the_test_raised(pytester: pytest.Pytester) -> None:
+    """assert_logged that finds nothing says what it looked for and what there was."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        import logging
+
+        def test_x(errguard):
+            logging.getLogger("app").warning("disk 91% full")
+            errguard.assert_logged("disk .* full", level="ERROR")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E * AssertionError: no log record matched source('logging', 'structlog')"
+            " & message('disk .* full') & level('ERROR'); the test raised:",
+            "E *   WARNING logger 'app' at test_a_failed_assertion_lists_what_the_test_raised.py:4"
+            " [[]MainThread[]]: disk 91% full",
+        ]
+    )
+
+
+def test_errguard_sees_only_the_tests_own_thread(pytester: pytest.Pytester) -> None:
+    """A thread the test starts is not the test's, unless handed over with errpolicy.carry."""
+    pytester.makeini(INI + "errpolicy = true\n")
+    pytester.makepyfile(
+        """
+        import logging, threading
+        import errpolicy
+
+        log = logging.getLogger("app")
+
+        def run_in_thread(function):
+            thread = threading.Thread(target=function)
+            thread.start()
+            thread.join()
+
+        def test_other_thread(errguard):
+            run_in_thread(lambda: log.error("background"))
+            assert () == errguard.events
+
+        def test_carried(errguard):
+            run_in_thread(errpolicy.carry(lambda: log.error("handed over")))
+            assert ["handed over"] == [e.message for e in errguard.events]
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ERROR logger 'app' at *[[]Thread-*]: handed over"])
+
+
+def test_errguard_outside_the_test_body_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    """Used from a thread that is not the test's, errguard says why it cannot answer."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        import threading, pytest
+        from errpolicy._errguard import NotInTest
+
+        def test_x(errguard):
+            errors = []
+            def use():
+                try:
+                    errguard.events
+                except NotInTest as e:
+                    errors.append(str(e))
+            thread = threading.Thread(target=use)
+            thread.start()
+            thread.join()
+            assert 1 == len(errors) and "errpolicy.carry" in errors[0]
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_a_failing_test_gets_the_events_as_notes(pytester: pytest.Pytester) -> None:
+    """A test that fails anyway keeps its own failure; the unexpected events are added as notes."""
+    pytester.makeini(INI + "errpolicy = true\n")
+    pytester.makepyfile(
+        """
+        import logging
+
+        def test_x():
+            logging.getLogger("app").error("lost the connection")
+            assert 1 == 2
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E * assert 1 == 2", "*errpolicy: ERROR logger 'app' *"])
+
+
+def test_a_guard_in_the_code_under_test_takes_its_events_first(pytester: pytest.Pytester) -> None:
+    """Events the application's own guard records never reach the test's check."""
+    pytester.makeini(INI + "errpolicy = true\n")
+    pytester.makepyfile(
+        """
+        import logging, errpolicy
+        from errpolicy import Policy
+
+        def test_x():
+            errpolicy.configure(sink=errpolicy.NullSink())
+            with errpolicy.guard("app.call", policy=Policy(raise_on="NONE")) as report:
+                logging.getLogger("app").error("handled by the app")
+            assert 1 == report.total
+            errpolicy.reset_defaults()
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_doctests_and_unittest_cases(pytester: pytest.Pytester) -> None:
+    """Doctests are checked around their run; unittest cases are left to unittest."""
+    pytester.makeini(INI + "errpolicy = true\n")
+    pytester.makepyfile(
+        mod='''
+        def noisy():
+            """
+            >>> import logging; logging.getLogger("app").error("from a doctest")
+            """
+        ''',
+        test_unit="""
+        import logging, unittest
+
+        class T(unittest.TestCase):
+            def test_x(self):
+                logging.getLogger("app").error("from unittest")
+        """,
+    )
+    result = run(pytester, "--doctest-modules")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ERROR logger 'app' at <doctest mod.noisy*: from a doctest"])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="add_note")
+def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
+    """pytest --help shows the flags and ini options under their own group."""
+    pytester.makeini(INI)
+    result = run(pytester, "--help")
+    result.stdout.fnmatch_lines(
+        [
+            "errpolicy: fail tests on their warnings and log records:",
+            "  --errpolicy *",
+            "*--errpolicy-fail-on=MASK*",
+            "*--errpolicy-scope=PREFIXES*",
+        ]
+    )
+    assert "errpolicy_fail_on" in textwrap.dedent(result.stdout.str())
