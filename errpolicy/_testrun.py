@@ -138,6 +138,12 @@ def filter_action(event: Event, filters: list[Any], default: str) -> str:
     return default
 
 
+def showing() -> Any:
+    """What shows a warning now: ``catch_warnings(record=True)`` puts its list's
+    ``append`` here (pytest's own per-test recorder, ``recwarn``, ``pytest.warns``)."""
+    return getattr(warnings, "_showwarnmsg_impl", None)
+
+
 @dataclass(frozen=True, slots=True)
 class Seen:
     """One event the test raised, with its final severity and, when the warnings
@@ -178,7 +184,7 @@ class Invocation:
         return False
 
     def _exempt(self, event: Event) -> str | None:
-        if self.shower is not None and warnings._showwarnmsg_impl is not self.shower:  # type: ignore[attr-defined]
+        if self.shower is not None and showing() is not self.shower:
             return RECORDED
         default = getattr(warnings, "defaultaction", "default")  # not in typeshed
         action = filter_action(event, _hooks._effective_filters(), default)

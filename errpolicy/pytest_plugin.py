@@ -19,14 +19,13 @@ import functools
 import inspect
 import types
 import unittest
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from ._errguard import CURRENT, ErrGuard
-from ._testrun import DEFAULT_FAIL_ON, Invocation, TestPolicy
+from ._testrun import DEFAULT_FAIL_ON, Invocation, TestPolicy, showing
 
 __all__ = ["errguard"]
 
@@ -138,7 +137,7 @@ def _unittest(item: pytest.Item) -> bool:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before any fixture (recwarn) replaces it: pytest's own recorder, if any.
     if _POLICY in item.stash:
-        item.stash[_SHOWER] = warnings._showwarnmsg_impl  # type: ignore[attr-defined]
+        item.stash[_SHOWER] = showing()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -79,6 +79,20 @@ def test_installed_but_not_enabled_changes_nothing(noisy: pytest.Pytester) -> No
     assert strip_without == strip
 
 
+def test_errpolicy_imported_before_pytest_starts_is_no_warning(pytester: pytest.Pytester) -> None:
+    """A process that imported errpolicy first (a .pth, sitecustomize) runs under -W error."""
+    pytester.makeini(INI)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.run(
+        sys.executable,
+        "-c",
+        "import errpolicy, errpolicy_memcache, pytest\n"
+        "raise SystemExit(pytest.main(['-p', 'no:cacheprovider', '-W', 'error']))",
+    )
+    assert pytest.ExitCode.OK == result.ret, result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1)
+
+
 def test_the_ini_option_enables_it(noisy: pytest.Pytester) -> None:
     """errpolicy = true fails every test that raised WARNING or worse, with a readable report."""
     noisy.makeini(INI + "errpolicy = true\n")
