@@ -109,10 +109,12 @@ def pytest_collection_modifyitems(
             base = _base_policy(config)
         fail_on, scope = base
         if marker is not None:
-            if marker.args:
+            unknown = sorted(set(marker.kwargs) - {"fail_on", "scope"})
+            if marker.args or unknown:
                 raise pytest.UsageError(
                     f"{item.nodeid}: @pytest.mark.errpolicy takes keywords only "
-                    "(fail_on=..., scope=...)"
+                    f"(fail_on=..., scope=...), not {', '.join(map(repr, marker.args))}"
+                    f"{', '.join(f'{k}=' for k in unknown)}"
                 )
             fail_on = marker.kwargs.get("fail_on", fail_on)
             scope = marker.kwargs.get("scope", scope)

@@ -233,13 +233,20 @@ def test_the_marker_overrides_fail_on_and_scope(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(["*fail_on=ERROR scope=app*", "FAILED *::test_still_fails*"])
 
 
-def test_the_marker_takes_keywords_only(pytester: pytest.Pytester) -> None:
-    """@pytest.mark.errpolicy("ERROR") is refused with a message saying how to write it."""
+@pytest.mark.parametrize(
+    ("arguments", "named"), [('"ERROR"', "not 'ERROR'"), ('fail_no="ERROR"', "not fail_no=")]
+)
+def test_the_marker_takes_its_keywords_only(
+    pytester: pytest.Pytester, arguments: str, named: str
+) -> None:
+    """A positional argument or a misspelt keyword is refused, saying how to write it."""
     pytester.makeini(INI)
-    pytester.makepyfile('import pytest\n@pytest.mark.errpolicy("ERROR")\ndef test_x():\n    pass\n')
+    pytester.makepyfile(
+        f"import pytest\n@pytest.mark.errpolicy({arguments})\ndef test_x():\n    pass\n"
+    )
     result = run(pytester)
     assert pytest.ExitCode.USAGE_ERROR == result.ret
-    result.stderr.fnmatch_lines(["*takes keywords only (fail_on=..., scope=...)*"])
+    result.stderr.fnmatch_lines([f"*takes keywords only (fail_on=..., scope=...), {named}"])
 
 
 # -- the errguard fixture --------------------------------------------------------------
