@@ -318,6 +318,41 @@ def test_a_failed_assertion_lists_what_the_test_raised(pytester: pytest.Pytester
     )
 
 
+def test_structlog_events_through_errpolicys_processor(pytester: pytest.Pytester) -> None:
+    """Native structlog events count and can be asserted, like log records."""
+    pytest.importorskip("structlog")
+    pytester.makeini(INI + "errpolicy = true\n")
+    pytester.makeconftest(
+        """
+        import errpolicy, structlog
+
+        structlog.configure(
+            processors=[structlog.processors.add_log_level, errpolicy.structlog_processor,
+                        structlog.processors.KeyValueRenderer()],
+            logger_factory=structlog.ReturnLoggerFactory(),
+        )
+        """
+    )
+    pytester.makepyfile(
+        """
+        import structlog
+
+        log = structlog.get_logger()
+
+        def test_asserted(errguard):
+            log.error("payment declined", order=7)
+            (event,) = errguard.assert_logged("declined", level="ERROR")
+            assert ("structlog", 7) == (event.source, event.original["order"])
+
+        def test_unasserted():
+            log.warning("slow payment provider")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["  WARNING structlog at *: slow payment provider"])
+
+
 def test_errguard_sees_only_the_tests_own_thread(pytester: pytest.Pytester) -> None:
     """A thread the test starts is not the test's, unless handed over with errpolicy.carry."""
     pytester.makeini(INI + "errpolicy = true\n")
