@@ -3,8 +3,8 @@ fixture; the readable report. Each test runs a small suite with ``pytester``."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
-import textwrap
 
 import pytest
 
@@ -48,6 +48,12 @@ def noisy(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 # -- off unless enabled ------------------------------------------------------------
+
+
+def test_the_distribution_registers_the_plugin() -> None:
+    """Installing errpolicy registers the plugin as "errpolicy" (so -p no:errpolicy blocks it)."""
+    found = {e.name: e.value for e in importlib.metadata.entry_points(group="pytest11")}
+    assert "errpolicy.pytest_plugin" == found.get("errpolicy")
 
 
 def test_installed_but_not_enabled_changes_nothing(noisy: pytest.Pytester) -> None:
@@ -465,7 +471,6 @@ def test_doctests_and_unittest_cases(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*ERROR logger 'app' at <doctest mod.noisy*: from a doctest"])
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="add_note")
 def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     """pytest --help shows the flags and ini options under their own group."""
     pytester.makeini(INI)
@@ -478,4 +483,6 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
             "*--errpolicy-scope=PREFIXES*",
         ]
     )
-    assert "errpolicy_fail_on" in textwrap.dedent(result.stdout.str())
+    result.stdout.fnmatch_lines(
+        ["  errpolicy_fail_on (string):*", "  errpolicy_scope (linelist):*"]
+    )
