@@ -36,7 +36,9 @@ def test_quiet():
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "no:cacheprovider", *args)
+    """An in-process run. Without pytest-run-parallel: it imports numpy, which pytester
+    then unloads, and numpy cannot be loaded twice in one process."""
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:run-parallel", *args)
 
 
 @pytest.fixture

@@ -86,6 +86,12 @@ def outcomes(result: pytest.RunResult) -> dict[str, int]:
     }
 
 
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """An in-process run. pytest-run-parallel runs go to a subprocess: it imports numpy,
+    which pytester unloads after an in-process run, and numpy cannot load twice."""
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:run-parallel", *args)
+
+
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeini(INI)
@@ -95,8 +101,8 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_gives_the_same_outcomes(suite: pytest.Pytester, mode: str) -> None:
-    """In-process runs: plain, -W error, pytest-run-parallel, and both together."""
-    result = suite.runpytest("-p", "no:cacheprovider", "-v", *MODES[mode])
+    """Plain, -W error, pytest-run-parallel, and both together."""
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "-v", *MODES[mode])
     assert {"passed": 6, "not passed": 2} == outcomes(result)
     if "parallel" in mode:  # the threads did run at once in that test
         result.stdout.fnmatch_lines(["test_suite.py::test_asserted PARALLEL PASSED*"])
@@ -126,7 +132,7 @@ def test_each_parallel_thread_is_checked_on_its_own(pytester: pytest.Pytester) -
                 logging.getLogger("app").error("only thread 2")
         """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "--parallel-threads=4")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--parallel-threads=4")
     assert {"passed": 0, "not passed": 1} == outcomes(result)
     result.stdout.fnmatch_lines(["errpolicy: 1 unexpected event*", "*: only thread 2"])
 
@@ -137,7 +143,7 @@ def test_w_error_raises_the_warning_itself(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         "import warnings\ndef test_x():\n    warnings.warn('turned into an error', UserWarning)\n"
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "error")
+    result = run(pytester, "-W", "error")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E *UserWarning: turned into an error"])
     result.stdout.no_fnmatch_line("errpolicy: *")
@@ -168,7 +174,7 @@ def test_recwarn_and_catch_warnings_record_keep_their_warnings(
             warnings.warn("not kept by anyone", UserWarning)
         """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*UserWarning at *: not kept by anyone"])
 
@@ -186,4 +192,4 @@ def test_errguard_sees_the_warning_pytest_warns_also_sees(pytester: pytest.Pytes
             assert ["both see it"] == [e.message for e in errguard.events]
         """
     )
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    run(pytester).assert_outcomes(passed=1)
