@@ -3,6 +3,9 @@
 Wrap a risky call in a guard; errpolicy captures the warnings, log records and
 structlog events that call raises, classifies each by severity, and raises,
 records or suppresses it by a PHP-style bitmask policy.
+
+PYTEST_DONT_REWRITE: errpolicy registers a pytest plugin, and pytest warns that it
+cannot rewrite the asserts of a plugin's package imported before it started.
 """
 
 from __future__ import annotations

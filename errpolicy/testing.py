@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._config import Config, configure, get_config, restore
+from ._errguard import ErrGuard, NotInTest
 
-__all__ = ["configured"]
+__all__ = ["ErrGuard", "NotInTest", "configured"]
 
 
 @contextlib.contextmanager

@@ -1,6 +1,9 @@
 """errpolicy_memcache: a replicated memcache session store that reports outcomes to errpolicy.
 
 >>> from errpolicy_memcache import MemcacheSessionStore   # doctest: +SKIP
+
+PYTEST_DONT_REWRITE: it ships in errpolicy's distribution, which registers a pytest
+plugin (see errpolicy/__init__.py).
 """
 
 from __future__ import annotations
