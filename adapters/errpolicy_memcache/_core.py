@@ -95,9 +95,10 @@ class Known:
     """What a store keeps about a session id it read or wrote: the memcached key, the
     home nodes, their transports and the ``gets`` command (all derived from the id,
     never stale), the last copy that passed verification (bytes and record; small
-    copies only), and the newest copy acknowledged (:class:`Acked`)."""
+    copies only), the newest copy acknowledged (:class:`Acked`), and the nodes below
+    home where the last read found a copy (``strays``: the next save writes over them)."""
 
-    __slots__ = ("acked", "command", "home", "key", "transports", "verified")
+    __slots__ = ("acked", "command", "home", "key", "strays", "transports", "verified")
 
     def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
         self.key = key
@@ -107,6 +108,7 @@ class Known:
         # One attribute each: threads read and replace a value at once.
         self.verified: tuple[bytes, Record] | None = None
         self.acked: Acked | None = None
+        self.strays: frozenset[str] = frozenset()
 
     def ack(self, acked: Acked) -> None:
         """Remember ``acked`` unless a newer copy is known (racing threads keep the newest)."""
@@ -169,6 +171,14 @@ class Read:
             self.mixed = True
             if copy.order > winner.order:
                 self.winner = copy
+
+    def strays(self, home: Sequence[Node]) -> frozenset[str]:
+        """The nodes outside ``home`` that hold a live copy (any version): a failover
+        write or a repair left it there, and a later save must write over it, or a
+        reader that cannot reach home would find it and take it for the newest."""
+        return frozenset(
+            c.node.address for c in self.copies if c.node not in home and not c.record.tombstone
+        )
 
     def holders(self) -> frozenset[str]:
         """The nodes holding the winning copy."""
@@ -321,7 +331,9 @@ def judge(
     - A copy no home node holds while a home node cannot answer may be older than what
       that node holds, and so may a copy held only by nodes that just came back from an
       outage while another node is away (``possibly_stale``), unless this process saw
-      that very copy acknowledged (its own last save, say).
+      that very version acknowledged by a node that serves it now (its own last save,
+      say: a process that saves over a copy also writes over the copies it found below
+      home, so a newer save by another process would have reached that node too).
     - No copy: ``not_found`` only if a home node answered (a miss), every other home
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
@@ -339,7 +351,15 @@ def judge(
         record = winner.record
         if record.tombstone or over:
             return Judgement(None, OutcomeKind.NOT_FOUND, winner.node, record.tombstone, False)
-        known_current = acked is not None and acked.version <= record.version
+        # Vouched for: this very version, read from a node that acknowledged it to this
+        # process. A newer copy this process never saw proves nothing (another process
+        # may have saved a newer one still), nor does this version on another node.
+        known_current = (
+            acked is not None
+            and acked.version == record.version
+            and not acked.tombstone
+            and not acked.holders.isdisjoint(read.holders())
+        )
         if acked is not None and acked.version > record.version:
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)

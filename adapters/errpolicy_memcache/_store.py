@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._locks import LockAttempt, Step, unlock_plan
 from ._node import Node, Prober, Reply, execute, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
@@ -76,7 +77,6 @@ _ACKED_MAX = 16384
 _VERIFIED_BLOB_MAX = 4096
 
 _MAX_TTL = core.MAX_TTL
-_STORED = "STORED"
 
 
 def _parse_server(spec: object) -> tuple[str, int]:
@@ -434,6 +434,7 @@ class MemcacheSessionStore:
             over=winner is not None and core.expired(winner.record, now, self._absolute_ttl),
             grace=self._max_retry_after,
         )
+        known.strays = read.strays(known.home)
         if judgement.forget:
             known.acked = None
             self._let_go.pop(sid, None)
@@ -754,6 +755,8 @@ class MemcacheSessionStore:
         write = self._record_write(key, record, add if must_create else set_)
         op = Op("session.save", key)
         self._write(op, [write])
+        if write.acks and not must_create:
+            self._overwrite_strays(op, session.id, write)
         if write.taken:
             self._rollback(op, key, write.acks)
             raise SessionExists(f"session id already in use (key ...{key[-12:]})")
@@ -770,6 +773,21 @@ class MemcacheSessionStore:
             known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
             self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
+
+    def _overwrite_strays(self, op: Op, sid: str, write: Write) -> None:
+        """Write the saved copy over the copies the last read found below home too: a
+        process that reads its own older copy there while home cannot answer serves it
+        as the copy it saw acknowledged (``core.judge``); this way it finds this one."""
+        known = self._known.get(sid)
+        if known is None or not known.strays:
+            return
+        acked = {node.address for node in write.acks}
+        nodes = [self._by_address[a] for a in known.strays if a not in acked]
+        if nodes:
+            stray = Write(write.key, write.command, nodes, len(nodes))
+            self._write(op, [stray])
+            write.acks.extend(stray.acks)
+        known.strays = frozenset()
 
     def _rollback(self, op: Op, key: str, nodes: Sequence[Node]) -> None:
         if nodes:
@@ -837,48 +855,41 @@ class MemcacheSessionStore:
     # -- locking -------------------------------------------------------------------
 
     def _lock(self, op: Op, key: str) -> _Lock | None:
-        """Take the session's lock with memcached ``add``, waiting at most ``lock_timeout``.
-
-        The lock's value is a random token. An ``add`` that timed out (or whose
-        connection closed) may still land when the node answers again; its token is kept
-        (:class:`Handoff`), so that lock is cleared instead of locking the session out
-        for ``lock_ttl``.
-        """
-        lock_key = key + ":lock"
-        ranked = rank(self._nodes, self._seeds, key)
-        token = secrets.token_hex(8).encode()
-        deadline = time.monotonic() + self._lock_timeout
-        delay = self._lock_poll
-        seen: set[Node] = set()
-        node: Node | None = None
+        """Take the session's lock: carry out the steps of a :class:`LockAttempt` (the
+        decisions, in ``_locks``) until it is held or given up."""
+        attempt = LockAttempt(
+            op,
+            key,
+            rank(self._nodes, self._seeds, key),
+            ttl=self._lock_ttl,
+            timeout=self._lock_timeout,
+            poll=self._lock_poll,
+            now=time.monotonic(),
+            abandoned=self._handoff.abandoned,
+        )
+        step = attempt.next_step(time.perf_counter() - op.start)
         while True:
-            if node is None:
-                chosen = core.targets(op, ranked, 1, seen, time.perf_counter() - op.start)
-                if not chosen:
-                    return None
-                node = chosen[0]
-            (reply,) = self._execute(
-                [(node, (add(lock_key, token, self._lock_ttl),))], self._deadline(op)
-            )
-            if reply.failure is not None:
-                op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
-                if reply.failure.kind in ("timeout", "closed"):
-                    self._handoff.abandon(node, lock_key, token, self._lock_ttl)
-                    token = secrets.token_hex(8).encode()
-                node = None
-                continue
-            if reply.values[0] == _STORED:
-                op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
-                return _Lock(node.address, lock_key, time.monotonic())
-            ours = self._handoff.abandoned(node, lock_key)
-            if ours is not None and self._handoff.clear_lock(node, lock_key, ours):
-                continue  # it was our own add, landed late: try again at once
-            if time.monotonic() + delay > deadline:
-                op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
-                op.flags.add(OutcomeKind.LOCK_TIMEOUT)
+            if step.step is Step.SEND:
+                assert step.node is not None
+                assert step.command is not None
+                (reply,) = self._execute([(step.node, (step.command,))], self._deadline(op))
+                step = attempt.replied(reply, time.monotonic())
+                for node, token in attempt.abandon:  # may land when the node answers again
+                    self._handoff.abandon(node, attempt.key, token, self._lock_ttl)
+                attempt.abandon.clear()
+            elif step.step is Step.CLEAR:
+                assert step.node is not None
+                gone = self._handoff.clear_lock(step.node, attempt.key, step.token)
+                at = time.perf_counter() - op.start
+                step = attempt.cleared(step.node, gone, at, time.monotonic())
+            elif step.step is Step.WAIT:
+                time.sleep(step.delay)
+                step = attempt.next_step(time.perf_counter() - op.start)
+            elif step.step is Step.LOCKED:
+                assert step.node is not None
+                return _Lock(step.node.address, attempt.key, time.monotonic())
+            else:
                 return None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
 
     def _unlock(self, session: Session, op: Op | None) -> None:
         lock, session._lock = session._lock, None
@@ -886,14 +897,12 @@ class MemcacheSessionStore:
             self._unlock_key(lock, op)
 
     def _unlock_key(self, lock: _Lock, op: Op | None = None) -> None:
-        # Past its TTL the lock may belong to another request now: leave it to expire.
-        if time.monotonic() - lock.acquired > self._lock_ttl - 2:
-            return
         node = self._by_address.get(lock.node)
-        if node is None:
+        plan = unlock_plan(node, lock.key, lock.acquired, time.monotonic(), self._lock_ttl)
+        if not plan:
             return
         # From now, not from the operation's start: a late save still frees its lock.
-        (reply,) = self._execute([(node, (delete(lock.key),))], self._deadline(None))
+        (reply,) = self._execute(plan, self._deadline(None))
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
-            op.results.append((node.address, "unlock", status, reply.elapsed, ""))
+            op.results.append((reply.node.address, "unlock", status, reply.elapsed, ""))
