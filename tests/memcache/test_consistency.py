@@ -407,3 +407,60 @@ def test_a_home_node_that_refuses_counts_as_a_miss(
     second.kill()
     again = make_store(five).start(session.id)
     assert (True, {}) == (again.new, dict(again))
+
+
+def _open(store: MemcacheSessionStore, server: MemcachedServer) -> None:
+    """Open ``store``'s breaker for ``server``, as after failed requests (it is skipped)."""
+    breaker = next(n for n in store.nodes if n.address == server.address).breaker
+    for _ in range(breaker.threshold):
+        breaker.failure()
+
+
+def test_a_save_writes_over_the_stray_copies_its_read_found(
+    store: MemcacheSessionStore, make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Soak B: a process that saved below home (a home node skipped) does not serve that
+    copy over hung home nodes after another process saved a newer one at home."""
+    session = store.start(None)
+    first, second, _third = ranked(cluster, session.id)
+    _open(store, second)
+    session["n"] = 1
+    store.save(session)  # lands on the first and third node
+    other = make_store(cluster)
+    theirs = other.start(session.id)  # finds the copy on the third node, repairs home
+    theirs["n"] = 2
+    other.save(theirs)
+    first.kill()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)  # n=2 on the third node: possibly older than home's
+    finally:
+        second.resume()
+    assert {"n": 2} == dict(make_store(cluster).start(session.id))
+
+
+def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B: this process's own version, found only on a node that never acknowledged
+    it (a repair put it there) while the home nodes cannot answer, is possibly stale."""
+    session = saved(store, n=1)
+    first, second, third = ranked(cluster, session.id)
+    key = storage_key(PREFIX, session.id)
+    raw(third).set(key, raw(first).get(key), expire=60, noreply=False)  # a repair's copy
+    other = make_store(cluster)
+    theirs = other.start(session.id)  # the home nodes agree: no stray seen
+    theirs["n"] = 2
+    other.save(theirs)
+    first.kill()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+    finally:
+        second.resume()
