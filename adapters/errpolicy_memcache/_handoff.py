@@ -47,14 +47,21 @@ class Handoff:
         """True while something waits for a node."""
         return bool(self._waiting)
 
-    def hint(self, write: Write) -> None:
-        """Keep ``write`` (a tombstone) for every node it did not reach, until it expires."""
-        until = time.monotonic() + write.command.ttl
-        for node in self._nodes:
+    def hint(
+        self, write: Write, nodes: Sequence[Node] | None = None, command: Command | None = None
+    ) -> None:
+        """Keep ``command`` (default: ``write``'s, a tombstone) for each of ``nodes``
+        (default: every node) that ``write`` did not reach, until it expires. A save
+        hints an ``add`` of its copy to the home nodes it skipped: a reader that finds
+        them back, and its copy below home on nodes that failed since, must not take
+        their misses for "no session"."""
+        command = write.command if command is None else command
+        until = time.monotonic() + command.ttl
+        for node in self._nodes if nodes is None else nodes:
             if node in write.acks:
                 continue
             _bounded(self._hints, _HINTS_MAX)
-            self._hints[node.address, write.key] = (write.command, until)
+            self._hints[node.address, write.key] = (command, until)
             with self._lock:
                 self._waiting.add(node)
 

@@ -757,6 +757,11 @@ class MemcacheSessionStore:
         self._write(op, [write])
         if write.acks and not must_create:
             self._overwrite_strays(op, session.id, write)
+            home = write.ranked[: self._replicas]
+            if any(node not in write.acks for node in home):  # a failover write
+                assert write.command.value is not None
+                copy = add(key, write.command.value, write.command.ttl)
+                self._handoff.hint(write, home, copy)
         if write.taken:
             self._rollback(op, key, write.acks)
             raise SessionExists(f"session id already in use (key ...{key[-12:]})")

@@ -464,3 +464,28 @@ def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
             store.start(session.id)
     finally:
         second.resume()
+
+
+def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B (lost): a save that skipped a home node hands its copy there once it is
+    back, so the session survives its other holders failing (one flushed, one hung)."""
+    session = store.start(None)
+    first, second, third = ranked(cluster, session.id)
+    _open(store, first)
+    session["n"] = 1
+    store.save(session)  # lands on the second and third node
+    for node in store.nodes:
+        node.breaker.reset()  # the first node is back
+    store.start(None)  # a request: what waits for a node that answers is handed over
+    raw(second).flush_all(noreply=False)
+    third.pause()
+    try:
+        assert {"n": 1} == dict(make_store(cluster).start(session.id))
+    finally:
+        third.resume()
