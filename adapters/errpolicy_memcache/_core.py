@@ -84,11 +84,13 @@ class Op:
 
 class Acked(NamedTuple):
     """The newest copy of a session this process saw acknowledged (written, or read):
-    its version, whether it is a tombstone, and the nodes that held it."""
+    its version, whether it is a tombstone, the nodes that held it, and when it was
+    seen (on the breakers' clock; 0: unknown)."""
 
     version: int
     tombstone: bool
     holders: frozenset[str]
+    at: float = 0.0
 
 
 class Known:
@@ -139,6 +141,7 @@ class Read:
 
     __slots__ = (
         "answered",
+        "answered_by",
         "copies",
         "failed",
         "invalid",
@@ -157,6 +160,7 @@ class Read:
         # disk, so it will come back empty (a subset of ``failed``).
         self.refused: list[Node] = []
         self.answered = 0
+        self.answered_by: set[str] = set()  # the addresses of the nodes that answered
         self.winner: Copy | None = None
         self.mixed = False  # some copy is not the winner's: the copies disagree
 
@@ -282,6 +286,7 @@ def note_read(
             op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
             continue
         read.answered += 1
+        read.answered_by.add(node.address)
         value = reply.values[0]
         if value is None:
             read.misses.append(node)
@@ -330,10 +335,9 @@ def judge(
       answered without it, it is gone (both copies lost), and the newest left is served.
     - A copy no home node holds while a home node cannot answer may be older than what
       that node holds, and so may a copy held only by nodes that just came back from an
-      outage while another node is away (``possibly_stale``), unless this process saw
-      that very version acknowledged by a node that serves it now (its own last save,
-      say: a process that saves over a copy also writes over the copies it found below
-      home, so a newer save by another process would have reached that node too).
+      outage while another node is away (``possibly_stale``), unless this process
+      can vouch for it (:func:`_vouched`: its own last save, say, while the home node
+      it skipped stays down).
     - No copy: ``not_found`` only if a home node answered (a miss), every other home
       node answered or refused the connection (it restarts empty), at least
       ``replicas`` nodes answered, and no node failed if this process knows the
@@ -351,15 +355,7 @@ def judge(
         record = winner.record
         if record.tombstone or over:
             return Judgement(None, OutcomeKind.NOT_FOUND, winner.node, record.tombstone, False)
-        # Vouched for: this very version, read from a node that acknowledged it to this
-        # process. A newer copy this process never saw proves nothing (another process
-        # may have saved a newer one still), nor does this version on another node.
-        known_current = (
-            acked is not None
-            and acked.version == record.version
-            and not acked.tombstone
-            and not acked.holders.isdisjoint(read.holders())
-        )
+        known_current = _vouched(read, home, acked)
         if acked is not None and acked.version > record.version:
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
@@ -382,6 +378,42 @@ def judge(
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
     forget = acked is not None and not acked.tombstone  # its holders lost it
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)
+
+
+def _vouched(read: Read, home: Sequence[Node], acked: Acked | None) -> bool:
+    """True if the winner is the copy this process saw acknowledged and no newer
+    save can hide on the nodes that cannot answer (a placement argument: a save is
+    stored on the first nodes of the ranking that answer its writer, and a process
+    that saves over a copy also writes over the copies its read found below home).
+
+    It must be that very version (a newer one this process never saw proves nothing),
+    served by a node that acknowledged it to this process; no node that held it may
+    answer with anything else, and no home node with a miss (such a node lost its
+    memory since, and a newer save may have been lost with it while its other holder
+    hangs; an older copy proves the node got no newer save); and each home node that
+    cannot answer either held it, or has failed for this process since before it saw
+    it acknowledged (no newer save could reach that node meanwhile, short of a restart
+    between two probes)."""
+    winner = read.winner
+    if winner is None or acked is None or acked.tombstone:
+        return False
+    if acked.version != winner.record.version:
+        return False
+    serving = read.holders()
+    if acked.holders.isdisjoint(serving):
+        return False
+    if not acked.holders.isdisjoint(read.answered_by - serving):
+        return False
+    missing = read.answered_by - {copy.node.address for copy in read.copies}
+    for node in home:
+        address = node.address
+        if address in serving or address in acked.holders:
+            continue
+        if address in missing:
+            return False
+        if address not in read.answered_by and not node.breaker.failed_throughout(acked.at):
+            return False
+    return True
 
 
 def _possibly_stale(read: Read, home: Sequence[Node], grace: float) -> bool:

@@ -448,10 +448,10 @@ class MemcacheSessionStore:
                 op.flags.add(OutcomeKind.REPAIRED)
         if judgement.found is not None and judgement.base is OutcomeKind.OK:
             record = judgement.found.record
-            known.ack(Acked(record.version, False, read.holders()))
+            known.ack(Acked(record.version, False, read.holders(), self._faults.now()))
             self._keep(sid, known)
         elif winner is not None and winner.record.tombstone:
-            known.ack(Acked(winner.record.version, True, read.holders()))
+            known.ack(Acked(winner.record.version, True, read.holders(), self._faults.now()))
             self._keep(sid, known)
         version = winner.record.version if winner is not None else None
         outcome = self._finish(op, judgement.base, judgement.served, version)
@@ -511,7 +511,14 @@ class MemcacheSessionStore:
                 return None
             record = checked
             if not record.tombstone:
-                known.ack(Acked(record.version, False, frozenset(n.address for n in home)))
+                known.ack(
+                    Acked(
+                        record.version,
+                        False,
+                        frozenset(n.address for n in home),
+                        self._faults.now(),
+                    )
+                )
             self._remember(sid, known, found, record)
         acked = known.acked
         if acked is not None and (acked.tombstone or acked.version > record.version):
@@ -739,7 +746,7 @@ class MemcacheSessionStore:
         """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
         known = self._known.get(sid) or self._known_for(sid, key)
         holders = frozenset(node.address for node in write.acks)
-        known.ack(Acked(version, tombstone, holders))
+        known.ack(Acked(version, tombstone, holders, self._faults.now()))
         self._keep(sid, known)
         return known
 
@@ -775,7 +782,9 @@ class MemcacheSessionStore:
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
             known = self._known.get(session.id) or self._known_for(session.id, key)
-            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
+            known.ack(
+                Acked(version, False, frozenset(n.address for n in write.acks), self._faults.now())
+            )
             self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
 

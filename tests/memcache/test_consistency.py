@@ -489,3 +489,33 @@ def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
         assert {"n": 1} == dict(make_store(cluster).start(session.id))
     finally:
         third.resume()
+
+
+def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B: a holder of this process's own copy answers a miss (flushed) while a home
+    node hangs: a newer save may have been lost with it, the copy is possibly stale."""
+    session = store.start(None)
+    first, second, _third = ranked(cluster, session.id)
+    _open(store, first)
+    session["n"] = 1
+    store.save(session)  # lands on the second and third node
+    for node in store.nodes:
+        node.breaker.reset()
+    store.start(session.id)  # repairs the first node
+    other = make_store(cluster)
+    theirs = other.start(session.id)  # the home nodes agree: the third node's copy unseen
+    theirs["n"] = 2
+    other.save(theirs)  # the first and second node
+    raw(second).flush_all(noreply=False)
+    first.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)  # n=1 on the third node, n=2 on the hung first
+    finally:
+        first.resume()
