@@ -18,7 +18,6 @@ from ._breaker import BreakerState, CircuitBreaker, FaultClock
 from ._core import Acked, Known, Op, Read, Write
 from ._envelope import EnvelopeError, Keyring, Record, decode, encode, normalize_keys
 from ._errors import (
-    ConfigurationError,
     InvalidSessionId,
     SessionExists,
     SessionTooLarge,
@@ -28,6 +27,7 @@ from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._locks import LockAttempt, Step, unlock_plan
 from ._node import Node, Prober, Reply, execute, settle
+from ._options import check_options, check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
@@ -76,26 +76,6 @@ _VERIFIED_MAX = 1024
 _ACKED_MAX = 16384
 _VERIFIED_BLOB_MAX = 4096
 
-_MAX_TTL = core.MAX_TTL
-
-
-def _parse_server(spec: object) -> tuple[str, int]:
-    if isinstance(spec, tuple) and len(spec) == 2:
-        host, port = spec
-    elif isinstance(spec, str):
-        host, sep, port = spec.rpartition(":")
-        if not sep:
-            raise ConfigurationError(f"servers: {spec!r} is not 'host:port'")
-    else:
-        raise ConfigurationError(f"servers: {spec!r} is not 'host:port' or (host, port)")
-    try:
-        port_number = int(port)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"servers: bad port in {spec!r}") from None
-    if not isinstance(host, str) or not host.strip("[]") or not 0 < port_number < 65536:
-        raise ConfigurationError(f"servers: bad address {spec!r}")
-    return host.strip("[]"), port_number
-
 
 def _check_id(session: Session) -> None:
     if not is_valid_session_id(session.id):
@@ -103,13 +83,6 @@ def _check_id(session: Session) -> None:
             "the session's id does not have the shape of one this store issues "
             "(use store.new_session() or new_session_id())"
         )
-
-
-def _positive(name: str, value: float, *, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name}: must be a positive number, not {value!r}")
-    if integer and not isinstance(value, int):
-        raise ConfigurationError(f"{name}: must be an int, not {value!r}")
 
 
 class MemcacheSessionStore:
@@ -147,56 +120,30 @@ class MemcacheSessionStore:
         on_outcome: Callable[[Outcome], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(servers, str) or not servers:
-            raise ConfigurationError("servers: give a non-empty list of 'host:port' strings")
-        addresses = [_parse_server(s) for s in servers]
-        if len({f"{h}:{p}" for h, p in addresses}) != len(addresses):
-            raise ConfigurationError("servers: an address is listed twice")
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
-        if replicas > len(addresses):
-            raise ConfigurationError(
-                f"replicas: {replicas} copies need at least {replicas} servers, "
-                f"got {len(addresses)}"
-            )
-        if not isinstance(prefix, str) or not prefix.isascii() or not prefix.isprintable():
-            raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
-        if " " in prefix or len(prefix) > 150:
-            raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
-        for name, value in (("idle_ttl", idle_ttl), ("lock_ttl", lock_ttl)):
-            _positive(name, value, integer=True)
-            if value > _MAX_TTL:
-                raise ConfigurationError(f"{name}: at most 30 days ({_MAX_TTL}), not {value}")
-        if absolute_ttl is not None:
-            _positive("absolute_ttl", absolute_ttl, integer=True)
-        if not isinstance(renew_after, int | float) or not 0 <= renew_after <= 1:
-            raise ConfigurationError(f"renew_after: a fraction in [0, 1], not {renew_after!r}")
-        _positive("max_size", max_size, integer=True)
-        for name, number in (
-            ("connect_timeout", connect_timeout),
-            ("timeout", timeout),
-            ("retry_after", retry_after),
-            ("max_retry_after", max_retry_after),
-            ("lock_timeout", lock_timeout),
-            ("lock_poll", lock_poll),
-        ):
-            _positive(name, number)
-        if operation_timeout is None:  # a few rounds, and the lock's wait (options.md)
-            operation_timeout = 4 * (connect_timeout + timeout) + (lock_timeout if locking else 0)
-        _positive("operation_timeout", operation_timeout)
-        if locking and operation_timeout <= lock_timeout:
-            raise ConfigurationError(
-                f"operation_timeout: must exceed lock_timeout ({lock_timeout}) with locking, "
-                f"not {operation_timeout!r}"
-            )
-        _positive("failure_threshold", failure_threshold, integer=True)
-        _positive("pool_size", pool_size, integer=True)
-        if not isinstance(read_all_nodes, bool):
-            raise ConfigurationError(f"read_all_nodes: True or False, not {read_all_nodes!r}")
-        if transport not in TRANSPORTS:
-            raise ConfigurationError(
-                f"transport: one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}"
-            )
+        options = check_options(
+            servers,
+            replicas,
+            prefix=prefix,
+            idle_ttl=idle_ttl,
+            absolute_ttl=absolute_ttl,
+            renew_after=renew_after,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            failure_threshold=failure_threshold,
+            retry_after=retry_after,
+            max_retry_after=max_retry_after,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            lock_ttl=lock_ttl,
+            lock_poll=lock_poll,
+            pool_size=pool_size,
+            transport=transport,
+            transports=TRANSPORTS,
+            read_all_nodes=read_all_nodes,
+            operation_timeout=operation_timeout,
+        )
+        addresses = options.addresses
 
         self._keys = Keyring(normalize_keys(secret_key))
         self._replicas = replicas
@@ -213,7 +160,7 @@ class MemcacheSessionStore:
         self._on_outcome = on_outcome
         self._clock = clock
         self._read_all_nodes = read_all_nodes
-        self._operation_timeout = float(operation_timeout)
+        self._operation_timeout = options.operation_timeout
         self._known: dict[str, Known] = {}
         self._let_go: dict[str, Acked] = {}  # the acked versions of ids no longer known
         self._faults = FaultClock()
@@ -321,9 +268,7 @@ class MemcacheSessionStore:
         """
         _check_id(session)
         if ttl is not None:
-            _positive("ttl", ttl, integer=True)
-            if ttl > _MAX_TTL:
-                raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
+            check_ttl(ttl)
         with _GUARDS["session.save"]:
             outcome = self._save(session, must_create=must_create, ttl=ttl)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
