@@ -78,6 +78,7 @@ class CircuitBreaker:
         self._retry_at = 0.0
         self._rejoined_at: float | None = None
         self._failing_since: float | None = None  # the first failure of the current streak
+        self._refused = False
         self._faults = faults
         self._on_open = on_open
 
@@ -165,9 +166,16 @@ class CircuitBreaker:
         if self._faults is not None:
             self._faults.mark()
 
-    def failure(self) -> None:
-        """Record a refused, timed-out or closed connection."""
+    @property
+    def refused(self) -> bool:
+        """True if the last failure was a refused connection: the process is gone, and
+        memcached keeps nothing on disk, so the node holds nothing it held before."""
+        return self._refused
+
+    def failure(self, refused: bool = False) -> None:
+        """Record a refused (``refused``), timed-out or closed connection."""
         self._mark()
+        self._refused = refused
         with self._lock:
             if self._failures == 0:
                 self._failing_since = self._clock()

@@ -338,13 +338,14 @@ def judge(
       outage while another node is away (``possibly_stale``), unless this process
       can vouch for it (:func:`_vouched`: its own last save, say, while the home node
       it skipped stays down).
-    - No copy: ``not_found`` only if a home node answered (a miss), every other home
-      node answered or refused the connection (it restarts empty), at least
-      ``replicas`` nodes answered, and no node failed if this process knows the
-      session exists; else ``partial_miss`` (or ``unavailable`` when no node answered).
-      A home node that hung, timed out or was skipped may hold the only copy left
-      (the other one evicted, say), and a process that never saw the session cannot
-      tell that from none.
+    - No copy: ``not_found`` only if a home node answered (a miss), every other node
+      answered or refused the connection (it restarts empty; a skipped node counts
+      if it refused when last tried), at least ``replicas`` nodes answered, and no
+      node failed if this process knows the session exists; else ``partial_miss``
+      (or ``unavailable`` when no node answered). A node that hung, timed out or was
+      skipped may hold the only copy left (the other one evicted, say, or both home
+      copies lost after a failover write left one below home), and a process that
+      never saw the session cannot tell that from none.
     """
     winner = read.winner
     failed = {node.address for node in read.failed}
@@ -371,10 +372,13 @@ def judge(
         # This process knows the session exists: any node that cannot answer may hold a
         # copy (a write that timed out may have landed there).
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
+    # A node that refused the connection (now, or when this process last tried it)
+    # lost its memory; any other node that cannot answer may hold the only copy left,
+    # below home if a failover write put it there and both home copies were lost since.
     gone = {node.address for node in read.refused}
+    gone.update(node.address for node in read.failed if node.breaker.refused)
     home_answered = any(node.address not in failed for node in home)
-    home_unsure = any(node.address in failed - gone for node in home)
-    if read.answered < replicas or not home_answered or home_unsure:
+    if read.answered < replicas or not home_answered or failed - gone:
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
     forget = acked is not None and not acked.tombstone  # its holders lost it
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)

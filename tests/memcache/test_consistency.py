@@ -519,3 +519,47 @@ def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
             store.start(session.id)  # n=1 on the third node, n=2 on the hung first
     finally:
         first.resume()
+
+
+def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_copy(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B (lost): a failover save left the copy below home; both home nodes lost
+    theirs (one restarted, one flushed) while that node hangs: partial_miss, not new."""
+    session = store.start(None)
+    first, second, third = ranked(cluster, session.id)
+    second.kill()
+    session["n"] = 1
+    store.save(session)  # the first and third node
+    store.close()  # the process is gone, and with it what it would hand over
+    second.restart()
+    raw(first).flush_all(noreply=False)
+    third.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            make_store(cluster).start(session.id)
+    finally:
+        third.resume()
+    assert {"n": 1} == dict(make_store(cluster).start(session.id))
+
+
+def test_a_skipped_node_that_refused_does_not_block_a_new_session(
+    make_store: MakeStore, cluster: MemcachedCluster
+) -> None:
+    """A killed node, skipped once its breaker opened on refusals, holds nothing: an
+    unknown id still gets a new session (not partial_miss); a hung one blocks it."""
+    store = make_store(cluster)
+    cluster[2].kill()
+    killed = next(n for n in store.nodes if n.address == cluster[2].address)
+    for _ in range(killed.breaker.threshold):
+        killed.breaker.failure(refused=True)  # as the requests and probes through it saw
+    unknown = store.new_session().id
+    fresh = store.start(unknown).new
+    killed.breaker.failure(refused=False)  # a timeout now: it may be hung, holding a copy
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(unknown)
+    assert (BreakerState.OPEN, True) == (killed.breaker.state, fresh)
