@@ -385,6 +385,10 @@ class StoreSimulation(RuleBasedStateMachine):
                 )
                 return
             assert gone or not answering, f"lost: {sid[:1]} new to process {process}, {copies}"
+            # Nor while a hung node holds it, whoever saw it: that node may hold the only
+            # copy left (a failover save left it below home).
+            hung = [v for _, state, v in copies if state == "hung"]
+            assert gone or not hung, f"lost: {sid[:1]} new to process {process}, {copies}"
             assert gone or not (away and knew), (
                 f"lost: {sid[:1]} new to process {process}, which saw it, {copies}"
             )
