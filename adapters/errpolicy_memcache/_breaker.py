@@ -128,6 +128,12 @@ class CircuitBreaker:
         at = self._rejoined_at
         return at is not None and self._clock() - at < seconds
 
+    def rejoined_after(self, since: float) -> bool:
+        """True if the node came back (its breaker closed after being open) after
+        ``since``: it may have missed writes made while it was away."""
+        at = self._rejoined_at
+        return at is not None and at > since
+
     def failed_throughout(self, since: float) -> bool:
         """True if every request and probe to the node failed from ``since`` (or before)
         until now: no answer in between, so no write reached it from this process, and

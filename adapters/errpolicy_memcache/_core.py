@@ -356,12 +356,12 @@ def judge(
         record = winner.record
         if record.tombstone or over:
             return Judgement(None, OutcomeKind.NOT_FOUND, winner.node, record.tombstone, False)
-        known_current = _vouched(read, home, acked)
+        known_current = _vouched(read, acked, replicas)
         if acked is not None and acked.version > record.version:
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        if not known_current and read.failed and _possibly_stale(read, home, grace):
+        if not known_current and read.failed and _possibly_stale(read, home, grace, acked):
             # Served only if the application's policy does not raise on WARNING (the
             # default does: the request gets a 503, not an old session); not repaired.
             return Judgement(winner, OutcomeKind.POSSIBLY_STALE, winner.node, False, forget)
@@ -384,53 +384,54 @@ def judge(
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)
 
 
-def _vouched(read: Read, home: Sequence[Node], acked: Acked | None) -> bool:
-    """True if the winner is the copy this process saw acknowledged and no newer
-    save can hide on the nodes that cannot answer (a placement argument: a save is
-    stored on the first nodes of the ranking that answer its writer, and a process
-    that saves over a copy also writes over the copies its read found below home).
+def _vouched(read: Read, acked: Acked | None, replicas: int) -> bool:
+    """True if the winner is the copy this process saw acknowledged and no newer save
+    can hide on the nodes that cannot answer: a placement argument.
 
     It must be that very version (a newer one this process never saw proves nothing),
-    served by a node that acknowledged it to this process; no node that held it may
-    answer with anything else, and no home node with a miss (such a node lost its
-    memory since, and a newer save may have been lost with it while its other holder
-    hangs; an older copy proves the node got no newer save); and each home node that
-    cannot answer either held it, or has failed for this process since before it saw
-    it acknowledged (no newer save could reach that node meanwhile, short of a restart
-    between two probes)."""
+    served by a node that acknowledged it to this process. A newer save is stored on
+    ``replicas`` nodes; to be hidden from this read, each of them either cannot answer
+    and was not failing for this process since before it saw the copy acknowledged (a
+    node failing throughout took no save meanwhile, short of a restart between two
+    probes), or answers a miss (it lost its memory since, the save with it). At least
+    one must still hold it: a node that cannot answer and did not refuse the
+    connection. If there are not that many such nodes, nothing newer can hide.
+    (A save acknowledged by fewer nodes, ``degraded``, is not covered: the contract's
+    limits.)"""
     winner = read.winner
     if winner is None or acked is None or acked.tombstone:
         return False
-    if acked.version != winner.record.version:
+    if acked.version != winner.record.version or acked.holders.isdisjoint(read.holders()):
         return False
-    serving = read.holders()
-    if acked.holders.isdisjoint(serving):
-        return False
-    if not acked.holders.isdisjoint(read.answered_by - serving):
-        return False
+    refused = {node.address for node in read.refused}
+    unsure = [node for node in read.failed if not node.breaker.failed_throughout(acked.at)]
+    kept = [n for n in unsure if n.address not in refused and not n.breaker.refused]
+    if not kept:
+        return True
     missing = read.answered_by - {copy.node.address for copy in read.copies}
-    for node in home:
-        address = node.address
-        if address in serving or address in acked.holders:
-            continue
-        if address in missing:
-            return False
-        if address not in read.answered_by and not node.breaker.failed_throughout(acked.at):
-            return False
-    return True
+    return len(unsure) + len(missing) < replicas
 
 
-def _possibly_stale(read: Read, home: Sequence[Node], grace: float) -> bool:
+def _possibly_stale(
+    read: Read, home: Sequence[Node], grace: float, acked: Acked | None = None
+) -> bool:
     """A node that cannot answer may hold a newer copy than the winner: no home node holds
     the winner while a home node failed (a failover copy left below, while the newer
-    copy went home), or every node holding it just came back from an outage."""
+    copy went home), or every node holding it came back from an outage just now
+    (``grace``) or since this process last saw the session acknowledged (``acked``):
+    it may have missed a newer save, which went to nodes that fail now."""
     winner = read.winner
     assert winner is not None
     holders = [c.node for c in read.copies if c.order == winner.order]
     failed = set(read.failed)
     if any(node in failed for node in home) and not any(node in home for node in holders):
         return True
-    return all(node.breaker.rejoined_within(grace) for node in holders)
+    since = None if acked is None else acked.at
+    return all(
+        node.breaker.rejoined_within(grace)
+        or (since is not None and node.breaker.rejoined_after(since))
+        for node in holders
+    )
 
 
 def repair_plan(key: str, read: Read, ttl: int, *, renew: bool) -> tuple[Plan, bool]:

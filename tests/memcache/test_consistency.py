@@ -563,3 +563,34 @@ def test_a_skipped_node_that_refused_does_not_block_a_new_session(
     with pytest.raises(errpolicy.PolicyViolation):
         store.start(unknown)
     assert (BreakerState.OPEN, True) == (killed.breaker.state, fresh)
+
+
+def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_fail(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Soak B: a home node hung while another process saved past it; back, it holds the
+    older copy while that save's two nodes fail: possibly stale, not served."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)  # the first and second node
+    first, second, third = ranked(cluster, session.id)
+    second.pause()
+    try:
+        for _ in range(2):
+            store.start(session.id)  # served by the first node; the second's breaker opens
+        other = make_store(cluster)
+        _open(other, second)
+        theirs = other.start(session.id)
+        theirs["n"] = 2
+        other.save(theirs)  # the first and third node; the second keeps n=1
+    finally:
+        second.resume()
+    back = next(n for n in store.nodes if n.address == second.address).breaker
+    assert wait_for(lambda: back.state is BreakerState.CLOSED)  # the prober found it
+    time.sleep(0.2)  # past the prober's grace: only what this process saw tells
+    third.pause()
+    first.kill()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)  # n=1 on the second node, n=2 on the hung third
+    finally:
+        third.resume()
