@@ -321,12 +321,15 @@ def judge(
     replicas: int,
     over: bool,
     grace: float,
+    memory: float | None = None,
 ) -> Judgement:
     """What the replies of a read mean (the consistency contract, docs/memcache/index.md).
 
     ``home``: the session's home nodes; ``acked``: the newest copy this process knows was
     acknowledged; ``over``: the winning copy is past its absolute lifetime; ``grace``:
-    how long a node that came back may hold copies older than what it missed.
+    how long a node that came back may hold copies older than what it missed;
+    ``memory``: how long it stays suspect for a session this process has not seen since
+    (default ``grace``).
 
     - A tombstone this process wrote or saw wins over any live copy (ids are never
       reused): a new session, and the copies get the tombstone again.
@@ -361,7 +364,8 @@ def judge(
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        if not known_current and read.failed and _possibly_stale(read, home, grace, acked):
+        suspect = grace if memory is None else max(grace, memory)
+        if not known_current and read.failed and _possibly_stale(read, home, suspect, acked):
             # Served only if the application's policy does not raise on WARNING (the
             # default does: the request gets a 503, not an old session); not repaired.
             return Judgement(winner, OutcomeKind.POSSIBLY_STALE, winner.node, False, forget)
@@ -417,21 +421,18 @@ def _possibly_stale(
 ) -> bool:
     """A node that cannot answer may hold a newer copy than the winner: no home node holds
     the winner while a home node failed (a failover copy left below, while the newer
-    copy went home), or every node holding it came back from an outage just now
-    (``grace``) or since this process last saw the session acknowledged (``acked``):
-    it may have missed a newer save, which went to nodes that fail now."""
+    copy went home), or every node holding it came back from an outage since this
+    process last saw the session acknowledged (``acked``), or within ``grace`` if it
+    never saw it: it may have missed a newer save, which went to nodes that fail now."""
     winner = read.winner
     assert winner is not None
     holders = [c.node for c in read.copies if c.order == winner.order]
     failed = set(read.failed)
     if any(node in failed for node in home) and not any(node in home for node in holders):
         return True
-    since = None if acked is None else acked.at
-    return all(
-        node.breaker.rejoined_within(grace)
-        or (since is not None and node.breaker.rejoined_after(since))
-        for node in holders
-    )
+    if acked is None:  # not seen: suspect for as long as a missed save can matter
+        return all(node.breaker.rejoined_within(grace) for node in holders)
+    return all(node.breaker.rejoined_after(acked.at) for node in holders)
 
 
 def repair_plan(key: str, read: Read, ttl: int, *, renew: bool) -> tuple[Plan, bool]:

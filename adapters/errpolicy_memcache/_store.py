@@ -378,6 +378,7 @@ class MemcacheSessionStore:
             replicas=self._replicas,
             over=winner is not None and core.expired(winner.record, now, self._absolute_ttl),
             grace=self._max_retry_after,
+            memory=self._settle_after,
         )
         known.strays = read.strays(known.home)
         if judgement.forget:

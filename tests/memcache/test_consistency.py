@@ -594,3 +594,32 @@ def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_
             store.start(session.id)  # n=1 on the second node, n=2 on the hung third
     finally:
         third.resume()
+
+
+def test_a_node_back_from_a_hang_is_suspect_for_a_session_this_process_never_saw(
+    store: MemcacheSessionStore, make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Soak B: the same for a process that never read the session: a node it saw come
+    back holds the older copy while the newer save's two nodes fail: possibly stale."""
+    session = saved(store, n=1)  # the first and second node
+    first, second, third = ranked(cluster, session.id)
+    reader = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    second.pause()
+    try:
+        _open(reader, second)  # as its requests to the hung node found
+        _open(store, second)
+        theirs = store.start(session.id)
+        theirs["n"] = 2
+        store.save(theirs)  # the first and third node; the second keeps n=1
+    finally:
+        second.resume()
+    back = next(n for n in reader.nodes if n.address == second.address).breaker
+    assert wait_for(lambda: back.state is BreakerState.CLOSED)  # the prober found it
+    time.sleep(0.2)  # past the prober's grace
+    third.pause()
+    first.kill()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            reader.start(session.id)  # n=1 on the second node, n=2 on the hung third
+    finally:
+        third.resume()
