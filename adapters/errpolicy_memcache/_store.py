@@ -27,6 +27,7 @@ from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._locks import LockAttempt, Step, unlock_plan
 from ._node import Node, Prober, Reply, execute, settle
+from ._options import _positive as _positive  # the async driver imports it from here
 from ._options import check_options, check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
