@@ -124,7 +124,10 @@ class Handoff:
                 if reply.failure is None:
                     for command in reply.commands:
                         self._hints.pop((reply.node.address, command.key), None)
-        left = {address for address, _ in self._abandoned} | {a for a, _ in self._hints}
+        # Copied in one C call each: a thread adding a hint meanwhile (it does not wait
+        # for this lock to write the dict) would end an iteration over the dict itself.
+        left = {a for a, _ in tuple(self._abandoned.keys())}
+        left.update(a for a, _ in tuple(self._hints.keys()))
         self._waiting = {node for node in self._nodes if node.address in left}
 
 
