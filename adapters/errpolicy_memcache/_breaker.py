@@ -30,6 +30,10 @@ class FaultClock:
         """Note a fault now."""
         self.at = self._clock()
 
+    def now(self) -> float:
+        """The current time on the breakers' clock (a store stamps what it saw with it)."""
+        return self._clock()
+
     def quiet_for(self, seconds: float) -> bool:
         """True if no fault was noted in the last ``seconds``."""
         return self._clock() - self.at >= seconds
@@ -73,6 +77,8 @@ class CircuitBreaker:
         self._current_backoff = backoff
         self._retry_at = 0.0
         self._rejoined_at: float | None = None
+        self._failing_since: float | None = None  # the first failure of the current streak
+        self._refused = False
         self._faults = faults
         self._on_open = on_open
 
@@ -122,6 +128,19 @@ class CircuitBreaker:
         at = self._rejoined_at
         return at is not None and self._clock() - at < seconds
 
+    def rejoined_after(self, since: float) -> bool:
+        """True if the node came back (its breaker closed after being open) after
+        ``since``: it may have missed writes made while it was away."""
+        at = self._rejoined_at
+        return at is not None and at > since
+
+    def failed_throughout(self, since: float) -> bool:
+        """True if every request and probe to the node failed from ``since`` (or before)
+        until now: no answer in between, so no write reached it from this process, and
+        another process's only between two probes (``max_backoff`` apart)."""
+        at = self._failing_since
+        return at is not None and at <= since and self._failures > 0
+
     def success(self) -> None:
         """Record an answer: the breaker closes and the count restarts."""
         if self._state is BreakerState.CLOSED and self._failures == 0:
@@ -132,6 +151,7 @@ class CircuitBreaker:
                 self._mark()
             self._state = BreakerState.CLOSED
             self._failures = 0
+            self._failing_since = None
             self._current_backoff = self.backoff
 
     def reset(self) -> None:
@@ -139,6 +159,7 @@ class CircuitBreaker:
         with self._lock:
             self._state = BreakerState.CLOSED
             self._failures = 0
+            self._failing_since = None
             self._current_backoff = self.backoff
         self._mark()  # the node may have missed writes while it was away
 
@@ -151,10 +172,19 @@ class CircuitBreaker:
         if self._faults is not None:
             self._faults.mark()
 
-    def failure(self) -> None:
-        """Record a refused, timed-out or closed connection."""
+    @property
+    def refused(self) -> bool:
+        """True if the last failure was a refused connection: the process is gone, and
+        memcached keeps nothing on disk, so the node holds nothing it held before."""
+        return self._refused
+
+    def failure(self, refused: bool = False) -> None:
+        """Record a refused (``refused``), timed-out or closed connection."""
         self._mark()
+        self._refused = refused
         with self._lock:
+            if self._failures == 0:
+                self._failing_since = self._clock()
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN:
                 self._current_backoff = min(self._current_backoff * 2, self.max_backoff)

@@ -84,20 +84,23 @@ class Op:
 
 class Acked(NamedTuple):
     """The newest copy of a session this process saw acknowledged (written, or read):
-    its version, whether it is a tombstone, and the nodes that held it."""
+    its version, whether it is a tombstone, the nodes that held it, and when it was
+    seen (on the breakers' clock; 0: unknown)."""
 
     version: int
     tombstone: bool
     holders: frozenset[str]
+    at: float = 0.0
 
 
 class Known:
     """What a store keeps about a session id it read or wrote: the memcached key, the
     home nodes, their transports and the ``gets`` command (all derived from the id,
     never stale), the last copy that passed verification (bytes and record; small
-    copies only), and the newest copy acknowledged (:class:`Acked`)."""
+    copies only), the newest copy acknowledged (:class:`Acked`), and the nodes below
+    home where the last read found a copy (``strays``: the next save writes over them)."""
 
-    __slots__ = ("acked", "command", "home", "key", "transports", "verified")
+    __slots__ = ("acked", "command", "home", "key", "strays", "transports", "verified")
 
     def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
         self.key = key
@@ -107,6 +110,7 @@ class Known:
         # One attribute each: threads read and replace a value at once.
         self.verified: tuple[bytes, Record] | None = None
         self.acked: Acked | None = None
+        self.strays: frozenset[str] = frozenset()
 
     def ack(self, acked: Acked) -> None:
         """Remember ``acked`` unless a newer copy is known (racing threads keep the newest)."""
@@ -137,6 +141,7 @@ class Read:
 
     __slots__ = (
         "answered",
+        "answered_by",
         "copies",
         "failed",
         "invalid",
@@ -155,6 +160,7 @@ class Read:
         # disk, so it will come back empty (a subset of ``failed``).
         self.refused: list[Node] = []
         self.answered = 0
+        self.answered_by: set[str] = set()  # the addresses of the nodes that answered
         self.winner: Copy | None = None
         self.mixed = False  # some copy is not the winner's: the copies disagree
 
@@ -169,6 +175,14 @@ class Read:
             self.mixed = True
             if copy.order > winner.order:
                 self.winner = copy
+
+    def strays(self, home: Sequence[Node]) -> frozenset[str]:
+        """The nodes outside ``home`` that hold a live copy (any version): a failover
+        write or a repair left it there, and a later save must write over it, or a
+        reader that cannot reach home would find it and take it for the newest."""
+        return frozenset(
+            c.node.address for c in self.copies if c.node not in home and not c.record.tombstone
+        )
 
     def holders(self) -> frozenset[str]:
         """The nodes holding the winning copy."""
@@ -272,6 +286,7 @@ def note_read(
             op.record(node, "gets", NodeStatus(reply.failure.kind), at, reply.failure.detail)
             continue
         read.answered += 1
+        read.answered_by.add(node.address)
         value = reply.values[0]
         if value is None:
             read.misses.append(node)
@@ -306,12 +321,15 @@ def judge(
     replicas: int,
     over: bool,
     grace: float,
+    memory: float | None = None,
 ) -> Judgement:
     """What the replies of a read mean (the consistency contract, docs/memcache/index.md).
 
     ``home``: the session's home nodes; ``acked``: the newest copy this process knows was
     acknowledged; ``over``: the winning copy is past its absolute lifetime; ``grace``:
-    how long a node that came back may hold copies older than what it missed.
+    how long a node that came back may hold copies older than what it missed;
+    ``memory``: how long it stays suspect for a session this process has not seen since
+    (default ``grace``).
 
     - A tombstone this process wrote or saw wins over any live copy (ids are never
       reused): a new session, and the copies get the tombstone again.
@@ -320,15 +338,17 @@ def judge(
       answered without it, it is gone (both copies lost), and the newest left is served.
     - A copy no home node holds while a home node cannot answer may be older than what
       that node holds, and so may a copy held only by nodes that just came back from an
-      outage while another node is away (``possibly_stale``), unless this process saw
-      that very copy acknowledged (its own last save, say).
-    - No copy: ``not_found`` only if a home node answered (a miss), every other home
-      node answered or refused the connection (it restarts empty), at least
-      ``replicas`` nodes answered, and no node failed if this process knows the
-      session exists; else ``partial_miss`` (or ``unavailable`` when no node answered).
-      A home node that hung, timed out or was skipped may hold the only copy left
-      (the other one evicted, say), and a process that never saw the session cannot
-      tell that from none.
+      outage while another node is away (``possibly_stale``), unless this process
+      can vouch for it (:func:`_vouched`: its own last save, say, while the home node
+      it skipped stays down).
+    - No copy: ``not_found`` only if a home node answered (a miss), every other node
+      answered or refused the connection (it restarts empty; a skipped node counts
+      if it refused when last tried), at least ``replicas`` nodes answered, and no
+      node failed if this process knows the session exists; else ``partial_miss``
+      (or ``unavailable`` when no node answered). A node that hung, timed out or was
+      skipped may hold the only copy left (the other one evicted, say, or both home
+      copies lost after a failover write left one below home), and a process that
+      never saw the session cannot tell that from none.
     """
     winner = read.winner
     failed = {node.address for node in read.failed}
@@ -339,12 +359,13 @@ def judge(
         record = winner.record
         if record.tombstone or over:
             return Judgement(None, OutcomeKind.NOT_FOUND, winner.node, record.tombstone, False)
-        known_current = acked is not None and acked.version <= record.version
+        known_current = _vouched(read, acked, replicas)
         if acked is not None and acked.version > record.version:
             if acked.holders & failed:
                 return Judgement(None, OutcomeKind.UNAVAILABLE, None, False, False)
             forget = True  # every node that held the newer copy lost it
-        if not known_current and read.failed and _possibly_stale(read, home, grace):
+        suspect = grace if memory is None else max(grace, memory)
+        if not known_current and read.failed and _possibly_stale(read, home, suspect, acked):
             # Served only if the application's policy does not raise on WARNING (the
             # default does: the request gets a 503, not an old session); not repaired.
             return Judgement(winner, OutcomeKind.POSSIBLY_STALE, winner.node, False, forget)
@@ -355,26 +376,63 @@ def judge(
         # This process knows the session exists: any node that cannot answer may hold a
         # copy (a write that timed out may have landed there).
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
+    # A node that refused the connection (now, or when this process last tried it)
+    # lost its memory; any other node that cannot answer may hold the only copy left,
+    # below home if a failover write put it there and both home copies were lost since.
     gone = {node.address for node in read.refused}
+    gone.update(node.address for node in read.failed if node.breaker.refused)
     home_answered = any(node.address not in failed for node in home)
-    home_unsure = any(node.address in failed - gone for node in home)
-    if read.answered < replicas or not home_answered or home_unsure:
+    if read.answered < replicas or not home_answered or failed - gone:
         return Judgement(None, OutcomeKind.PARTIAL_MISS, None, False, False)
     forget = acked is not None and not acked.tombstone  # its holders lost it
     return Judgement(None, OutcomeKind.NOT_FOUND, None, False, forget)
 
 
-def _possibly_stale(read: Read, home: Sequence[Node], grace: float) -> bool:
+def _vouched(read: Read, acked: Acked | None, replicas: int) -> bool:
+    """True if the winner is the copy this process saw acknowledged and no newer save
+    can hide on the nodes that cannot answer: a placement argument.
+
+    It must be that very version (a newer one this process never saw proves nothing),
+    served by a node that acknowledged it to this process. A newer save is stored on
+    ``replicas`` nodes; to be hidden from this read, each of them either cannot answer
+    and was not failing for this process since before it saw the copy acknowledged (a
+    node failing throughout took no save meanwhile, short of a restart between two
+    probes), or answers a miss (it lost its memory since, the save with it). At least
+    one must still hold it: a node that cannot answer and did not refuse the
+    connection. If there are not that many such nodes, nothing newer can hide.
+    (A save acknowledged by fewer nodes, ``degraded``, is not covered: the contract's
+    limits.)"""
+    winner = read.winner
+    if winner is None or acked is None or acked.tombstone:
+        return False
+    if acked.version != winner.record.version or acked.holders.isdisjoint(read.holders()):
+        return False
+    refused = {node.address for node in read.refused}
+    unsure = [node for node in read.failed if not node.breaker.failed_throughout(acked.at)]
+    kept = [n for n in unsure if n.address not in refused and not n.breaker.refused]
+    if not kept:
+        return True
+    missing = read.answered_by - {copy.node.address for copy in read.copies}
+    return len(unsure) + len(missing) < replicas
+
+
+def _possibly_stale(
+    read: Read, home: Sequence[Node], grace: float, acked: Acked | None = None
+) -> bool:
     """A node that cannot answer may hold a newer copy than the winner: no home node holds
     the winner while a home node failed (a failover copy left below, while the newer
-    copy went home), or every node holding it just came back from an outage."""
+    copy went home), or every node holding it came back from an outage since this
+    process last saw the session acknowledged (``acked``), or within ``grace`` if it
+    never saw it: it may have missed a newer save, which went to nodes that fail now."""
     winner = read.winner
     assert winner is not None
     holders = [c.node for c in read.copies if c.order == winner.order]
     failed = set(read.failed)
     if any(node in failed for node in home) and not any(node in home for node in holders):
         return True
-    return all(node.breaker.rejoined_within(grace) for node in holders)
+    if acked is None:  # not seen: suspect for as long as a missed save can matter
+        return all(node.breaker.rejoined_within(grace) for node in holders)
+    return all(node.breaker.rejoined_after(acked.at) for node in holders)
 
 
 def repair_plan(key: str, read: Read, ttl: int, *, renew: bool) -> tuple[Plan, bool]:

@@ -47,14 +47,21 @@ class Handoff:
         """True while something waits for a node."""
         return bool(self._waiting)
 
-    def hint(self, write: Write) -> None:
-        """Keep ``write`` (a tombstone) for every node it did not reach, until it expires."""
-        until = time.monotonic() + write.command.ttl
-        for node in self._nodes:
+    def hint(
+        self, write: Write, nodes: Sequence[Node] | None = None, command: Command | None = None
+    ) -> None:
+        """Keep ``command`` (default: ``write``'s, a tombstone) for each of ``nodes``
+        (default: every node) that ``write`` did not reach, until it expires. A save
+        hints an ``add`` of its copy to the home nodes it skipped: a reader that finds
+        them back, and its copy below home on nodes that failed since, must not take
+        their misses for "no session"."""
+        command = write.command if command is None else command
+        until = time.monotonic() + command.ttl
+        for node in self._nodes if nodes is None else nodes:
             if node in write.acks:
                 continue
             _bounded(self._hints, _HINTS_MAX)
-            self._hints[node.address, write.key] = (write.command, until)
+            self._hints[node.address, write.key] = (command, until)
             with self._lock:
                 self._waiting.add(node)
 
@@ -117,7 +124,10 @@ class Handoff:
                 if reply.failure is None:
                     for command in reply.commands:
                         self._hints.pop((reply.node.address, command.key), None)
-        left = {address for address, _ in self._abandoned} | {a for a, _ in self._hints}
+        # Copied in one C call each: a thread adding a hint meanwhile (it does not wait
+        # for this lock to write the dict) would end an iteration over the dict itself.
+        left = {a for a, _ in tuple(self._abandoned.keys())}
+        left.update(a for a, _ in tuple(self._hints.keys()))
         self._waiting = {node for node in self._nodes if node.address in left}
 
 

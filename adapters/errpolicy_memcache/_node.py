@@ -109,7 +109,7 @@ def settle(
         if failure is None:
             node.breaker.success()
         elif failure.kind in _BREAKER_KINDS:
-            node.breaker.failure()
+            node.breaker.failure(failure.kind == "refused")
         else:
             node.breaker.errored()
         replies.append(Reply(node, commands, values, failure, done - start))

@@ -18,7 +18,6 @@ from ._breaker import BreakerState, CircuitBreaker, FaultClock
 from ._core import Acked, Known, Op, Read, Write
 from ._envelope import EnvelopeError, Keyring, Record, decode, encode, normalize_keys
 from ._errors import (
-    ConfigurationError,
     InvalidSessionId,
     SessionExists,
     SessionTooLarge,
@@ -26,8 +25,11 @@ from ._errors import (
 )
 from ._handoff import Handoff
 from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._locks import LockAttempt, Step, unlock_plan
 from ._metrics import StoreMetrics, StoreStats
 from ._node import Node, Prober, Reply, execute, settle
+from ._options import _positive as _positive  # the async driver imports it from here
+from ._options import check_options, check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
@@ -80,52 +82,6 @@ _VERIFIED_BLOB_MAX = 4096
 _VERIFIED_LARGE_BUDGET = 16 * 1024 * 1024
 _VERIFIED_LARGE_MAX = 1024 * 1024  # each
 
-_MAX_TTL = core.MAX_TTL
-_STORED = "STORED"
-
-
-def _parse_server(spec: object) -> tuple[str, int]:
-    if isinstance(spec, tuple) and len(spec) == 2:
-        host, port = spec
-    elif isinstance(spec, str):
-        host, sep, port = spec.rpartition(":")
-        if not sep:
-            raise ConfigurationError(f"servers: {spec!r} is not 'host:port'")
-    else:
-        raise ConfigurationError(f"servers: {spec!r} is not 'host:port' or (host, port)")
-    try:
-        port_number = int(port)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"servers: bad port in {spec!r}") from None
-    if not isinstance(host, str) or not host.strip("[]") or not 0 < port_number < 65536:
-        raise ConfigurationError(f"servers: bad address {spec!r}")
-    return host.strip("[]"), port_number
-
-
-def _replicas_for(replicas: object, servers: int) -> int:
-    """The number of copies: as given, or by default 2 (1 with one server, with a
-    warning at boot that there is no failover: the usual laptop setup)."""
-    if replicas is None:
-        replicas = min(2, servers)
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise ConfigurationError(f"replicas: must be an int >= 1, not {replicas!r}")
-    if replicas > servers:
-        hint = (
-            "leave replicas unset, or set replicas=1, for one copy without failover"
-            if servers == 1
-            else f"list more servers, or set replicas={servers}"
-        )
-        raise ConfigurationError(
-            f"replicas: {replicas} copies need at least {replicas} servers, got {servers} ({hint})"
-        )
-    if servers == 1:
-        _logger.warning(
-            "one memcached server: each session has one copy and there is no failover "
-            "(if it stops, every session is unavailable; if it restarts, all are lost); "
-            "list two or more servers in production"
-        )
-    return replicas
-
 
 def _check_id(session: Session) -> None:
     if not is_valid_session_id(session.id):
@@ -133,13 +89,6 @@ def _check_id(session: Session) -> None:
             "the session's id does not have the shape of one this store issues "
             "(use store.new_session() or new_session_id())"
         )
-
-
-def _positive(name: str, value: float, *, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name}: must be a positive number, not {value!r}")
-    if integer and not isinstance(value, int):
-        raise ConfigurationError(f"{name}: must be an int, not {value!r}")
 
 
 def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, list[Node]] | None:
@@ -198,49 +147,36 @@ class MemcacheSessionStore:
         on_outcome: Callable[[Outcome], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(servers, str) or not servers:
-            raise ConfigurationError("servers: give a non-empty list of 'host:port' strings")
-        addresses = [_parse_server(s) for s in servers]
-        if len({f"{h}:{p}" for h, p in addresses}) != len(addresses):
-            raise ConfigurationError("servers: an address is listed twice")
-        replicas = _replicas_for(replicas, len(addresses))
-        if not isinstance(prefix, str) or not prefix.isascii() or not prefix.isprintable():
-            raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
-        if " " in prefix or len(prefix) > 150:
-            raise ConfigurationError(f"prefix: printable ASCII without spaces, not {prefix!r}")
-        for name, value in (("idle_ttl", idle_ttl), ("lock_ttl", lock_ttl)):
-            _positive(name, value, integer=True)
-            if value > _MAX_TTL:
-                raise ConfigurationError(f"{name}: at most 30 days ({_MAX_TTL}), not {value}")
-        if absolute_ttl is not None:
-            _positive("absolute_ttl", absolute_ttl, integer=True)
-        if not isinstance(renew_after, int | float) or not 0 <= renew_after <= 1:
-            raise ConfigurationError(f"renew_after: a fraction in [0, 1], not {renew_after!r}")
-        _positive("max_size", max_size, integer=True)
-        for name, number in (
-            ("connect_timeout", connect_timeout),
-            ("timeout", timeout),
-            ("retry_after", retry_after),
-            ("max_retry_after", max_retry_after),
-            ("lock_timeout", lock_timeout),
-            ("lock_poll", lock_poll),
-        ):
-            _positive(name, number)
-        if operation_timeout is None:  # a few rounds, and the lock's wait (options.md)
-            operation_timeout = 4 * (connect_timeout + timeout) + (lock_timeout if locking else 0)
-        _positive("operation_timeout", operation_timeout)
-        if locking and operation_timeout <= lock_timeout:
-            raise ConfigurationError(
-                f"operation_timeout: must exceed lock_timeout ({lock_timeout}) with locking, "
-                f"not {operation_timeout!r}"
-            )
-        _positive("failure_threshold", failure_threshold, integer=True)
-        _positive("pool_size", pool_size, integer=True)
-        if not isinstance(read_all_nodes, bool):
-            raise ConfigurationError(f"read_all_nodes: True or False, not {read_all_nodes!r}")
-        if transport not in TRANSPORTS:
-            raise ConfigurationError(
-                f"transport: one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}"
+        options = check_options(
+            servers,
+            replicas,
+            prefix=prefix,
+            idle_ttl=idle_ttl,
+            absolute_ttl=absolute_ttl,
+            renew_after=renew_after,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            failure_threshold=failure_threshold,
+            retry_after=retry_after,
+            max_retry_after=max_retry_after,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            lock_ttl=lock_ttl,
+            lock_poll=lock_poll,
+            pool_size=pool_size,
+            transport=transport,
+            transports=TRANSPORTS,
+            read_all_nodes=read_all_nodes,
+            operation_timeout=operation_timeout,
+        )
+        addresses = options.addresses
+        replicas = options.replicas
+        if len(addresses) == 1:
+            _logger.warning(
+                "one memcached server: each session has one copy and there is no failover "
+                "(if it stops, every session is unavailable; if it restarts, all are lost); "
+                "list two or more servers in production"
             )
 
         self._keys = Keyring(normalize_keys(secret_key))
@@ -259,7 +195,7 @@ class MemcacheSessionStore:
         self._metrics = StoreMetrics()
         self._clock = clock
         self._read_all_nodes = read_all_nodes
-        self._operation_timeout = float(operation_timeout)
+        self._operation_timeout = options.operation_timeout
         self._known: dict[str, Known] = {}
         self._let_go: dict[str, Acked] = {}  # the acked versions of ids no longer known
         # The ids whose kept verified copy is over _VERIFIED_BLOB_MAX, and its size.
@@ -376,9 +312,7 @@ class MemcacheSessionStore:
         """
         _check_id(session)
         if ttl is not None:
-            _positive("ttl", ttl, integer=True)
-            if ttl > _MAX_TTL:
-                raise ConfigurationError(f"ttl: at most 30 days ({_MAX_TTL}), not {ttl}")
+            check_ttl(ttl)
         with _GUARDS["session.save"]:
             outcome = self._save(session, must_create=must_create, ttl=ttl)
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
@@ -494,7 +428,9 @@ class MemcacheSessionStore:
             replicas=self._replicas,
             over=winner is not None and core.expired(winner.record, now, self._absolute_ttl),
             grace=self._max_retry_after,
+            memory=self._settle_after,
         )
+        known.strays = read.strays(known.home)
         if judgement.forget:
             known.acked = None
             self._let_go.pop(sid, None)
@@ -508,10 +444,10 @@ class MemcacheSessionStore:
                 op.flags.add(OutcomeKind.REPAIRED)
         if judgement.found is not None and judgement.base is OutcomeKind.OK:
             record = judgement.found.record
-            known.ack(Acked(record.version, False, read.holders()))
+            known.ack(Acked(record.version, False, read.holders(), self._faults.now()))
             self._keep(sid, known)
         elif winner is not None and winner.record.tombstone:
-            known.ack(Acked(winner.record.version, True, read.holders()))
+            known.ack(Acked(winner.record.version, True, read.holders(), self._faults.now()))
             self._keep(sid, known)
         version = winner.record.version if winner is not None else None
         outcome = self._finish(op, judgement.base, judgement.served, version)
@@ -571,7 +507,14 @@ class MemcacheSessionStore:
                 return None
             record = checked
             if not record.tombstone:
-                known.ack(Acked(record.version, False, frozenset(n.address for n in home)))
+                known.ack(
+                    Acked(
+                        record.version,
+                        False,
+                        frozenset(n.address for n in home),
+                        self._faults.now(),
+                    )
+                )
             self._remember(sid, known, found, record)
         acked = known.acked
         if acked is not None and (acked.tombstone or acked.version > record.version):
@@ -641,6 +584,7 @@ class MemcacheSessionStore:
                     read.add_copy(core.Copy(reply.node, record, value[0], value[1]))
             read.failed = skipped
             read.answered = len(replies)
+            read.answered_by.update(reply.node.address for reply in replies)
             judgement = core.judge(
                 read,
                 home=known.home,
@@ -648,13 +592,23 @@ class MemcacheSessionStore:
                 replicas=self._replicas,
                 over=False,
                 grace=self._max_retry_after,
+                memory=self._settle_after,
             )
             if judgement.base is not OutcomeKind.OK or judgement.found is None:
                 return replies
             if judgement.forget or judgement.bury:
                 return replies
             served = judgement.found.node
-        known.ack(Acked(record.version, False, frozenset(node.address for node in holders)))
+        # Copies outside home (a failover write left them): the next save writes over them.
+        known.strays = frozenset(n.address for n in holders if n not in known.home)
+        known.ack(
+            Acked(
+                record.version,
+                False,
+                frozenset(node.address for node in holders),
+                self._faults.now(),
+            )
+        )
         self._keep(sid, known)
         if op is not None:
             self._finish(op, OutcomeKind.OK, served, record.version)
@@ -903,7 +857,7 @@ class MemcacheSessionStore:
         """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
         known = self._known.get(sid) or self._known_for(sid, key)
         holders = frozenset(node.address for node in write.acks)
-        known.ack(Acked(version, tombstone, holders))
+        known.ack(Acked(version, tombstone, holders, self._faults.now()))
         self._keep(sid, known)
         return known
 
@@ -919,6 +873,13 @@ class MemcacheSessionStore:
         write = self._record_write(key, record, add if must_create else set_)
         op = Op("session.save", key)
         self._write(op, [write])
+        if write.acks and not must_create:
+            self._overwrite_strays(op, session.id, write)
+            home = write.ranked[: self._replicas]
+            if any(node not in write.acks for node in home):  # a failover write
+                assert write.command.value is not None
+                copy = add(key, write.command.value, write.command.ttl)
+                self._handoff.hint(write, home, copy)
         if write.taken:
             self._rollback(op, key, write.acks)
             raise SessionExists(f"session id already in use (key ...{key[-12:]})")
@@ -932,9 +893,26 @@ class MemcacheSessionStore:
             session._created = created
             assert write.command.value is not None  # ours: no MAC check needed
             known = self._known.get(session.id) or self._known_for(session.id, key)
-            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
+            known.ack(
+                Acked(version, False, frozenset(n.address for n in write.acks), self._faults.now())
+            )
             self._remember(session.id, known, write.command.value, record)  # keeps known
         return outcome
+
+    def _overwrite_strays(self, op: Op, sid: str, write: Write) -> None:
+        """Write the saved copy over the copies the last read found below home too: a
+        process that reads its own older copy there while home cannot answer serves it
+        as the copy it saw acknowledged (``core.judge``); this way it finds this one."""
+        known = self._known.get(sid)
+        if known is None or not known.strays:
+            return
+        acked = {node.address for node in write.acks}
+        nodes = [self._by_address[a] for a in known.strays if a not in acked]
+        if nodes:
+            stray = Write(write.key, write.command, nodes, len(nodes))
+            self._write(op, [stray])
+            write.acks.extend(stray.acks)
+        known.strays = frozenset()
 
     def _rollback(self, op: Op, key: str, nodes: Sequence[Node]) -> None:
         if nodes:
@@ -1002,48 +980,41 @@ class MemcacheSessionStore:
     # -- locking -------------------------------------------------------------------
 
     def _lock(self, op: Op, key: str) -> _Lock | None:
-        """Take the session's lock with memcached ``add``, waiting at most ``lock_timeout``.
-
-        The lock's value is a random token. An ``add`` that timed out (or whose
-        connection closed) may still land when the node answers again; its token is kept
-        (:class:`Handoff`), so that lock is cleared instead of locking the session out
-        for ``lock_ttl``.
-        """
-        lock_key = key + ":lock"
-        ranked = rank(self._nodes, self._seeds, key)
-        token = secrets.token_hex(8).encode()
-        deadline = time.monotonic() + self._lock_timeout
-        delay = self._lock_poll
-        seen: set[Node] = set()
-        node: Node | None = None
+        """Take the session's lock: carry out the steps of a :class:`LockAttempt` (the
+        decisions, in ``_locks``) until it is held or given up."""
+        attempt = LockAttempt(
+            op,
+            key,
+            rank(self._nodes, self._seeds, key),
+            ttl=self._lock_ttl,
+            timeout=self._lock_timeout,
+            poll=self._lock_poll,
+            now=time.monotonic(),
+            abandoned=self._handoff.abandoned,
+        )
+        step = attempt.next_step(time.perf_counter() - op.start)
         while True:
-            if node is None:
-                chosen = core.targets(op, ranked, 1, seen, time.perf_counter() - op.start)
-                if not chosen:
-                    return None
-                node = chosen[0]
-            (reply,) = self._execute(
-                [(node, (add(lock_key, token, self._lock_ttl),))], self._deadline(op)
-            )
-            if reply.failure is not None:
-                op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
-                if reply.failure.kind in ("timeout", "closed"):
-                    self._handoff.abandon(node, lock_key, token, self._lock_ttl)
-                    token = secrets.token_hex(8).encode()
-                node = None
-                continue
-            if reply.values[0] == _STORED:
-                op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
-                return _Lock(node.address, lock_key, time.monotonic())
-            ours = self._handoff.abandoned(node, lock_key)
-            if ours is not None and self._handoff.clear_lock(node, lock_key, ours):
-                continue  # it was our own add, landed late: try again at once
-            if time.monotonic() + delay > deadline:
-                op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
-                op.flags.add(OutcomeKind.LOCK_TIMEOUT)
+            if step.step is Step.SEND:
+                assert step.node is not None
+                assert step.command is not None
+                (reply,) = self._execute([(step.node, (step.command,))], self._deadline(op))
+                step = attempt.replied(reply, time.monotonic())
+                for node, token in attempt.abandon:  # may land when the node answers again
+                    self._handoff.abandon(node, attempt.key, token, self._lock_ttl)
+                attempt.abandon.clear()
+            elif step.step is Step.CLEAR:
+                assert step.node is not None
+                gone = self._handoff.clear_lock(step.node, attempt.key, step.token)
+                at = time.perf_counter() - op.start
+                step = attempt.cleared(step.node, gone, at, time.monotonic())
+            elif step.step is Step.WAIT:
+                time.sleep(step.delay)
+                step = attempt.next_step(time.perf_counter() - op.start)
+            elif step.step is Step.LOCKED:
+                assert step.node is not None
+                return _Lock(step.node.address, attempt.key, time.monotonic())
+            else:
                 return None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
 
     def _unlock(self, session: Session, op: Op | None) -> None:
         lock, session._lock = session._lock, None
@@ -1051,14 +1022,12 @@ class MemcacheSessionStore:
             self._unlock_key(lock, op)
 
     def _unlock_key(self, lock: _Lock, op: Op | None = None) -> None:
-        # Past its TTL the lock may belong to another request now: leave it to expire.
-        if time.monotonic() - lock.acquired > self._lock_ttl - 2:
-            return
         node = self._by_address.get(lock.node)
-        if node is None:
+        plan = unlock_plan(node, lock.key, lock.acquired, time.monotonic(), self._lock_ttl)
+        if not plan:
             return
         # From now, not from the operation's start: a late save still frees its lock.
-        (reply,) = self._execute([(node, (delete(lock.key),))], self._deadline(None))
+        (reply,) = self._execute(plan, self._deadline(None))
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
-            op.results.append((node.address, "unlock", status, reply.elapsed, ""))
+            op.results.append((reply.node.address, "unlock", status, reply.elapsed, ""))

@@ -246,3 +246,16 @@ def test_successes_of_a_healthy_node_leave_the_fault_clock_quiet() -> None:
     for _ in range(5):
         breaker.success()
     assert faults.quiet_for(1e9)
+
+
+def test_failed_throughout_tells_a_streak_that_began_before_a_time() -> None:
+    """A failure streak that began at or before ``since`` counts; one after, or an
+    answer since, does not."""
+    clock = Clock()
+    breaker = CircuitBreaker(3, 2.0, 5.0, clock=clock)
+    breaker.failure()
+    clock.now += 1.0
+    breaker.failure()
+    before = (breaker.failed_throughout(100.0), breaker.failed_throughout(99.0))
+    breaker.success()
+    assert ((True, False), False) == (before, breaker.failed_throughout(100.0))

@@ -407,3 +407,219 @@ def test_a_home_node_that_refuses_counts_as_a_miss(
     second.kill()
     again = make_store(five).start(session.id)
     assert (True, {}) == (again.new, dict(again))
+
+
+def _open(store: MemcacheSessionStore, server: MemcachedServer) -> None:
+    """Open ``store``'s breaker for ``server``, as after failed requests (it is skipped)."""
+    breaker = next(n for n in store.nodes if n.address == server.address).breaker
+    for _ in range(breaker.threshold):
+        breaker.failure()
+
+
+def test_a_save_writes_over_the_stray_copies_its_read_found(
+    store: MemcacheSessionStore, make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Soak B: a process that saved below home (a home node skipped) does not serve that
+    copy over hung home nodes after another process saved a newer one at home."""
+    session = store.start(None)
+    first, second, _third = ranked(cluster, session.id)
+    _open(store, second)
+    session["n"] = 1
+    store.save(session)  # lands on the first and third node
+    other = make_store(cluster)
+    theirs = other.start(session.id)  # finds the copy on the third node, repairs home
+    theirs["n"] = 2
+    other.save(theirs)
+    first.kill()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)  # n=2 on the third node: possibly older than home's
+    finally:
+        second.resume()
+    assert {"n": 2} == dict(make_store(cluster).start(session.id))
+
+
+def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B: this process's own version, found only on a node that never acknowledged
+    it (a repair put it there) while the home nodes cannot answer, is possibly stale."""
+    session = saved(store, n=1)
+    first, second, third = ranked(cluster, session.id)
+    key = storage_key(PREFIX, session.id)
+    raw(third).set(key, raw(first).get(key), expire=60, noreply=False)  # a repair's copy
+    other = make_store(cluster)
+    theirs = other.start(session.id)  # the home nodes agree: no stray seen
+    theirs["n"] = 2
+    other.save(theirs)
+    first.kill()
+    second.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)
+    finally:
+        second.resume()
+
+
+def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B (lost): a save that skipped a home node hands its copy there once it is
+    back, so the session survives its other holders failing (one flushed, one hung)."""
+    session = store.start(None)
+    first, second, third = ranked(cluster, session.id)
+    _open(store, first)
+    session["n"] = 1
+    store.save(session)  # lands on the second and third node
+    for node in store.nodes:
+        node.breaker.reset()  # the first node is back
+    store.start(None)  # a request: what waits for a node that answers is handed over
+    raw(second).flush_all(noreply=False)
+    third.pause()
+    try:
+        assert {"n": 1} == dict(make_store(cluster).start(session.id))
+    finally:
+        third.resume()
+
+
+def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B: a holder of this process's own copy answers a miss (flushed) while a home
+    node hangs: a newer save may have been lost with it, the copy is possibly stale."""
+    session = store.start(None)
+    first, second, _third = ranked(cluster, session.id)
+    _open(store, first)
+    session["n"] = 1
+    store.save(session)  # lands on the second and third node
+    for node in store.nodes:
+        node.breaker.reset()
+    store.start(session.id)  # repairs the first node
+    other = make_store(cluster)
+    theirs = other.start(session.id)  # the home nodes agree: the third node's copy unseen
+    theirs["n"] = 2
+    other.save(theirs)  # the first and second node
+    raw(second).flush_all(noreply=False)
+    first.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)  # n=1 on the third node, n=2 on the hung first
+    finally:
+        first.resume()
+
+
+def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_copy(
+    store: MemcacheSessionStore,
+    make_store: MakeStore,
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Raw,
+) -> None:
+    """Soak B (lost): a failover save left the copy below home; both home nodes lost
+    theirs (one restarted, one flushed) while that node hangs: partial_miss, not new."""
+    session = store.start(None)
+    first, second, third = ranked(cluster, session.id)
+    second.kill()
+    session["n"] = 1
+    store.save(session)  # the first and third node
+    store.close()  # the process is gone, and with it what it would hand over
+    second.restart()
+    raw(first).flush_all(noreply=False)
+    third.pause()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            make_store(cluster).start(session.id)
+    finally:
+        third.resume()
+    assert {"n": 1} == dict(make_store(cluster).start(session.id))
+
+
+def test_a_skipped_node_that_refused_does_not_block_a_new_session(
+    make_store: MakeStore, cluster: MemcachedCluster
+) -> None:
+    """A killed node, skipped once its breaker opened on refusals, holds nothing: an
+    unknown id still gets a new session (not partial_miss); a hung one blocks it."""
+    store = make_store(cluster)
+    cluster[2].kill()
+    killed = next(n for n in store.nodes if n.address == cluster[2].address)
+    for _ in range(killed.breaker.threshold):
+        killed.breaker.failure(refused=True)  # as the requests and probes through it saw
+    unknown = store.new_session().id
+    fresh = store.start(unknown).new
+    killed.breaker.failure(refused=False)  # a timeout now: it may be hung, holding a copy
+    with pytest.raises(errpolicy.PolicyViolation):
+        store.start(unknown)
+    assert (BreakerState.OPEN, True) == (killed.breaker.state, fresh)
+
+
+def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_fail(
+    make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Soak B: a home node hung while another process saved past it; back, it holds the
+    older copy while that save's two nodes fail: possibly stale, not served."""
+    store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    session = saved(store, n=1)  # the first and second node
+    first, second, third = ranked(cluster, session.id)
+    second.pause()
+    try:
+        for _ in range(2):
+            store.start(session.id)  # served by the first node; the second's breaker opens
+        other = make_store(cluster)
+        _open(other, second)
+        theirs = other.start(session.id)
+        theirs["n"] = 2
+        other.save(theirs)  # the first and third node; the second keeps n=1
+    finally:
+        second.resume()
+    back = next(n for n in store.nodes if n.address == second.address).breaker
+    assert wait_for(lambda: back.state is BreakerState.CLOSED)  # the prober found it
+    time.sleep(0.2)  # past the prober's grace: only what this process saw tells
+    third.pause()
+    first.kill()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            store.start(session.id)  # n=1 on the second node, n=2 on the hung third
+    finally:
+        third.resume()
+
+
+def test_a_node_back_from_a_hang_is_suspect_for_a_session_this_process_never_saw(
+    store: MemcacheSessionStore, make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """Soak B: the same for a process that never read the session: a node it saw come
+    back holds the older copy while the newer save's two nodes fail: possibly stale."""
+    session = saved(store, n=1)  # the first and second node
+    first, second, third = ranked(cluster, session.id)
+    reader = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
+    second.pause()
+    try:
+        _open(reader, second)  # as its requests to the hung node found
+        _open(store, second)
+        theirs = store.start(session.id)
+        theirs["n"] = 2
+        store.save(theirs)  # the first and third node; the second keeps n=1
+    finally:
+        second.resume()
+    back = next(n for n in reader.nodes if n.address == second.address).breaker
+    assert wait_for(lambda: back.state is BreakerState.CLOSED)  # the prober found it
+    time.sleep(0.2)  # past the prober's grace
+    third.pause()
+    first.kill()
+    try:
+        with pytest.raises(errpolicy.PolicyViolation):
+            reader.start(session.id)  # n=1 on the second node, n=2 on the hung third
+    finally:
+        third.resume()

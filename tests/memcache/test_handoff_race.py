@@ -1,0 +1,53 @@
+"""The handoff under racing threads: saves and logouts add hints while it hands over."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+
+from errpolicy_memcache._breaker import CircuitBreaker
+from errpolicy_memcache._core import Write
+from errpolicy_memcache._handoff import Handoff
+from errpolicy_memcache._node import Node, Reply
+from errpolicy_memcache._wire import Command, set_
+
+
+def test_hints_added_while_handing_over_raise_nothing() -> None:
+    """Threads adding hints while another hands over never make it raise."""
+    nodes = [Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0), 0.1, 0.1, 1) for port in (1, 2)]
+
+    def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
+        return []  # nothing answers: every hint stays
+
+    handoff = Handoff(nodes, run)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def add(prefix: str) -> None:
+        for i in range(3000):
+            key = f"{prefix}{i}"
+            handoff.hint(Write(key, set_(key, b"x", 60), nodes, 2), nodes[:1])
+
+    def hand_over() -> None:
+        try:
+            while not done.is_set():
+                handoff.run()
+        except BaseException as exc:  # the failure this test looks for
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        runner = threading.Thread(target=hand_over)
+        runner.start()
+        adders = [threading.Thread(target=add, args=(f"k{n}-",)) for n in range(3)]
+        for thread in adders:
+            thread.start()
+        for thread in adders:
+            thread.join()
+        done.set()
+        runner.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert [] == errors
