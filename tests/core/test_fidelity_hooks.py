@@ -420,7 +420,6 @@ def test_hooks_look_like_what_they_replace(installed: None) -> None:
     assert logger is logger.callHandlers.__self__
 
 
-
 @pytest.mark.parametrize("name", ["warn", "warn_explicit"])
 def test_the_hooks_in_place_of_builtins_introspect_as_before(installed: None, name: str) -> None:
     """warnings.warn and warn_explicit keep their name, qualname, doc and signature."""
@@ -456,6 +455,7 @@ def test_the_c_hooks_in_place_of_builtins_keep_module_and_text_signature(
 def test_a_builtin_is_put_in_place_of_a_builtin(installed: None, name: str) -> None:
     """CPython calls warnings.warn by its fastest path (an exact builtin) with errpolicy in."""
     assert type(getattr(_warnings, name)) is type(getattr(warnings, name))
+
 
 # -- the Python twin's limit ---------------------------------------------------------
 
