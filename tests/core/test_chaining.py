@@ -20,7 +20,9 @@ RECORD_ALL = Policy(raise_on="NONE", record="ALL")
 
 @pytest.fixture
 def shop() -> Iterator[tuple[logging.Logger, list[str]]]:
-    """A logger with a handler that keeps messages."""
+    """A logger with a handler that keeps messages; recorded events go nowhere (the default
+    sink is stdlib logging when structlog is missing, and would log through the wrappers)."""
+    errpolicy.configure(sink=errpolicy.NullSink())
     kept: list[str] = []
 
     class Keep(logging.Handler):
