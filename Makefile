@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the failover demo) and `make test`.
-.PHONY: demo test lint typecheck docs pytest pytest-pure bench nox soak fidelity test-forky
+.PHONY: demo test lint typecheck docs pytest pytest-main pytest-pure bench nox soak fidelity test-forky
 
 VENV := .venv/bin
 
@@ -30,14 +30,16 @@ PURE_PYTHON_TESTS := tests/core $(addprefix tests/memcache/,test_placement.py \
 
 # The whole suite, then those tests again on the Python twins (ERRPOLICY_PURE_PYTHON=1)
 # as a pytest run of their own, so that each test keeps its own timeout.
-pytest:
+pytest: pytest-main pytest-pure
+
+# PYTEST_ARGS adds options to both (.ci/run asks for the slowest tests' durations).
+pytest-main:
 	@bash .ci/bootstrap
-	$(VENV)/python -m pytest -q
-	ERRPOLICY_PURE_PYTHON=1 $(VENV)/python -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
+	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
 
 pytest-pure:
 	@bash .ci/bootstrap
-	ERRPOLICY_PURE_PYTHON=1 $(VENV)/python -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
+	ERRPOLICY_PURE_PYTHON=1 $(VENV)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(PURE_PYTHON_TESTS)
 
 bench:
 	@bash .ci/bootstrap

@@ -75,6 +75,9 @@ frame_here(PyObject *active, int *failed)
     return frame;
 }
 
+/* A builtin's C function taking (self, args, nargs, kwnames): METH_FASTCALL | METH_KEYWORDS. */
+typedef PyObject *(*hook_fast)(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+
 /* -- Hook ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -83,6 +86,12 @@ typedef struct {
     PyObject *original; /* what was installed before: everything not taken goes there */
     PyObject *slow;     /* callable(frame, *args, **kwargs) inside a guard; None: pass-through */
     PyObject *active;   /* the ContextVar of open guards */
+    /* When original is a builtin taking (args, nargs, kwnames) (warnings.warn and
+     * warn_explicit are), its C function and self: outside guards the hook calls it
+     * directly, which saves the generic call path's dispatch and checks (the
+     * builtin's own recursion check among them: the hook adds no Python depth). */
+    hook_fast fast;
+    PyObject *fast_self; /* borrowed: original holds it */
     char bind;          /* looked up on a class, binds like a function (a method hook) */
     char direct;        /* slow's answer is the result */
 } Hook;
@@ -179,16 +188,21 @@ hook_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw
 {
     Hook *self = (Hook *)op;
     if (self->slow != NULL && self->slow != Py_None) {
-        int failed;
-        PyObject *frame = frame_here(self->active, &failed);
-        if (failed) {
+        /* frame_here, inlined: outside guards the variable holds None, and this
+         * test is all the hook adds to the call it forwards. */
+        PyObject *frame;
+        if (PyContextVar_Get(self->active, NULL, &frame) < 0) {
             return NULL;
         }
-        if (frame != NULL) {
+        if (frame != NULL && frame != Py_None && owned_here(frame)) {
             PyObject *result = hook_inside(self, frame, args, nargsf, kwnames);
             Py_DECREF(frame);
             return result;
         }
+        Py_XDECREF(frame);
+    }
+    if (self->fast != NULL) {
+        return self->fast(self->fast_self, args, PyVectorcall_NARGS(nargsf), kwnames);
     }
     return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
 }
@@ -217,6 +231,13 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->vectorcall = hook_vectorcall;
     self->original = Py_NewRef(original);
+    self->fast = NULL;
+    self->fast_self = NULL;
+    if (PyCFunction_CheckExact(original)
+        && (PyCFunction_GET_FLAGS(original) & ~METH_COEXIST) == (METH_FASTCALL | METH_KEYWORDS)) {
+        self->fast = (hook_fast)(void (*)(void))PyCFunction_GET_FUNCTION(original);
+        self->fast_self = PyCFunction_GET_SELF(original);
+    }
     self->slow = Py_NewRef(slow);
     self->active = Py_NewRef(active);
     self->bind = (char)bind;
@@ -316,6 +337,182 @@ static PyType_Spec hook_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
              | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = hook_slots,
+};
+
+/* -- a hook in place of a builtin -------------------------------------------------
+ *
+ * warnings.warn and warn_explicit are builtins, and CPython calls an exact builtin
+ * by its fastest path (3.11+ specialises the call site to the C function). A Hook
+ * object takes the generic call path instead, which costs a few percent of a
+ * warning dropped by an ignore filter. So in place of a builtin, errpolicy puts a
+ * builtin: a PyCFunction whose self is a small module object (a "layer") holding
+ * the Hook. With a module as self the builtin looks like the one it replaces:
+ * type, __name__, __qualname__, __module__, __doc__, __text_signature__ and so
+ * inspect.signature; only __self__ differs, and like the builtin it replaces it has
+ * no __wrapped__ (errpolicy._hooks.below() answers what it wraps). */
+
+typedef struct {
+    PyObject *hook;   /* the Hook doing the work */
+    PyMethodDef def;  /* the builtin's definition: the name and doc of the original */
+    char *name;       /* owned copies of what def points at */
+    char *doc;
+} LayerState;
+
+static int
+layer_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    LayerState *state = PyModule_GetState(module);
+    if (state != NULL) {
+        Py_VISIT(state->hook);
+    }
+    return 0;
+}
+
+static int
+layer_clear(PyObject *module)
+{
+    LayerState *state = PyModule_GetState(module);
+    if (state != NULL) {
+        Py_CLEAR(state->hook);
+    }
+    return 0;
+}
+
+static void
+layer_free(void *module)
+{
+    LayerState *state = PyModule_GetState((PyObject *)module);
+    if (state != NULL) {
+        Py_CLEAR(state->hook);
+        PyMem_Free(state->name);
+        PyMem_Free(state->doc);
+        state->name = state->doc = NULL;
+    }
+}
+
+static struct PyModuleDef layer_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "errpolicy._chooks.layer",
+    .m_doc = "errpolicy's hook standing in for a builtin (the self of the builtin in place).",
+    .m_size = sizeof(LayerState),
+    .m_traverse = layer_traverse,
+    .m_clear = layer_clear,
+    .m_free = layer_free,
+};
+
+static PyObject *
+layer_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    LayerState *state = PyModule_GetState(module);
+    if (state == NULL || state->hook == NULL) {
+        PyErr_SetString(PyExc_SystemError, "errpolicy hook: its layer was cleared");
+        return NULL;
+    }
+    return hook_vectorcall(state->hook, args, (size_t)nargs, kwnames);
+}
+
+static char *
+copy_utf8(PyObject *text)
+{
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
+    if (utf8 == NULL) {
+        return NULL;
+    }
+    char *copy = PyMem_Malloc((size_t)size + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, utf8, (size_t)size + 1);
+    return copy;
+}
+
+/* The builtin's doc: "name(signature)\n--\n\ndoc" when the original has a text
+ * signature (how CPython stores both in one string), else the doc alone. */
+static PyObject *
+builtin_doc(PyObject *original, PyObject *name)
+{
+    PyObject *doc = PyObject_GetAttrString(original, "__doc__");
+    if (doc == NULL) {
+        return NULL;
+    }
+    if (doc == Py_None) {
+        Py_SETREF(doc, PyUnicode_FromString(""));
+    }
+    PyObject *signature = PyObject_GetAttrString(original, "__text_signature__");
+    if (signature == NULL) {
+        PyErr_Clear();
+        signature = Py_NewRef(Py_None);
+    }
+    PyObject *result = doc;
+    if (doc != NULL && PyUnicode_Check(signature)) {
+        result = PyUnicode_FromFormat("%U%U\n--\n\n%U", name, signature, doc);
+        Py_DECREF(doc);
+    }
+    Py_DECREF(signature);
+    return result;
+}
+
+/* builtin(hook): the builtin to put in place of hook's original, a builtin itself. */
+static PyObject *
+chooks_builtin(PyObject *module, PyObject *hook)
+{
+    ModuleState *mstate = PyModule_GetState(module);
+    if (!PyObject_TypeCheck(hook, mstate->hook_type)) {
+        PyErr_SetString(PyExc_TypeError, "builtin(hook): a Hook expected");
+        return NULL;
+    }
+    PyObject *original = ((Hook *)hook)->original;
+    if (!PyCFunction_CheckExact(original) || ((Hook *)hook)->bind) {
+        PyErr_SetString(PyExc_TypeError, "builtin(hook): the hook must wrap a builtin function");
+        return NULL;
+    }
+    PyObject *layer = PyModule_Create(&layer_def);
+    if (layer == NULL) {
+        return NULL;
+    }
+    LayerState *state = PyModule_GetState(layer);
+    PyObject *result = NULL;
+    PyObject *name = PyObject_GetAttrString(original, "__name__");
+    PyObject *qualified = NULL, *doc = NULL;
+    if (name == NULL || !PyUnicode_Check(name)) {
+        if (name != NULL) {
+            PyErr_SetString(PyExc_TypeError, "builtin(hook): the original's name is not a str");
+        }
+        goto done;
+    }
+    doc = builtin_doc(original, name);
+    qualified = PyObject_GetAttrString(original, "__module__");
+    if (doc == NULL || qualified == NULL) {
+        goto done;
+    }
+    state->name = copy_utf8(name);
+    state->doc = copy_utf8(doc);
+    if (state->name == NULL || state->doc == NULL) {
+        goto done;
+    }
+    state->hook = Py_NewRef(hook);
+    state->def.ml_name = state->name;
+    state->def.ml_meth = (PyCFunction)(void (*)(void))layer_call;
+    state->def.ml_flags = METH_FASTCALL | METH_KEYWORDS;
+    state->def.ml_doc = state->doc;
+    /* The builtin holds the layer (its self), which holds def: CPython reads def
+     * before it lets go of self (see meth_dealloc). */
+    result = PyCFunction_NewEx(&state->def, layer, qualified);
+done:
+    Py_XDECREF(name);
+    Py_XDECREF(doc);
+    Py_XDECREF(qualified);
+    Py_DECREF(layer);
+    return result;
+}
+
+static PyMethodDef chooks_methods[] = {
+    {"builtin", chooks_builtin, METH_O,
+     "builtin(hook)\n--\n\nA builtin that calls hook, to put in place of hook's original "
+     "(a builtin): it takes CPython's fastest call path and looks like the original."},
+    {NULL},
 };
 
 /* -- GuardIsOpen: the message matcher of errpolicy's warnings filter ---------------- */
@@ -485,6 +682,7 @@ static struct PyModuleDef chooks_module = {
     .m_doc = "errpolicy's warnings and logging hooks, in C so that they add no frame.",
     .m_size = sizeof(ModuleState),
     .m_slots = chooks_slots,
+    .m_methods = chooks_methods,
     .m_traverse = chooks_traverse,
     .m_clear = chooks_clear,
     .m_free = chooks_free,

@@ -180,6 +180,15 @@ def _make_hook(
     return hook_type(original, slow, _active, bind=bind, direct=direct)
 
 
+def _placement(layer: Any) -> Any:
+    """What goes in place of the layer's original: in C, a builtin in place of a
+    builtin (``warnings.warn``, ``warn_explicit``), so that CPython calls it by its
+    fastest path and it looks like what it replaced; else the layer itself."""
+    if _chooks is not None and type(layer.__wrapped__) is types.BuiltinFunctionType:
+        return _chooks.builtin(layer)
+    return layer
+
+
 # -- errpolicy's warnings filter ---------------------------------------------------
 
 
@@ -301,6 +310,8 @@ _TARGETS: dict[str, tuple[Any, str, Callable[..., Any], bool, bool]] = {
 #: errpolicy's layer for each target, once made: kept after uninstall when another
 #: library's wrapper sits on top of it, so that a later install reuses it.
 _layers: dict[str, Any] = {}
+#: What was put in place for each layer: the layer, or the builtin that calls it.
+_placed: dict[str, Any] = {}
 # Installing reads and replaces several attributes: two threads opening their first
 # guard at once must not both wrap what they found.
 _install_lock = threading.RLock()
@@ -326,12 +337,14 @@ def _put(name: str) -> None:
     owner, attribute, slow, bind, direct = _TARGETS[name]
     current = getattr(owner, attribute)
     layer = _layers.get(name)
-    if layer is not None and _reaches(current, layer):
+    if layer is not None and _reaches(current, _placed[name]):
         layer.slow = slow  # ours is still in the chain (maybe under another's): on again
         return
     layer = _make_hook(name, current, slow, bind, direct)
+    placed = _placement(layer)
     _layers[name] = layer
-    setattr(owner, attribute, layer)
+    _placed[name] = placed
+    setattr(owner, attribute, placed)
 
 
 def _remove(name: str) -> None:
@@ -339,9 +352,9 @@ def _remove(name: str) -> None:
     if layer is None:
         return
     owner, attribute = _TARGETS[name][:2]
-    if getattr(owner, attribute) is layer:
+    if getattr(owner, attribute) is _placed[name]:
         setattr(owner, attribute, layer.__wrapped__)
-        del _layers[name]
+        del _layers[name], _placed[name]
     else:
         layer.slow = None  # someone wrapped on top of ours: stay in the chain, pass through
 

@@ -203,6 +203,9 @@ OUTSIDE_SCRIPT = textwrap.dedent(
     logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
     if sys.argv[1] == "with":
         import errpolicy
+        # Recorded events go nowhere: the default sink (structlog's, or stdlib logging
+        # without structlog) writes what guards record, and this is about the outside.
+        errpolicy.configure(sink=errpolicy.NullSink())
         errpolicy.install()
         with errpolicy.guard("warm-up", policy=errpolicy.Policy(raise_on="NONE")):
             warnings.warn("inside", UserWarning)

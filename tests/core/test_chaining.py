@@ -20,7 +20,9 @@ RECORD_ALL = Policy(raise_on="NONE", record="ALL")
 
 @pytest.fixture
 def shop() -> Iterator[tuple[logging.Logger, list[str]]]:
-    """A logger with a handler that keeps messages."""
+    """A logger with a handler that keeps messages; recorded events go nowhere (the default
+    sink is stdlib logging when structlog is missing, and would log through the wrappers)."""
+    errpolicy.configure(sink=errpolicy.NullSink())
     kept: list[str] = []
 
     class Keep(logging.Handler):
@@ -47,6 +49,7 @@ def clean_call_handlers() -> Iterator[None]:
     logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign]
     warnings.warn = warn
     _hooks._layers.clear()  # the test's wrappers, and any layer of ours under them, are gone
+    _hooks._placed.clear()
     errpolicy.install()
 
 
@@ -270,5 +273,5 @@ def race_first_guards() -> None:
             t.start()
         for t in threads:
             t.join()
-        assert _warnings.warn is warnings.warn.__wrapped__
-        assert _hooks._layers["warn"] is warnings.warn
+        assert _warnings.warn is _hooks.below("warn")
+        assert _hooks._placed["warn"] is warnings.warn

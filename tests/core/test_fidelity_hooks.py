@@ -411,12 +411,50 @@ def test_a_guard_in_another_thread_puts_the_filter_back_after_resetwarnings() ->
 
 
 def test_hooks_look_like_what_they_replace(installed: None) -> None:
-    """Names, docs and __wrapped__ come from the function each hook wraps."""
+    """Names and docs come from the function each hook wraps."""
     assert "warn" == warnings.warn.__name__
-    assert warnings.warn.__doc__ == warnings.warn.__wrapped__.__doc__
+    assert _warnings.warn.__doc__ == warnings.warn.__doc__
+    assert _warnings.warn is _hooks.below("warn")
     assert "callHandlers" == logging.Logger.callHandlers.__name__
     logger = logging.getLogger("t.fidelity.bound")
     assert logger is logger.callHandlers.__self__
+
+
+@pytest.mark.parametrize("name", ["warn", "warn_explicit"])
+def test_the_hooks_in_place_of_builtins_introspect_as_before(installed: None, name: str) -> None:
+    """warnings.warn and warn_explicit keep their name, qualname, doc and signature."""
+    import inspect
+
+    def described(function: Any) -> tuple[Any, ...]:
+        try:
+            signature: Any = inspect.signature(function)
+        except ValueError:  # warn_explicit has none on some versions, before and after
+            signature = None
+        return function.__name__, function.__qualname__, function.__doc__, signature
+
+    original = getattr(_warnings, name)
+    ours = getattr(warnings, name)
+    assert original is not ours
+    assert described(original) == described(ours)
+
+
+@pytest.mark.skipif(_hooks.IMPLEMENTATION != "c", reason="the C hooks only")
+@pytest.mark.parametrize("name", ["warn", "warn_explicit"])
+def test_the_c_hooks_in_place_of_builtins_keep_module_and_text_signature(
+    installed: None, name: str
+) -> None:
+    """In C also __module__ and __text_signature__ (the Python twin's are its own)."""
+    original = getattr(_warnings, name)
+    ours = getattr(warnings, name)
+    expected = (original.__module__, original.__text_signature__)
+    assert expected == (ours.__module__, ours.__text_signature__)
+
+
+@pytest.mark.skipif(_hooks.IMPLEMENTATION != "c", reason="the C hooks only")
+@pytest.mark.parametrize("name", ["warn", "warn_explicit"])
+def test_a_builtin_is_put_in_place_of_a_builtin(installed: None, name: str) -> None:
+    """CPython calls warnings.warn by its fastest path (an exact builtin) with errpolicy in."""
+    assert type(getattr(_warnings, name)) is type(getattr(warnings, name))
 
 
 # -- the Python twin's limit ---------------------------------------------------------

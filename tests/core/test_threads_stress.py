@@ -9,53 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import errpolicy
 import pytest
 from errpolicy import Action, Policy, Report, Severity, _guard
+from tests.threads import THREADS, run_threads, switch_often
 
-THREADS = 16
 RECORD_ALL = Policy(raise_on="NONE", record="ALL")
 
 
 @pytest.fixture(autouse=True)
 def contention() -> Iterator[None]:
     """Switch threads as often as the interpreter allows, and recorded events go nowhere."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    errpolicy.configure(sink=errpolicy.NullSink())
-    try:
+    with switch_often():
+        errpolicy.configure(sink=errpolicy.NullSink())
         yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
-def run_threads(target: Callable[[int], Any], count: int = THREADS) -> list[Any]:
-    """Run ``target(i)`` in ``count`` threads released at once; their results, in order.
-    An exception in any thread fails the test."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert ([], [False] * count) == (errors, [thread.is_alive() for thread in threads])
-    return results
 
 
 def test_configure_racing_guard_entries() -> None:

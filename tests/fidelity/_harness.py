@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +96,19 @@ class Plan:
     out: Callable[[str], None] = field(default=print)
 
 
+@contextlib.contextmanager
+def _preparing(cache: Path) -> Iterator[None]:
+    """One harness at a time downloads, unpacks and builds venvs: runs side by side
+    (CI runs 3.14 and 3.15 at once) share the cache and would fill it twice at once."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def execute(plan: Plan) -> list[Comparison]:
     """Run every suite twice on every interpreter; print progress and the differences."""
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # runs at once keep apart
@@ -112,10 +127,11 @@ def execute(plan: Plan) -> list[Comparison]:
                 f"fidelity: {suite.name} on Python {full_version} ({interpreter}) {settings}: "
                 "preparing"
             )
-            venv = suite_venv(suite, interpreter, plan.cache, workspace)
-            boot = errpolicy_boot(plan.tree, interpreter, venv, workspace)
-            implementation = probe(interpreter, venv, boot, workspace, plan.env)
-            source = unpack(suite.source, plan.cache, workspace) if suite.source else None
+            with _preparing(plan.cache):
+                venv = suite_venv(suite, interpreter, plan.cache, workspace)
+                boot = errpolicy_boot(plan.tree, interpreter, venv, workspace)
+                implementation = probe(interpreter, venv, boot, workspace, plan.env)
+                source = unpack(suite.source, plan.cache, workspace) if suite.source else None
             spec = RunSpec(
                 suite=suite,
                 targets=targets,

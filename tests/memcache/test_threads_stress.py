@@ -7,54 +7,23 @@ Bounded by counts, not by time; each asserts exact outcomes.
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from tests.threads import THREADS, run_threads, switch_often
 
 from errpolicy_memcache import BreakerState, CircuitBreaker, MemcacheSessionStore, _store
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .helpers import saved
 
-THREADS = 16
-
 
 @pytest.fixture(autouse=True)
 def contention() -> Iterator[None]:
     """Switch threads as often as the interpreter allows."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switch_often():
         yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
-def run_threads(target: Callable[[int], Any], count: int = THREADS) -> list[Any]:
-    """Run ``target(i)`` in ``count`` threads released at once; their results, in order.
-    An exception in any thread fails the test."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert ([], [False] * count) == (errors, [thread.is_alive() for thread in threads])
-    return results
 
 
 class Clock:
