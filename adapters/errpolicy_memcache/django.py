@@ -227,11 +227,14 @@ class SessionStore(AsyncEngineMixin, SessionBase):
         """Nothing to do: memcached expires sessions by itself."""
 
 
-def unavailable_response(retry_after: int | None = None) -> HttpResponse:
-    """The ``503`` answer: plain text, ``Retry-After``, ``Cache-Control: no-store``."""
+def unavailable_response(
+    retry_after: int | None = None, body: bytes = UNAVAILABLE_BODY
+) -> HttpResponse:
+    """The ``503`` answer: plain text, ``Retry-After``, ``Cache-Control: no-store``;
+    ``body``: what the client reads (the middleware says what it knows of the refusal)."""
     if retry_after is None:
         retry_after = int(getattr(settings, "ERRPOLICY_SESSION_RETRY_AFTER", None) or 5)
-    response = HttpResponse(UNAVAILABLE_BODY, status=503)
+    response = HttpResponse(body, status=503)
     for key, value in unavailable_headers(retry_after):
         response[key] = value
     return response
@@ -261,8 +264,8 @@ class SessionUnavailableMiddleware:
             and session.unavailable is not None
         ):
             had_cookie = settings.SESSION_COOKIE_NAME in request.COOKIES
-            log_refusal(_log, session.unavailable, stage=None, had_cookie=had_cookie)
-            return unavailable_response()
+            refusal = log_refusal(_log, session.unavailable, stage=None, had_cookie=had_cookie)
+            return unavailable_response(body=refusal.body())
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -271,6 +274,6 @@ class SessionUnavailableMiddleware:
             session = getattr(request, "session", None)
             if isinstance(session, SessionStore) and session.unavailable is exception:
                 had_cookie = settings.SESSION_COOKIE_NAME in request.COOKIES
-                log_refusal(_log, exception, stage="load", had_cookie=had_cookie)
-                return unavailable_response()
+                refusal = log_refusal(_log, exception, stage="load", had_cookie=had_cookie)
+                return unavailable_response(body=refusal.body())
         return None

@@ -207,8 +207,10 @@ class MemcacheSessionInterface(SessionInterface):
                 app.config.get("ERRPOLICY_SESSION_SAVE_ERRORS")
             )
             if save_errors == "503":
-                log_refusal(_log, exc, stage="save", had_cookie=session.incoming is not None)
-                _make_unavailable(response, self.get_retry_after(app))
+                refusal = log_refusal(
+                    _log, exc, stage="save", had_cookie=session.incoming is not None
+                )
+                _make_unavailable(response, self.get_retry_after(app), refusal.body())
                 return
             _log.error("session store could not save; the change is lost: %s", exc)
             return
@@ -254,17 +256,18 @@ class MemcacheSessionInterface(SessionInterface):
             )
 
 
-def _make_unavailable(response: Response, retry_after: int) -> None:
+def _make_unavailable(response: Response, retry_after: int, body: bytes) -> None:
     response.status_code = 503
-    response.set_data(UNAVAILABLE_BODY)
+    response.set_data(body)
     response.headers.pop("Set-Cookie", None)
     for key, value in unavailable_headers(retry_after):
         response.headers[key] = value
 
 
-def unavailable_response(retry_after: int = 5) -> Response:
-    """The ``503`` answer (plain text, ``Retry-After``, ``Cache-Control: no-store``)."""
-    return Response(UNAVAILABLE_BODY, 503, unavailable_headers(retry_after))
+def unavailable_response(retry_after: int = 5, body: bytes = UNAVAILABLE_BODY) -> Response:
+    """The ``503`` answer (plain text, ``Retry-After``, ``Cache-Control: no-store``);
+    ``body``: what the client reads (the glue says what it knows of the refusal)."""
+    return Response(body, 503, unavailable_headers(retry_after))
 
 
 def init_app(
@@ -306,8 +309,8 @@ def init_app(
         error = request.environ.get(_UNAVAILABLE)
         if error is not None:
             had_cookie = bool(request.cookies.get(interface.get_cookie_name(app)))
-            log_refusal(_log, error, stage="load", had_cookie=had_cookie)
-            raise SessionStoreUnavailable(error, interface.get_retry_after(app))
+            refusal = log_refusal(_log, error, stage="load", had_cookie=had_cookie)
+            raise SessionStoreUnavailable(error, interface.get_retry_after(app), refusal.body())
 
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_session)
     return interface
@@ -321,10 +324,12 @@ class SessionStoreUnavailable(ServiceUnavailable):
     gets :func:`unavailable_response`.
     """
 
-    def __init__(self, error: Exception, retry_after: int = 5) -> None:
+    def __init__(
+        self, error: Exception, retry_after: int = 5, body: bytes = UNAVAILABLE_BODY
+    ) -> None:
         super().__init__(
-            UNAVAILABLE_BODY.decode(),
-            response=unavailable_response(retry_after),
+            body.decode(),
+            response=unavailable_response(retry_after, body),
             retry_after=retry_after,
         )
         self.error = error

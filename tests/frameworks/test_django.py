@@ -316,6 +316,15 @@ def test_all_nodes_down_answers_503(cluster: MemcachedCluster):
     assert (503, "5") == (response.status_code, response["Retry-After"])
 
 
+def test_the_503_page_says_what_is_known(cluster: MemcachedCluster):
+    """No "your session is safe" when the nodes that held the session were killed."""
+    client = Client()
+    client.get("/count")
+    kill_all(cluster)
+    with_cookie = client.get("/peek").content
+    assert (False, True) == (b"safe" in with_cookie, b"your session is lost" in with_cookie)
+
+
 def test_failed_save_answers_503():
     """A change that could not be stored is answered with a 503."""
     # As a real server does: the test client would re-raise what Django logged as a 500.

@@ -225,3 +225,34 @@ def test_flask_logs_the_same_line(
         assert 503 == client.post("/hit").status_code
     (record,) = refusals(caplog)
     assert True is ("session.start unavailable" in record.getMessage())
+
+
+def test_flask_page_says_what_is_known(
+    store: MemcacheSessionStore, cluster: MemcachedCluster, frozen_throttle: FrozenClock
+):
+    """Flask's 503 text is the WSGI middleware's: nothing promised that is not known."""
+    from flask import Flask, session
+
+    from errpolicy_memcache.flask import init_app
+
+    app = Flask(__name__)
+    app.secret_key = "flask-refusal-test-secret-0123456789"
+
+    @app.post("/hit")
+    def hit() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return "ok"
+
+    init_app(app, store)
+    client = app.test_client()
+    client.post("/hit")
+    for server in cluster.servers:
+        server.kill()
+    with_cookie = client.post("/hit").get_data()
+    first_visit = app.test_client().post("/hit").get_data()
+    assert (False, True, False, True) == (
+        b"safe" in with_cookie,
+        b"your session is lost" in with_cookie,
+        b"safe" in first_visit,
+        b"no session could be started" in first_visit,
+    )
