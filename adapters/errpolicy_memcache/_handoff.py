@@ -3,7 +3,6 @@ whose ``add`` timed out there (Dynamo's hinted handoff, for logouts and locks)."
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +39,11 @@ class Handoff:
         self._abandoned: dict[tuple[str, str], tuple[bytes, float]] = {}
         # The nodes something waits for: a request checks only these.
         self._waiting: set[Node] = set()
-        self._lock = threading.Lock()  # one handoff at a time; additions wait for it
+        self._lock = threading.Lock()  # one handoff at a time (held during its I/O)
+        # Guards the two dicts and the waiting set: held for a few dict operations only,
+        # never during I/O, so a save's hint does not wait for a handoff's round trips,
+        # and no thread ever iterates a dict that another one changes.
+        self._kept = threading.Lock()
 
     @property
     def waiting(self) -> bool:
@@ -60,17 +63,22 @@ class Handoff:
         for node in self._nodes if nodes is None else nodes:
             if node in write.acks:
                 continue
-            _bounded(self._hints, _HINTS_MAX)
-            self._hints[node.address, write.key] = (command, until)
-            with self._lock:
+            with self._kept:
+                _bounded(self._hints, _HINTS_MAX)
+                self._hints[node.address, write.key] = (command, until)
                 self._waiting.add(node)
 
     def abandon(self, node: Node, lock_key: str, token: bytes, ttl: float) -> None:
         """Remember a lock ``add`` whose fate is unknown, until its TTL would end it."""
-        _bounded(self._abandoned, _ABANDONED_MAX)
-        self._abandoned[node.address, lock_key] = (token, time.monotonic() + ttl)
-        with self._lock:
+        with self._kept:
+            _bounded(self._abandoned, _ABANDONED_MAX)
+            self._abandoned[node.address, lock_key] = (token, time.monotonic() + ttl)
             self._waiting.add(node)
+
+    def forget(self, node: Node, lock_key: str) -> None:
+        """Forget the abandoned ``add`` of ``lock_key`` on ``node`` (its lock is cleared)."""
+        with self._kept:
+            self._abandoned.pop((node.address, lock_key), None)
 
     def abandoned(self, node: Node, lock_key: str) -> bytes | None:
         """The token of an ``add`` of ``lock_key`` on ``node`` whose fate is unknown."""
@@ -89,7 +97,7 @@ class Handoff:
             (reply,) = self._run([(node, (cas(lock_key, token, -1, value[1]),))])
             if reply.failure is not None:
                 return False
-        self._abandoned.pop((node.address, lock_key), None)
+        self.forget(node, lock_key)
         return value is None or value[0] == token
 
     def run(self) -> None:
@@ -104,35 +112,40 @@ class Handoff:
             self._lock.release()
 
     def _hand_over(self) -> None:
-        ready = {n.address for n in self._waiting if n.breaker.state is BreakerState.CLOSED}
-        if not ready:  # the usual case while a node is away: nothing to look through
-            return
+        with self._kept:
+            ready = {n.address for n in self._waiting if n.breaker.state is BreakerState.CLOSED}
+            if not ready:  # the usual case while a node is away: nothing to look through
+                return
+            abandoned = list(self._abandoned.items())
+            hints = list(self._hints.items())
         now = time.monotonic()
-        for (address, lock_key), (token, until) in list(self._abandoned.items()):
+        for (address, lock_key), (token, until) in abandoned:
             if until <= now:
-                self._abandoned.pop((address, lock_key), None)
+                with self._kept:
+                    self._abandoned.pop((address, lock_key), None)
             elif address in ready:
                 self.clear_lock(self._by_address[address], lock_key, token)
         plan: dict[Node, list[Command]] = {}
-        for (address, key), (command, until) in list(self._hints.items()):
+        expired: list[tuple[str, str]] = []
+        for (address, key), (command, until) in hints:
             if until <= now:
-                self._hints.pop((address, key), None)
+                expired.append((address, key))
             elif address in ready:
                 plan.setdefault(self._by_address[address], []).append(command)
+        handed: list[tuple[str, str]] = []
         if plan:
             for reply in self._run(list(plan.items())):
                 if reply.failure is None:
-                    for command in reply.commands:
-                        self._hints.pop((reply.node.address, command.key), None)
-        # Copied in one C call each: a thread adding a hint meanwhile (it does not wait
-        # for this lock to write the dict) would end an iteration over the dict itself.
-        left = {a for a, _ in tuple(self._abandoned.keys())}
-        left.update(a for a, _ in tuple(self._hints.keys()))
-        self._waiting = {node for node in self._nodes if node.address in left}
+                    handed.extend((reply.node.address, c.key) for c in reply.commands)
+        with self._kept:
+            for entry in expired + handed:
+                self._hints.pop(entry, None)
+            left = {a for a, _ in self._abandoned}
+            left.update(a for a, _ in self._hints)
+            self._waiting = {node for node in self._nodes if node.address in left}
 
 
 def _bounded(kept: dict[tuple[str, str], Any], limit: int) -> None:
     """Make room for one more entry in ``kept``: the oldest goes past ``limit``."""
-    if len(kept) >= limit:
-        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
-            del kept[next(iter(kept))]
+    if len(kept) >= limit:  # the caller holds the lock that guards ``kept``
+        del kept[next(iter(kept))]
