@@ -1,29 +1,26 @@
 """The session lock of the asyncio store: memcached ``add`` of a token, polled with
 ``asyncio.sleep`` (a waiting task never blocks the loop), released with ``delete``; the
-sync store's rules (``MemcacheSessionStore._lock``), over the async driver's I/O."""
+decisions are ``_locks``' (the sync store's), carried out with the async driver's I/O."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from . import _core as core
 from ._core import Op
+from ._locks import LockAttempt, Step, unlock_plan
 from ._node import Node, Reply
-from ._outcome import NodeStatus, OutcomeKind
+from ._outcome import NodeStatus
 from ._placement import rank
 from ._session import Session, _Lock
-from ._wire import Command, add, cas, delete, gets
+from ._wire import Command, cas, gets
 
 if TYPE_CHECKING:
     from ._store import MemcacheSessionStore
 
 __all__ = ["AsyncLocks"]
-
-_STORED = "STORED"
 
 Run = Callable[[Sequence[tuple[Node, Sequence[Command]]], float], Awaitable[list[Reply]]]
 
@@ -40,44 +37,43 @@ class AsyncLocks:
         self._run = run
 
     async def lock(self, op: Op, key: str) -> _Lock | None:
-        """Take the session's lock, waiting at most ``lock_timeout`` (see
-        ``MemcacheSessionStore._lock``); None if it was not obtained."""
+        """Take the session's lock, waiting at most ``lock_timeout``: the steps of a
+        :class:`LockAttempt` (the sync store's decisions), carried out with this
+        driver's I/O and ``asyncio.sleep``; None if it was not obtained."""
         s = self._store
-        lock_key = key + ":lock"
-        ranked = rank(s._nodes, s._seeds, key)
-        token = secrets.token_hex(8).encode()
-        deadline = time.monotonic() + s._lock_timeout
-        delay = s._lock_poll
-        seen: set[Node] = set()
-        node: Node | None = None
+        attempt = LockAttempt(
+            op,
+            key,
+            rank(s._nodes, s._seeds, key),
+            ttl=s._lock_ttl,
+            timeout=s._lock_timeout,
+            poll=s._lock_poll,
+            now=time.monotonic(),
+            abandoned=s._handoff.abandoned,
+        )
+        step = attempt.next_step(time.perf_counter() - op.start)
         while True:
-            if node is None:
-                chosen = core.targets(op, ranked, 1, seen, time.perf_counter() - op.start)
-                if not chosen:
-                    return None
-                node = chosen[0]
-            (reply,) = await self._run(
-                [(node, (add(lock_key, token, s._lock_ttl),))], s._deadline(op)
-            )
-            if reply.failure is not None:
-                op.record(node, "lock", NodeStatus(reply.failure.kind), reply.elapsed)
-                if reply.failure.kind in ("timeout", "closed"):
-                    s._handoff.abandon(node, lock_key, token, s._lock_ttl)
-                    token = secrets.token_hex(8).encode()
-                node = None
-                continue
-            if reply.values[0] == _STORED:
-                op.results.append((node.address, "lock", NodeStatus.LOCKED, reply.elapsed, ""))
-                return _Lock(node.address, lock_key, time.monotonic())
-            ours = s._handoff.abandoned(node, lock_key)
-            if ours is not None and await self.clear(node, lock_key, ours):
-                continue
-            if time.monotonic() + delay > deadline:
-                op.results.append((node.address, "lock", NodeStatus.BUSY, reply.elapsed, ""))
-                op.flags.add(OutcomeKind.LOCK_TIMEOUT)
+            if step.step is Step.SEND:
+                assert step.node is not None
+                assert step.command is not None
+                (reply,) = await self._run([(step.node, (step.command,))], s._deadline(op))
+                step = attempt.replied(reply, time.monotonic())
+                for node, token in attempt.abandon:  # may land when the node answers again
+                    s._handoff.abandon(node, attempt.key, token, s._lock_ttl)
+                attempt.abandon.clear()
+            elif step.step is Step.CLEAR:
+                assert step.node is not None
+                gone = await self.clear(step.node, attempt.key, step.token)
+                at = time.perf_counter() - op.start
+                step = attempt.cleared(step.node, gone, at, time.monotonic())
+            elif step.step is Step.WAIT:
+                await asyncio.sleep(step.delay)
+                step = attempt.next_step(time.perf_counter() - op.start)
+            elif step.step is Step.LOCKED:
+                assert step.node is not None
+                return _Lock(step.node.address, attempt.key, time.monotonic())
+            else:
                 return None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
 
     async def clear(self, node: Node, lock_key: str, token: bytes) -> bool:
         """``Handoff.clear_lock`` over the driver's connections: remove the lock if it
@@ -101,12 +97,12 @@ class AsyncLocks:
 
     async def unlock_key(self, lock: _Lock, op: Op | None = None) -> None:
         s = self._store
-        if time.monotonic() - lock.acquired > s._lock_ttl - 2:
-            return  # past its TTL the lock may be another request's now
         node = s._by_address.get(lock.node)
-        if node is None:
+        plan = unlock_plan(node, lock.key, lock.acquired, time.monotonic(), s._lock_ttl)
+        if not plan:
             return
-        (reply,) = await self._run([(node, (delete(lock.key),))], s._deadline(None))
+        # From now, not from the operation's start: a late save still frees its lock.
+        (reply,) = await self._run(plan, s._deadline(None))
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
-            op.results.append((node.address, "unlock", status, reply.elapsed, ""))
+            op.results.append((reply.node.address, "unlock", status, reply.elapsed, ""))

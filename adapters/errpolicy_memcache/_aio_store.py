@@ -298,15 +298,21 @@ class AsyncMemcacheSessionStore:
             return s.new_session(), None
         began = time.perf_counter()
         home: list[Reply] | None = None
-        if not s._locking and s._settled():
-            settled = await self._home_read(sid, known or s._known_for(sid, key), began)
+        wide = False
+        if not s._locking:  # a lock is taken before reading
+            known = known or s._known_for(sid, key)
+            if s._settled():
+                settled = await self._home_read(sid, known, began)
+            else:
+                wide = True
+                settled = await self._wide_read(sid, known, began)
             if isinstance(settled, Record):
                 return s._loaded(sid, settled), None
             home = settled
         op = Op("session.start", key, began)
         lock = await self._locks.lock(op, key) if s._locking else None
         try:
-            read = await self._read(op, key, home)
+            read = await self._read(op, key, home, wide=wide)
             found, outcome = await self._conclude(op, sid, key, read, renew=True)
         except BaseException:
             if lock is not None:
@@ -335,31 +341,23 @@ class AsyncMemcacheSessionStore:
         found = _agreed(replies)
         if found is None:
             return replies
-        done = time.perf_counter()
-        verified = known.verified
-        if verified is not None and found == verified[0]:
-            record = verified[1]
-        else:
-            checked = s._verify(found, known.key)
-            if type(checked) is not Record:
-                return None
-            record = checked
-            if not record.tombstone:
-                known.ack(Acked(record.version, False, frozenset(n.address for n in home)))
-            s._remember(sid, known, found, record)
-        acked = known.acked
-        if acked is not None and (acked.tombstone or acked.version > record.version):
-            return None
-        if record.tombstone or s._expired(record) or s._renewal_due(record):
-            return None
-        if s._on_outcome is not None:
-            op = Op("session.start", known.key, began)
-            for node in home:
-                op.results.append((node.address, "gets", NodeStatus.HIT, done - began, ""))
-            s._finish(op, OutcomeKind.OK, home[0], record.version)
-        return record
+        return s._home_record(sid, known, began, found, time.perf_counter())
 
-    async def _read(self, op: Op, key: str, home: list[Reply] | None = None) -> Read:
+    async def _wide_read(self, sid: str, known: Known, began: float) -> Record | list[Reply] | None:
+        """The read of a process that is not settled (see ``MemcacheSessionStore._wide_read``):
+        every node whose breaker is closed, in one round."""
+        s = self._s
+        asked, skipped = s._wide_targets(known)
+        if not asked:
+            return None
+        at = time.perf_counter() - began
+        plan = [(node, (known.command,)) for node in asked]
+        replies = await self._execute(plan, began + s._operation_timeout)
+        return s._wide_record(sid, known, began, at, replies, skipped)
+
+    async def _read(
+        self, op: Op, key: str, home: list[Reply] | None = None, *, wide: bool = False
+    ) -> Read:
         """The sync store's read (``MemcacheSessionStore._read``), each round awaited."""
         s = self._s
         ranked = rank(s._nodes, s._seeds, key)
@@ -368,9 +366,12 @@ class AsyncMemcacheSessionStore:
         seen: set[Node] = set()
         at = time.perf_counter() - op.start
         if home is not None:
-            settled = True
+            settled = not wide
             seen.update(reply.node for reply in home)
             replies = s._gather(read, key, home, decoded)
+            if wide:  # record the skipped nodes (and ask any that came back since)
+                rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
+                replies += await self._gets(read, key, rest, decoded, s._deadline(op))
         else:
             settled = s._settled()
             need = s._replicas if settled else len(ranked)
@@ -402,20 +403,8 @@ class AsyncMemcacheSessionStore:
         """Judge a read (:func:`core.judge`) and carry out what it allows, as the sync
         store's ``_conclude``."""
         s = self._s
-        known = s._known.get(sid) or s._known_for(sid, key)
-        now = s._clock()
+        known, judgement, now = s._judge_read(sid, key, read)
         winner = read.winner
-        judgement = core.judge(
-            read,
-            home=known.home,
-            acked=known.acked,
-            replicas=s._replicas,
-            over=winner is not None and core.expired(winner.record, now, s._absolute_ttl),
-            grace=s._max_retry_after,
-        )
-        if judgement.forget:
-            known.acked = None
-            s._let_go.pop(sid, None)
         if judgement.repair:
             await self._repair(op, key, read, renew=renew and judgement.found is not None, now=now)
         if judgement.bury:
@@ -424,16 +413,7 @@ class AsyncMemcacheSessionStore:
             s._handoff.hint(write)
             if write.acks:
                 op.flags.add(OutcomeKind.REPAIRED)
-        if judgement.found is not None and judgement.base is OutcomeKind.OK:
-            record = judgement.found.record
-            known.ack(Acked(record.version, False, read.holders()))
-            s._keep(sid, known)
-        elif winner is not None and winner.record.tombstone:
-            known.ack(Acked(winner.record.version, True, read.holders()))
-            s._keep(sid, known)
-        version = winner.record.version if winner is not None else None
-        outcome = s._finish(op, judgement.base, judgement.served, version)
-        return judgement.found, outcome
+        return judgement.found, s._concluded(op, sid, known, read, judgement)
 
     async def _repair(self, op: Op, key: str, read: Read, *, renew: bool, now: float) -> None:
         s = self._s
@@ -480,6 +460,12 @@ class AsyncMemcacheSessionStore:
         await self._write(op, [write])
         if ttl is not None:  # kept once the write went out (the sync store sets it first)
             session.ttl = ttl
+        if write.acks and not must_create:
+            stray = s._stray_write(session.id, write)
+            if stray is not None:
+                await self._write(op, [stray])
+                write.acks.extend(stray.acks)
+            s._hint_home(write)
         if write.taken:
             await self._rollback(op, key, write.acks)
             raise SessionExists(f"session id already in use (key ...{key[-12:]})")
@@ -493,7 +479,9 @@ class AsyncMemcacheSessionStore:
             session._created = created
             assert write.command.value is not None
             known = s._known.get(session.id) or s._known_for(session.id, key)
-            known.ack(Acked(version, False, frozenset(node.address for node in write.acks)))
+            known.ack(
+                Acked(version, False, frozenset(n.address for n in write.acks), s._faults.now())
+            )
             s._remember(session.id, known, write.command.value, record)
         return outcome
 

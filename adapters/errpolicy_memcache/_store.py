@@ -418,6 +418,21 @@ class MemcacheSessionStore:
     ) -> tuple[core.Copy | None, Outcome | None]:
         """Judge a read (:func:`core.judge`), carry out the repairs it allows, remember
         what the process now knows of the session, and report the outcome."""
+        known, judgement, now = self._judge_read(sid, key, read)
+        winner = read.winner
+        if judgement.repair:
+            self._repair(op, key, read, renew=renew and judgement.found is not None, now=now)
+        if judgement.bury:
+            write, _ = self._tombstone_write(key, winner.record.version if winner else 0, None)
+            self._write(op, [write])
+            self._handoff.hint(write)
+            if write.acks:
+                op.flags.add(OutcomeKind.REPAIRED)
+        return judgement.found, self._concluded(op, sid, known, read, judgement)
+
+    def _judge_read(self, sid: str, key: str, read: Read) -> tuple[Known, core.Judgement, float]:
+        """The judgement of a read, and what it makes the process forget (no I/O; both
+        drivers' ``_conclude`` carry out its repairs, then call :meth:`_concluded`)."""
         known = self._known.get(sid) or self._known_for(sid, key)
         now = self._clock()
         winner = read.winner
@@ -434,14 +449,13 @@ class MemcacheSessionStore:
         if judgement.forget:
             known.acked = None
             self._let_go.pop(sid, None)
-        if judgement.repair:
-            self._repair(op, key, read, renew=renew and judgement.found is not None, now=now)
-        if judgement.bury:
-            write, _ = self._tombstone_write(key, winner.record.version if winner else 0, None)
-            self._write(op, [write])
-            self._handoff.hint(write)
-            if write.acks:
-                op.flags.add(OutcomeKind.REPAIRED)
+        return known, judgement, now
+
+    def _concluded(
+        self, op: Op, sid: str, known: Known, read: Read, judgement: core.Judgement
+    ) -> Outcome | None:
+        """After a judged read's repairs: remember what it acknowledged, report it."""
+        winner = read.winner
         if judgement.found is not None and judgement.base is OutcomeKind.OK:
             record = judgement.found.record
             known.ack(Acked(record.version, False, read.holders(), self._faults.now()))
@@ -450,8 +464,7 @@ class MemcacheSessionStore:
             known.ack(Acked(winner.record.version, True, read.holders(), self._faults.now()))
             self._keep(sid, known)
         version = winner.record.version if winner is not None else None
-        outcome = self._finish(op, judgement.base, judgement.served, version)
-        return judgement.found, outcome
+        return self._finish(op, judgement.base, judgement.served, version)
 
     def _loaded(self, sid: str, record: Record) -> Session:
         return Session(
@@ -498,6 +511,14 @@ class MemcacheSessionStore:
         done = time.perf_counter()
         for node in home:
             node.breaker.success()
+        return self._home_record(sid, known, began, found, done)
+
+    def _home_record(
+        self, sid: str, known: Known, began: float, found: bytes, done: float
+    ) -> Record | None:
+        """What :meth:`_home_read` concludes when every home node answered ``found``
+        (no I/O; the async driver's home read ends here too): the record, or None."""
+        home = known.home
         verified = known.verified
         if verified is not None and found == verified[0]:  # these bytes passed the MAC
             record = verified[1]
@@ -538,17 +559,34 @@ class MemcacheSessionStore:
         :meth:`_read` would conclude (judged by :func:`core.judge` when a node was
         skipped, and reported as a failover); else the replies, for :meth:`_read`.
         """
-        ranked = rank(self._nodes, self._seeds, known.key)
-        asked: list[Node] = []
-        skipped: list[Node] = []
-        for node in ranked:
-            (asked if node.breaker.state is BreakerState.CLOSED else skipped).append(node)
+        asked, skipped = self._wide_targets(known)
         if not asked:
             return None
         at = time.perf_counter() - began
         command = (known.command,)
         plan = [(node, command) for node in asked]
         replies = self._execute(plan, began + self._operation_timeout)
+        return self._wide_record(sid, known, began, at, replies, skipped)
+
+    def _wide_targets(self, known: Known) -> tuple[list[Node], list[Node]]:
+        """The nodes a wide read asks (breaker closed) and skips, in ranking order."""
+        asked: list[Node] = []
+        skipped: list[Node] = []
+        for node in rank(self._nodes, self._seeds, known.key):
+            (asked if node.breaker.state is BreakerState.CLOSED else skipped).append(node)
+        return asked, skipped
+
+    def _wide_record(
+        self,
+        sid: str,
+        known: Known,
+        began: float,
+        at: float,
+        replies: list[Reply],
+        skipped: list[Node],
+    ) -> Record | list[Reply]:
+        """What :meth:`_wide_read` concludes from the ``replies`` of the nodes it asked
+        (no I/O; the async driver's wide read ends here too)."""
         found = _agreed(replies, self._replicas)
         if found is None:
             return replies
@@ -903,16 +941,31 @@ class MemcacheSessionStore:
         """Write the saved copy over the copies the last read found below home too: a
         process that reads its own older copy there while home cannot answer serves it
         as the copy it saw acknowledged (``core.judge``); this way it finds this one."""
-        known = self._known.get(sid)
-        if known is None or not known.strays:
-            return
-        acked = {node.address for node in write.acks}
-        nodes = [self._by_address[a] for a in known.strays if a not in acked]
-        if nodes:
-            stray = Write(write.key, write.command, nodes, len(nodes))
+        stray = self._stray_write(sid, write)
+        if stray is not None:
             self._write(op, [stray])
             write.acks.extend(stray.acks)
+
+    def _stray_write(self, sid: str, write: Write) -> Write | None:
+        """The write of a saved copy over the strays the last read of ``sid`` found
+        that ``write`` did not reach (None: none); they are forgotten (no I/O)."""
+        known = self._known.get(sid)
+        if known is None or not known.strays:
+            return None
+        acked = {node.address for node in write.acks}
+        nodes = [self._by_address[a] for a in known.strays if a not in acked]
         known.strays = frozenset()
+        return Write(write.key, write.command, nodes, len(nodes)) if nodes else None
+
+    def _hint_home(self, write: Write) -> None:
+        """After a save acknowledged below home: an ``add`` of its copy for each home node
+        it skipped, handed over when that node answers (see ``Handoff.hint``). The async
+        driver's save calls it; the sync save does the same inline (its fast path)."""
+        home = write.ranked[: self._replicas]
+        if any(node not in write.acks for node in home):  # a failover write
+            assert write.command.value is not None
+            copy = add(write.key, write.command.value, write.command.ttl)
+            self._handoff.hint(write, home, copy)
 
     def _rollback(self, op: Op, key: str, nodes: Sequence[Node]) -> None:
         if nodes:

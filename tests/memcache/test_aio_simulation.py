@@ -16,7 +16,15 @@ from errpolicy_memcache._node import Reply, settle
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 
 from .helpers import SECRET
-from .test_simulation import _SETTINGS, ADDRESSES, Cluster, StoreSimulation
+from .test_simulation import (
+    _SETTINGS,
+    ADDRESSES,
+    Cluster,
+    DoubleFaultSimulation,
+    LockSimulation,
+    RollingSimulation,
+    StoreSimulation,
+)
 
 T = TypeVar("T")
 
@@ -35,6 +43,7 @@ class _Driven:
         self.loop = loop
         self.nodes = store.nodes
         self._prober = store._s._prober
+        self._handoff = store._s._handoff
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -48,6 +57,9 @@ class _Driven:
     def destroy(self, session: Session) -> None:
         self._run(self.store.destroy(session))
 
+    def release(self, session: Session) -> None:
+        self._run(self.store.release(session))
+
 
 def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcacheSessionStore:
     """Point the async driver's I/O, and its shared state's, at the simulated nodes."""
@@ -58,6 +70,8 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         return settle(plan, answers, cluster.clock.now)
 
     store._execute = execute  # type: ignore[method-assign]  # the simulated nodes
+    # The handoff in the calling thread, not one of its own: one schedule, one order.
+    store._hand_over = store._s._handoff.run  # type: ignore[method-assign]
     return store
 
 
@@ -67,7 +81,7 @@ class AsyncStoreSimulation(StoreSimulation):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.stores = [  # type: ignore[list-item]  # the rules call start/save/destroy
+        drivers: list[Any] = [  # the rules call start/save/destroy/release on them
             _Driven(
                 _attach(
                     self.cluster,
@@ -79,12 +93,16 @@ class AsyncStoreSimulation(StoreSimulation):
                         retry_after=1.0,
                         max_retry_after=2.0,
                         clock=self.cluster.clock,
+                        locking=self.locking,
+                        lock_timeout=0.05,  # real seconds: a busy lock polls (asyncio.sleep)
+                        lock_poll=0.01,
                     ),
                 ),
                 self.loop,
             )
             for _ in range(2)
         ]
+        self.stores = drivers
 
     def teardown(self) -> None:
         self.loop.close()
@@ -95,11 +113,28 @@ TestAsyncSingleFaults = AsyncStoreSimulation.TestCase
 TestAsyncSingleFaults.settings = _ASYNC_SETTINGS
 
 
-class AsyncRollingSimulation(AsyncStoreSimulation):
+class AsyncRollingSimulation(AsyncStoreSimulation, RollingSimulation):
     """The rolling faults (nothing read between them) through the asyncio driver."""
-
-    read_between = False
 
 
 TestAsyncRollingFaults = AsyncRollingSimulation.TestCase
 TestAsyncRollingFaults.settings = _ASYNC_SETTINGS
+
+
+class AsyncDoubleFaultSimulation(AsyncStoreSimulation, DoubleFaultSimulation):
+    """Two nodes of three faulty at once through the asyncio driver."""
+
+
+TestAsyncDoubleFaults = AsyncDoubleFaultSimulation.TestCase
+TestAsyncDoubleFaults.settings = _ASYNC_SETTINGS
+
+
+class AsyncLockSimulation(AsyncStoreSimulation, LockSimulation):
+    """The session lock (``_locks``' decisions) through the asyncio driver: no lock is
+    left behind once each fault heals."""
+
+
+TestAsyncLockFaults = AsyncLockSimulation.TestCase
+TestAsyncLockFaults.settings = settings(
+    _ASYNC_SETTINGS, max_examples=max(1, _ASYNC_SETTINGS.max_examples // 4)
+)
