@@ -87,7 +87,7 @@ class AsyncLocks:
             (reply,) = await self._run([(node, (cas(lock_key, token, -1, value[1]),))], deadline)
             if reply.failure is not None:
                 return False
-        self._store._handoff._abandoned.pop((node.address, lock_key), None)
+        self._store._handoff.forget(node, lock_key)
         return value is None or value[0] == token
 
     async def unlock(self, session: Session, op: Op | None) -> None:

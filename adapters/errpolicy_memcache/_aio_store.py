@@ -249,7 +249,7 @@ class AsyncMemcacheSessionStore:
         handoff = self._s._handoff
         if self._handing_over is not None and self._handing_over.is_alive():
             return
-        if not any(node.breaker.state is BreakerState.CLOSED for node in handoff._waiting):
+        if not handoff.ready():
             return
         thread = threading.Thread(
             target=handoff.run, name="errpolicy_memcache-handoff", daemon=True

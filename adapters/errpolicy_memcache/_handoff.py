@@ -50,6 +50,11 @@ class Handoff:
         """True while something waits for a node."""
         return bool(self._waiting)
 
+    def ready(self) -> bool:
+        """True when a node that something waits for answers again (breaker closed)."""
+        with self._kept:
+            return any(n.breaker.state is BreakerState.CLOSED for n in self._waiting)
+
     def hint(
         self, write: Write, nodes: Sequence[Node] | None = None, command: Command | None = None
     ) -> None:
