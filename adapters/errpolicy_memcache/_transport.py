@@ -58,6 +58,7 @@ __all__ = [
     "agreed_gets",
     "as_failure",
     "make_transport",
+    "stored_round",
 ]
 
 #: The transport names, the default first.
@@ -297,6 +298,40 @@ def _line_round(
         except NodeFailure as failure:  # an error reply: the node is alive
             results.append(failure)
     return _round_answers(batch, conns, results, deadline)
+
+
+def stored_round(
+    transports: Sequence[_Pool[Any]], command: Command, deadline: float = math.inf
+) -> bool | list[Answer]:
+    """One store command to every transport's node at once: True when every node
+    answered ``STORED`` (the usual save, kept short), else each node's answer as
+    ``exchange`` gives it. The round runs in C where it can."""
+    batch = [(transport, (command,)) for transport in transports]
+    status = _STATUS.get(command.read)
+    if _C_LINES is None or status is None:
+        answers = _fan_out(batch, deadline)
+    else:
+        conns = [_checkout(transport, deadline) for transport in transports]
+        live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
+        lines = _C_LINES([c.fileno() for c in live], command.request, _left(deadline))
+        if len(live) == len(conns) and all(line == b"STORED" for line in lines):
+            for transport, conn in zip(transports, conns, strict=True):
+                _keep(transport, conn)
+            return True
+        results: list[Any] = []
+        for line in lines:
+            if isinstance(line, NodeFailure):
+                results.append(line)
+                continue
+            try:
+                results.append(status(line))
+            except NodeFailure as error:  # an error reply: the node is alive
+                results.append(error)
+        answers = _round_answers(batch, conns, results, deadline)
+    for values, failure, _ in answers:
+        if failure is not None or values[0] != "STORED":
+            return answers
+    return True
 
 
 def agreed_gets(
