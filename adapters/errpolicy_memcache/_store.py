@@ -630,8 +630,7 @@ class MemcacheSessionStore:
         its acknowledged version keeps guarding its reads)."""
         remembered = self._known
         if sid in remembered:
-            with contextlib.suppress(KeyError):  # racing threads
-                del remembered[sid]
+            remembered.pop(sid, None)  # None: a racing thread took it
         elif len(remembered) >= _VERIFIED_MAX:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
                 oldest = next(iter(remembered))
@@ -864,7 +863,7 @@ class MemcacheSessionStore:
         return known
 
     def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome | None:
-        sid = session.id
+        sid = session._id
         known = self._known.get(sid)
         key = known.key if known is not None else storage_key(self._prefix, sid)
         if ttl is not None:
@@ -885,7 +884,12 @@ class MemcacheSessionStore:
                 write = self._home_write(op, known, command)
                 if write is None:  # every home node stored it: the usual save
                     home = known.home
-                    outcome = self._finish(op, OutcomeKind.OK, home[0], version)
+                    if self._on_outcome is None:  # an OK save is silent: count it
+                        elapsed = time.perf_counter() - op.start
+                        self._metrics.record(op.name, OutcomeKind.OK, op.results, elapsed)
+                        outcome = None
+                    else:
+                        outcome = self._finish(op, OutcomeKind.OK, home[0], version)
                     self._saved(session, known, blob, record, version, created, home)
                     return outcome
         if write is None:
@@ -920,7 +924,6 @@ class MemcacheSessionStore:
                 return self._ranked_write(known.key, command)
         began = time.perf_counter()
         answers = self._stored_round(known.transports, command, op.start + self._operation_timeout)
-        plan = [(node, (command,)) for node in home]
         if answers is True:
             elapsed = time.perf_counter() - began
             for node in home:
@@ -930,7 +933,8 @@ class MemcacheSessionStore:
         assert isinstance(answers, list)
         write = self._ranked_write(known.key, command)
         write.consulted.update(home)
-        core.note_writes(op, {node: [write] for node in home}, settle(plan, answers, began))
+        replies = settle([(node, (command,)) for node in home], answers, began)
+        core.note_writes(op, {node: [write] for node in home}, replies)
         return write
 
     def _saved(
@@ -950,7 +954,7 @@ class MemcacheSessionStore:
         session._version = version
         session._created = created
         known.ack(Acked(version, False, frozenset(n.address for n in holders), self._faults.now()))
-        self._remember(session.id, known, blob, record)  # keeps known
+        self._remember(session._id, known, blob, record)  # keeps known
 
     def _overwrite_strays(self, op: Op, sid: str, write: Write) -> None:
         """Write the saved copy over the copies the last read found below home too: a

@@ -306,15 +306,19 @@ def stored_round(
     """One store command to every transport's node at once: True when every node
     answered ``STORED`` (the usual save, kept short), else each node's answer as
     ``exchange`` gives it. The round runs in C where it can."""
-    batch = [(transport, (command,)) for transport in transports]
     status = _STATUS.get(command.read)
     if _C_LINES is None or status is None:
-        answers = _fan_out(batch, deadline)
+        answers = _fan_out([(transport, (command,)) for transport in transports], deadline)
     else:
-        conns = [_checkout(transport, deadline) for transport in transports]
-        live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
-        lines = _C_LINES([c.fileno() for c in live], command.request, _left(deadline))
-        if len(live) == len(conns) and all(line == b"STORED" for line in lines):
+        conns = []
+        fds = []
+        for transport in transports:
+            conn = _checkout(transport, deadline)
+            conns.append(conn)
+            if not isinstance(conn, NodeFailure):
+                fds.append(conn.fileno())
+        lines = _C_LINES(fds, command.request, _left(deadline))
+        if len(fds) == len(conns) and lines.count(b"STORED") == len(lines):
             for transport, conn in zip(transports, conns, strict=True):
                 _keep(transport, conn)
             return True
@@ -327,6 +331,7 @@ def stored_round(
                 results.append(status(line))
             except NodeFailure as error:  # an error reply: the node is alive
                 results.append(error)
+        batch = [(transport, (command,)) for transport in transports]
         answers = _round_answers(batch, conns, results, deadline)
     for values, failure, _ in answers:
         if failure is not None or values[0] != "STORED":
