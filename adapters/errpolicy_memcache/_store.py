@@ -33,7 +33,7 @@ from ._options import check_options, check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
 from ._session import Session, _Lock
-from ._transport import TRANSPORTS, agreed_gets
+from ._transport import TRANSPORTS, agreed_gets, stored_round
 from ._wire import MAX_VALUE, Command, add, delete, gets, set_
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore"]
@@ -235,6 +235,7 @@ class MemcacheSessionStore:
         # The driver's I/O, in two callables: the simulation tests put simulated nodes here.
         self._execute: Callable[..., list[Reply]] = execute
         self._agreed_gets = agreed_gets
+        self._stored_round = stored_round
         # Tombstones a node missed, locks whose add timed out: handed over when it is back.
         self._handoff = Handoff(self._nodes, self._run_plan)
         self._prober = Prober(
@@ -667,8 +668,7 @@ class MemcacheSessionStore:
         its acknowledged version keeps guarding its reads)."""
         remembered = self._known
         if sid in remembered:
-            with contextlib.suppress(KeyError):  # racing threads
-                del remembered[sid]
+            remembered.pop(sid, None)  # None: a racing thread took it
         elif len(remembered) >= _VERIFIED_MAX:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # racing threads
                 oldest = next(iter(remembered))
@@ -886,10 +886,11 @@ class MemcacheSessionStore:
         """The write of a live ``record`` under ``key`` (``verb`` is ``set_`` or ``add``) to
         its ranked nodes, expiring after the record's effective TTL."""
         blob = self._encode(key, record)
-        expire = self._effective_ttl(record)
-        return Write(
-            key, verb(key, blob, expire), rank(self._nodes, self._seeds, key), self._replicas
-        )
+        return self._ranked_write(key, verb(key, blob, self._effective_ttl(record)))
+
+    def _ranked_write(self, key: str, command: Command) -> Write:
+        """``command`` to ``replicas`` nodes of ``key``'s ranking, falling back down it."""
+        return Write(key, command, rank(self._nodes, self._seeds, key), self._replicas)
 
     def _acked(self, sid: str, key: str, write: Write, version: int, tombstone: bool) -> Known:
         """Remember that ``write`` was acknowledged (by the nodes in ``write.acks``)."""
@@ -900,7 +901,9 @@ class MemcacheSessionStore:
         return known
 
     def _save(self, session: Session, *, must_create: bool, ttl: int | None) -> Outcome | None:
-        key = storage_key(self._prefix, session.id)
+        sid = session._id
+        known = self._known.get(sid)
+        key = known.key if known is not None else storage_key(self._prefix, sid)
         if ttl is not None:
             session.ttl = ttl
         now = self._clock()
@@ -908,15 +911,33 @@ class MemcacheSessionStore:
         version = self._next_version(session.version)
         life = session.ttl or self._idle_ttl
         record = Record(version, self._writer, created, now, life, session._encoded())
-        write = self._record_write(key, record, add if must_create else set_)
+        blob = self._encode(key, record)
+        command = (add if must_create else set_)(key, blob, self._effective_ttl(record))
         op = Op("session.save", key)
+        write: Write | None = None
+        if not must_create and session._lock is None:
+            if known is None:
+                known = self._known_for(sid, key)
+            if not known.strays:
+                write = self._home_write(op, known, command)
+                if write is None:  # every home node stored it: the usual save
+                    home = known.home
+                    if self._on_outcome is None:  # an OK save is silent: count it
+                        elapsed = time.perf_counter() - op.start
+                        self._metrics.record(op.name, OutcomeKind.OK, op.results, elapsed)
+                        outcome = None
+                    else:
+                        outcome = self._finish(op, OutcomeKind.OK, home[0], version)
+                    self._saved(session, known, blob, record, version, created, home)
+                    return outcome
+        if write is None:
+            write = self._ranked_write(key, command)
         self._write(op, [write])
         if write.acks and not must_create:
-            self._overwrite_strays(op, session.id, write)
+            self._overwrite_strays(op, sid, write)
             home = write.ranked[: self._replicas]
             if any(node not in write.acks for node in home):  # a failover write
-                assert write.command.value is not None
-                copy = add(key, write.command.value, write.command.ttl)
+                copy = add(key, blob, command.ttl)
                 self._handoff.hint(write, home, copy)
         if write.taken:
             self._rollback(op, key, write.acks)
@@ -925,17 +946,53 @@ class MemcacheSessionStore:
             self._unlock(session, op)
         outcome = self._write_outcome(op, [write], version)
         if write.acks:
-            session.new = False
-            session.modified = False
-            session._version = version
-            session._created = created
-            assert write.command.value is not None  # ours: no MAC check needed
-            known = self._known.get(session.id) or self._known_for(session.id, key)
-            known.ack(
-                Acked(version, False, frozenset(n.address for n in write.acks), self._faults.now())
-            )
-            self._remember(session.id, known, write.command.value, record)  # keeps known
+            known = self._known.get(sid) or self._known_for(sid, key)
+            self._saved(session, known, blob, record, version, created, write.acks)
         return outcome
+
+    def _home_write(self, op: Op, known: Known, command: Command) -> Write | None:
+        """The usual save's one round, kept short as :meth:`_home_read` is: ``command``
+        to every home node when their breakers are closed. None when each stored it
+        (recorded in ``op`` as the general path records it); else the :class:`Write`
+        with this round noted, for :meth:`_write` to go on from (falling back down the
+        ranking exactly as if it had sent this round itself)."""
+        home = known.home
+        for node in home:
+            if node.breaker.state is not BreakerState.CLOSED:
+                return self._ranked_write(known.key, command)
+        began = time.perf_counter()
+        answers = self._stored_round(known.transports, command, op.start + self._operation_timeout)
+        if answers is True:
+            elapsed = time.perf_counter() - began
+            for node in home:
+                node.breaker.success()
+                op.results.append((node.address, command.name, NodeStatus.STORED, elapsed, ""))
+            return None
+        assert isinstance(answers, list)
+        write = self._ranked_write(known.key, command)
+        write.consulted.update(home)
+        replies = settle([(node, (command,)) for node in home], answers, began)
+        core.note_writes(op, {node: [write] for node in home}, replies)
+        return write
+
+    def _saved(
+        self,
+        session: Session,
+        known: Known,
+        blob: bytes,
+        record: Record,
+        version: int,
+        created: float,
+        holders: Sequence[Node],
+    ) -> None:
+        """A save acknowledged by ``holders``: the session is clean at ``version``, and
+        the store keeps the copy it wrote (ours: no MAC check needed) as acknowledged."""
+        session.new = False
+        session.modified = False
+        session._version = version
+        session._created = created
+        known.ack(Acked(version, False, frozenset(n.address for n in holders), self._faults.now()))
+        self._remember(session._id, known, blob, record)  # keeps known
 
     def _overwrite_strays(self, op: Op, sid: str, write: Write) -> None:
         """Write the saved copy over the copies the last read found below home too: a

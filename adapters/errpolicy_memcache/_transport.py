@@ -58,6 +58,7 @@ __all__ = [
     "agreed_gets",
     "as_failure",
     "make_transport",
+    "stored_round",
 ]
 
 #: The transport names, the default first.
@@ -297,6 +298,45 @@ def _line_round(
         except NodeFailure as failure:  # an error reply: the node is alive
             results.append(failure)
     return _round_answers(batch, conns, results, deadline)
+
+
+def stored_round(
+    transports: Sequence[_Pool[Any]], command: Command, deadline: float = math.inf
+) -> bool | list[Answer]:
+    """One store command to every transport's node at once: True when every node
+    answered ``STORED`` (the usual save, kept short), else each node's answer as
+    ``exchange`` gives it. The round runs in C where it can."""
+    status = _STATUS.get(command.read)
+    if _C_LINES is None or status is None:
+        answers = _fan_out([(transport, (command,)) for transport in transports], deadline)
+    else:
+        conns = []
+        fds = []
+        for transport in transports:
+            conn = _checkout(transport, deadline)
+            conns.append(conn)
+            if not isinstance(conn, NodeFailure):
+                fds.append(conn.fileno())
+        lines = _C_LINES(fds, command.request, _left(deadline))
+        if len(fds) == len(conns) and lines.count(b"STORED") == len(lines):
+            for transport, conn in zip(transports, conns, strict=True):
+                _keep(transport, conn)
+            return True
+        results: list[Any] = []
+        for line in lines:
+            if isinstance(line, NodeFailure):
+                results.append(line)
+                continue
+            try:
+                results.append(status(line))
+            except NodeFailure as error:  # an error reply: the node is alive
+                results.append(error)
+        batch = [(transport, (command,)) for transport in transports]
+        answers = _round_answers(batch, conns, results, deadline)
+    for values, failure, _ in answers:
+        if failure is not None or values[0] != "STORED":
+            return answers
+    return True
 
 
 def agreed_gets(

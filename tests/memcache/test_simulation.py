@@ -4,7 +4,8 @@ hypothesis generates and shrinks; every read is checked against the history of
 acknowledged saves and logouts, as Jepsen's checkers do (docs/memcache/index.md).
 
 No sockets, no threads, no sleeping: the nodes are dictionaries, time is a number the
-schedule moves, and the store's I/O (``_execute``, ``_agreed_gets``) is pointed at them.
+schedule moves, and the store's I/O (``_execute``, ``_agreed_gets``, ``_stored_round``) is
+pointed at them.
 A hung node keeps what it was sent and carries it out when it resumes: a write that
 timed out lands late, as with a stopped memcached.
 """
@@ -138,8 +139,16 @@ class Cluster:
             blob = blobs.pop() if len(blobs) == 1 else None
             return answers if blob is None else blob
 
+        def stored_round(
+            transports: Any, command: Command, deadline: float = 0.0
+        ) -> bool | list[Answer]:
+            answers = [by_transport[id(t)].answer((command,)) for t in transports]
+            stored = all(a[1] is None and a[0][0] == "STORED" for a in answers)
+            return True if stored else answers
+
         store._execute = execute
         store._agreed_gets = agreed_gets
+        store._stored_round = stored_round
         store._prober.wake = lambda: None  # type: ignore[method-assign]  # probes are rules
         store._faults._clock = self.clock
         for node in store.nodes:
