@@ -380,7 +380,9 @@ def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
 ) -> None:
     """One home node lost its copy (evicted), the other hung: a process that never saw
     the session answers partial_miss, not a new session; the data reads once it answers."""
-    session = saved(make_store(five), user="ann")
+    # Generous timeouts for the save: on a busy machine a 0.3 s timeout made it fail over
+    # to a third node, and that copy (rightly) served the read this test expects to refuse.
+    session = saved(make_store(five, connect_timeout=3.0, timeout=3.0), user="ann")
     other = make_store(five)
     first, second, *_ = ranked(five, session.id)
     raw(first).delete(storage_key(PREFIX, session.id))
