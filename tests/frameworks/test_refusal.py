@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import pytest
@@ -14,6 +15,9 @@ from errpolicy_memcache import _refusal as refusal_module
 from errpolicy_memcache._refusal import Throttle
 from errpolicy_memcache.testing import MemcachedCluster
 from errpolicy_memcache.wsgi import SessionMiddleware, get_session
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 class FrozenClock:
@@ -197,13 +201,8 @@ def test_failed_save_page_says_the_change_may_be_lost(
     assert (False, True) == (b"safe" in body, b"may be lost" in body)
 
 
-def test_flask_logs_the_same_line(
-    store: MemcacheSessionStore,
-    cluster: MemcachedCluster,
-    caplog: pytest.LogCaptureFixture,
-    frozen_throttle: FrozenClock,
-):
-    """The Flask glue's 503 log line names the outcome and the nodes too."""
+def counting_flask_app(store: MemcacheSessionStore) -> Flask:
+    """A Flask app on ``store`` whose ``POST /hit`` counts in the session."""
     from flask import Flask, session
 
     from errpolicy_memcache.flask import init_app
@@ -217,7 +216,17 @@ def test_flask_logs_the_same_line(
         return "ok"
 
     init_app(app, store)
-    client = app.test_client()
+    return app
+
+
+def test_flask_logs_the_same_line(
+    store: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    caplog: pytest.LogCaptureFixture,
+    frozen_throttle: FrozenClock,
+):
+    """The Flask glue's 503 log line names the outcome and the nodes too."""
+    client = counting_flask_app(store).test_client()
     client.post("/hit")
     for server in cluster.servers:
         server.kill()
@@ -231,19 +240,7 @@ def test_flask_page_says_what_is_known(
     store: MemcacheSessionStore, cluster: MemcachedCluster, frozen_throttle: FrozenClock
 ):
     """Flask's 503 text is the WSGI middleware's: nothing promised that is not known."""
-    from flask import Flask, session
-
-    from errpolicy_memcache.flask import init_app
-
-    app = Flask(__name__)
-    app.secret_key = "flask-refusal-test-secret-0123456789"
-
-    @app.post("/hit")
-    def hit() -> str:
-        session["n"] = session.get("n", 0) + 1
-        return "ok"
-
-    init_app(app, store)
+    app = counting_flask_app(store)
     client = app.test_client()
     client.post("/hit")
     for server in cluster.servers:
