@@ -75,13 +75,18 @@ class Histogram:
 class StoreStats:
     """A store's counts since it was built (``store.stats()``).
 
-    ``outcomes[(operation, kind)]``: logical operations by outcome kind.
+    ``outcomes[(operation, kind)]``: logical operations by outcome kind (the decisive
+    one: a read that failed over and repaired a copy counts as ``repaired``).
+    ``flags[(operation, kind)]``: logical operations that carried each flag, whatever
+    their decisive kind (one operation can carry several: ``failover`` and
+    ``repaired``); count failovers here.
     ``node_results[(node, status)]``: each node's answers by :class:`NodeStatus`.
     ``breakers[node]``: each node's :class:`BreakerState` now.
     ``latency[operation]``: a :class:`Histogram` of the operation's time.
     """
 
     outcomes: Mapping[tuple[str, OutcomeKind], int]
+    flags: Mapping[tuple[str, OutcomeKind], int]
     node_results: Mapping[tuple[str, NodeStatus], int]
     breakers: Mapping[str, BreakerState]
     latency: Mapping[str, Histogram]
@@ -94,11 +99,21 @@ class StoreStats:
             if (operation is None or op == operation) and (kind is None or k is kind)
         )
 
+    def flagged(self, operation: str | None = None, flag: OutcomeKind | None = None) -> int:
+        """Operations that carried ``flag`` (any flag when None), of one operation when
+        given; an operation with two flags counts once for each."""
+        return sum(
+            n
+            for (op, k), n in self.flags.items()
+            if (operation is None or op == operation) and (flag is None or k is flag)
+        )
+
 
 class StoreMetrics:
     """The live counters of one store; every thread of the process adds to them."""
 
     __slots__ = (
+        "_flags",
         "_hit_buckets",
         "_hit_nodes",
         "_hit_total",
@@ -113,6 +128,7 @@ class StoreMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._outcomes: dict[tuple[str, OutcomeKind], int] = {}
+        self._flags: dict[tuple[str, OutcomeKind], int] = {}
         self._nodes: dict[tuple[str, NodeStatus], int] = {}
         self._latency: dict[str, list[int]] = {}
         self._totals: dict[str, float] = {}
@@ -128,13 +144,18 @@ class StoreMetrics:
         kind: OutcomeKind,
         results: Iterable[Sequence[Any]],
         elapsed: float,
+        flags: Iterable[OutcomeKind] = (),
     ) -> None:
-        """Count one operation: its kind, each ``(node, command, status, ...)`` result,
-        and its time in seconds."""
+        """Count one operation: its kind, its flags, each ``(node, command, status,
+        ...)`` result, and its time in seconds."""
         bucket = bisect_left(LATENCY_BUCKETS, elapsed)
         with self._lock:
             key = (operation, kind)
             self._outcomes[key] = self._outcomes.get(key, 0) + 1
+            counted = self._flags
+            for flag in flags:
+                flag_key = (operation, flag)
+                counted[flag_key] = counted.get(flag_key, 0) + 1
             nodes = self._nodes
             for result in results:
                 node_key = (result[0], result[2])
@@ -165,6 +186,7 @@ class StoreMetrics:
         """The counts now, and the breaker state of each of ``nodes``."""
         with self._lock:
             outcomes = dict(self._outcomes)
+            flags = dict(self._flags)
             results = dict(self._nodes)
             totals = dict(self._totals)
             latency = {op: list(counts) for op, counts in self._latency.items()}
@@ -182,6 +204,7 @@ class StoreMetrics:
         }
         return StoreStats(
             MappingProxyType(outcomes),
+            MappingProxyType(flags),
             MappingProxyType(results),
             MappingProxyType({node.address: node.breaker.state for node in nodes}),
             MappingProxyType(histograms),

@@ -829,7 +829,7 @@ class MemcacheSessionStore:
     ) -> Outcome | None:
         """Decide the outcome and report it; None when there is nothing to report."""
         kind = op.kind(base)
-        self._metrics.record(op.name, kind, op.results, time.perf_counter() - op.start)
+        self._metrics.record(op.name, kind, op.results, time.perf_counter() - op.start, op.flags)
         if not severity_of(kind) and self._on_outcome is None:
             return None
         outcome = op.outcome(kind, served, version)

@@ -8,7 +8,9 @@ requests pay nothing for the export::
 
 Metrics (``store`` label: the name given, to tell several stores apart):
 
-- ``errpolicy_memcache_operations_total{operation, outcome}``: counter
+- ``errpolicy_memcache_operations_total{operation, outcome}``: counter (the decisive kind)
+- ``errpolicy_memcache_operation_flags_total{operation, flag}``: counter (each flag an
+  operation carried: a failover that also repaired counts under both)
 - ``errpolicy_memcache_node_results_total{node, status}``: counter
 - ``errpolicy_memcache_breaker_open{node}``: gauge, 1 while the node's breaker is
   open or half-open (the node is skipped), else 0
@@ -75,6 +77,15 @@ class StoreCollector:
         for (operation, kind), n in sorted(stats.outcomes.items()):
             operations.add_metric([self.name, operation, kind.value], n)
         yield operations
+        flags = core.CounterMetricFamily(
+            f"{_PREFIX}_operation_flags",
+            "Logical store operations that carried each flag (failover, repaired, ...),"
+            " whatever their decisive outcome.",
+            labels=["store", "operation", "flag"],
+        )
+        for (operation, flag), n in sorted(stats.flags.items()):
+            flags.add_metric([self.name, operation, flag.value], n)
+        yield flags
         results = core.CounterMetricFamily(
             f"{_PREFIX}_node_results",
             "Each node's answers to the store's commands, by status.",

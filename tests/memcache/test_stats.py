@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from errpolicy_memcache import (
 )
 from errpolicy_memcache.testing import MemcachedCluster
 
-from .helpers import SECRET, saved
+from .helpers import SECRET, Ranked, saved
 
 Build = Callable[..., MemcacheSessionStore]
 
@@ -71,19 +72,39 @@ def test_latency_counts_every_operation(plain: MemcacheSessionStore) -> None:
 
 
 def test_a_killed_node_shows_as_failovers_refusals_and_an_open_breaker(
-    plain: MemcacheSessionStore, cluster: MemcachedCluster
+    plain: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:
     """With one node killed, failovers are counted, the node's refusals, and its breaker opens."""
     sessions = [saved(plain, n=i) for i in range(12)]
-    cluster[0].kill()
+    # 12 sessions x 2 home nodes over 3 nodes: some node is home to at least 8 of them.
+    homes = Counter(s.address for session in sessions for s in ranked(cluster, session.id)[:2])
+    dead = homes.most_common(1)[0][0]
+    next(server for server in cluster.servers if server.address == dead).kill()
     for session in sessions:
         plain.start(session.id)
     stats = plain.stats()
-    dead = cluster[0].address
     assert (True, True, BreakerState.OPEN) == (
-        stats.count("session.start", OutcomeKind.FAILOVER) > 0,
+        stats.flagged("session.start", OutcomeKind.FAILOVER) >= 1,
         stats.node_results.get((dead, NodeStatus.REFUSED), 0) >= 2,
         stats.breakers[dead],
+    )
+
+
+def test_a_failover_that_repairs_counts_under_both_flags(
+    plain: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """A read served by the second home node that also copies the session to the third
+    node is one ``repaired`` outcome, flagged both ``failover`` and ``repaired``."""
+    session = saved(plain, a=1)
+    ranked(cluster, session.id)[0].kill()
+    plain.start(session.id)
+    stats = plain.stats()
+    start = "session.start"
+    assert (1, 1, 1, 0) == (
+        stats.count(start, OutcomeKind.REPAIRED),
+        stats.flagged(start, OutcomeKind.FAILOVER),
+        stats.flagged(start, OutcomeKind.REPAIRED),
+        stats.count(start, OutcomeKind.FAILOVER),
     )
 
 
@@ -113,6 +134,28 @@ def test_prometheus_export_reads_the_stats(plain: MemcacheSessionStore) -> None:
         'errpolicy_memcache_operation_seconds_count{operation="session.save",store="web"} 1.0',
         "errpolicy_memcache_breaker_open{",
         'status="hit",store="web"} 1.0',
+    ]
+    assert expected == [line for line in expected if line in text]
+
+
+def test_prometheus_export_counts_flags(
+    plain: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
+) -> None:
+    """A failover that repaired shows under the operation's flags, once per flag."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from errpolicy_memcache.prometheus import register
+
+    registry = CollectorRegistry()
+    register(plain, registry, name="web")
+    session = saved(plain, a=1)
+    ranked(cluster, session.id)[0].kill()
+    plain.start(session.id)
+    text = generate_latest(registry).decode()
+    expected = [
+        f'errpolicy_memcache_operation_flags_total{{flag="{flag}",operation="session.start",'
+        'store="web"} 1.0'
+        for flag in ("failover", "repaired")
     ]
     assert expected == [line for line in expected if line in text]
 
