@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from errpolicy_memcache import MemcacheSessionStore, NodeStatus, Outcome, Session
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
@@ -34,3 +35,16 @@ def saved_before_outage(store: MemcacheSessionStore, cluster: MemcachedCluster) 
     for server in cluster.servers:
         server.kill()
     return session
+
+
+@contextmanager
+def hung(*servers: MemcachedServer) -> Iterator[None]:
+    """``servers`` paused (SIGSTOP: they accept connections and never answer) inside the
+    block, resumed after it whatever happens."""
+    for server in servers:
+        server.pause()
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.resume()

@@ -18,7 +18,7 @@ from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
-from .helpers import PREFIX, SECRET, Ranked
+from .helpers import PREFIX, SECRET, Ranked, hung
 
 pytestmark = pytest.mark.memcached
 
@@ -88,12 +88,8 @@ async def test_a_save_writes_over_the_stray_copies_its_read_found(
     key = storage_key(PREFIX, session.id)
     assert raw(first).get(key) == raw(third).get(key)  # n=2 below home too
     first.kill()
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            await store.start(session.id)  # n=2 on the third node: possibly older than home's
-    finally:
-        second.resume()
+    with hung(second), pytest.raises(errpolicy.PolicyViolation):
+        await store.start(session.id)  # n=2 on the third node: possibly older than home's
     assert {"n": 2} == dict(await make_async(cluster).start(session.id))
 
 
@@ -112,12 +108,8 @@ async def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
     theirs["n"] = 2
     await other.save(theirs)
     first.kill()
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            await store.start(session.id)
-    finally:
-        second.resume()
+    with hung(second), pytest.raises(errpolicy.PolicyViolation):
+        await store.start(session.id)
 
 
 async def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
@@ -137,11 +129,8 @@ async def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answer
     await store.start(None)  # a request: what waits for a node that answers is handed over
     assert await _until(lambda: not handoff.waiting)  # in the handoff's own thread
     raw(second).flush_all(noreply=False)
-    third.pause()
-    try:
+    with hung(third):
         assert {"n": 1} == dict(await make_async(cluster).start(session.id))
-    finally:
-        third.resume()
 
 
 async def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
@@ -163,12 +152,8 @@ async def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
     theirs["n"] = 2
     await other.save(theirs)  # the first and second node
     raw(second).flush_all(noreply=False)
-    first.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            await store.start(session.id)  # n=1 on the third node, n=2 on the hung first
-    finally:
-        first.resume()
+    with hung(first), pytest.raises(errpolicy.PolicyViolation):
+        await store.start(session.id)  # n=1 on the third node, n=2 on the hung first
 
 
 async def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_copy(
@@ -185,12 +170,8 @@ async def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_cop
     await store.aclose()  # the process is gone, and with it what it would hand over
     second.restart()
     raw(first).flush_all(noreply=False)
-    third.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            await make_async(cluster).start(session.id)
-    finally:
-        third.resume()
+    with hung(third), pytest.raises(errpolicy.PolicyViolation):
+        await make_async(cluster).start(session.id)
     assert {"n": 1} == dict(await make_async(cluster).start(session.id))
 
 
@@ -202,8 +183,7 @@ async def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_o
     store = make_async(cluster, retry_after=0.05, max_retry_after=0.1)
     session = await _saved(store, n=1)  # the first and second node
     first, second, third = ranked(cluster, session.id)
-    second.pause()
-    try:
+    with hung(second):
         for _ in range(2):
             await store.start(session.id)  # the second's breaker opens
         other = make_async(cluster)
@@ -211,8 +191,6 @@ async def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_o
         theirs = await other.start(session.id)
         theirs["n"] = 2
         await other.save(theirs)  # the first and third node; the second keeps n=1
-    finally:
-        second.resume()
     back = next(n for n in store.nodes if n.address == second.address).breaker
     assert await _until(lambda: back.state is BreakerState.CLOSED)  # the prober found it
     await asyncio.sleep(0.2)  # past the prober's grace: only what this process saw tells
@@ -234,15 +212,12 @@ async def test_a_node_back_from_a_hang_is_suspect_for_a_session_this_process_nev
     session = await _saved(store, n=1)  # the first and second node
     first, second, third = ranked(cluster, session.id)
     reader = make_async(cluster, retry_after=0.05, max_retry_after=0.1)
-    second.pause()
-    try:
+    with hung(second):
         _open(reader, second)
         _open(store, second)
         theirs = await store.start(session.id)
         theirs["n"] = 2
         await store.save(theirs)  # the first and third node; the second keeps n=1
-    finally:
-        second.resume()
     back = next(n for n in reader.nodes if n.address == second.address).breaker
     assert await _until(lambda: back.state is BreakerState.CLOSED)  # the prober found it
     await asyncio.sleep(0.2)  # past the prober's grace

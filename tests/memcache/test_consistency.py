@@ -23,7 +23,7 @@ from errpolicy_memcache import (
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
-from .helpers import PREFIX, Ranked, saved, statuses
+from .helpers import PREFIX, Ranked, hung, saved, statuses
 
 pytestmark = pytest.mark.memcached  # every test here runs real memcached processes
 
@@ -88,15 +88,10 @@ def test_hung_home_nodes_never_give_an_empty_session(
     session = saved(store, user="ann")
     other = make_store(five)
     first, second, *_ = ranked(five, session.id)
-    first.pause()
-    second.pause()
-    try:
+    with hung(first, second):
         with pytest.raises(errpolicy.PolicyViolation):
             other.start(session.id)
         kind = outcomes[-1].kind
-    finally:
-        first.resume()
-        second.resume()
     for node in store.nodes:
         node.breaker.reset()
     assert (OutcomeKind.PARTIAL_MISS, {"user": "ann"}) == (kind, dict(store.start(session.id)))
@@ -109,22 +104,13 @@ def test_an_older_copy_is_not_served_when_the_newer_ones_hang(
     node is refused (not served, not copied anywhere)."""
     session = saved(store, n=1)
     first, second, _third = ranked(cluster, session.id)
-    second.pause()
-    try:
+    with hung(second):
         session["n"] = 2
         store.save(session)  # times out on the second node: lands on the first and third
-    finally:
-        second.resume()
     session["n"] = 3
     store.save(session)  # the first and second node: the third keeps n=2
-    first.pause()
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)
-    finally:
-        first.resume()
-        second.resume()
+    with hung(first, second), pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)
     for node in store.nodes:
         node.breaker.reset()
     assert {"n": 3} == dict(store.start(session.id))
@@ -141,23 +127,14 @@ def test_another_process_finds_a_stray_older_copy_possibly_stale(
     home holds while both home nodes hang, reports possibly_stale (raised by default)."""
     session = saved(store, n=1)
     first, second, _ = ranked(cluster, session.id)
-    second.pause()
-    try:
+    with hung(second):
         session["n"] = 2
         store.save(session)
-    finally:
-        second.resume()
     session["n"] = 3
     store.save(session)
     other = make_store(cluster)
-    first.pause()
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            other.start(session.id)
-    finally:
-        first.resume()
-        second.resume()
+    with hung(first, second), pytest.raises(errpolicy.PolicyViolation):
+        other.start(session.id)
     assert OutcomeKind.POSSIBLY_STALE == outcomes[-1].kind
 
 
@@ -169,22 +146,13 @@ def test_a_known_older_copy_is_unavailable_under_a_relaxed_policy(
     save this process saw acknowledged: SessionUnavailable."""
     session = saved(store, n=1)
     first, second, _ = ranked(cluster, session.id)
-    second.pause()
-    try:
+    with hung(second):
         session["n"] = 2
         store.save(session)
-    finally:
-        second.resume()
     session["n"] = 3
     store.save(session)
-    first.pause()
-    second.pause()
-    try:
-        with pytest.raises(SessionUnavailable):
-            store.start(session.id)
-    finally:
-        first.resume()
-        second.resume()
+    with hung(first, second), pytest.raises(SessionUnavailable):
+        store.start(session.id)
 
 
 def test_a_copy_written_after_the_nodes_rejoined_is_not_possibly_stale(
@@ -212,18 +180,15 @@ def test_a_request_never_pays_a_probes_timeout(
     (the probe runs off the request path) instead of timing out on it."""
     store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
     session = saved(store, n=1)
-    hung = ranked(cluster, session.id)[0]
-    breaker = next(n for n in store.nodes if n.address == hung.address).breaker
-    hung.pause()
-    try:
+    stopped = ranked(cluster, session.id)[0]
+    breaker = next(n for n in store.nodes if n.address == stopped.address).breaker
+    with hung(stopped):
         assert wait_for(
             lambda: bool(store.start(session.id)) and breaker.state is not BreakerState.CLOSED
         )
         time.sleep(0.2)  # past the backoff: the old code let this request probe
         store.start(session.id)
-        seen = statuses(outcomes[-1], hung)
-    finally:
-        hung.resume()
+        seen = statuses(outcomes[-1], stopped)
     assert [NodeStatus.SKIPPED] == seen
 
 
@@ -253,11 +218,8 @@ def test_an_add_that_timed_out_leaves_no_lock_behind(
     sid = saved(store, n=0).id
     first = ranked(cluster, sid)[0]
     lock_key = storage_key(PREFIX, sid) + ":lock"
-    first.pause()
-    try:
+    with hung(first):
         held = store.start(sid)  # the add times out on the first node: locked on the next
-    finally:
-        first.resume()
     held["n"] = 1
     store.save(held)
     assert wait_for(lambda: raw(first).get(lock_key) is not None, 2.0)  # the add landed
@@ -276,11 +238,8 @@ def test_another_process_is_not_locked_out_by_a_landed_add(
     sid = saved(store, n=0).id
     first = ranked(cluster, sid)[0]
     lock_key = storage_key(PREFIX, sid) + ":lock"
-    first.pause()
-    try:
+    with hung(first):
         store.release(store.start(sid))
-    finally:
-        first.resume()
     assert wait_for(lambda: raw(first).get(lock_key) is not None, 2.0)
     for node in store.nodes:
         node.breaker.reset()
@@ -363,12 +322,8 @@ def test_a_session_saved_before_many_others_is_still_guarded(
         saved(store, n=n)
     first, second, *_ = ranked(five, session.id)
     raw(first).flush_all(noreply=False)
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)
-    finally:
-        second.resume()
+    with hung(second), pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)
 
 
 def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
@@ -386,13 +341,10 @@ def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
     other = make_store(five)
     first, second, *_ = ranked(five, session.id)
     raw(first).delete(storage_key(PREFIX, session.id))
-    second.pause()
-    try:
+    with hung(second):
         with pytest.raises(errpolicy.PolicyViolation):
             other.start(session.id)
         kind = outcomes[-1].kind
-    finally:
-        second.resume()
     for node in other.nodes:
         node.breaker.reset()
     assert (OutcomeKind.PARTIAL_MISS, {"user": "ann"}) == (kind, dict(other.start(session.id)))
@@ -433,12 +385,8 @@ def test_a_save_writes_over_the_stray_copies_its_read_found(
     theirs["n"] = 2
     other.save(theirs)
     first.kill()
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)  # n=2 on the third node: possibly older than home's
-    finally:
-        second.resume()
+    with hung(second), pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)  # n=2 on the third node: possibly older than home's
     assert {"n": 2} == dict(make_store(cluster).start(session.id))
 
 
@@ -460,12 +408,8 @@ def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
     theirs["n"] = 2
     other.save(theirs)
     first.kill()
-    second.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)
-    finally:
-        second.resume()
+    with hung(second), pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)
 
 
 def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
@@ -486,11 +430,8 @@ def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
         node.breaker.reset()  # the first node is back
     store.start(None)  # a request: what waits for a node that answers is handed over
     raw(second).flush_all(noreply=False)
-    third.pause()
-    try:
+    with hung(third):
         assert {"n": 1} == dict(make_store(cluster).start(session.id))
-    finally:
-        third.resume()
 
 
 def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
@@ -515,12 +456,8 @@ def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
     theirs["n"] = 2
     other.save(theirs)  # the first and second node
     raw(second).flush_all(noreply=False)
-    first.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            store.start(session.id)  # n=1 on the third node, n=2 on the hung first
-    finally:
-        first.resume()
+    with hung(first), pytest.raises(errpolicy.PolicyViolation):
+        store.start(session.id)  # n=1 on the third node, n=2 on the hung first
 
 
 def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_copy(
@@ -540,12 +477,8 @@ def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_copy(
     store.close()  # the process is gone, and with it what it would hand over
     second.restart()
     raw(first).flush_all(noreply=False)
-    third.pause()
-    try:
-        with pytest.raises(errpolicy.PolicyViolation):
-            make_store(cluster).start(session.id)
-    finally:
-        third.resume()
+    with hung(third), pytest.raises(errpolicy.PolicyViolation):
+        make_store(cluster).start(session.id)
     assert {"n": 1} == dict(make_store(cluster).start(session.id))
 
 
@@ -575,8 +508,7 @@ def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_
     store = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
     session = saved(store, n=1)  # the first and second node
     first, second, third = ranked(cluster, session.id)
-    second.pause()
-    try:
+    with hung(second):
         for _ in range(2):
             store.start(session.id)  # served by the first node; the second's breaker opens
         other = make_store(cluster)
@@ -584,8 +516,6 @@ def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_
         theirs = other.start(session.id)
         theirs["n"] = 2
         other.save(theirs)  # the first and third node; the second keeps n=1
-    finally:
-        second.resume()
     back = next(n for n in store.nodes if n.address == second.address).breaker
     assert wait_for(lambda: back.state is BreakerState.CLOSED)  # the prober found it
     time.sleep(0.2)  # past the prober's grace: only what this process saw tells
@@ -606,15 +536,12 @@ def test_a_node_back_from_a_hang_is_suspect_for_a_session_this_process_never_saw
     session = saved(store, n=1)  # the first and second node
     first, second, third = ranked(cluster, session.id)
     reader = make_store(cluster, retry_after=0.05, max_retry_after=0.1)
-    second.pause()
-    try:
+    with hung(second):
         _open(reader, second)  # as its requests to the hung node found
         _open(store, second)
         theirs = store.start(session.id)
         theirs["n"] = 2
         store.save(theirs)  # the first and third node; the second keeps n=1
-    finally:
-        second.resume()
     back = next(n for n in reader.nodes if n.address == second.address).breaker
     assert wait_for(lambda: back.state is BreakerState.CLOSED)  # the prober found it
     time.sleep(0.2)  # past the prober's grace
