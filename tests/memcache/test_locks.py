@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from errpolicy_memcache import ConfigurationError, OutcomeKind
@@ -117,54 +119,32 @@ def test_a_lock_that_may_have_expired_is_not_released() -> None:
     )
 
 
+_OPTIONS: dict[str, Any] = {
+    "prefix": "p:",
+    "idle_ttl": 60,
+    "absolute_ttl": None,
+    "renew_after": 0.5,
+    "max_size": 1024,
+    "connect_timeout": 0.1,
+    "timeout": 0.1,
+    "failure_threshold": 3,
+    "retry_after": 0.1,
+    "max_retry_after": 0.4,
+    "locking": False,
+    "lock_timeout": 1.0,
+    "lock_ttl": 30,
+    "lock_poll": 0.01,
+    "pool_size": 1,
+    "transports": ("x",),
+    "read_all_nodes": False,
+    "operation_timeout": None,
+}
+
+
 def test_options_are_checked_without_a_store() -> None:
     """check_options parses the servers and refuses a bad value, with no I/O."""
-    good = check_options(
-        ["127.0.0.1:1", ("::1", 2)],
-        2,
-        prefix="p:",
-        idle_ttl=60,
-        absolute_ttl=None,
-        renew_after=0.5,
-        max_size=1024,
-        connect_timeout=0.1,
-        timeout=0.1,
-        failure_threshold=3,
-        retry_after=0.1,
-        max_retry_after=0.4,
-        locking=False,
-        lock_timeout=1.0,
-        lock_ttl=30,
-        lock_poll=0.01,
-        pool_size=1,
-        transport="x",
-        transports=("x",),
-        read_all_nodes=False,
-        operation_timeout=None,
-    )
+    good = check_options(["127.0.0.1:1", ("::1", 2)], 2, transport="x", **_OPTIONS)
     expected = ((("127.0.0.1", 1), ("::1", 2)), True)
     assert expected == (good.addresses, abs(good.operation_timeout - 0.8) < 1e-9)
     with pytest.raises(ConfigurationError, match="transport"):
-        check_options(
-            ["127.0.0.1:1", "127.0.0.1:2"],
-            2,
-            prefix="p:",
-            idle_ttl=60,
-            absolute_ttl=None,
-            renew_after=0.5,
-            max_size=1024,
-            connect_timeout=0.1,
-            timeout=0.1,
-            failure_threshold=3,
-            retry_after=0.1,
-            max_retry_after=0.4,
-            locking=False,
-            lock_timeout=1.0,
-            lock_ttl=30,
-            lock_poll=0.01,
-            pool_size=1,
-            transport="y",
-            transports=("x",),
-            read_all_nodes=False,
-            operation_timeout=None,
-        )
+        check_options(["127.0.0.1:1", "127.0.0.1:2"], 2, transport="y", **_OPTIONS)
