@@ -20,7 +20,7 @@ Metrics (``store`` label: the name given, to tell several stores apart):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._breaker import BreakerState
@@ -65,35 +65,48 @@ class StoreCollector:
         """Nothing up front: the label values are known only at scrape time."""
         return []
 
+    def _counter(
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        rows: Iterable[tuple[str, str, int]],
+        *,
+        first: str = "operation",
+    ) -> Any:
+        """A counter family ``errpolicy_memcache_<name>_total`` with the labels ``store``,
+        ``first`` and ``label``, one sample per ``(first, label, count)`` row."""
+        family = self._core.CounterMetricFamily(
+            f"{_PREFIX}_{name}", documentation, labels=["store", first, label]
+        )
+        for a, b, n in sorted(rows):
+            family.add_metric([self.name, a, b], n)
+        return family
+
     def collect(self) -> Iterator[Any]:
         """The store's counts now, as metric families."""
         core = self._core
         stats = self.store.stats()
-        operations = core.CounterMetricFamily(
-            f"{_PREFIX}_operations",
+        yield self._counter(
+            "operations",
             "Logical store operations by outcome kind.",
-            labels=["store", "operation", "outcome"],
+            "outcome",
+            ((op, kind.value, n) for (op, kind), n in stats.outcomes.items()),
         )
-        for (operation, kind), n in sorted(stats.outcomes.items()):
-            operations.add_metric([self.name, operation, kind.value], n)
-        yield operations
-        flags = core.CounterMetricFamily(
-            f"{_PREFIX}_operation_flags",
+        yield self._counter(
+            "operation_flags",
             "Logical store operations that carried each flag (failover, repaired, ...),"
             " whatever their decisive outcome.",
-            labels=["store", "operation", "flag"],
+            "flag",
+            ((op, flag.value, n) for (op, flag), n in stats.flags.items()),
         )
-        for (operation, flag), n in sorted(stats.flags.items()):
-            flags.add_metric([self.name, operation, flag.value], n)
-        yield flags
-        results = core.CounterMetricFamily(
-            f"{_PREFIX}_node_results",
+        yield self._counter(
+            "node_results",
             "Each node's answers to the store's commands, by status.",
-            labels=["store", "node", "status"],
+            "status",
+            ((node, status.value, n) for (node, status), n in stats.node_results.items()),
+            first="node",
         )
-        for (node, status), n in sorted(stats.node_results.items()):
-            results.add_metric([self.name, node, status.value], n)
-        yield results
         breakers = core.GaugeMetricFamily(
             f"{_PREFIX}_breaker_open",
             "1 while the node's circuit breaker is open or half-open (the node is skipped).",
