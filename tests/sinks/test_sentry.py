@@ -74,7 +74,28 @@ SCRIPT = textwrap.dedent(
         start_sentry()
         errpolicy.configure(sink=sink)
     log = logging.getLogger("shop")
-    if options["scenario"] == "record":
+    if options["scenario"] == "suppress":
+        with errpolicy.guard("quiet", policy=errpolicy.Policy(raise_on="NONE", record="NONE")):
+            log.error("card declined")
+    elif options["scenario"] == "suppress-then-raise":
+        with errpolicy.guard("quiet", policy=errpolicy.Policy(raise_on="NONE", record="NONE")):
+            log.error("card declined")
+        try:
+            with errpolicy.guard("pay", policy=errpolicy.Policy(raise_on="ERROR")):
+                log.error("gateway down")
+        except errpolicy.PolicyViolation:
+            pass
+    elif options["scenario"] == "raise-immediately":
+        try:
+            with errpolicy.guard(
+                "pay", policy=errpolicy.Policy(raise_on="ERROR", immediate=True)
+            ):
+                log.error("gateway down")
+        except errpolicy.PolicyViolation:
+            pass
+    elif options["scenario"] == "unguarded":
+        log.error("card declined")
+    elif options["scenario"] == "record":
         with errpolicy.guard("cart", policy=errpolicy.Policy(raise_on="NONE", record="ALL")):
             log.error("card declined")
     elif options["scenario"] == "record-warning":
@@ -177,24 +198,55 @@ def test_ignore_logger_leaves_one_report() -> None:
     assert [{"type": "log", "body": "card declined", "level": "error", "guard": "cart"}] == sent
 
 
-def test_sentry_first_a_guarded_record_reaches_sentry_once_through_the_sink() -> None:
-    """Sentry initialised before errpolicy's hooks: a record a guard took reaches Sentry
-    only through the sink."""
-    sent = run("record", order="sentry-first")
-    assert [("log", "cart")] == [(s["type"], s.get("guard")) for s in sent]
+ORDERS = pytest.mark.parametrize("order", ["sentry-first", "errpolicy-first"])
 
 
-def test_errpolicy_first_the_sink_leaves_out_what_sentry_already_reported() -> None:
-    """Sentry initialised after errpolicy's hooks sees the guarded record itself (an
-    event and a log, as without errpolicy); the sink adds no second report."""
-    sent = run("record", order="errpolicy-first")
-    assert [("event", None), ("log", None)] == [(s["type"], s.get("guard")) for s in sent]
+def mentions(sent: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The items sent whose payload mentions ``text`` anywhere."""
+    return [s for s in sent if text in json.dumps(s)]
 
 
-def test_errpolicy_first_a_violation_is_still_reported() -> None:
-    """In that order too, a guard's violation reaches Sentry through the sink."""
-    sent = run("raise", order="errpolicy-first")
-    assert 1 == len([s for s in sent if "PolicyViolation" in s.get("exceptions", [])])
+@ORDERS
+def test_a_suppressed_record_never_reaches_sentry(order: str) -> None:
+    """A record a guard suppressed reaches Sentry 0 times, whichever was initialised first."""
+    assert [] == run("suppress", order=order)
+
+
+@ORDERS
+def test_a_suppressed_record_is_no_breadcrumb_of_a_later_error(order: str) -> None:
+    """With logs off, the suppressed record is not among the next error's breadcrumbs."""
+    sent = run("suppress-then-raise", order=order, logs=False)
+    [event] = sent
+    assert (["PolicyViolation"], []) == (
+        [e for e in event["exceptions"] if e == "PolicyViolation"],
+        [b for b in event["breadcrumbs"] if b["category"] == "shop"],
+    )
+
+
+@ORDERS
+def test_a_recorded_record_reaches_sentry_once_through_the_sink(order: str) -> None:
+    """A record a guard recorded reaches Sentry once, as the sink's log, in either order."""
+    assert [{"type": "log", "body": "card declined", "level": "error", "guard": "cart"}] == run(
+        "record", order=order
+    )
+
+
+@ORDERS
+@pytest.mark.parametrize("scenario", ["raise", "raise-immediately"])
+def test_a_raised_record_reaches_sentry_once_as_the_violation(order: str, scenario: str) -> None:
+    """A record a guard raised on reaches Sentry once, as the PolicyViolation, in either order."""
+    sent = run(scenario, order=order)
+    assert [("event", ["LoggedEvent", "PolicyViolation"])] == [
+        (s["type"], sorted(set(s.get("exceptions", [])))) for s in mentions(sent, "gateway down")
+    ]
+
+
+def test_a_record_no_guard_takes_still_reaches_sentry_after_errpolicy() -> None:
+    """Outside guards Sentry's integration reports records as without errpolicy."""
+    sent = run("unguarded", order="errpolicy-first")
+    assert [("event", "card declined"), ("log", None)] == [
+        (s["type"], s.get("message")) for s in sent
+    ]
 
 
 def test_errpolicy_first_a_recorded_warning_still_goes_through_the_sink() -> None:
