@@ -75,7 +75,7 @@ class _SkipKept(logging.Filter):
 _SKIP = _SkipKept()
 
 
-def keep_from_sentry(record: logging.LogRecord) -> None:
+def _keep_from_sentry(record: logging.LogRecord) -> None:
     """Mark ``record`` as kept by a guard, and make sure the current client's logging
     integration skips marked records.
 
@@ -121,8 +121,8 @@ class SentrySink:
     __slots__ = ()
 
     def __init__(self) -> None:
-        if keep_from_sentry not in _capture.RECORDS_KEPT:
-            _capture.RECORDS_KEPT.append(keep_from_sentry)
+        if _keep_from_sentry not in _capture.RECORDS_KEPT:
+            _capture.RECORDS_KEPT.append(_keep_from_sentry)
 
     def __call__(self, event: Event, /) -> None:
         """Send one recorded event (errpolicy calls :meth:`guard_closed` instead)."""

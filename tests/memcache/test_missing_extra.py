@@ -143,6 +143,7 @@ def test_the_pipelined_transport_serves_sessions_without_pymemcache(
 def test_the_error_is_errpolicys_own() -> None:
     """The adapter's MissingDependency is errpolicy's, with its message, not a second copy."""
     import errpolicy
+
     from errpolicy_memcache import MissingDependency
 
     error = MissingDependency("pymemcache", "memcache", "for the default transport")

@@ -41,11 +41,11 @@ SCRIPT = textwrap.dedent(
                 payload = item.payload.json
                 if item.type == "event":
                     values = (payload.get("exception") or {}).get("values") or []
-                    entry = payload.get("logentry") or {}
+                    entry = payload.get("logentry") or {}  # sentry-sdk 2.0 has no "formatted"
                     sent.append({
                         "type": "event",
                         "exceptions": [v.get("type") for v in values],
-                        "message": entry.get("formatted") or entry.get("message"),  # older: no formatted
+                        "message": entry.get("formatted") or entry.get("message"),
                         "tags": payload.get("tags") or {},
                         "context": (payload.get("contexts") or {}).get("errpolicy"),
                         "breadcrumbs": [
