@@ -415,7 +415,7 @@ def showwarnmsg_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
 RECORDS_KEPT: list[Callable[[logging.LogRecord], object]] = []
 
 
-def _kept(record: logging.LogRecord) -> None:
+def _announce_kept(record: logging.LogRecord) -> None:
     for listener in RECORDS_KEPT:
         with contextlib.suppress(Exception):  # a broken listener must not break the call
             listener(record)
@@ -431,13 +431,13 @@ def call_handlers_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
         taken = _take(frame, record_event, record)
     except PolicyViolation:
         if RECORDS_KEPT:
-            _kept(record)
+            _announce_kept(record)
         raise
     if taken or (
         Logging.capture_level is not None and not Logging.is_enabled_for(logger, record.levelno)
     ):  # taken, or made only because a guard might want it and nobody does
         if RECORDS_KEPT:
-            _kept(record)
+            _announce_kept(record)
         return None
     return FORWARD
 

@@ -36,8 +36,6 @@ class MissingDependency(errpolicy.MissingDependency, MemcacheSessionError):
     ``extra``), also under this package's root error.
     """
 
-    __slots__ = ()
-
 
 class InvalidSessionId(MemcacheSessionError, ValueError):
     """A session id does not have the shape of one this store issues."""
