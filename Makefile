@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the failover demo) and `make test`.
-.PHONY: demo test lint typecheck docs pytest pytest-main pytest-pure bench nox soak fidelity test-forky
+.PHONY: demo test lint typecheck docs pytest pytest-main pytest-pure bench nox soak fidelity test-forky test-floors
 
 VENV := .venv/bin
 
@@ -40,6 +40,12 @@ pytest-main:
 pytest-pure:
 	@bash .ci/bootstrap
 	ERRPOLICY_PURE_PYTHON=1 $(VENV)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(PURE_PYTHON_TESTS)
+
+# tests/sinks on the lowest opentelemetry and sentry-sdk the extras allow, in a throwaway
+# venv (.ci/floors; needs PyPI).
+test-floors:
+	@bash .ci/bootstrap
+	bash .ci/floors $(PYTEST_ARGS)
 
 bench:
 	@bash .ci/bootstrap

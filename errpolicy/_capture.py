@@ -13,12 +13,13 @@ building or routing the event fails, the event goes on as without errpolicy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
 import warnings
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -407,16 +408,37 @@ def showwarnmsg_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
         return FORWARD
 
 
+#: Called with each log record that a guard took (or raised on) or that exists only
+#: for guards, before ``callHandlers`` returns: a wrapper installed on top of
+#: errpolicy's hook (Sentry's logging integration) still sees the record after us,
+#: and a listener (errpolicy.sentry's) tells it to skip the record.
+RECORDS_KEPT: list[Callable[[logging.LogRecord], object]] = []
+
+
+def _announce_kept(record: logging.LogRecord) -> None:
+    for listener in RECORDS_KEPT:
+        with contextlib.suppress(Exception):  # a broken listener must not break the call
+            listener(record)
+
+
 def call_handlers_inside(frame: Frame, *args: Any, **kwargs: Any) -> Any:
     """``Logger.callHandlers`` inside a guard: the guard takes the record, or it goes
     to the handlers (unless it exists only because a guard might have wanted it)."""
     if len(args) != 2 or kwargs or not isinstance(args[1], logging.LogRecord):
         return FORWARD
     logger, record = args
-    if _take(frame, record_event, record):
+    try:
+        taken = _take(frame, record_event, record)
+    except PolicyViolation:
+        if RECORDS_KEPT:
+            _announce_kept(record)
+        raise
+    if taken or (
+        Logging.capture_level is not None and not Logging.is_enabled_for(logger, record.levelno)
+    ):  # taken, or made only because a guard might want it and nobody does
+        if RECORDS_KEPT:
+            _announce_kept(record)
         return None
-    if Logging.capture_level is not None and not Logging.is_enabled_for(logger, record.levelno):
-        return None  # made only because a guard might want it; nobody does
     return FORWARD
 
 

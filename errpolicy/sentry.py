@@ -9,10 +9,11 @@ naming the extra; ``import errpolicy`` never imports it.
 from __future__ import annotations
 
 import logging
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import _fields
+from . import _capture, _fields
 from ._optional import missing
 from ._severity import Severity
 
@@ -51,18 +52,46 @@ def _levels(severity: Severity) -> tuple[str, str]:
     return "debug", "debug"
 
 
-def sentry_sees_guarded_records(client: Any) -> bool:
-    """Whether Sentry's logging integration is on and its ``callHandlers`` patch wraps
-    errpolicy's (Sentry initialised after errpolicy installed its hooks): then Sentry
-    reports the log records that guards take by itself."""
-    from . import _hooks
+# The log records guards kept from the handlers (taken, raised on, or made only for
+# guards). Weak: a record lives as long as its event does, no longer.
+_kept: weakref.WeakSet[logging.LogRecord] = weakref.WeakSet()
 
-    layer = _hooks._layers.get("callHandlers")
-    current = logging.Logger.callHandlers
-    if layer is None or current is layer or not _hooks._reaches(current, layer):
-        return False
-    get_integration = getattr(client, "get_integration", None)
-    return get_integration is not None and get_integration("logging") is not None
+# Where LoggingIntegration keeps its handlers (events, breadcrumbs, Sentry logs);
+# each release has some of them.
+_HANDLERS = ("_handler", "_breadcrumb_handler", "_sentry_logs_handler")
+
+
+class _SkipKept(logging.Filter):
+    """The filter on Sentry's logging handlers: a record a guard kept is not theirs
+    to report (a guard decides, and this sink sends what it recorded or raised)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record not in _kept
+
+    def __repr__(self) -> str:
+        return "<errpolicy: skip the records guards kept>"
+
+
+_SKIP = _SkipKept()
+
+
+def _keep_from_sentry(record: logging.LogRecord) -> None:
+    """Mark ``record`` as kept by a guard, and make sure the current client's logging
+    integration skips marked records.
+
+    Sentry initialised after errpolicy wraps errpolicy's ``Logger.callHandlers`` hook
+    and hands its handlers every record after the hook returns; errpolicy calls this
+    before it does (see ``errpolicy._capture.RECORDS_KEPT``). Sentry initialised
+    first is wrapped by errpolicy's hook and never sees a kept record.
+    """
+    integration = _sentry.get_client().get_integration("logging")
+    if integration is None:
+        return
+    for name in _HANDLERS:
+        handler = getattr(integration, name, None)
+        if isinstance(handler, logging.Handler) and _SKIP not in handler.filters:
+            handler.addFilter(_SKIP)
+    _kept.add(record)
 
 
 def logs_enabled(client: Any) -> bool:
@@ -83,13 +112,17 @@ class SentrySink:
     another sink that logs there (the default one), call
     ``sentry_sdk.integrations.logging.ignore_logger("errpolicy")`` (and
     ``ignore_logger_for_sentry_logs("errpolicy")`` with logs on), or each event
-    reaches Sentry twice. When Sentry was initialised after errpolicy installed its
-    hooks, Sentry's integration sees the log records guards take and reports them
-    itself; this sink then leaves recorded log records out (see the how-to page
+    reaches Sentry twice. Sentry and errpolicy may be initialised in either order:
+    once a ``SentrySink`` exists, the log records guards take (suppress, record or
+    raise on) are kept from Sentry's logging integration (see the how-to page
     "Send events to Sentry").
     """
 
     __slots__ = ()
+
+    def __init__(self) -> None:
+        if _keep_from_sentry not in _capture.RECORDS_KEPT:
+            _capture.RECORDS_KEPT.append(_keep_from_sentry)
 
     def __call__(self, event: Event, /) -> None:
         """Send one recorded event (errpolicy calls :meth:`guard_closed` instead)."""
@@ -108,11 +141,7 @@ class SentrySink:
             )
 
     def guard_closed(self, report: Report, violation: PolicyViolation | None, /) -> None:
-        recorded = report.recorded
-        if recorded and sentry_sees_guarded_records(_sentry.get_client()):
-            # Sentry's integration already reported these records, at its own levels.
-            recorded = tuple(event for event in recorded if event.source != "logging")
-        for event in recorded:
+        for event in report.recorded:
             self(event)
         if violation is None:
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import errpolicy
+
 if TYPE_CHECKING:
     from ._outcome import Outcome
 
@@ -27,19 +29,12 @@ class ConfigurationError(MemcacheSessionError, ValueError):
     """An option given to :class:`~errpolicy_memcache.MemcacheSessionStore` is invalid."""
 
 
-class MissingDependency(MemcacheSessionError, ImportError):
+class MissingDependency(errpolicy.MissingDependency, MemcacheSessionError):
     """An optional dependency is not installed; the message names the extra that brings it.
 
-    ``name`` is the missing module (as on any ImportError), ``extra`` the
-    ``errpolicy[...]`` extra that installs it.
+    errpolicy's own :class:`errpolicy.MissingDependency` (its message, ``name`` and
+    ``extra``), also under this package's root error.
     """
-
-    def __init__(self, name: str, extra: str, needed_for: str = "") -> None:
-        why = f" ({needed_for})" if needed_for else ""
-        super().__init__(
-            f"{name} is not installed: pip install 'errpolicy[{extra}]'{why}", name=name
-        )
-        self.extra = extra
 
 
 class InvalidSessionId(MemcacheSessionError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import errpolicy
 import pytest
@@ -154,3 +155,59 @@ def test_replay_sink_hands_records_back_to_their_handlers(handler: ListHandler) 
         logger.warning("replayed")
         logger.debug("suppressed")
     assert ["replayed"] == [r.getMessage() for r in handler.records]
+
+
+@pytest.fixture
+def kept() -> Iterator[list[str]]:
+    """The messages of the records guards kept from the handlers, as a listener sees them."""
+    from errpolicy import _capture
+
+    seen: list[str] = []
+
+    def listener(record: logging.LogRecord) -> None:
+        seen.append(record.getMessage())
+
+    _capture.RECORDS_KEPT.append(listener)
+    try:
+        yield seen
+    finally:
+        _capture.RECORDS_KEPT.remove(listener)
+
+
+def test_records_kept_from_the_handlers_are_announced(
+    handler: ListHandler, kept: list[str]
+) -> None:
+    """Each record a guard suppresses, records or raises on is handed to the listeners."""
+    logger: logging.Logger = handler.logger  # type: ignore[attr-defined]
+    errpolicy.configure(sink=errpolicy.NullSink())
+    logger.error("outside")
+    with errpolicy.guard("t", policy=Policy(raise_on="NONE", record="NONE")):
+        logger.error("suppressed")
+    with errpolicy.guard("t", policy=RECORD_ALL):
+        logger.error("recorded")
+    with (
+        pytest.raises(errpolicy.PolicyViolation),
+        errpolicy.guard("t", policy=Policy(raise_on="ERROR", immediate=True)),
+    ):
+        logger.error("raised")
+    assert (["suppressed", "recorded", "raised"], ["outside"]) == (
+        kept,
+        [r.getMessage() for r in handler.records],
+    )
+
+
+def test_a_failing_listener_does_not_break_the_logging_call(handler: ListHandler) -> None:
+    """A listener that raises is ignored: the guard still takes the record."""
+    from errpolicy import _capture
+
+    def broken(record: logging.LogRecord) -> None:
+        raise RuntimeError("broken listener")
+
+    logger: logging.Logger = handler.logger  # type: ignore[attr-defined]
+    _capture.RECORDS_KEPT.append(broken)
+    try:
+        with errpolicy.guard("t", policy=RECORD_ALL) as report:
+            logger.error("taken")
+    finally:
+        _capture.RECORDS_KEPT.remove(broken)
+    assert (["taken"], []) == ([e.message for e in report.events], handler.records)

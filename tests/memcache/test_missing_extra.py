@@ -138,3 +138,18 @@ def test_the_pipelined_transport_serves_sessions_without_pymemcache(
             """
         )
     assert {"data": {"user_id": 42}, "pymemcache_loaded": False} == result
+
+
+def test_the_error_is_errpolicys_own() -> None:
+    """The adapter's MissingDependency is errpolicy's, with its message, not a second copy."""
+    import errpolicy
+
+    from errpolicy_memcache import MissingDependency
+
+    error = MissingDependency("pymemcache", "memcache", "for the default transport")
+    core = errpolicy.MissingDependency("pymemcache", "memcache", "for the default transport")
+    assert (True, str(core), False) == (
+        isinstance(error, errpolicy.MissingDependency),
+        str(error),
+        "__init__" in vars(MissingDependency),
+    )
