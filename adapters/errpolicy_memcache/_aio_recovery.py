@@ -92,6 +92,24 @@ class AsyncRecovery:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.task
 
+    def stop(self) -> None:
+        """Cancel every loop's task without waiting (from outside the loops: a store
+        that is dropped, as Django's settings change)."""
+        workers = list(self._workers.items())
+        self._workers.clear()
+        for loop, worker in workers:
+            task = worker.task
+            if task is None or task.done() or loop.is_closed():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                task.cancel()
+            else:
+                loop.call_soon_threadsafe(task.cancel)
+
     async def _work(self, worker: _Worker) -> None:
         nodes = self._store.nodes
         while True:

@@ -62,12 +62,12 @@ def get_async_store() -> AsyncMemcacheSessionStore:
 
 
 def reset_async_store() -> None:
-    """Forget the async store (its prober stops); the next call builds it again."""
+    """Forget the async store (its probing stops); the next call builds it again."""
     global _store
     with _store_lock:
         store, _store = _store, None
     if store is not None:
-        store._s.close()  # the connections belong to their loops: dropped with them
+        store._recovery.stop()  # the connections belong to their loops: dropped with them
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:

@@ -213,3 +213,18 @@ def test_decide_hands_over_to_ready_nodes_and_drops_what_expired() -> None:
         (("a:1", "k2"),),
         (("b:1", "M"),),
     ) == (due.clears, due.writes, due.expired, due.stale)
+
+
+@pytest.mark.memcached
+async def test_stop_cancels_the_task_from_outside_a_coroutine(
+    cluster: MemcachedCluster, make_async: MakeAsync, ranked: Ranked
+) -> None:
+    """stop() (Django's settings change drops the store) cancels the loop's task."""
+    store = make_async(cluster)
+    session = await _saved(store)
+    ranked(cluster, session.id)[0].kill()
+    await store.start(session.id)
+    probing = _recovery_tasks()
+    await asyncio.get_running_loop().run_in_executor(None, store._recovery.stop)
+    await _until(lambda: all(t.done() for t in probing))
+    assert (1, True) == (len(probing), probing[0].cancelled())
