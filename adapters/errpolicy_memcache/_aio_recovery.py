@@ -111,6 +111,14 @@ class AsyncRecovery:
                 loop.call_soon_threadsafe(task.cancel)
 
     async def _work(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._loop_until_idle(worker)
+        finally:  # an ended task keeps no reference to its loop here
+            if self._workers.get(loop) is worker:
+                del self._workers[loop]
+
+    async def _loop_until_idle(self, worker: _Worker) -> None:
         nodes = self._store.nodes
         while True:
             worker.wakeup.clear()

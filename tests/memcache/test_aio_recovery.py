@@ -228,3 +228,20 @@ async def test_stop_cancels_the_task_from_outside_a_coroutine(
     await asyncio.get_running_loop().run_in_executor(None, store._recovery.stop)
     await _until(lambda: all(t.done() for t in probing))
     assert (1, True) == (len(probing), probing[0].cancelled())
+
+
+@pytest.mark.memcached
+async def test_an_ended_task_leaves_no_reference_to_its_loop(
+    cluster: MemcachedCluster, make_async: MakeAsync, ranked: Ranked
+) -> None:
+    """Once every node is back, the store keeps nothing of the loop (a process-wide
+    store, as Django's, outlives many loops)."""
+    store = make_async(cluster)
+    session = await _saved(store)
+    home = ranked(cluster, session.id)[0]
+    home.kill()
+    await store.start(session.id)
+    running = len(store._recovery._workers)
+    home.restart()
+    await _until(lambda: not _recovery_tasks())
+    assert (1, 0) == (running, len(store._recovery._workers))
