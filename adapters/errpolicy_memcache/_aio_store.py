@@ -10,8 +10,8 @@ instead of sockets: same options, outcomes, log records, guards and contract.
 Each event loop gets its own connection pools (a connection belongs to the loop that
 opened it); the breakers, what the store knows and the handoff are shared by every
 task and loop of the process. Probing an open breaker, and handing over what waits
-for a node that answers again, run in a background thread (the sync store's prober,
-and :meth:`AsyncMemcacheSessionStore._hand_over`) with blocking sockets, off the loop.
+for a node that answers again, run on the loop too (``_aio_recovery``: a task per loop,
+over the same asyncio connections; no thread, no blocking socket).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 from . import _core as core
 from ._aio_lock import AsyncLocks
+from ._aio_recovery import AsyncRecovery
 from ._aio_transport import AsyncPool, exchange
 from ._breaker import BreakerState
 from ._core import Acked, Known, Op, Read, Write
@@ -83,7 +83,15 @@ class AsyncMemcacheSessionStore:
         self._timeout: float = first._read_timeout  # type: ignore[union-attr]
         self._max_value: int = max(self._s._max_size, MAX_VALUE)
         self._locks = AsyncLocks(self._s, lambda plan, deadline: self._execute(plan, deadline))
-        self._handing_over: threading.Thread | None = None
+        # Probing and handoff on the loop: the breakers wake it, not the sync prober.
+        self._recovery = AsyncRecovery(
+            self._s,
+            lambda plan, deadline: self._execute(plan, deadline),
+            self._locks,
+            gets(self._s._prefix + "probe"),
+        )
+        for node in self._s.nodes:
+            node.breaker._on_open = self._recovery.wake
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
             weakref.WeakKeyDictionary()
         )
@@ -109,7 +117,7 @@ class AsyncMemcacheSessionStore:
         awaiting task is cancelled, a lock taken for it is released.
         """
         if self._s._handoff.waiting:
-            self._hand_over()
+            self._recovery.hand_over_soon()
         session: Session | None = None
         try:
             async with _GUARDS["session.start"]:
@@ -213,9 +221,9 @@ class AsyncMemcacheSessionStore:
             await self._locks.unlock(session, None)
 
     async def aclose(self) -> None:
-        """Close this loop's pooled connections and stop probing (the store can still be
-        used; it reconnects)."""
-        self._s.close()
+        """Stop this loop's probing and handoff task, and close this loop's pooled
+        connections (the store can still be used; it reconnects)."""
+        await self._recovery.aclose()
         pools = self._pools.pop(asyncio.get_running_loop(), None)
         for pool in (pools or {}).values():
             pool.close()
@@ -239,23 +247,6 @@ class AsyncMemcacheSessionStore:
             raise
 
     # -- I/O ---------------------------------------------------------------------------
-
-    def _hand_over(self) -> None:
-        """What waits for a node that answers again (a tombstone it missed, a lock whose
-        ``add`` timed out there), handed over in a thread of its own with the shared
-        handoff's blocking I/O: the sync store does it at the start of ``start()``, which
-        here would block the loop. At most one such thread at a time, and none while
-        every node something waits for is still away."""
-        handoff = self._s._handoff
-        if self._handing_over is not None and self._handing_over.is_alive():
-            return
-        if not handoff.ready():
-            return
-        thread = threading.Thread(
-            target=handoff.run, name="errpolicy_memcache-handoff", daemon=True
-        )
-        self._handing_over = thread
-        thread.start()
 
     def _pool_of(self, node: Node) -> AsyncPool:
         loop = asyncio.get_running_loop()

@@ -12,7 +12,6 @@ nodes: each keeps its own breakers.
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,8 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.signals import setting_changed
 
-from ._frameworks import CONFIG_KEYS, STORE_DOWN, save_errors_from_config, server_ttl
+from ._django_save import Saving
+from ._frameworks import CONFIG_KEYS, STORE_DOWN, server_ttl
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncEngineMixin", "get_async_store", "reset_async_store"]
 
-_log = logging.getLogger("errpolicy_memcache.django")
 _store: AsyncMemcacheSessionStore | None = None
 _store_lock = threading.Lock()
 
@@ -62,12 +61,12 @@ def get_async_store() -> AsyncMemcacheSessionStore:
 
 
 def reset_async_store() -> None:
-    """Forget the async store (its prober stops); the next call builds it again."""
+    """Forget the async store (its probing stops); the next call builds it again."""
     global _store
     with _store_lock:
         store, _store = _store, None
     if store is not None:
-        store._s.close()  # the connections belong to their loops: dropped with them
+        store._recovery.stop()  # the connections belong to their loops: dropped with them
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
@@ -144,22 +143,8 @@ class AsyncEngineMixin:
             raise UpdateError
         session = self._session_for(key, data, new=must_create)
         ttl = server_ttl(age)  # as long as Django says (at most 30 days)
-        save_errors = save_errors_from_config(
-            getattr(settings, "ERRPOLICY_SESSION_SAVE_ERRORS", None)
-        )
-        from ._errors import SessionExists
-
-        try:
+        with Saving(self, session):
             await self._aguarded(get_async_store().save(session, must_create=must_create, ttl=ttl))
-        except SessionExists:
-            raise CreateError from None
-        except STORE_DOWN as exc:
-            if save_errors == "503":
-                raise
-            _log.error("session store could not save; the change is lost: %s", exc)
-            return None
-        session.modified = False
-        self._loaded = session
         return None
 
     async def adelete(self, session_key: str | None = None) -> None:

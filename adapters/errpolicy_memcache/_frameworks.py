@@ -24,7 +24,9 @@ __all__ = [
     "UNAVAILABLE_BODY",
     "CookieAction",
     "CookieSettings",
+    "Ending",
     "SaveErrors",
+    "ending",
     "finish_session",
     "parse_cookie",
     "save_errors_from_config",
@@ -145,29 +147,45 @@ class CookieAction(enum.Enum):
     DELETE = "delete"
 
 
+class Ending(enum.Enum):
+    """What the store does with a session when its request ends."""
+
+    DESTROY = "destroy"  # the request emptied a stored session: a tombstone
+    SAVE = "save"  # the request changed it
+    RELEASE = "release"  # nothing to write (its lock, if any, is released)
+
+
+def ending(session: Session, incoming: str | None) -> tuple[Ending, CookieAction]:
+    """What the store does with ``session`` at the end of its request, and then the
+    cookie (``incoming`` is the id the client sent). A stored session the request
+    emptied is destroyed; a changed one saved; an unchanged one costs no write; a new
+    one that holds nothing is not stored and sets no cookie (a client that sent an
+    unknown or invalid id loses it)."""
+    gone = CookieAction.DELETE if incoming is not None else CookieAction.KEEP
+    if len(session) == 0 and session.modified and not session.new:
+        return Ending.DESTROY, gone
+    kept = CookieAction.SET if session.id != incoming else CookieAction.KEEP
+    if session.modified and len(session) > 0:
+        return Ending.SAVE, kept
+    return Ending.RELEASE, gone if session.new else kept
+
+
 def finish_session(
     store: MemcacheSessionStore, session: Session, incoming: str | None
 ) -> CookieAction:
-    """Store what the request did to ``session`` and say what to do with the cookie.
-
-    ``incoming`` is the id the client sent. A stored session that the request emptied
-    is destroyed (a tombstone, so a node that was down cannot bring it back); a changed
-    one is saved; an unchanged one costs no write (its lock, if any, is released); a new
-    one that holds nothing is not stored and sets no cookie. Raises one of
+    """Store what the request did to ``session`` (see :func:`ending`) and say what to
+    do with the cookie; ``incoming`` is the id the client sent. Raises one of
     :data:`STORE_DOWN` when the store cannot take the change.
     """
-    if len(session) == 0 and session.modified and not session.new:
+    step, action = ending(session, incoming)
+    if step is Ending.DESTROY:
         store.destroy(session)
-        return CookieAction.DELETE if incoming is not None else CookieAction.KEEP
-    if session.modified and len(session) > 0:
+    elif step is Ending.SAVE:
         store.save(session)
         session.modified = False  # so a later change (while a body streams) can be noticed
     else:
         store.release(session)
-        if session.new:
-            # Nothing to keep: a client that sent an unknown or invalid id loses the cookie.
-            return CookieAction.DELETE if incoming is not None else CookieAction.KEEP
-    return CookieAction.SET if session.id != incoming else CookieAction.KEEP
+    return action
 
 
 #: Configuration keys, the same in Flask's ``app.config`` and Django's settings.

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._frameworks import (
     STORE_DOWN,
-    UNAVAILABLE_BODY,
     CookieAction,
     CookieSettings,
+    Ending,
     SaveErrors,
+    ending,
     parse_cookie,
-    unavailable_headers,
 )
+from ._middleware import Glue
 
 if TYPE_CHECKING:
     from ._aio_store import AsyncMemcacheSessionStore
@@ -57,24 +58,21 @@ async def finish_session(
     store: AsyncMemcacheSessionStore, session: Session, incoming: str | None
 ) -> CookieAction:
     """Store what the request did to ``session`` and say what to do with the cookie
-    (the async twin of ``_frameworks.finish_session``, with the same rules): an emptied
-    stored session is destroyed, a changed one saved, an unchanged one costs no write,
-    an empty new one is not stored. Raises one of ``STORE_DOWN`` when the store cannot
-    take the change."""
-    if len(session) == 0 and session.modified and not session.new:
+    (the async twin of ``_frameworks.finish_session``: the same decision,
+    ``_frameworks.ending``). Raises one of ``STORE_DOWN`` when the store cannot take
+    the change."""
+    step, action = ending(session, incoming)
+    if step is Ending.DESTROY:
         await store.destroy(session)
-        return CookieAction.DELETE if incoming is not None else CookieAction.KEEP
-    if session.modified and len(session) > 0:
+    elif step is Ending.SAVE:
         await store.save(session)
         session.modified = False  # so a later change (while a body streams) can be noticed
     else:
         await store.release(session)
-        if session.new:
-            return CookieAction.DELETE if incoming is not None else CookieAction.KEEP
-    return CookieAction.SET if session.id != incoming else CookieAction.KEEP
+    return action
 
 
-class SessionMiddleware:
+class SessionMiddleware(Glue[ASGIApp, "AsyncMemcacheSessionStore"]):
     """Wrap an ASGI app so that every HTTP request has a session in ``scope["session"]``.
 
     - Before the app: ``await store.start(<cookie id>)``. If no replica could answer
@@ -91,6 +89,8 @@ class SessionMiddleware:
     cannot be loaded is closed with code 1013 ("try again later"). Other scopes pass.
     """
 
+    _log = _log
+
     def __init__(
         self,
         app: ASGIApp,
@@ -101,17 +101,10 @@ class SessionMiddleware:
         save_errors: SaveErrors = "503",
         scope_key: str = SCOPE_KEY,
     ) -> None:
-        if save_errors not in ("503", "log"):
-            raise ValueError(f'save_errors must be "503" or "log", not {save_errors!r}')
-        self.app = app
-        self.store = store
-        self.cookie = cookie if cookie is not None else CookieSettings()
-        self.retry_after = retry_after
-        self.save_errors: SaveErrors = save_errors
+        super().__init__(
+            app, store, cookie=cookie, retry_after=retry_after, save_errors=save_errors
+        )
         self.scope_key = scope_key
-
-    def __repr__(self) -> str:
-        return f"SessionMiddleware({self.app!r}, cookie={self.cookie.name!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -122,11 +115,11 @@ class SessionMiddleware:
         try:
             session = await self.store.start(incoming)
         except STORE_DOWN as exc:
-            _log.error("session store unavailable, answered 503 without calling the app: %s", exc)
+            body, headers = self.refused(exc, stage="load", incoming=incoming)
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1013})
             else:
-                await self._unavailable(send)
+                await _unavailable(send, body, headers)
             return
         scope = dict(scope)
         scope[self.scope_key] = session
@@ -144,13 +137,6 @@ class SessionMiddleware:
             await self.store.release(session)
         if exchange.stored and session.modified:
             _log.warning("the session was changed after the response started; not saved")
-
-    async def _unavailable(self, send: Send) -> None:
-        headers = [
-            (k.lower().encode(), v.encode()) for k, v in unavailable_headers(self.retry_after)
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
 
 class _Exchange:
@@ -181,22 +167,25 @@ class _Exchange:
             action = await finish_session(middleware.store, self.session, self.incoming)
             self.stored = True
         except STORE_DOWN as exc:
-            if middleware.save_errors == "503":
-                _log.error("session store could not save, answered 503: %s", exc)
+            replaced = middleware.save_failed(exc, self.incoming)
+            if replaced is not None:
                 self.replaced = True
-                await middleware._unavailable(self.server_send)
+                await _unavailable(self.server_send, *replaced)
                 return
-            _log.error("session store could not save; the change is lost: %s", exc)
             action = CookieAction.KEEP
         headers = list(message.get("headers", []))
-        cookie = middleware.cookie
-        if action is CookieAction.SET:
-            headers.append((b"set-cookie", cookie.set_cookie(self.session.id).encode()))
-        elif action is CookieAction.DELETE:
-            headers.append((b"set-cookie", cookie.delete_cookie().encode()))
-        if action is not CookieAction.KEEP or self.incoming is not None:
-            headers.append((b"vary", b"Cookie"))
+        headers += _encoded(middleware.cookie_headers(action, self.session.id, self.incoming))
         await self.server_send({**message, "headers": headers})
+
+
+async def _unavailable(send: Send, body: bytes, headers: list[tuple[str, str]]) -> None:
+    """Send the 503 (``Glue.refused``) as an ASGI response."""
+    await send({"type": "http.response.start", "status": 503, "headers": _encoded(headers)})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 def _cookie_header(scope: Scope) -> str | None:

@@ -31,11 +31,11 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
 from ._django_aio import AsyncEngineMixin
+from ._django_save import Saving
 from ._frameworks import (
     CONFIG_KEYS,
     STORE_DOWN,
     UNAVAILABLE_BODY,
-    save_errors_from_config,
     server_ttl,
     store_from_config,
     unavailable_headers,
@@ -174,22 +174,8 @@ class SessionStore(AsyncEngineMixin, SessionBase):
             raise UpdateError
         session = self._session_for(key, data, new=must_create)
         ttl = server_ttl(age)  # the session lives as long as Django says (at most 30 days)
-        save_errors = save_errors_from_config(
-            getattr(settings, "ERRPOLICY_SESSION_SAVE_ERRORS", None)
-        )
-        from errpolicy_memcache import SessionExists
-
-        try:
+        with Saving(self, session):
             self._guarded(lambda: self._store.save(session, must_create=must_create, ttl=ttl))
-        except SessionExists:
-            raise CreateError from None
-        except STORE_DOWN as exc:
-            if save_errors == "503":
-                raise
-            _log.error("session store could not save; the change is lost: %s", exc)
-            return None
-        session.modified = False
-        self._loaded = session
         return None
 
     def _session_for(self, key: str, data: dict[str, Any], *, new: bool) -> Session:

@@ -19,7 +19,7 @@ from ._frameworks import (
     finish_session,
     parse_cookie,
 )
-from ._refusal import log_refusal, refusal_headers
+from ._middleware import Glue
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -45,7 +45,7 @@ def get_session(environ: WSGIEnvironment) -> Session:
     return session
 
 
-class SessionMiddleware:
+class SessionMiddleware(Glue["WSGIApplication", "MemcacheSessionStore"]):
     """Wrap a WSGI app so that every request has a session in ``environ[ENVIRON_KEY]``.
 
     - Before the app: ``store.start(<cookie id>)``. If no replica could answer (the
@@ -61,6 +61,8 @@ class SessionMiddleware:
       warning on the ``errpolicy_memcache.wsgi`` logger says so.
     """
 
+    _log = _log
+
     def __init__(
         self,
         app: WSGIApplication,
@@ -71,26 +73,18 @@ class SessionMiddleware:
         save_errors: SaveErrors = "503",
         environ_key: str = ENVIRON_KEY,
     ) -> None:
-        if save_errors not in ("503", "log"):
-            raise ValueError(f'save_errors must be "503" or "log", not {save_errors!r}')
-        self.app = app
-        self.store = store
-        self.cookie = cookie if cookie is not None else CookieSettings()
-        self.retry_after = retry_after
-        self.save_errors: SaveErrors = save_errors
+        super().__init__(
+            app, store, cookie=cookie, retry_after=retry_after, save_errors=save_errors
+        )
         self.environ_key = environ_key
-
-    def __repr__(self) -> str:
-        return f"SessionMiddleware({self.app!r}, cookie={self.cookie.name!r})"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = parse_cookie(environ.get("HTTP_COOKIE"), self.cookie.name)
         try:
             session = self.store.start(incoming)
         except STORE_DOWN as exc:
-            refusal = log_refusal(_log, exc, stage="load", had_cookie=incoming is not None)
-            text = refusal.body()
-            start_response("503 Service Unavailable", refusal_headers(text, self.retry_after))
+            text, headers = self.refused(exc, stage="load", incoming=incoming)
+            start_response("503 Service Unavailable", headers)
             return [text]
         environ[self.environ_key] = session
         environ[STORE_ENVIRON_KEY] = self.store
@@ -132,33 +126,21 @@ class _Exchange:
             # PEP 3333: the headers are gone, so the error goes to the server.
             return self.server_start_response(status, headers, exc_info)
         self.started = True
+        middleware = self.middleware
         if status[:1] == "5":
-            self.middleware.store.release(self.session)
-        else:
-            cookie = self.middleware.cookie
-            try:
-                action = finish_session(self.middleware.store, self.session, self.incoming)
-                self.stored = True
-            except STORE_DOWN as exc:
-                if self.middleware.save_errors == "503":
-                    refusal = log_refusal(
-                        _log, exc, stage="save", had_cookie=self.incoming is not None
-                    )
-                    self.replaced = refusal.body()
-                    return self.server_start_response(
-                        "503 Service Unavailable",
-                        refusal_headers(self.replaced, self.middleware.retry_after),
-                        exc_info,
-                    )
-                _log.error("session store could not save; the change is lost: %s", exc)
-                action = CookieAction.KEEP
-            headers = list(headers)
-            if action is CookieAction.SET:
-                headers.append(("Set-Cookie", cookie.set_cookie(self.session.id)))
-            elif action is CookieAction.DELETE:
-                headers.append(("Set-Cookie", cookie.delete_cookie()))
-            if action is not CookieAction.KEEP or self.incoming is not None:
-                headers.append(("Vary", "Cookie"))
+            middleware.store.release(self.session)
+            return self.server_start_response(status, headers, exc_info)
+        try:
+            action = finish_session(middleware.store, self.session, self.incoming)
+            self.stored = True
+        except STORE_DOWN as exc:
+            replaced = middleware.save_failed(exc, self.incoming)
+            if replaced is not None:
+                self.replaced, refused = replaced
+                return self.server_start_response("503 Service Unavailable", refused, exc_info)
+            action = CookieAction.KEEP
+        headers = list(headers)
+        headers += middleware.cookie_headers(action, self.session.id, self.incoming)
         return self.server_start_response(status, headers, exc_info)
 
 

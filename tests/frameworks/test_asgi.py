@@ -17,6 +17,8 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from errpolicy_memcache import _refusal as refusal_module
+from errpolicy_memcache._refusal import Throttle
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 from errpolicy_memcache.asgi import STORE_SCOPE_KEY, SessionMiddleware
 from errpolicy_memcache.testing import MemcachedCluster
@@ -132,6 +134,54 @@ async def test_a_failed_save_replaces_the_response_with_503(
         response = await http.get("/outage")
     assert (503, "5") == (response.status_code, response.headers["retry-after"])
     assert b"503 Service Unavailable" in response.content
+
+
+async def test_a_refused_load_logs_the_refusal_line_and_tells_what_is_known(
+    async_store: AsyncMemcacheSessionStore,
+    cluster: MemcachedCluster,
+    calls: list[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The load's 503 logs the WSGI middleware's line (outcome, key, each node) on the
+    asgi logger, and its page says what is known: the session's nodes refuse."""
+    monkeypatch.setattr(refusal_module, "THROTTLE", Throttle())  # nothing held back yet
+    app = SessionMiddleware(starlette_app(calls, cluster), async_store)
+    async with client(app) as http:
+        await http.get("/count")
+        kill_all(cluster)
+        with caplog.at_level(logging.ERROR, logger="errpolicy_memcache.asgi"):
+            response = await http.get("/count")
+    (record,) = [r for r in caplog.records if hasattr(r, "refusal")]
+    message = record.getMessage()
+    assert (503, "errpolicy_memcache.asgi", True, True) == (
+        response.status_code,
+        record.name,
+        "session.start unavailable" in message,
+        b"refuse connections" in response.content,
+    )
+
+
+async def test_a_failed_save_page_says_the_change_may_be_lost(
+    async_store: AsyncMemcacheSessionStore,
+    cluster: MemcachedCluster,
+    calls: list[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A save's 503 is logged as a refusal at the save stage, and says the change may be lost."""
+    monkeypatch.setattr(refusal_module, "THROTTLE", Throttle())
+    app = SessionMiddleware(starlette_app(calls, cluster), async_store)
+    async with client(app) as http:
+        await http.get("/count")
+        with caplog.at_level(logging.ERROR, logger="errpolicy_memcache.asgi"):
+            response = await http.get("/outage")
+    (record,) = [r for r in caplog.records if hasattr(r, "refusal")]
+    assert (503, "save", True) == (
+        response.status_code,
+        record.refusal.stage,
+        b"may be lost" in response.content,
+    )
 
 
 async def test_save_errors_log_keeps_the_apps_response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import logging
 import types
 import uuid
 from collections.abc import Iterator
@@ -345,3 +346,19 @@ def test_read_only_request_releases_the_lock():
         client.get("/count")
         statuses = [client.get("/peek").status_code for _ in range(3)]
         assert ([200, 200, 200], {"n": 2}) == (statuses, client.get("/count").json())
+
+
+def test_save_errors_log_logs_the_lost_change_instead_of_raising(
+    cluster: MemcachedCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ERRPOLICY_SESSION_SAVE_ERRORS="log": a save no node took is logged, not raised."""
+    kill_all(cluster)
+    with (
+        override_settings(ERRPOLICY_SESSION_SAVE_ERRORS="log"),
+        caplog.at_level(logging.ERROR, logger="errpolicy_memcache.django"),
+    ):
+        session = SessionStore()
+        session["n"] = 1
+        session.create()
+    lines = [r.getMessage() for r in caplog.records if r.name == "errpolicy_memcache.django"]
+    assert [True] == ["the change is lost" in line for line in lines]

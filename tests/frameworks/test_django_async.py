@@ -3,6 +3,7 @@ async store, not through the sync methods in a thread."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -114,3 +115,30 @@ async def test_aload_raises_when_no_node_answers(cluster: MemcachedCluster) -> N
 def test_the_async_store_is_built_from_the_settings(cluster: MemcachedCluster) -> None:
     """The async store runs on the configured nodes."""
     assert cluster.addresses == [node.address for node in get_async_store().nodes]
+
+
+async def test_asave_errors_log_logs_the_lost_change_instead_of_raising(
+    cluster: MemcachedCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ERRPOLICY_SESSION_SAVE_ERRORS="log": a save no node took is logged, not raised."""
+    for server in cluster.servers:
+        server.kill()
+    with (
+        override_settings(ERRPOLICY_SESSION_SAVE_ERRORS="log"),
+        caplog.at_level(logging.ERROR, logger="errpolicy_memcache.django"),
+    ):
+        session = SessionStore()
+        await session.aset("n", 1)
+        await session.acreate()
+    lines = [r.getMessage() for r in caplog.records if r.name == "errpolicy_memcache.django"]
+    assert [True] == ["the change is lost" in line for line in lines]
+
+
+async def test_asave_raises_when_no_node_takes_it(cluster: MemcachedCluster) -> None:
+    """By default a save no node took raises (the 503 of the middleware)."""
+    for server in cluster.servers:
+        server.kill()
+    session = SessionStore()
+    await session.aset("n", 1)
+    with pytest.raises(errpolicy.PolicyViolation):
+        await session.acreate()

@@ -42,13 +42,22 @@ class _Driven:
         self.store = store
         self.loop = loop
         self.nodes = store.nodes
-        self._prober = store._s._prober
-        self._handoff = store._s._handoff
+        # The rules probe (``_prober.probe_due()``) and hand over (``_handoff.run()``):
+        # the async store's own, on its loop.
+        self._prober = self._handoff = self
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
 
+    def probe_due(self) -> bool:
+        return self._run(self.store._recovery.probe_due())
+
+    def run(self) -> None:
+        self._run(self.store._recovery.hand_over())
+
     def start(self, sid: str) -> Session:
+        if self.store._s._handoff.waiting:  # before the read, as the sync store does
+            self.run()
         return self._run(self.store.start(sid))
 
     def save(self, session: Session) -> None:
@@ -70,8 +79,8 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         return settle(plan, answers, cluster.clock.now)
 
     store._execute = execute  # type: ignore[method-assign]  # the simulated nodes
-    # The handoff in the calling thread, not one of its own: one schedule, one order.
-    store._hand_over = store._s._handoff.run  # type: ignore[method-assign]
+    # No task of its own: the rules probe and hand over, one schedule, one order.
+    store._recovery._ensure = lambda *, asked: None  # type: ignore[method-assign]
     return store
 
 
