@@ -50,12 +50,16 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failures; probes again after a backoff.
 
-    The backoff starts at ``backoff`` seconds and doubles after each failed probe, up to
-    ``max_backoff``. While open, :meth:`allow` returns False at once, so a dead or hung
-    node costs a request no time. After the backoff exactly one caller of :meth:`probe`
-    gets True (the store's prober, off the request path); the probe's success closes the
-    breaker, its failure reopens it. ``on_open`` is called (outside the lock) each time
-    the breaker opens: the store wakes its prober.
+    The backoff starts at ``backoff`` seconds and doubles after each probe that failed
+    with a timeout or a closed connection, up to ``max_backoff``; a refused connection
+    costs the node nothing, so a probe refused starts it over at ``backoff``. It counts
+    from the start of the last probe: a probe that timed out after longer than the
+    backoff is followed at once, so a hung node always has a probe waiting on it and is
+    seen back with its first answer. While open, :meth:`allow` returns False at once, so
+    a dead or hung node costs a request no time. When a probe is due exactly one caller
+    of :meth:`probe` gets True (the store's prober, off the request path); the probe's
+    success closes the breaker, its failure reopens it. ``on_open`` is called (outside
+    the lock) each time the breaker opens: the store wakes its prober.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class CircuitBreaker:
         self._failures = 0
         self._current_backoff = backoff
         self._retry_at = 0.0
+        self._probed_at = 0.0  # when the last probe began
         self._rejoined_at: float | None = None
         self._failing_since: float | None = None  # the first failure of the current streak
         self._refused = False
@@ -113,6 +118,7 @@ class CircuitBreaker:
             if self._failures == 0 or now < self._retry_at:  # closed meanwhile, or not due
                 return False
             self._state = BreakerState.HALF_OPEN
+            self._probed_at = now
             self._retry_at = now + self._current_backoff
             return True
 
@@ -186,9 +192,13 @@ class CircuitBreaker:
             if self._failures == 0:
                 self._failing_since = self._clock()
             self._failures += 1
-            if self._state is BreakerState.HALF_OPEN:
-                self._current_backoff = min(self._current_backoff * 2, self.max_backoff)
-                self._open()
+            if self._state is BreakerState.HALF_OPEN:  # the probe failed
+                if refused:
+                    self._current_backoff = self.backoff
+                else:
+                    self._current_backoff = min(self._current_backoff * 2, self.max_backoff)
+                self._state = BreakerState.OPEN
+                self._retry_at = self._probed_at + self._current_backoff
                 return
             if not (self._state is BreakerState.CLOSED and self._failures >= self.threshold):
                 return

@@ -117,13 +117,17 @@ def settle(
 
 
 class Prober:
-    """Probes the nodes whose breaker is open, in one daemon thread, off the request path.
+    """Probes the nodes whose breaker is open, off the request path.
 
-    A request never waits for a probe: it skips an open node at no cost, and this thread
-    asks the node a harmless ``gets`` as soon as its breaker's backoff ends. The thread
-    starts when a breaker opens (:meth:`wake`) and ends when every breaker is closed, or
-    at :meth:`close`. ``after_probe`` runs after each round that reached a node (the store
-    clears there the locks whose ``add`` timed out).
+    A request never waits for a probe: it skips an open node at no cost, and the prober
+    asks the node a harmless ``gets`` as soon as its breaker's backoff ends. A daemon
+    thread keeps the schedule: it starts when a breaker opens (:meth:`wake`) and ends
+    when every breaker is closed, or at :meth:`close`. Each probe runs in a thread of its
+    own, one at a time per node, so a hung node's probe (which waits out its timeout)
+    never delays finding another node back: after an outage of every node, each is seen
+    back within its own backoff. ``after_probe`` runs after each probe that reached a
+    node (the store hands over there what waits for it, and clears the locks whose
+    ``add`` timed out).
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class Prober:
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._stop: threading.Event | None = None  # the running thread's
+        self._probing: set[Node] = set()  # a probe is in flight (guarded by _lock)
 
     def wake(self) -> None:
         """A breaker opened: start the thread unless it runs."""
@@ -167,23 +172,61 @@ class Prober:
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self._wakeup.clear()
-            waits = [wait for node in self._nodes if (wait := node.breaker.probe_in()) is not None]
-            if not waits:
+            if not any(node.breaker.probe_in() is not None for node in self._nodes):
                 with self._lock:  # a breaker opening now calls wake() after this
                     if all(node.breaker.probe_in() is None for node in self._nodes):
                         if self._stop is stop:
                             self._stop = None
                         return
                 continue
-            if not self.probe_due():
-                self._wakeup.wait(min(waits))
+            for node in self.claim():
+                threading.Thread(
+                    target=self.probe,
+                    args=(node,),
+                    name="errpolicy_memcache-probe",
+                    daemon=True,
+                ).start()
+            waits = self.waits()
+            # Nothing to wait for: every open node's probe is in flight, and its end
+            # wakes this thread.
+            self._wakeup.wait(min(waits) if waits else None)
+
+    def claim(self) -> list[Node]:
+        """The nodes whose probe is due, claimed (their breaker's :meth:`probe`) and
+        marked in flight: the caller runs :meth:`probe` on each. A node whose probe is
+        still in flight is not due again until it ends."""
+        with self._lock:
+            due = [n for n in self._nodes if n not in self._probing and n.breaker.probe()]
+            self._probing.update(due)
+        return due
+
+    def waits(self) -> list[float]:
+        """Seconds until each open node with no probe in flight is due (0: now)."""
+        with self._lock:
+            probing = set(self._probing)
+        return [
+            wait
+            for node in self._nodes
+            if node not in probing and (wait := node.breaker.probe_in()) is not None
+        ]
+
+    def probe(self, node: Node) -> bool:
+        """Probe ``node`` (claimed by :meth:`claim`); True if it answered."""
+        try:
+            (reply,) = self._execute([(node, (self._probe,))])
+        finally:
+            with self._lock:
+                self._probing.discard(node)
+            self._wakeup.set()
+        if reply.failure is not None:
+            return False
+        self._after_probe()
+        return True
 
     def probe_due(self) -> bool:
-        """Probe, in one round, every node whose probe is due; False if none was."""
-        due = [node for node in self._nodes if node.breaker.probe()]
-        if not due:
-            return False
-        replies = self._execute([(node, (self._probe,)) for node in due])
-        if any(reply.failure is None for reply in replies):
-            self._after_probe()
-        return True
+        """Probe every node whose probe is due, one after another, and return when all
+        answered or failed; False if none was due (the tests' deterministic driver)."""
+        due = self.claim()
+        for node in due:
+            self.probe(node)
+        return bool(due)

@@ -259,3 +259,30 @@ def test_failed_throughout_tells_a_streak_that_began_before_a_time() -> None:
     before = (breaker.failed_throughout(100.0), breaker.failed_throughout(99.0))
     breaker.success()
     assert ((True, False), False) == (before, breaker.failed_throughout(100.0))
+
+
+def test_a_probe_that_timed_out_after_the_backoff_is_followed_at_once() -> None:
+    """The backoff counts from the probe's start: a hung node's probe that waited out a
+    timeout longer than the backoff is followed by the next one at once."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    assert breaker.probe()
+    clock.now += 6.0  # the probe's timeout, longer than the doubled backoff (4.0)
+    breaker.failure()
+    assert (0.0, True) == (breaker.probe_in(), breaker.probe())
+
+
+def test_a_refused_probe_starts_the_backoff_over() -> None:
+    """A refused connection costs the node nothing: the next probe comes a base
+    backoff after the refused one, not a doubled one."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    breaker.probe()
+    breaker.failure()  # timed out: the backoff doubles to 4.0
+    clock.now += 4.0
+    breaker.probe()
+    breaker.failure(refused=True)
+    clock.now += 2.0
+    assert breaker.probe()

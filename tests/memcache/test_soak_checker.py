@@ -240,6 +240,18 @@ def test_recovery_is_the_time_reads_stay_refused_after_every_node_is_back() -> N
     assert (2, pytest.approx(0.5)) == (window.refused, window.seconds)
 
 
+def test_a_read_still_running_when_the_next_fault_begins_is_not_recovery() -> None:
+    """n1 back at 2.01 and killed again at 5: a read begun at 4.995 and refused at 5.5
+    (the kill under it) belongs to the fault; recovery ended with the refusal at 2.2."""
+    timeline = Timeline(
+        (event(N1, Fault.KILL, 1), event(N1, Fault.START, 2), event(N1, Fault.KILL, 5))
+    )
+    caught = Op("A", 0, "s1", Kind.READ, FAIL, 4.995, 5.5, detail="unavailable")
+    ops = [op(Kind.READ, 2.2, FAIL, detail="unavailable"), read(3.0, None), caught]
+    (window, *_) = recoveries(ops, timeline, [N1, N2])
+    assert (1, pytest.approx(0.2)) == (window.refused, window.seconds)
+
+
 def test_a_copy_repaired_onto_a_flushed_node_after_the_destroy_is_unproved() -> None:
     """n3 was reachable at the destroy but flushed since: its copy came later, by repair."""
     events = [

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table([result]).splitlines()[-1], flush=True)
     print()
     print(table(results))
+    for result in results:
+        times = " ".join(f"{w.seconds:.2f}" for w in result.windows)
+        print(f"{result.scenario}: recovery after each all-back, in seconds: {times or '-'}")
     lines: list[str] = []
     for result in results:
         lines.extend(_reproductions(result, args.examples))

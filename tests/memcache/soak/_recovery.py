@@ -13,8 +13,11 @@ _FAULTS = (Fault.KILL, Fault.PAUSE, Fault.FLUSH)
 @dataclass(frozen=True, slots=True)
 class Recovery:
     """A quiet window: every node up from ``back`` until ``until`` (the next fault, or
-    the end of the run). ``last_refusal`` is when the last read started in the window
-    was refused (None: none was); ``refused`` counts them."""
+    the end of the run). ``last_refusal`` is when the last read refused in the window
+    ended (None: none was); ``refused`` counts them. A read counts if it began at or
+    after ``back`` and ended before ``until``: one still running when the next fault
+    began may have been refused because of it (a node killed under it, or a hang that
+    timed it out), which says nothing about recovery."""
 
     back: float
     until: float
@@ -45,7 +48,9 @@ def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> l
         )
         if until == float("inf"):
             until = max((op.end for op in reads), default=back)
-        refusals = [op for op in reads if back <= op.start < until and op.status is Status.FAIL]
+        refusals = [
+            op for op in reads if back <= op.start and op.end < until and op.status is Status.FAIL
+        ]
         last = max((op.end for op in refusals), default=None)
         windows.append(Recovery(back, until, last, len(refusals)))
     return windows
@@ -54,3 +59,12 @@ def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> l
 def slowest(windows: Sequence[Recovery]) -> Recovery | None:
     """The window with the longest recovery."""
     return max(windows, key=lambda w: w.seconds, default=None)
+
+
+def median(windows: Sequence[Recovery]) -> float | None:
+    """The median recovery over the windows (None: there was none)."""
+    if not windows:
+        return None
+    times = sorted(w.seconds for w in windows)
+    middle = len(times) // 2
+    return times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2

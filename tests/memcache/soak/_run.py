@@ -14,7 +14,7 @@ from errpolicy_memcache import MemcacheSessionStore
 from ._checker import VIOLATIONS, Report, Verdict, check
 from ._history import NodeEvent, Op, Recorder, Timeline
 from ._nemesis import Nodes
-from ._recovery import Recovery, recoveries, slowest
+from ._recovery import Recovery, median, recoveries, slowest
 from ._scenarios import SCENARIOS
 from ._workload import Outcomes, Worker
 
@@ -40,8 +40,10 @@ class Result:
         """The scenario's line in the table."""
         report = self.report
         refused = sum(report.refused.values())
-        worst = slowest(self.windows)
-        recovery = f"{worst.seconds:.2f} s" if worst is not None else "-"
+        worst, middle = slowest(self.windows), median(self.windows)
+        recovery = "-"
+        if worst is not None and middle is not None:
+            recovery = f"{middle:.2f} / {worst.seconds:.2f} s ({len(self.windows)})"
         if not self.recovered:
             recovery += " (not recovered)"
         healthy = sum(window.refused for window in self.windows)
@@ -71,7 +73,7 @@ HEADER = [
     *(v.value for v in VIOLATIONS),
     "unproved",
     "allowed loss",
-    "recovery",
+    "recovery: median / slowest (windows)",
 ]
 
 
