@@ -57,7 +57,7 @@ def run_variant(which: str, n: int) -> None:
     async def body(cluster: MemcachedCluster) -> None:
         setup = await prepare(cluster, TASKS if many else 0)
         op = operations(setup)[which]
-        for _ in range(2 if many else 200):
+        for _ in range(1 if many else 200):
             await op()
         for _ in range(n):
             await op()
