@@ -7,6 +7,10 @@ same arguments, except that ``--json PATH`` becomes ``--json PATH.memcache.json`
 (with ``PATH``'s ``.json`` suffix dropped first) so that the two suites do not
 write the same file.
 
+Then, when aiomcache is installed, the asyncio store's benchmarks
+(:mod:`bench.aio_bench`) with the same arguments, ``--json PATH`` becoming
+``--json PATH.aio.json``; ``--callgrind`` adds their instruction counts.
+
 A missed target reads FAIL in the tables. The exit status is 0 unless a suite
 fails, or, with ``--strict``, the core benchmarks miss a target (``--strict`` is
 not passed on to the memcache suite).
@@ -32,8 +36,8 @@ def _memcached_available() -> bool:
     return shutil.which("memcached") is not None
 
 
-def _memcache_argv(argv: list[str], json_path: str | None) -> list[str]:
-    """``argv`` with the JSON path moved aside for the memcache suite."""
+def _memcache_argv(argv: list[str], json_path: str | None, suite: str = "memcache") -> list[str]:
+    """``argv`` with the JSON path moved aside for the ``suite`` (``PATH.suite.json``)."""
     if json_path is None:
         return argv
     stem = json_path.removesuffix(".json")
@@ -44,10 +48,10 @@ def _memcache_argv(argv: list[str], json_path: str | None) -> list[str]:
             skip = False
             continue
         if arg == "--json" and i + 1 < len(argv):
-            out += ["--json", f"{stem}.memcache.json"]
+            out += ["--json", f"{stem}.{suite}.json"]
             skip = True
         elif arg.startswith("--json="):
-            out.append(f"--json={stem}.memcache.json")
+            out.append(f"--json={stem}.{suite}.json")
         else:
             out.append(arg)
     return out
@@ -83,7 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     passthrough = [a for a in args_list if a not in ("--skip-memcache", "--strict")]
     memcache_status = memcache_bench.main(_memcache_argv(passthrough, args.json))
-    return max(status, int(memcache_status or 0))
+    status = max(status, int(memcache_status or 0))
+    if importlib.util.find_spec("aiomcache") is None:
+        print("\nasyncio store benchmarks: aiomcache is not installed; skipped")
+        return status
+    aio_bench = importlib.import_module("bench.aio_bench")
+    print()
+    return max(status, int(aio_bench.main(_memcache_argv(passthrough, args.json, "aio")) or 0))
 
 
 if __name__ == "__main__":

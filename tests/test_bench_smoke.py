@@ -113,3 +113,80 @@ def test_memcache_callgrind_variant_runs_every_state_without_valgrind() -> None:
         check=False,
     )
     assert ("", "7") == (proc.stderr, proc.stdout.strip())
+
+
+AIO_ROWS = [
+    "async start() vs one aiomcache get (p50)",
+    "network floor: bare asyncio gets to the 2 home nodes vs one aiomcache get (p50)",
+    "1,000 concurrent start() vs 1,000 aiomcache get (wall time)",
+]
+
+
+@pytest.mark.memcached
+def test_aio_quick_run_produces_every_row(tmp_path: Path) -> None:
+    """`python -m bench.aio_bench --quick` runs every async comparison over real memcached."""
+    out = tmp_path / "aio.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.aio_bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (0, "") == (proc.returncode, proc.stderr)
+    rows = json.loads(out.read_text())["results"]
+    assert AIO_ROWS == [row["name"] for row in rows]
+    assert all(row["ours"] > 0 and row["baseline"] > 0 for row in rows)
+    assert [None] * len(AIO_ROWS) == [row["ir_ratio"] for row in rows]
+
+
+@pytest.mark.memcached
+def test_bench_runs_the_async_suite_with_its_own_json(tmp_path: Path) -> None:
+    """`python -m bench` runs the async rows after the other suites, into PATH.aio.json."""
+    out = tmp_path / "all.json"
+    code = (
+        "import sys; import bench.__main__ as m, bench.core_bench as c, bench.memcache_bench as b; "
+        "c.main = b.main = lambda argv: 0; "
+        f"sys.exit(m.main(['--quick', '--json', {str(out)!r}]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (0, "") == (proc.returncode, proc.stderr)
+    rows = json.loads((tmp_path / "all.aio.json").read_text())["results"]
+    assert AIO_ROWS == [row["name"] for row in rows]
+    assert all(f"| {name} |" in proc.stdout for name in AIO_ROWS)
+
+
+def test_aio_table_puts_the_instruction_counts_beside_the_timed_ratio() -> None:
+    """With callgrind's counts, a row reads its Ir per operation and their ratio."""
+    from bench.aio_bench import START, Row, table
+
+    row = Row(START, 90e-6, 60e-6, 1.5, 1.5, ours_ir=150_000.0, baseline_ir=100_000.0)
+    expected = f"| {START} | 90 µs | 60 µs | 1.50x | <= 1.5x | ok | 150,000 | 100,000 | 1.50x |"
+    assert expected == table([row]).splitlines()[-1]
+
+
+@pytest.mark.memcached
+def test_aio_callgrind_variant_runs_every_operation_without_valgrind() -> None:
+    """The body that bench.aio_callgrind runs under valgrind works without valgrind."""
+    code = (
+        "from bench import aio_callgrind as m; "
+        "ops = [w for p in m.PAIRS.values() for w in (p.ours, p.theirs)]; "
+        "[m.run_variant(w, 1) for w in ops]; print(' '.join(ops))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ("", "start get many-start many-get") == (proc.stderr, proc.stdout.strip())

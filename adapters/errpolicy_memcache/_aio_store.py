@@ -95,6 +95,9 @@ class AsyncMemcacheSessionStore:
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
             weakref.WeakKeyDictionary()
         )
+        self._last_pools: (
+            tuple[weakref.ref[asyncio.AbstractEventLoop], dict[Node, AsyncPool]] | None
+        ) = None
 
     def __repr__(self) -> str:
         return f"<AsyncMemcacheSessionStore replicas={self._s._replicas} nodes={self.nodes!r}>"
@@ -224,6 +227,7 @@ class AsyncMemcacheSessionStore:
         """Stop this loop's probing and handoff task, and close this loop's pooled
         connections (the store can still be used; it reconnects)."""
         await self._recovery.aclose()
+        self._last_pools = None
         pools = self._pools.pop(asyncio.get_running_loop(), None)
         for pool in (pools or {}).values():
             pool.close()
@@ -248,11 +252,21 @@ class AsyncMemcacheSessionStore:
 
     # -- I/O ---------------------------------------------------------------------------
 
-    def _pool_of(self, node: Node) -> AsyncPool:
+    def _loop_pools(self) -> dict[Node, AsyncPool]:
+        """The running loop's pools (the last loop's found again without a lookup)."""
         loop = asyncio.get_running_loop()
+        last = self._last_pools
+        if last is not None and last[0]() is loop:
+            return last[1]
         pools = self._pools.get(loop)
         if pools is None:
             pools = self._pools[loop] = {}
+        self._last_pools = (weakref.ref(loop), pools)
+        return pools
+
+    def _pool_of(self, node: Node, pools: dict[Node, AsyncPool] | None = None) -> AsyncPool:
+        if pools is None:
+            pools = self._loop_pools()
         pool = pools.get(node)
         if pool is None:
             pool = pools[node] = AsyncPool(
@@ -271,7 +285,11 @@ class AsyncMemcacheSessionStore:
         """Run each node's commands; one :class:`Reply` per node, recorded on its breaker
         (as ``_node.execute``). Never raises for a node."""
         start = time.perf_counter()
-        answers = await exchange([(self._pool_of(node), cmds) for node, cmds in plan], deadline)
+        pools = self._loop_pools()
+        answers = await exchange(
+            [(pools.get(node) or self._pool_of(node, pools), cmds) for node, cmds in plan],
+            deadline,
+        )
         return settle(plan, answers, start)
 
     # -- reading -------------------------------------------------------------------

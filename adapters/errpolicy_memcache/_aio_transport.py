@@ -83,6 +83,53 @@ class Stream:
         self.writer.close()  # never awaited: closing must not be cancellable halfway
 
 
+class _Slots:
+    """A counting semaphore whose uncontended take is a plain call (every request takes
+    a slot: an awaited ``asyncio.Semaphore.acquire`` was a good part of a read's work).
+    A slot given back goes straight to the oldest waiter, so none is overtaken."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._value = size  # slots free
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        """Take a free slot if one is free and nobody waits for it."""
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return True
+        return False
+
+    async def take(self, loop_deadline: float) -> bool:
+        """Take a slot, waiting at most until ``loop_deadline``; False if none came."""
+        if self.take_now():
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(loop_deadline):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as the wait ended: the next one's
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        """Give a slot back: to the oldest waiter still waiting, else to the free ones."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._value += 1
+
+
 class AsyncPool:
     """One node's idle stream connections, for the event loop that made them.
 
@@ -122,7 +169,7 @@ class AsyncPool:
         self._pool_size = pool_size
         self._max_value = max_value
         self._idle: deque[Stream] = deque()
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = _Slots(max_connections)
 
     @property
     def idle(self) -> int:
@@ -142,15 +189,8 @@ class AsyncPool:
     async def _checkout(self, loop_deadline: float) -> Stream | NodeFailure:
         """A connection (idle or new) with a slot held, or why none: the slot is the
         caller's to give back (:meth:`_checkin`) unless a failure is returned."""
-        loop = asyncio.get_running_loop()
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout_at(loop_deadline):
-                    await self._slots.acquire()
-            except TimeoutError:
-                return _SKIPPED
-        else:
-            await self._slots.acquire()
+        if not self._slots.take_now() and not await self._slots.take(loop_deadline):
+            return _SKIPPED
         try:
             while self._idle:
                 stream = self._idle.pop()
@@ -158,7 +198,7 @@ class AsyncPool:
                     stream.reused = True
                     return stream
                 stream.close()
-            if loop.time() >= loop_deadline:
+            if asyncio.get_running_loop().time() >= loop_deadline:
                 self._slots.release()
                 return _SKIPPED
             return await self._fresh()
@@ -183,17 +223,19 @@ class AsyncPool:
         raise, TimeoutError past ``loop_deadline``, NodeFailure "closed" at EOF."""
         data = stream.pending
         while True:
-            buffered = _Buffered(data, self._max_value)
-            try:
-                values = [command.read(buffered) for command in commands]
-            except _NeedMore:
-                chunk = await _receive(stream.reader, loop_deadline)
-                if not chunk:
-                    raise NodeFailure("closed", "connection closed by the server") from None
-                data += chunk
-                continue
-            stream.pending = buffered._buf[buffered._pos :]
-            return values
+            if data:  # no reply is empty: nothing to parse before the first bytes
+                buffered = _Buffered(data, self._max_value)
+                try:
+                    values = [command.read(buffered) for command in commands]
+                except _NeedMore:
+                    pass
+                else:
+                    stream.pending = buffered._buf[buffered._pos :]
+                    return values
+            chunk = await _receive(stream.reader, loop_deadline)
+            if not chunk:
+                raise NodeFailure("closed", "connection closed by the server")
+            data += chunk
 
 
 async def _receive(reader: asyncio.StreamReader, loop_deadline: float) -> bytes:
@@ -225,9 +267,10 @@ async def exchange(
     connection still in use is closed, and the cancellation goes on.
     """
     loop = asyncio.get_running_loop()
-    op_deadline = loop.time() + (deadline - _now()) if deadline != math.inf else math.inf
-    if _now() >= deadline:
+    now = _now()
+    if now >= deadline:
         return [([], _SKIPPED, time.perf_counter()) for _ in batch]
+    op_deadline = loop.time() + (deadline - now) if deadline != math.inf else math.inf
     in_use: dict[int, tuple[AsyncPool, Stream]] = {}
     answers: list[Answer] = []
     try:
@@ -235,7 +278,7 @@ async def exchange(
         # that holds a slot on one node while it waits for another's cannot wait on a
         # task doing the reverse.
         sent: list[Stream | NodeFailure] = [_SKIPPED] * len(batch)
-        for index in sorted(range(len(batch)), key=lambda i: batch[i][0].rank):
+        for index in _by_rank(batch):
             pool = batch[index][0]
             stream = await pool._checkout(op_deadline)
             if isinstance(stream, Stream):
@@ -267,7 +310,8 @@ async def _answer(
     """One node's answer; its connection leaves ``in_use`` once checked back in."""
     node_deadline = min(since + pool.timeout, op_deadline)
     try:
-        await stream.writer.drain()
+        if stream.writer.transport.get_write_buffer_size():  # else drain waits for nothing
+            await stream.writer.drain()
         values = await pool._read(stream, commands, node_deadline)
     except Exception as exc:
         del in_use[index]
@@ -304,6 +348,14 @@ async def _retry(pool: AsyncPool, commands: Sequence[Command], op_deadline: floa
     if not clean:
         return [], _OUT_OF_STEP, time.perf_counter()
     return values, None, time.perf_counter()
+
+
+def _by_rank(batch: Sequence[tuple[AsyncPool, Sequence[Command]]]) -> Sequence[int]:
+    """The batch's indexes in the pools' rank order (a home read's two nodes usually
+    come in it already: no sort then)."""
+    if len(batch) < 2 or (len(batch) == 2 and batch[0][0].rank < batch[1][0].rank):
+        return range(len(batch))
+    return sorted(range(len(batch)), key=lambda i: batch[i][0].rank)
 
 
 def _left(op_deadline: float) -> bool:

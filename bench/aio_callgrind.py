@@ -1,0 +1,160 @@
+"""``python -m bench.aio_callgrind [--json PATH]``: instructions per async operation.
+
+The count beside :mod:`bench.aio_bench`'s timed ratios. Each operation (the async
+store's ``start()``, aiomcache's ``get``, and the 1,000-task batches of each) runs in
+a fresh interpreter under ``valgrind --tool=callgrind`` with its own three memcached
+processes (not traced), twice (``n1`` and ``n2`` operations after the same set-up and
+warm-up); the difference divided by ``n2 - n1`` is the instructions (``Ir``) of one
+operation, set-up cancelled out, as in :mod:`bench.memcache_callgrind`. A batch's
+count is divided by its 1,000 tasks: instructions per session read. The kernel's
+work (system calls, the loopback) is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import errpolicy
+
+from bench.aio_bench import MANY, START, TASKS, operations, prepare
+from errpolicy_memcache.testing import MemcachedCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A row's two operations, the runs' lengths, and the sessions one operation reads."""
+
+    ours: str
+    theirs: str
+    n1: int
+    n2: int
+    sessions: int
+
+
+PAIRS = {
+    START: Pair("start", "get", 200, 1200, 1),
+    MANY: Pair("many-start", "many-get", 1, 3, TASKS),
+}
+
+
+def run_variant(which: str, n: int) -> None:
+    """The body run under valgrind: set up, warm up, then ``n`` operations ``which``."""
+    many = which.startswith("many-")
+
+    async def body(cluster: MemcachedCluster) -> None:
+        setup = await prepare(cluster, TASKS if many else 0)
+        op = operations(setup)[which]
+        for _ in range(1 if many else 200):
+            await op()
+        for _ in range(n):
+            await op()
+        await setup.close()
+
+    previous = errpolicy.get_config()
+    errpolicy.configure(sink=errpolicy.NullSink())  # as in the timed run
+    try:
+        with MemcachedCluster(3) as cluster:
+            asyncio.run(body(cluster))
+    finally:
+        errpolicy.configure(sink=previous.sink)
+
+
+def instructions(which: str, n: int, valgrind: str) -> int:
+    """The instructions of one traced run of ``run_variant(which, n)``."""
+    with tempfile.TemporaryDirectory(prefix="errpolicy-aio-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "bench.aio_callgrind",
+                "--variant",
+                which,
+                str(n),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{which} {n} failed under valgrind:\n{proc.stderr[-2000:]}")
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in callgrind's output for {which}")
+
+
+def count_all(
+    rows: Sequence[str] = tuple(PAIRS), *, valgrind: str | None = None, jobs: int = 2
+) -> dict[str, dict[str, float]]:
+    """Per row: ``ours_ir`` and ``baseline_ir``, instructions per session read."""
+    valgrind = valgrind or shutil.which("valgrind")
+    if valgrind is None:
+        raise RuntimeError("valgrind is not installed (apt-get install valgrind)")
+    runs = [
+        (which, n)
+        for pair in (PAIRS[row] for row in rows)
+        for which in (pair.ours, pair.theirs)
+        for n in (pair.n1, pair.n2)
+    ]
+
+    def one(run: tuple[str, int]) -> int:
+        return instructions(run[0], run[1], valgrind)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        totals = dict(zip(runs, pool.map(one, runs), strict=True))
+    counts = {}
+    for row in rows:
+        p = PAIRS[row]
+        per = (p.n2 - p.n1) * p.sessions
+        counts[row] = {
+            "ours_ir": (totals[(p.ours, p.n2)] - totals[(p.ours, p.n1)]) / per,
+            "baseline_ir": (totals[(p.theirs, p.n2)] - totals[(p.theirs, p.n1)]) / per,
+        }
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.aio_callgrind", description=__doc__)
+    parser.add_argument("--json", metavar="PATH", help="also write the counts to PATH")
+    parser.add_argument("--jobs", type=int, default=2, help="valgrind runs at once")
+    parser.add_argument("--variant", nargs=2, metavar=("WHICH", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.variant:
+        run_variant(args.variant[0], int(args.variant[1]))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    counts = count_all(jobs=args.jobs)
+    print(f"asyncio session store vs aiomcache under callgrind (Python {sys.version.split()[0]})")
+    print("| operation | ours Ir/op | aiomcache Ir/op | Ir ratio |")
+    print("|---|---:|---:|---:|")
+    for row, c in counts.items():
+        ratio = c["ours_ir"] / c["baseline_ir"]
+        print(f"| {row} | {c['ours_ir']:,.0f} | {c['baseline_ir']:,.0f} | {ratio:.2f}x |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
