@@ -33,6 +33,7 @@ from ._core import Acked, Known, Op, Read, Write
 from ._envelope import EnvelopeError, Record
 from ._errors import ConfigurationError, SessionExists, SessionUnavailable
 from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._metrics import StoreStats
 from ._node import Node, Reply, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind
 from ._placement import rank
@@ -112,6 +113,11 @@ class AsyncMemcacheSessionStore:
     def new_session(self) -> Session:
         """A fresh, empty session with a new id; no I/O."""
         return self._s.new_session()
+
+    def stats(self) -> StoreStats:
+        """What the store counted since it was built, as the sync store's
+        :meth:`~MemcacheSessionStore.stats` (every loop's operations together); no I/O."""
+        return self._s.stats()
 
     async def start(self, sid: str | None) -> Session:
         """Load the session ``sid``, or give a new one if it is None, malformed or unknown.

@@ -21,15 +21,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._breaker import BreakerState
 from ._errors import MissingDependency
 
 if TYPE_CHECKING:
-    from ._store import MemcacheSessionStore
+    from ._metrics import StoreStats
 
-__all__ = ["StoreCollector", "register"]
+
+class Counted(Protocol):
+    """What the collector reads: a store's ``stats()`` (the sync and the async store)."""
+
+    def stats(self) -> StoreStats: ...
+
+__all__ = ["Counted", "StoreCollector", "register"]
 
 _PREFIX = "errpolicy_memcache"
 
@@ -53,7 +59,7 @@ def _bound(seconds: float) -> str:
 class StoreCollector:
     """A prometheus_client collector for one store; see the module's docstring."""
 
-    def __init__(self, store: MemcacheSessionStore, name: str = "default") -> None:
+    def __init__(self, store: Counted, name: str = "default") -> None:
         self._core = _core()
         self.store = store
         self.name = name
@@ -127,7 +133,7 @@ class StoreCollector:
 
 
 def register(
-    store: MemcacheSessionStore, registry: Any = None, *, name: str = "default"
+    store: Counted, registry: Any = None, *, name: str = "default"
 ) -> StoreCollector:
     """Register a :class:`StoreCollector` for ``store`` on ``registry`` (prometheus_client's
     default ``REGISTRY`` when None) and return it; :class:`MissingDependency` names the

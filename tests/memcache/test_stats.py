@@ -211,3 +211,27 @@ def test_counts_are_exact_under_threads() -> None:
         stats.node_results[("b:1", NodeStatus.HIT)],
         stats.latency["session.start"].count,
     )
+
+
+async def test_the_async_store_counts_and_exports_too(cluster: MemcachedCluster) -> None:
+    """The asyncio store's stats() counts its operations, and the collector reads it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from errpolicy_memcache.aio import AsyncMemcacheSessionStore
+    from errpolicy_memcache.prometheus import register
+
+    async with AsyncMemcacheSessionStore(cluster.addresses, SECRET, timeout=2.0) as store:
+        registry = CollectorRegistry()
+        register(store, registry, name="aio")
+        session = await store.start(None)
+        session["a"] = 1
+        await store.save(session)
+        await store.start(session.id)
+        stats = store.stats()
+        text = generate_latest(registry).decode()
+    line = 'errpolicy_memcache_operations_total{operation="session.save",outcome="ok",store="aio"}'
+    assert (1, 1, True) == (
+        stats.count("session.save", OutcomeKind.OK),
+        stats.count("session.start", OutcomeKind.OK),
+        f"{line} 1.0" in text,
+    )
