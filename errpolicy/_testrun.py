@@ -181,6 +181,18 @@ class Invocation:
     #: The thread that runs the call: a context copied into another thread
     #: (3.14+) does not make that thread the test's.
     thread: int = field(default_factory=threading.get_ident)
+    #: The test's phase: "call", or "setup" / "teardown" (its fixtures); None
+    #: while the fixtures' guard waits for the teardown (the call has its own).
+    phase: str | None = "call"
+
+    def enter(self, phase: str | None) -> None:
+        """Observe the next phase (None: nothing) afresh: what came before is not
+        its business."""
+        with self.lock:
+            self.phase = phase
+            self.seen.clear()
+            self.handled.clear()
+            self.expected.clear()
 
     def observe(self, event: Event) -> bool:
         """The guard's scope: keep ``event``, never take it.
@@ -190,6 +202,8 @@ class Invocation:
         ``recwarn`` or pytest's summary), whoever silenced it (the test, the code
         under test, or a plugin such as pytest-asyncio).
         """
+        if self.phase is None:
+            return False
         if event.source == "warning":
             exempt = self._exempt(event)
             if exempt == IGNORED:
@@ -252,11 +266,17 @@ class Invocation:
         if not failing:
             return None
         count = len(failing)
+        where = "" if self.phase in ("call", None) else f" in {self.phase}"
         lines = [
-            f"errpolicy: {count} unexpected event{'s' if count != 1 else ''} "
+            f"errpolicy: {count} unexpected event{'s' if count != 1 else ''}{where} "
             f"({self.policy.describe()}):"
         ]
         lines += [f"  {self.line(s)}" for s in failing]
+        if self.phase not in ("call", None):
+            lines.append(
+                f"They were raised in the {self.phase} of the test's fixtures: a fixture "
+                "that takes errguard can assert or expect them."
+            )
         lines.append(
             "Assert them with errguard.assert_logged() or errguard.assert_warned(), "
             "allow them with errguard.expect(), or change the policy with "
