@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from typing import TYPE_CHECKING
 
 from . import match as _match
@@ -95,7 +96,7 @@ class ErrGuard:
 
     def _invocation(self) -> Invocation:
         invocation = CURRENT.get()
-        if invocation is None:
+        if invocation is None or invocation.thread != threading.get_ident():
             raise NotInTest(
                 "errguard is only usable while the test function runs, in its own "
                 "thread or the tasks it starts (hand work to threads with errpolicy.carry)"

@@ -139,8 +139,18 @@ def filter_action(event: Event, filters: list[Any], default: str) -> str:
 
 
 def showing() -> Any:
-    """What shows a warning now: ``catch_warnings(record=True)`` puts its list's
-    ``append`` here (pytest's own per-test recorder, ``recwarn``, ``pytest.warns``)."""
+    """What takes a shown warning here: the list ``catch_warnings(record=True)``
+    records into (pytest's own per-test recorder, ``recwarn``, ``pytest.warns``),
+    or None when nothing records.
+
+    Without context-aware warnings that list's ``append`` is the process-wide
+    ``warnings._showwarnmsg_impl``; with them (3.14+) it is the ``log`` of the
+    current context's warnings state (``warnings._get_context()``), which a
+    nested ``catch_warnings()`` without ``record`` shares with its parent.
+    """
+    if _hooks.CONTEXT_AWARE:
+        get_context = getattr(warnings, "_get_context", None)
+        return None if get_context is None else get_context().log
     return getattr(warnings, "_showwarnmsg_impl", None)
 
 
@@ -168,28 +178,56 @@ class Invocation:
     handled: set[int] = field(default_factory=set)
     expected: list[Matcher] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The thread that runs the call: a context copied into another thread
+    #: (3.14+) does not make that thread the test's.
+    thread: int = field(default_factory=threading.get_ident)
+    #: The test's phase: "call", or "setup" / "teardown" (its fixtures); None
+    #: while the fixtures' guard waits for the teardown (the call has its own).
+    phase: str | None = "call"
+
+    def enter(self, phase: str | None) -> None:
+        """Observe the next phase (None: nothing) afresh: what came before is not
+        its business."""
+        with self.lock:
+            self.phase = phase
+            self.seen.clear()
+            self.handled.clear()
+            self.expected.clear()
 
     def observe(self, event: Event) -> bool:
-        """The guard's scope: keep ``event``, never take it."""
+        """The guard's scope: keep ``event``, never take it.
+
+        A warning that the filters in force where it was raised ignore is not
+        kept at all: without errpolicy it would not exist for the test (nor for
+        ``recwarn`` or pytest's summary), whoever silenced it (the test, the code
+        under test, or a plugin such as pytest-asyncio).
+        """
+        if self.phase is None:
+            return False
+        if event.source == "warning":
+            exempt = self._exempt(event)
+            if exempt == IGNORED:
+                return False
+        else:
+            exempt = CAPLOG if self.caplog and event.source == "logging" else None
         severity = event.severity
         config = _config.get_config()
         if config.classifiers:
             severity = classify(event, config.classifiers)[0]
-        if event.source == "warning":
-            exempt = self._exempt(event)
-        else:
-            exempt = CAPLOG if self.caplog and event.source == "logging" else None
         with self.lock:
             self.seen.append(Seen(event, severity, exempt))
         return False
 
     def _exempt(self, event: Event) -> str | None:
-        if self.shower is not None and showing() is not self.shower:
-            return RECORDED
+        # The list that decides here: on 3.14+ with context-aware warnings, the
+        # current context's (an inner catch_warnings' copy), else warnings.filters.
         default = getattr(warnings, "defaultaction", "default")  # not in typeshed
         action = filter_action(event, _hooks._effective_filters(), default)
         if action == "ignore":
             return IGNORED
+        recorder = showing()
+        if self.shower is not None and recorder is not None and recorder is not self.shower:
+            return RECORDED
         if action == "error":
             return ERROR
         return None
@@ -228,11 +266,17 @@ class Invocation:
         if not failing:
             return None
         count = len(failing)
+        where = "" if self.phase in ("call", None) else f" in {self.phase}"
         lines = [
-            f"errpolicy: {count} unexpected event{'s' if count != 1 else ''} "
+            f"errpolicy: {count} unexpected event{'s' if count != 1 else ''}{where} "
             f"({self.policy.describe()}):"
         ]
         lines += [f"  {self.line(s)}" for s in failing]
+        if self.phase not in ("call", None):
+            lines.append(
+                f"They were raised in the {self.phase} of the test's fixtures: a fixture "
+                "that takes errguard can assert or expect them."
+            )
         lines.append(
             "Assert them with errguard.assert_logged() or errguard.assert_warned(), "
             "allow them with errguard.expect(), or change the policy with "

@@ -9,7 +9,9 @@ removes even those. See the docs page "errpolicy in tests".
 Each checked call of a test function runs inside a guard that only observes
 (:mod:`errpolicy._testrun`): every event goes on as without errpolicy, and the
 test fails when it returns if an event in ``fail_on`` and in scope was neither
-asserted nor expected.
+asserted nor expected. The test's setup and teardown (its fixtures) are observed
+the same way, each apart, and an unexpected event there is an error in that
+phase, as a fixture's exception is.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ _SHOWER = pytest.StashKey[Any]()
 #: Checked around ``runtest()`` (doctests, Markdown fences, other items pytest does
 #: not call as a function), rather than inside each call of the function.
 _AROUND_CALL = pytest.StashKey[bool]()
+#: The guard that observes the test's setup and teardown, and what it saw.
+_FIXTURES = pytest.StashKey[tuple[contextlib.ExitStack, Invocation]]()
 
 _MARKER = (
     "errpolicy(fail_on=None, scope=None): check this test with errpolicy, with this "
@@ -135,11 +139,41 @@ def _unittest(item: pytest.Item) -> bool:
     return isinstance(cls, type) and issubclass(cls, unittest.TestCase)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    policy = item.stash.get(_POLICY, None)
+    if policy is None:
+        return (yield)
     # Before any fixture (recwarn) replaces it: pytest's own recorder, if any.
-    if _POLICY in item.stash:
-        item.stash[_SHOWER] = showing()
+    item.stash[_SHOWER] = showing()
+    # Fixtures set up here count toward this test, as their exceptions do (a
+    # wider-scoped fixture's toward the test whose setup first runs it). One guard
+    # observes setup and teardown: pytest-asyncio tears an async fixture down in the
+    # context it copied at setup, where only this guard is open.
+    invocation = _invocation(item, policy, "setup")
+    stack = contextlib.ExitStack()
+    stack.enter_context(_guarded(item, invocation, "fixtures"))
+    item.stash[_FIXTURES] = (stack, invocation)
+    try:
+        with _checked(invocation):
+            return (yield)
+    finally:
+        invocation.enter(None)  # the call is the call guard's
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    fixtures = item.stash.get(_FIXTURES, None)
+    if fixtures is None:
+        return (yield)
+    del item.stash[_FIXTURES]
+    stack, invocation = fixtures
+    invocation.enter("teardown")
+    with _checked(invocation):
+        try:
+            return (yield)
+        finally:
+            stack.close()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -153,24 +187,46 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 @contextlib.contextmanager
 def _observing(item: pytest.Item, policy: TestPolicy) -> Iterator[None]:
     """One call of the test function, observed; fails the test on what it raised."""
+    invocation = _invocation(item, policy, "call")
+    with _checked(invocation), _guarded(item, invocation, "call"):
+        yield
+
+
+def _invocation(item: pytest.Item, policy: TestPolicy, phase: str) -> Invocation:
+    return Invocation(
+        policy,
+        item.stash.get(_SHOWER, None),
+        "caplog" in getattr(item, "fixturenames", ()),
+        phase=phase,
+    )
+
+
+@contextlib.contextmanager
+def _guarded(item: pytest.Item, invocation: Invocation, what: str) -> Iterator[None]:
+    """A guard that only observes, for ``invocation``, which errguard answers from."""
     from ._guard import Guard  # the guard machinery only when a test is checked
     from ._policy import Policy
 
-    invocation = Invocation(
-        policy, item.stash.get(_SHOWER, None), "caplog" in getattr(item, "fixturenames", ())
-    )
     observer = Policy(raise_on="NONE", record="NONE", scope=invocation.observe)
+    name = f"pytest {item.nodeid}" if what == "call" else f"pytest {item.nodeid} {what}"
     token = CURRENT.set(invocation)
     try:
-        with Guard(f"pytest {item.nodeid}", policy=observer):
+        with Guard(name, policy=observer):
             yield
+    finally:
+        CURRENT.reset(token)
+
+
+@contextlib.contextmanager
+def _checked(invocation: Invocation) -> Iterator[None]:
+    """Fail the phase on the unexpected events ``invocation`` saw; when it fails
+    anyway, add them to its exception as notes."""
+    try:
+        yield
     except BaseException as exc:
-        # The test failed already; say what else it raised.
         for seen in invocation.unexpected():
             exc.add_note(f"errpolicy: {invocation.line(seen)}")
         raise
-    finally:
-        CURRENT.reset(token)
     failure = invocation.failure()
     if failure is not None:
         pytest.fail(failure, pytrace=False)

@@ -3,22 +3,11 @@ own thread and tasks. Each test runs a small suite with ``pytester``."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from .test_pytest_plugin import INI, run
 
 pytest_plugins = ("pytester",)
-
-# Issue 13, open: with 3.14's context-aware warnings the plugin's exemptions (pytest.warns,
-# recwarn, catch_warnings(record=True)) and pytest-asyncio's own silenced deprecations are
-# not yet told apart from the test's events. Expected to fail there until fixed.
-CONTEXT_AWARE_OPEN = pytest.mark.xfail(
-    bool(getattr(sys.flags, "context_aware_warnings", False)),
-    reason="issue 13: the plugin under context-aware warnings (3.14+)",
-    strict=False,
-)
 
 
 def test_errguard_assertions_and_expect(pytester: pytest.Pytester) -> None:
@@ -151,7 +140,6 @@ def test_errguard_sees_only_the_tests_own_thread(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*ERROR logger 'app' at *[[]Thread-*]: handed over"])
 
 
-@CONTEXT_AWARE_OPEN
 def test_errguard_outside_the_test_body_is_a_clear_error(pytester: pytest.Pytester) -> None:
     """Used from a thread that is not the test's, errguard says why it cannot answer."""
     pytester.makeini(INI)

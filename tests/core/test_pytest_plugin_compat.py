@@ -4,8 +4,6 @@ pytest-asyncio, pytest-xdist and pytest-run-parallel, alone and together."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 pytest_plugins = ("pytester",)
@@ -78,15 +76,6 @@ MODES = {
     "run-parallel-W-error": ["--parallel-threads=3", "-W", "error"],
 }
 
-# Issue 13, open: with 3.14's context-aware warnings the plugin's exemptions (pytest.warns,
-# recwarn, catch_warnings(record=True)) and pytest-asyncio's own silenced deprecations are
-# not yet told apart from the test's events. Expected to fail there until fixed.
-CONTEXT_AWARE_OPEN = pytest.mark.xfail(
-    bool(getattr(sys.flags, "context_aware_warnings", False)),
-    reason="issue 13: the plugin under context-aware warnings (3.14+)",
-    strict=False,
-)
-
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:
     """Passed and not passed: pytest-run-parallel reports a thread's failure as an error."""
@@ -110,7 +99,6 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-@CONTEXT_AWARE_OPEN
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_gives_the_same_outcomes(suite: pytest.Pytester, mode: str) -> None:
     """Plain, -W error, pytest-run-parallel, and both together."""
@@ -122,7 +110,6 @@ def test_every_mode_gives_the_same_outcomes(suite: pytest.Pytester, mode: str) -
     result.stdout.fnmatch_lines(["*task Task-*: from a task, not asserted"])
 
 
-@CONTEXT_AWARE_OPEN
 def test_under_xdist(suite: pytest.Pytester) -> None:
     """pytest-xdist workers check their tests as a single process does, with run-parallel too."""
     result = suite.runpytest_subprocess(
@@ -162,7 +149,6 @@ def test_w_error_raises_the_warning_itself(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("errpolicy: *")
 
 
-@CONTEXT_AWARE_OPEN
 def test_recwarn_and_catch_warnings_record_keep_their_warnings(
     pytester: pytest.Pytester,
 ) -> None:
@@ -193,7 +179,6 @@ def test_recwarn_and_catch_warnings_record_keep_their_warnings(
     result.stdout.fnmatch_lines(["*UserWarning at *: not kept by anyone"])
 
 
-@CONTEXT_AWARE_OPEN
 def test_errguard_sees_the_warning_pytest_warns_also_sees(pytester: pytest.Pytester) -> None:
     """errguard.events holds every event of the test, those the filters handle too."""
     pytester.makeini(INI)
@@ -208,3 +193,36 @@ def test_errguard_sees_the_warning_pytest_warns_also_sees(pytester: pytest.Pytes
         """
     )
     run(pytester).assert_outcomes(passed=1)
+
+
+SILENCED = """
+import _warnings, warnings
+
+def silenced(category):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        warnings.warn("old api", category)  # through errpolicy's hook
+        _warnings.warn("old api, from C", category)
+
+def test_silenced_by_the_code(errguard):
+    silenced(DeprecationWarning)
+    silenced(UserWarning)
+    with warnings.catch_warnings(action="ignore"):
+        warnings.warn("old api", UserWarning)
+    assert [] == list(errguard.events)
+
+def test_not_silenced_fails():
+    warnings.warn("old api, not silenced", DeprecationWarning)
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["-W", "error"]], ids=["plain", "W-error"])
+def test_a_warning_silenced_where_it_is_raised_is_not_the_tests(
+    pytester: pytest.Pytester, args: list[str]
+) -> None:
+    """An inner catch_warnings + simplefilter("ignore") hides a warning from errguard too."""
+    pytester.makeini(INI + "errpolicy_fail_on = WARNING | DEPRECATED\n")
+    pytester.makepyfile(test_silenced=SILENCED)
+    result = run(pytester, *args)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_not_silenced_fails*"])
