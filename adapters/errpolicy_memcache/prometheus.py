@@ -35,6 +35,7 @@ class Counted(Protocol):
 
     def stats(self) -> StoreStats: ...
 
+
 __all__ = ["Counted", "StoreCollector", "register"]
 
 _PREFIX = "errpolicy_memcache"
@@ -132,9 +133,7 @@ class StoreCollector:
         yield latency
 
 
-def register(
-    store: Counted, registry: Any = None, *, name: str = "default"
-) -> StoreCollector:
+def register(store: Counted, registry: Any = None, *, name: str = "default") -> StoreCollector:
     """Register a :class:`StoreCollector` for ``store`` on ``registry`` (prometheus_client's
     default ``REGISTRY`` when None) and return it; :class:`MissingDependency` names the
     ``prometheus`` extra when prometheus_client is not installed."""
