@@ -30,15 +30,15 @@ if TYPE_CHECKING:
     from ._metrics import StoreStats
 
 
+__all__ = ["Counted", "StoreCollector", "register"]
+
+_PREFIX = "errpolicy_memcache"
+
+
 class Counted(Protocol):
     """What the collector reads: a store's ``stats()`` (the sync and the async store)."""
 
     def stats(self) -> StoreStats: ...
-
-
-__all__ = ["Counted", "StoreCollector", "register"]
-
-_PREFIX = "errpolicy_memcache"
 
 
 def _core() -> Any:
