@@ -306,7 +306,7 @@ def run(rounds: int, per_round: int) -> list[Result]:
             store.close()
         for client in raws:
             client.close()
-        for state in ("save", "outage", "recovered"):
+        for state in ("save", "outage", "recovered", "refault"):
             results += _state(state, cluster, rounds, per_round)
         results += _outage_vs_healthy(results)
     return results
