@@ -95,11 +95,13 @@ def store(cluster: MemcachedCluster, transport: str, **options: Any) -> Memcache
 
 
 def raw_client(server: MemcachedServer) -> Client:
-    """A pymemcache client as an application would make one, on ``server``."""
+    """A pymemcache client as an application would make one, on ``server`` (generous
+    timeouts: under valgrind on a busy machine a reply can take over 0.5 s, and the
+    timeout costs a raw call nothing until it is hit)."""
     return Client(
         (server.host, server.port),
-        connect_timeout=0.25,
-        timeout=0.5,
+        connect_timeout=5.0,
+        timeout=5.0,
         no_delay=True,
         default_noreply=False,
     )
