@@ -19,7 +19,8 @@ The rows with a target (issue 10), each state set up by :mod:`bench.memcache_sta
 Rows without a target, to explain the others: the network floor (bare sockets send
 ``gets`` to the two home nodes, then read each reply, no parsing), ids the store does
 not remember (1,500 sessions read in turn), ``start()`` and the first read of the data,
-``read_all_nodes=True``, and ``start()`` vs two raw ``get`` calls one after the other.
+``read_all_nodes=True``, ``start()`` vs two raw ``get`` calls one after the other, and
+the first read of a session after a fault (every node asked, before the session settles).
 
 Each measurement interleaves the contenders (both transports and the baseline) in rounds
 and reports the median (p50) and p99 of single-operation latencies. A missed target reads
@@ -306,7 +307,7 @@ def run(rounds: int, per_round: int) -> list[Result]:
             store.close()
         for client in raws:
             client.close()
-        for state in ("save", "outage", "recovered"):
+        for state in ("save", "outage", "recovered", "refault"):
             results += _state(state, cluster, rounds, per_round)
         results += _outage_vs_healthy(results)
     return results

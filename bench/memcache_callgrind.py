@@ -43,7 +43,7 @@ class Count:
     name: str
     store_ir: float
     baseline_ir: float
-    target: float
+    target: float | None
 
     @property
     def ratio(self) -> float:
@@ -127,7 +127,7 @@ def table(counts: Sequence[Count]) -> str:
     for c in counts:
         lines.append(
             f"| {c.name} | {c.store_ir:,.0f} | {c.baseline_ir:,.0f} "
-            f"| {c.ratio:.2f}x | <= {c.target}x |"
+            f"| {c.ratio:.2f}x | {'-' if c.target is None else f'<= {c.target}x'} |"
         )
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from ._envelope import EnvelopeError, Record
 from ._node import Node, Reply
-from ._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, worst
+from ._outcome import NodeStatus, Outcome, OutcomeKind, node_results, worst
 from ._wire import Command, add, cas, touch
 
 __all__ = [
@@ -75,7 +75,7 @@ class Op:
             kind=kind,
             flags=frozenset(self.flags),
             served_by=served_by.address if served_by else None,
-            nodes=tuple(NodeResult(*r) for r in self.results),
+            nodes=node_results(self.results),
             key=self.key[-12:],
             version=version,
             elapsed=time.perf_counter() - self.start,
@@ -97,20 +97,34 @@ class Known:
     """What a store keeps about a session id it read or wrote: the memcached key, the
     home nodes, their transports and the ``gets`` command (all derived from the id,
     never stale), the last copy that passed verification (bytes and record; small
-    copies only), the newest copy acknowledged (:class:`Acked`), and the nodes below
-    home where the last read found a copy (``strays``: the next save writes over them)."""
+    copies only), the newest copy acknowledged (:class:`Acked`), the nodes below
+    home where the last read found a copy (``strays``: the next save writes over them),
+    and ``settled``: how many faults the process had marked when a read after the last
+    of them found every node answering and the home nodes holding the newest copy."""
 
-    __slots__ = ("acked", "command", "home", "key", "strays", "transports", "verified")
+    __slots__ = (
+        "acked",
+        "command",
+        "home",
+        "homes",
+        "key",
+        "settled",
+        "strays",
+        "transports",
+        "verified",
+    )
 
     def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
         self.key = key
         self.home = home
+        self.homes = frozenset(node.address for node in home)  # the home nodes' addresses
         self.transports = transports
         self.command = command
         # One attribute each: threads read and replace a value at once.
         self.verified: tuple[bytes, Record] | None = None
         self.acked: Acked | None = None
         self.strays: frozenset[str] = frozenset()
+        self.settled: int | None = None
 
     def ack(self, acked: Acked) -> None:
         """Remember ``acked`` unless a newer copy is known (racing threads keep the newest)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import secrets
 import threading
@@ -81,6 +82,27 @@ _VERIFIED_BLOB_MAX = 4096
 # a MAC over 64 KiB costs several times what reading it does.
 _VERIFIED_LARGE_BUDGET = 16 * 1024 * 1024
 _VERIFIED_LARGE_MAX = 1024 * 1024  # each
+
+
+class _Faults(FaultClock):
+    """The fault clock, numbering its marks too: a session settled at one mark stays
+    settled until the next (see ``_wide_read``), even when two marks read the same
+    clock time (a coarse clock, or the simulation's). Each mark stores a number never
+    stored before, so a mark racing a read's capture still changes what it captured."""
+
+    __slots__ = ("_numbering", "_numbers", "marks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._numbers = itertools.count(1)
+        # Faults are rare: a lock keeps two racing marks apart on a free-threaded build.
+        self._numbering = threading.Lock()
+        self.marks = 0
+
+    def mark(self) -> None:
+        with self._numbering:
+            self.marks = next(self._numbers)
+        super().mark()
 
 
 def _check_id(session: Session) -> None:
@@ -202,7 +224,7 @@ class MemcacheSessionStore:
         self._large: dict[str, tuple[Known, int]] = {}
         self._large_bytes = 0
         self._large_lock = threading.Lock()
-        self._faults = FaultClock()
+        self._faults = _Faults()
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
         # its home outlives any older copy at home by at most that), and more than a
@@ -311,7 +333,9 @@ class MemcacheSessionStore:
         :class:`SessionTooLarge` / :class:`SessionDataError` before any I/O, and the
         session keeps its data. A save with the lock held releases it.
         """
-        _check_id(session)
+        sid = session._id
+        if type(sid) is not str or sid not in self._known:  # a kept id was checked
+            _check_id(session)
         if ttl is not None:
             check_ttl(ttl)
         with _GUARDS["session.save"]:
@@ -392,7 +416,7 @@ class MemcacheSessionStore:
         wide = False
         if not self._locking:  # a lock is taken before reading
             known = known or self._known_for(sid, key)
-            if self._settled():
+            if known.settled == self._faults.marks or self._settled():
                 settled = self._home_read(sid, known, began)
             else:
                 wide = True
@@ -529,14 +553,7 @@ class MemcacheSessionStore:
                 return None
             record = checked
             if not record.tombstone:
-                known.ack(
-                    Acked(
-                        record.version,
-                        False,
-                        frozenset(n.address for n in home),
-                        self._faults.now(),
-                    )
-                )
+                known.ack(Acked(record.version, False, known.homes, self._faults.now()))
             self._remember(sid, known, found, record)
         acked = known.acked
         if acked is not None and (acked.tombstone or acked.version > record.version):
@@ -560,6 +577,7 @@ class MemcacheSessionStore:
         :meth:`_read` would conclude (judged by :func:`core.judge` when a node was
         skipped, and reported as a failover); else the replies, for :meth:`_read`.
         """
+        mark = self._faults.marks  # before the round: a fault during it unsettles
         asked, skipped = self._wide_targets(known)
         if not asked:
             return None
@@ -567,7 +585,12 @@ class MemcacheSessionStore:
         command = (known.command,)
         plan = [(node, command) for node in asked]
         replies = self._execute(plan, began + self._operation_timeout)
-        return self._wide_record(sid, known, began, at, replies, skipped)
+        found = self._wide_record(sid, known, began, at, replies, skipped)
+        if not skipped and not self._read_all_nodes and type(found) is Record:
+            # Every node answered and none holds a copy newer than home's: until the
+            # next fault, this session's reads may ask its home alone (docs/design.md).
+            known.settled = mark
+        return found
 
     def _wide_targets(self, known: Known) -> tuple[list[Node], list[Node]]:
         """The nodes a wide read asks (breaker closed) and skips, in ranking order."""
@@ -623,7 +646,7 @@ class MemcacheSessionStore:
                     read.add_copy(core.Copy(reply.node, record, value[0], value[1]))
             read.failed = skipped
             read.answered = len(replies)
-            read.answered_by.update(reply.node.address for reply in replies)
+            read.answered_by.update([reply.node.address for reply in replies])
             judgement = core.judge(
                 read,
                 home=known.home,
@@ -638,16 +661,10 @@ class MemcacheSessionStore:
             if judgement.forget or judgement.bury:
                 return replies
             served = judgement.found.node
+        addresses = frozenset([node.address for node in holders])
         # Copies outside home (a failover write left them): the next save writes over them.
-        known.strays = frozenset(n.address for n in holders if n not in known.home)
-        known.ack(
-            Acked(
-                record.version,
-                False,
-                frozenset(node.address for node in holders),
-                self._faults.now(),
-            )
-        )
+        known.strays = addresses - known.homes
+        known.ack(Acked(record.version, False, addresses, self._faults.now()))
         self._keep(sid, known)
         if op is not None:
             self._finish(op, OutcomeKind.OK, served, record.version)
@@ -867,7 +884,8 @@ class MemcacheSessionStore:
             core.note_writes(op, plan, replies)
 
     def _encode(self, key: str, record: Record) -> bytes:
-        self._note_lifetime(record)
+        if record.ttl > self._settle_after:  # rare: checked here to spare the call
+            self._note_lifetime(record)
         blob = encode(record, key, self._keys)
         if len(blob) > self._max_size:
             raise SessionTooLarge(len(blob), self._max_size)
@@ -907,12 +925,13 @@ class MemcacheSessionStore:
         if ttl is not None:
             session.ttl = ttl
         now = self._clock()
-        created = session.created or now
-        version = self._next_version(session.version)
+        created = session._created or now
+        version = self._next_version(session._version)
         life = session.ttl or self._idle_ttl
         record = Record(version, self._writer, created, now, life, session._encoded())
         blob = self._encode(key, record)
-        command = (add if must_create else set_)(key, blob, self._effective_ttl(record))
+        expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
+        command = (add if must_create else set_)(key, blob, expiry)
         op = Op("session.save", key)
         write: Write | None = None
         if not must_create and session._lock is None:
@@ -991,7 +1010,8 @@ class MemcacheSessionStore:
         session.modified = False
         session._version = version
         session._created = created
-        known.ack(Acked(version, False, frozenset(n.address for n in holders), self._faults.now()))
+        addresses = known.homes if holders is known.home else frozenset(n.address for n in holders)
+        known.ack(Acked(version, False, addresses, self._faults.now()))
         self._remember(session._id, known, blob, record)  # keeps known
 
     def _overwrite_strays(self, op: Op, sid: str, write: Write) -> None:

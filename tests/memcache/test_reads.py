@@ -374,3 +374,94 @@ def test_threads_reading_while_another_process_saves_never_see_an_older_save(
         for thread in threads:
             thread.join()
     assert ([], 300) == (problems, reader.start(session.id)["step"])
+
+
+def fault(store: MemcacheSessionStore) -> None:
+    """Mark ``store``'s fault clock, as an operator closing a breaker does."""
+    store.nodes[0].breaker.reset()
+
+
+def test_a_session_read_whole_after_the_last_fault_reads_its_home_again(
+    cluster: MemcachedCluster, store: MemcacheSessionStore, outcomes: list[Outcome]
+) -> None:
+    """After a fault, the first read of a session asks every node; once every node
+    answered and the home nodes held the newest copy, that session's next read asks its
+    home alone, while another session not read since the fault still asks every node."""
+    session = saved(store, a=1)
+    other = saved(store, b=2)
+    fault(store)
+    counts = []
+    for sid in (session.id, session.id, other.id):
+        store.start(sid)
+        counts.append(len(asked(outcomes[-1])))
+    assert [3, 2, 3] == counts
+
+
+def test_a_fault_after_a_session_settled_makes_its_reads_whole_again(
+    cluster: MemcachedCluster, store: MemcacheSessionStore, outcomes: list[Outcome]
+) -> None:
+    """A settled session asks every node again after the next fault, and settles again."""
+    session = saved(store, a=1)
+    fault(store)
+    store.start(session.id)
+    fault(store)
+    counts = []
+    for _ in range(2):
+        store.start(session.id)
+        counts.append(len(asked(outcomes[-1])))
+    assert [3, 2] == counts
+
+
+def test_a_read_with_a_node_skipped_does_not_settle_its_session(
+    cluster: MemcachedCluster, store: MemcacheSessionStore, ranked: Ranked, outcomes: list[Outcome]
+) -> None:
+    """While a node's breaker is open, the session's reads do not settle (a newer copy
+    may sit on that node); each read asks every node that answers and reports the skip."""
+    session = saved(store, a=1)
+    _, _, third = ranked(cluster, session.id)
+    cut_off(store, third)
+    kinds = []
+    for _ in range(2):
+        store.start(session.id)
+        kinds.append((outcomes[-1].kind, outcomes[-1].results_for(third.address)[0].status))
+    assert [(OutcomeKind.FAILOVER, NodeStatus.SKIPPED)] * 2 == kinds
+
+
+def test_read_all_nodes_never_settles_a_session(
+    cluster: MemcachedCluster, make_store: Maker, outcomes: list[Outcome]
+) -> None:
+    """With ``read_all_nodes=True`` every read asks every node, after a fault too."""
+    careful = make_store(cluster, read_all_nodes=True)
+    session = saved(careful, a=1)
+    fault(careful)
+    counts = []
+    for _ in range(3):
+        careful.start(session.id)
+        counts.append(len(asked(outcomes[-1])))
+    assert [3, 3, 3] == counts
+
+
+def test_a_settled_session_still_finds_its_failover_copy_after_a_double_fault(
+    cluster: MemcachedCluster,
+    make_store: Maker,
+    ranked: Ranked,
+    raw: Raw,
+    outcomes: list[Outcome],
+) -> None:
+    """A session settled after one fault, then saved while both home nodes were cut off
+    (the copy lands on the third node only): the cut-off is a fault, so the next read
+    asks every node and serves the new copy, although both home nodes agree on the old."""
+    writer = make_store(cluster)
+    session = saved(writer, step="old")
+    home1, home2, other = ranked(cluster, session.id)
+    fault(writer)
+    writer.start(session.id)
+    writer.start(session.id)
+    settled = len(asked(outcomes[-1]))
+    cut_off(writer, home1, home2)
+    session["step"] = "new"
+    writer.save(session)
+    assert ["old", "old", "new"] == [stored_step(raw, s, session.id) for s in (home1, home2, other)]
+    for node in writer.nodes:
+        node.breaker.reset()
+    assert (2, "new", 3) == (settled, writer.start(session.id)["step"], len(asked(outcomes[-1])))
