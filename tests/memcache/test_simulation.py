@@ -390,16 +390,19 @@ class StoreSimulation(RuleBasedStateMachine):
         process=st.integers(0, 1),
         sid=st.sampled_from(SIDS),
         fault=st.sampled_from(["kill", "hang"]),
-        then_heal=st.booleans(),
+        after=st.sampled_from(["", "heal", "other saves"]),
     )
-    def failover_save(self, process: int, sid: str, fault: str, then_heal: bool) -> None:
+    def failover_save(self, process: int, sid: str, fault: str, after: str) -> None:
         """The first home node of ``sid`` fails, then ``process`` saves it: the save lands
-        below home (a stray) and owes the skipped home node its copy; then, maybe, the
-        fault heals (a failover episode, over)."""
+        below home (a stray) and owes the skipped home node its copy. ``after``: the
+        fault heals; then, maybe, the other process saves it from its home read, which
+        does not see the stray (left older than the newest save)."""
         getattr(self, fault)(ranked_addresses(sid)[0])
         self.save(process, sid)
-        if then_heal:
+        if after:
             self.heal()
+        if after == "other saves":
+            self.save(1 - process, sid)
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 3.0]))
     def tick(self, seconds: float) -> None:
