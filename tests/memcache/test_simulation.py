@@ -384,6 +384,8 @@ class StoreSimulation(RuleBasedStateMachine):
         """A skipped home node that now holds the newest save (handed over, or a write
         that timed out there landed) owes it from now on."""
         for sid, history in self.history.items():
+            if not history.pending:
+                continue
             newest = max(history.acked, default=0)
             for address, _, value in self.cluster.copies(sid, self.keys):
                 if address in history.pending and value is not None and value >= newest:
