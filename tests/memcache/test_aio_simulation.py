@@ -16,10 +16,9 @@ from errpolicy_memcache._node import Reply, settle
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 
 from .helpers import SECRET
+from .simnodes import ADDRESSES, Cluster
 from .test_simulation import (
     _SETTINGS,
-    ADDRESSES,
-    Cluster,
     DoubleFaultSimulation,
     LockSimulation,
     RollingSimulation,
