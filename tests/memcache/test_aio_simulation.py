@@ -9,6 +9,7 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import settings
 
 from errpolicy_memcache import Session
@@ -24,6 +25,10 @@ from .test_simulation import (
     RollingSimulation,
     StoreSimulation,
 )
+
+# CPU-bound searches (tens of seconds alone); the suite's 120 s limit is there to catch
+# hangs, and a machine busy with other work must not trip it.
+pytestmark = pytest.mark.timeout(900)
 
 T = TypeVar("T")
 
