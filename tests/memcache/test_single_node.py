@@ -6,19 +6,12 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from errpolicy.testing import ErrGuard
 
 from errpolicy_memcache import ConfigurationError, MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .helpers import SECRET
-
-
-def boot_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "errpolicy_memcache" and r.levelno == logging.WARNING
-    ]
 
 
 def test_one_server_keeps_sessions(
@@ -35,29 +28,27 @@ def test_one_server_keeps_sessions(
 def test_one_server_warns_once_at_boot(
     make_store: Callable[..., MemcacheSessionStore],
     cluster: MemcachedCluster,
-    caplog: pytest.LogCaptureFixture,
+    errguard: ErrGuard,
 ) -> None:
     """Building the store warns once that there is no failover; requests add no warning."""
-    with caplog.at_level(logging.WARNING, logger="errpolicy_memcache"):
-        store = make_store([cluster[0].address])
-        for _ in range(3):
-            session = store.new_session()
-            session["n"] = 1
-            store.save(session)
-            store.start(session.id)
-    (message,) = boot_warnings(caplog)
-    assert True is ("no failover" in message)
+    store = make_store([cluster[0].address])
+    for _ in range(3):
+        session = store.new_session()
+        session["n"] = 1
+        store.save(session)
+        store.start(session.id)
+    (event,) = errguard.assert_logged(logger="errpolicy_memcache", level=logging.WARNING)
+    assert True is ("no failover" in event.message)
 
 
 def test_two_servers_keep_two_copies_without_warning(
     make_store: Callable[..., MemcacheSessionStore],
     cluster: MemcachedCluster,
-    caplog: pytest.LogCaptureFixture,
+    errguard: ErrGuard,
 ) -> None:
     """The default stays two copies when there are two servers or more."""
-    with caplog.at_level(logging.WARNING, logger="errpolicy_memcache"):
-        store = make_store(cluster.addresses[:2])
-    assert (2, []) == (store._replicas, boot_warnings(caplog))
+    store = make_store(cluster.addresses[:2])
+    assert (2, ()) == (store._replicas, errguard.events)
 
 
 def test_two_copies_on_one_server_name_the_setting() -> None:
