@@ -316,7 +316,7 @@ class AsyncMemcacheSessionStore:
         wide = False
         if not s._locking:  # a lock is taken before reading
             known = known or s._known_for(sid, key)
-            if s._settled():
+            if s._reads_home(known):
                 settled = await self._home_read(sid, known, began)
             else:
                 wide = True
@@ -362,13 +362,16 @@ class AsyncMemcacheSessionStore:
         """The read of a process that is not settled (see ``MemcacheSessionStore._wide_read``):
         every node whose breaker is closed, in one round."""
         s = self._s
+        mark = s._faults.marks  # before the round: a fault during it unsettles
         asked, skipped = s._wide_targets(known)
         if not asked:
             return None
         at = time.perf_counter() - began
         plan = [(node, (known.command,)) for node in asked]
         replies = await self._execute(plan, began + s._operation_timeout)
-        return s._wide_record(sid, known, began, at, replies, skipped)
+        found = s._wide_record(sid, known, began, at, replies, skipped)
+        s._settle(known, mark, found, skipped)
+        return found
 
     async def _read(
         self, op: Op, key: str, home: list[Reply] | None = None, *, wide: bool = False

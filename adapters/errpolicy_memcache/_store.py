@@ -416,7 +416,7 @@ class MemcacheSessionStore:
         wide = False
         if not self._locking:  # a lock is taken before reading
             known = known or self._known_for(sid, key)
-            if known.settled == self._faults.marks or self._settled():
+            if self._reads_home(known):
                 settled = self._home_read(sid, known, began)
             else:
                 wide = True
@@ -586,11 +586,23 @@ class MemcacheSessionStore:
         plan = [(node, command) for node in asked]
         replies = self._execute(plan, began + self._operation_timeout)
         found = self._wide_record(sid, known, began, at, replies, skipped)
-        if not skipped and not self._read_all_nodes and type(found) is Record:
-            # Every node answered and none holds a copy newer than home's: until the
-            # next fault, this session's reads may ask its home alone (docs/design.md).
-            known.settled = mark
+        self._settle(known, mark, found, skipped)
         return found
+
+    def _reads_home(self, known: Known) -> bool:
+        """True if a read of ``known`` may start with its home nodes alone: the process
+        is settled, or this session was read whole since the last fault (both drivers)."""
+        return known.settled == self._faults.marks or self._settled()
+
+    def _settle(
+        self, known: Known, mark: int, found: Record | list[Reply], skipped: list[Node]
+    ) -> None:
+        """After a wide read that began at fault mark ``mark`` (no I/O; both drivers):
+        when every node answered and none holds a copy newer than home's (``found`` is
+        the record), this session's reads may ask its home alone until the next fault
+        (docs/design.md, "Careful after a fault, per session")."""
+        if not skipped and not self._read_all_nodes and type(found) is Record:
+            known.settled = mark
 
     def _wide_targets(self, known: Known) -> tuple[list[Node], list[Node]]:
         """The nodes a wide read asks (breaker closed) and skips, in ranking order."""

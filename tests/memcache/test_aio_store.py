@@ -451,3 +451,19 @@ def test_the_async_store_needs_no_pymemcache() -> None:
         """
     )
     assert {"pymemcache": False} == result
+
+
+async def test_a_session_read_whole_after_the_last_fault_reads_its_home_again(
+    cluster: MemcachedCluster, make_async: MakeAsync, outcomes: list[Outcome]
+) -> None:
+    """As the sync store: after a fault the first read of a session asks every node, the
+    next asks its home alone, and a session not read since still asks every node."""
+    store = make_async(cluster)
+    session = await _saved(store, a=1)
+    other = await _saved(store, b=2)
+    store.nodes[0].breaker.reset()  # marks the fault clock, as an operator's reset does
+    counts = []
+    for sid in (session.id, session.id, other.id):
+        await store.start(sid)
+        counts.append(len([r for r in outcomes[-1].nodes if r.command == "gets"]))
+    assert [3, 2, 3] == counts
