@@ -10,6 +10,7 @@ from typing import Any
 
 from ._breaker import BreakerState
 from ._core import Write
+from ._hinted import Handing, Verify
 from ._node import Node, Reply
 from ._wire import Command, cas, gets
 
@@ -26,13 +27,16 @@ class Handoff:
     """The tombstones that did not reach a node (skipped or failed), and the lock
     ``add`` commands whose fate is unknown (timed out, or the connection closed: they
     may land when a paused node resumes), kept until they expire and handed over once
-    their node answers again: a tombstone is written there, a lock is removed if it
-    still holds that request's token. ``run`` carries a plan out (the store's I/O)."""
+    their node answers again: a tombstone is written there, a copy unless the node holds
+    a newer one (:mod:`._hinted`), a lock is removed if it still holds that request's
+    token. ``run`` carries a plan out (the store's I/O), ``verify`` decodes a stored blob
+    of a key (the store's keys)."""
 
-    def __init__(self, nodes: Sequence[Node], run: Run) -> None:
+    def __init__(self, nodes: Sequence[Node], run: Run, verify: Verify) -> None:
         self._nodes = nodes
         self._by_address = {node.address: node for node in nodes}
         self._run = run
+        self.verify = verify
         # (address, key) -> (the tombstone's set command, monotonic time it expires)
         self._hints: dict[tuple[str, str], tuple[Command, float]] = {}
         # (address, lock key) -> (the lock's token, monotonic time its TTL ends)
@@ -137,13 +141,11 @@ class Handoff:
                 expired.append((address, key))
             elif address in ready:
                 plan.setdefault(self._by_address[address], []).append(command)
-        handed: list[tuple[str, str]] = []
-        if plan:
-            for reply in self._run(list(plan.items())):
-                if reply.failure is None:
-                    handed.extend((reply.node.address, c.key) for c in reply.commands)
+        handing = Handing(list(plan.items()), self.verify)
+        while step := handing.plan():
+            handing.receive(self._run(step))
         with self._kept:
-            for entry in expired + handed:
+            for entry in expired + handing.done:
                 self._hints.pop(entry, None)
             left = {a for a, _ in self._abandoned}
             left.update(a for a, _ in self._hints)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from errpolicy_memcache._breaker import CircuitBreaker
 from errpolicy_memcache._core import Write
+from errpolicy_memcache._envelope import EnvelopeError
 from errpolicy_memcache._handoff import Handoff
 from errpolicy_memcache._node import Node, Reply
 from errpolicy_memcache._wire import Command, set_
@@ -20,7 +21,7 @@ def test_hints_added_while_handing_over_raise_nothing() -> None:
     def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
         return []  # nothing answers: every hint stays
 
-    handoff = Handoff(nodes, run)
+    handoff = Handoff(nodes, run, lambda blob, key: EnvelopeError("unused"))
     errors: list[BaseException] = []
     done = threading.Event()
 
