@@ -135,18 +135,26 @@ class Handoff:
             elif address in ready:
                 self.clear_lock(self._by_address[address], lock_key, token)
         plan: dict[Node, list[Command]] = {}
-        expired: list[tuple[str, str]] = []
-        for (address, key), (command, until) in hints:
+        expired: list[tuple[tuple[str, str], Command]] = []
+        for entry, (command, until) in hints:
             if until <= now:
-                expired.append((address, key))
-            elif address in ready:
-                plan.setdefault(self._by_address[address], []).append(command)
+                expired.append((entry, command))
+            elif entry[0] in ready:
+                plan.setdefault(self._by_address[entry[0]], []).append(command)
         handing = Handing(list(plan.items()), self.verify)
         while step := handing.plan():
             handing.receive(self._run(step))
+        self.settle(expired + handing.done)
+
+    def settle(self, done: Sequence[tuple[tuple[str, str], Command]]) -> None:
+        """Forget the hints in ``done`` (handed over or expired), each unless a newer
+        hint replaced it meanwhile (that one waits); the nodes something still waits
+        for are those with a hint or an abandoned lock left."""
         with self._kept:
-            for entry in expired + handing.done:
-                self._hints.pop(entry, None)
+            for entry, command in done:
+                kept = self._hints.get(entry)
+                if kept is not None and kept[0] == command:
+                    del self._hints[entry]
             left = {a for a, _ in self._abandoned}
             left.update(a for a, _ in self._hints)
             self._waiting = {node for node in self._nodes if node.address in left}

@@ -55,15 +55,15 @@ def next_command(hint: Command, sent: Command | None, value: Any, verify: Verify
 class Handing:
     """One handover of hinted writes as a state machine: :meth:`plan` gives the commands
     to send now (one per pending hint), :meth:`receive` takes the nodes' replies;
-    :attr:`done` lists the (node address, key) of the hints handed over. A node that
-    fails keeps its hints for the next handover, as does a hint after :data:`ROUNDS`."""
+    :attr:`done` lists the hints handed over, as ((node address, key), hint). A node
+    that fails keeps its hints for the next handover, as does a hint after :data:`ROUNDS`."""
 
     __slots__ = ("_pending", "_rounds", "_verify", "done")
 
     def __init__(self, writes: Sequence[tuple[Node, Sequence[Command]]], verify: Verify) -> None:
         self._verify = verify
         self._rounds = 0
-        self.done: list[tuple[str, str]] = []
+        self.done: list[tuple[tuple[str, str], Command]] = []
         # node -> [(hint, command to send next)]
         self._pending: dict[Node, list[tuple[Command, Command]]] = {}
         for node, hints in writes:
@@ -89,7 +89,7 @@ class Handing:
             for (hint, sent), value in zip(steps, reply.values, strict=True):
                 step = next_command(hint, sent, value, self._verify)
                 if step is None:
-                    self.done.append((reply.node.address, hint.key))
+                    self.done.append(((reply.node.address, hint.key), hint))
                 else:
                     pending.setdefault(reply.node, []).append((hint, step))
         self._pending = pending

@@ -103,7 +103,8 @@ def test_handing_over_replaces_an_older_copy_in_two_rounds() -> None:
     handing.receive(_replies(handing.plan(), [(blob(1), 9)]))
     second = handing.plan()
     handing.receive(_replies(second, ["STORED"]))
-    assert ([(node, (cas(SKEY, blob(2), 60, 9),))], [("127.0.0.1:1", SKEY)], []) == (
+    handed = [(("127.0.0.1:1", SKEY), copy(2))]
+    assert ([(node, (cas(SKEY, blob(2), 60, 9),))], handed, []) == (
         second,
         handing.done,
         handing.plan(),
