@@ -37,7 +37,8 @@ class Handoff:
         self._by_address = {node.address: node for node in nodes}
         self._run = run
         self.verify = verify
-        # (address, key) -> (the tombstone's set command, monotonic time it expires)
+        # (address, key) -> (the missed write: a tombstone's set or a copy's add, the
+        # monotonic time it expires)
         self._hints: dict[tuple[str, str], tuple[Command, float]] = {}
         # (address, lock key) -> (the lock's token, monotonic time its TTL ends)
         self._abandoned: dict[tuple[str, str], tuple[bytes, float]] = {}
