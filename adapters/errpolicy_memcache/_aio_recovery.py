@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import _handover
 from ._aio_lock import AsyncLocks
+from ._hinted import Handing
 from ._node import Node, Reply
 from ._wire import Command
 
@@ -147,8 +148,9 @@ class AsyncRecovery:
 
     async def hand_over(self) -> None:
         """Hand over what waits for the nodes that answer again (their breaker closed):
-        remove the locks whose ``add`` timed out there, write the tombstones they
-        missed. One handover at a time in the process; another finds it busy and ends."""
+        remove the locks whose ``add`` timed out there, write the tombstones and copies
+        they missed (:mod:`._hinted`). One handover at a time in the process; another
+        finds it busy and ends."""
         handoff = self._store._handoff
         if not handoff._lock.acquire(blocking=False):
             return
@@ -158,12 +160,10 @@ class AsyncRecovery:
                 return
             for node, lock_key, token in due.clears:
                 await self._locks.clear(node, lock_key, token)
-            done = list(due.expired)
-            if due.writes:
-                for reply in await self._run(list(due.writes), self._deadline()):
-                    if reply.failure is None:
-                        done.extend((reply.node.address, c.key) for c in reply.commands)
-            _handover.finish(handoff, done)
+            handing = Handing(due.writes, handoff.verify)
+            while step := handing.plan():
+                handing.receive(await self._run(step, self._deadline()))
+            _handover.finish(handoff, [*due.expired, *handing.done])
         finally:
             handoff._lock.release()
 

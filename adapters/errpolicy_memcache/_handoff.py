@@ -10,6 +10,7 @@ from typing import Any
 
 from ._breaker import BreakerState
 from ._core import Write
+from ._hinted import Handing, Verify
 from ._node import Node, Reply
 from ._wire import Command, cas, gets
 
@@ -26,14 +27,18 @@ class Handoff:
     """The tombstones that did not reach a node (skipped or failed), and the lock
     ``add`` commands whose fate is unknown (timed out, or the connection closed: they
     may land when a paused node resumes), kept until they expire and handed over once
-    their node answers again: a tombstone is written there, a lock is removed if it
-    still holds that request's token. ``run`` carries a plan out (the store's I/O)."""
+    their node answers again: a tombstone is written there, a copy unless the node holds
+    a newer one (:mod:`._hinted`), a lock is removed if it still holds that request's
+    token. ``run`` carries a plan out (the store's I/O), ``verify`` decodes a stored blob
+    of a key (the store's keys)."""
 
-    def __init__(self, nodes: Sequence[Node], run: Run) -> None:
+    def __init__(self, nodes: Sequence[Node], run: Run, verify: Verify) -> None:
         self._nodes = nodes
         self._by_address = {node.address: node for node in nodes}
         self._run = run
-        # (address, key) -> (the tombstone's set command, monotonic time it expires)
+        self.verify = verify
+        # (address, key) -> (the missed write: a tombstone's set or a copy's add, the
+        # monotonic time it expires)
         self._hints: dict[tuple[str, str], tuple[Command, float]] = {}
         # (address, lock key) -> (the lock's token, monotonic time its TTL ends)
         self._abandoned: dict[tuple[str, str], tuple[bytes, float]] = {}
@@ -131,20 +136,26 @@ class Handoff:
             elif address in ready:
                 self.clear_lock(self._by_address[address], lock_key, token)
         plan: dict[Node, list[Command]] = {}
-        expired: list[tuple[str, str]] = []
-        for (address, key), (command, until) in hints:
+        expired: list[tuple[tuple[str, str], Command]] = []
+        for entry, (command, until) in hints:
             if until <= now:
-                expired.append((address, key))
-            elif address in ready:
-                plan.setdefault(self._by_address[address], []).append(command)
-        handed: list[tuple[str, str]] = []
-        if plan:
-            for reply in self._run(list(plan.items())):
-                if reply.failure is None:
-                    handed.extend((reply.node.address, c.key) for c in reply.commands)
+                expired.append((entry, command))
+            elif entry[0] in ready:
+                plan.setdefault(self._by_address[entry[0]], []).append(command)
+        handing = Handing(list(plan.items()), self.verify)
+        while step := handing.plan():
+            handing.receive(self._run(step))
+        self.settle(expired + handing.done)
+
+    def settle(self, done: Sequence[tuple[tuple[str, str], Command]]) -> None:
+        """Forget the hints in ``done`` (handed over or expired), each unless a newer
+        hint replaced it meanwhile (that one waits); the nodes something still waits
+        for are those with a hint or an abandoned lock left."""
         with self._kept:
-            for entry in expired + handed:
-                self._hints.pop(entry, None)
+            for entry, command in done:
+                kept = self._hints.get(entry)
+                if kept is not None and kept[0] == command:
+                    del self._hints[entry]
             left = {a for a, _ in self._abandoned}
             left.update(a for a, _ in self._hints)
             self._waiting = {node for node in self._nodes if node.address in left}

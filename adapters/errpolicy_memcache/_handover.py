@@ -31,7 +31,7 @@ class Due:
 
     clears: tuple[tuple[Node, str, bytes], ...]
     writes: tuple[tuple[Node, tuple[Command, ...]], ...]
-    expired: tuple[Entry, ...]
+    expired: tuple[tuple[Entry, Command], ...]
     stale: tuple[Entry, ...]
 
 
@@ -52,10 +52,10 @@ def decide(
         elif address in ready:
             clears.append((by_address[address], lock_key, token))
     writes: dict[Node, list[Command]] = {}
-    expired: list[Entry] = []
+    expired: list[tuple[Entry, Command]] = []
     for (address, key), (command, until) in hints:
         if until <= now:
-            expired.append((address, key))
+            expired.append(((address, key), command))
         elif address in ready:
             writes.setdefault(by_address[address], []).append(command)
     return Due(
@@ -82,12 +82,7 @@ def take(handoff: Handoff, now: float) -> Due | None:
     return due
 
 
-def finish(handoff: Handoff, done: Sequence[Entry]) -> None:
-    """Forget the hints in ``done`` (handed over or expired); the nodes something still
-    waits for are those with a hint or an abandoned lock left."""
-    with handoff._kept:
-        for entry in done:
-            handoff._hints.pop(entry, None)
-        left = {address for address, _ in handoff._abandoned}
-        left.update(address for address, _ in handoff._hints)
-        handoff._waiting = {node for node in handoff._nodes if node.address in left}
+def finish(handoff: Handoff, done: Sequence[tuple[Entry, Command]]) -> None:
+    """Forget the hints in ``done`` (handed over or expired), as
+    :meth:`~errpolicy_memcache._handoff.Handoff.settle`."""
+    handoff.settle(done)

@@ -259,7 +259,7 @@ class MemcacheSessionStore:
         self._agreed_gets = agreed_gets
         self._stored_round = stored_round
         # Tombstones a node missed, locks whose add timed out: handed over when it is back.
-        self._handoff = Handoff(self._nodes, self._run_plan)
+        self._handoff = Handoff(self._nodes, self._run_plan, self._verify)
         self._prober = Prober(
             self._nodes, gets(prefix + "probe"), self._handoff.run, self._run_plan
         )

@@ -14,6 +14,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from errpolicy_memcache import BreakerState, Outcome, Session
+from errpolicy_memcache._envelope import decode, normalize_keys
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
@@ -228,3 +229,54 @@ async def test_a_node_back_from_a_hang_is_suspect_for_a_session_this_process_nev
             await reader.start(session.id)  # n=1 on the second node, n=2 on the hung third
     finally:
         third.resume()
+
+
+def _held(raw: Raw, server: MemcachedServer, sid: str) -> object:
+    """The session data ``server`` holds for ``sid`` (verified with the tests' secret)."""
+    key = storage_key(PREFIX, sid)
+    blob = raw(server).get(key)
+    assert blob is not None
+    return decode(blob, key, normalize_keys(SECRET)).data
+
+
+async def test_a_home_node_that_a_save_skipped_gets_the_newer_copy_over_its_older_one(
+    make_async: MakeAsync, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """Issue 10: a home node skipped by a save keeps its older copy no more once it is
+    back: the handed-over copy replaces it (an ``add`` alone would not)."""
+    store = make_async(cluster)
+    session = await _saved(store, n=1)  # on the first and second node
+    _, second, _ = ranked(cluster, session.id)
+    _open(store, second)
+    session["n"] = 2
+    await store.save(session)  # lands on the first and third node
+    handoff = store._s._handoff
+    for node in store.nodes:
+        node.breaker.reset()  # the second node is back
+    await store.start(None)  # a request: what waits for a node that answers is handed over
+    assert await _until(lambda: not handoff.waiting)  # in the loop's recovery task
+    assert {"n": 2} == _held(raw, second, session.id)
+
+
+async def test_a_handed_over_copy_leaves_a_newer_one_in_place(
+    make_async: MakeAsync, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
+) -> None:
+    """A skipped home node that another process has since given a newer copy keeps it:
+    the handover never writes an older copy over a newer one."""
+    store = make_async(cluster)
+    session = await _saved(store, n=1)
+    _, second, _ = ranked(cluster, session.id)
+    _open(store, second)
+    session["n"] = 2
+    await store.save(session)  # lands on the first and third node; the second waits for it
+    handoff = store._s._handoff
+    for node in store.nodes:
+        node.breaker.reset()
+    with handoff._lock:  # as a handover in progress: nothing is handed over yet
+        other = make_async(cluster)
+        theirs = await other.start(session.id)
+        theirs["n"] = 3
+        await other.save(theirs)  # on the first and second node
+    await store.start(None)
+    assert await _until(lambda: not handoff.waiting)
+    assert {"n": 3} == _held(raw, second, session.id)

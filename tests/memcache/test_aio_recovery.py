@@ -210,7 +210,7 @@ def test_decide_hands_over_to_ready_nodes_and_drops_what_expired() -> None:
     assert (
         ((_node("a:1"), "L", b"t"),),
         ((_node("a:1"), (delete("k1"),)),),
-        (("a:1", "k2"),),
+        ((("a:1", "k2"), delete("k2")),),
         (("b:1", "M"),),
     ) == (due.clears, due.writes, due.expired, due.stale)
 

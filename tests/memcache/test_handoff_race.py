@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from errpolicy_memcache._breaker import CircuitBreaker
 from errpolicy_memcache._core import Write
+from errpolicy_memcache._envelope import EnvelopeError
 from errpolicy_memcache._handoff import Handoff
 from errpolicy_memcache._node import Node, Reply
 from errpolicy_memcache._wire import Command, set_
@@ -20,7 +21,7 @@ def test_hints_added_while_handing_over_raise_nothing() -> None:
     def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
         return []  # nothing answers: every hint stays
 
-    handoff = Handoff(nodes, run)
+    handoff = Handoff(nodes, run, lambda blob, key: EnvelopeError("unused"))
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -51,3 +52,21 @@ def test_hints_added_while_handing_over_raise_nothing() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert [] == errors
+
+
+def test_a_hint_left_while_an_older_one_is_handed_over_is_kept() -> None:
+    """A newer hint for the same node and key (a logout that missed the node while its
+    older hint was on the way) is not forgotten with the older one: it waits."""
+    nodes = [Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0), 0.1, 0.1, 1) for port in (1, 2)]
+    older, newer = set_("k", b"older", 60), set_("k", b"newer", 60)
+
+    def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
+        handoff.hint(Write("k", newer, nodes, 2), nodes[:1])  # lands meanwhile
+        return [
+            Reply(node, commands, ["STORED"] * len(commands), None, 0.0) for node, commands in plan
+        ]
+
+    handoff = Handoff(nodes, run, lambda blob, key: EnvelopeError("unused"))
+    handoff.hint(Write("k", older, nodes, 2), nodes[:1])
+    handoff.run()
+    assert ([newer], True) == ([c for c, _ in handoff._hints.values()], handoff.waiting)

@@ -493,12 +493,6 @@ def test_a_logout_is_not_undone_by_a_rolling_flush() -> None:
     machine.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a home node that a save skipped keeps its older copy (the handed-over copy is "
-    "an add); once both nodes of the newest copy restart, the judge serves 'the newest "
-    "left': older than the last acknowledged save (three faults; not a documented limit)",
-)
 def test_an_older_copy_is_not_served_once_the_newest_is_lost() -> None:
     """A save skips a hung home node; both nodes of its copy restart; the older copy the
     skipped node kept is not served to the process that saw the newer one acknowledged."""
