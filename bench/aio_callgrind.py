@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from pathlib import Path
 import errpolicy
 
 from bench.aio_bench import MANY, START, TASKS, operations, prepare
+from bench.callgrind import traced_instructions
 from errpolicy_memcache.testing import MemcachedCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,32 +72,7 @@ def run_variant(which: str, n: int) -> None:
 
 def instructions(which: str, n: int, valgrind: str) -> int:
     """The instructions of one traced run of ``run_variant(which, n)``."""
-    with tempfile.TemporaryDirectory(prefix="errpolicy-aio-callgrind-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        proc = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.aio_callgrind",
-                "--variant",
-                which,
-                str(n),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            check=False,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{which} {n} failed under valgrind:\n{proc.stderr[-2000:]}")
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no instruction total in callgrind's output for {which}")
+    return traced_instructions("bench.aio_callgrind", (which, str(n)), valgrind)
 
 
 def count_all(

@@ -60,34 +60,31 @@ def run_variant(key: str, which: str, n: int) -> None:
             timer(n)
 
 
-def _instructions(key: str, which: str, n: int, valgrind: str) -> int:
+def traced_instructions(module: str, variant: Sequence[str], valgrind: str) -> int:
+    """The instructions callgrind counts in one run of ``python -m module --variant
+    *variant`` (the three callgrind benches' variants run this way)."""
     with tempfile.TemporaryDirectory(prefix="errpolicy-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
+        command = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
         proc = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.callgrind",
-                "--variant",
-                key,
-                which,
-                str(n),
-            ],
+            [*command, "-m", module, "--variant", *variant],
             cwd=ROOT,
             env={**os.environ, "PYTHONHASHSEED": "0"},
             check=False,
             capture_output=True,
             text=True,
         )
+        what = " ".join(variant)
         if proc.returncode != 0:
-            raise RuntimeError(f"{key} {which} {n} failed under valgrind:\n{proc.stderr[-2000:]}")
+            raise RuntimeError(f"{what} failed under valgrind:\n{proc.stderr[-2000:]}")
         for line in out.read_text().splitlines():
             if line.startswith(("summary:", "totals:")):
                 return int(line.split()[1])
-    raise RuntimeError(f"no instruction total in callgrind's output for {key} {which}")
+    raise RuntimeError(f"no instruction total in callgrind's output for {what}")
+
+
+def _instructions(key: str, which: str, n: int, valgrind: str) -> int:
+    return traced_instructions("bench.callgrind", (key, which, str(n)), valgrind)
 
 
 def count_all(rows: Sequence[Row], *, n1: int, n2: int, valgrind: str, jobs: int) -> list[Count]:

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,6 +25,7 @@ from pathlib import Path
 
 import errpolicy
 
+from bench.callgrind import traced_instructions
 from bench.memcache_states import NAMES, STATES, TARGETS, prepare
 from errpolicy_memcache.testing import MemcachedCluster
 
@@ -68,33 +66,7 @@ def run_variant(state: str, which: str, n: int) -> None:
 
 
 def _instructions(state: str, which: str, n: int, valgrind: str) -> int:
-    with tempfile.TemporaryDirectory(prefix="errpolicy-mc-callgrind-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        proc = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.memcache_callgrind",
-                "--variant",
-                state,
-                which,
-                str(n),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            check=False,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{state} {which} {n} failed under valgrind:\n{proc.stderr[-2000:]}")
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no instruction total in callgrind's output for {state} {which}")
+    return traced_instructions("bench.memcache_callgrind", (state, which, str(n)), valgrind)
 
 
 def count_all(states: Sequence[str], *, n1: int, n2: int, valgrind: str, jobs: int) -> list[Count]:
