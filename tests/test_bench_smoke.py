@@ -11,6 +11,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def python(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in the checkout, its output captured as text; never raises for
+    the exit code (the tests assert on it)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 EXPECTED_ROWS = [
     "guard enter/exit vs catch_warnings(record=True)+always",
     "guard enter/exit, Guard object reused, vs the same stdlib block",
@@ -27,14 +41,7 @@ EXPECTED_ROWS = [
 def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     """`python -m bench --quick` prints and writes one row per core benchmark."""
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--skip-memcache", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = python("-m", "bench", "--quick", "--skip-memcache", "--json", str(out), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert not proc.stderr, proc.stderr
     expected = EXPECTED_ROWS
@@ -52,14 +59,7 @@ def test_callgrind_variant_runs_one_loop_and_restores_the_filters() -> None:
         "for r in callgrind.ROWS for w in ('ours', 'baseline')]; "
         "print(before == list(warnings.filters), errpolicy.installed())"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = python("-c", code, timeout=60)
     assert "" == proc.stderr
     assert "True False" == proc.stdout.strip()
 
@@ -69,14 +69,7 @@ def test_memcache_quick_run_produces_every_row(tmp_path: Path) -> None:
     """`python -m bench.memcache_bench --quick` runs every comparison over real memcached
     (both transports) and writes its rows; timings are not checked."""
     out = tmp_path / "memcache.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.memcache_bench", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = python("-m", "bench.memcache_bench", "--quick", "--json", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
     names = [row["name"] for row in json.loads(out.read_text())]
     expected = [
@@ -105,14 +98,7 @@ def test_memcache_callgrind_variant_runs_every_state_without_valgrind() -> None:
         "[m.run_variant(s, w, 5) for s in m.STATES for w in ('store', 'baseline')]; "
         "print(len(m.STATES))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = python("-c", code, timeout=300)
     assert ("", "8") == (proc.stderr, proc.stdout.strip())
 
 
@@ -127,14 +113,7 @@ AIO_ROWS = [
 def test_aio_quick_run_produces_every_row(tmp_path: Path) -> None:
     """`python -m bench.aio_bench --quick` runs every async comparison over real memcached."""
     out = tmp_path / "aio.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.aio_bench", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = python("-m", "bench.aio_bench", "--quick", "--json", str(out), timeout=300)
     assert (0, "") == (proc.returncode, proc.stderr)
     rows = json.loads(out.read_text())["results"]
     assert AIO_ROWS == [row["name"] for row in rows]
@@ -151,14 +130,7 @@ def test_bench_runs_the_async_suite_with_its_own_json(tmp_path: Path) -> None:
         "c.main = b.main = lambda argv: 0; "
         f"sys.exit(m.main(['--quick', '--json', {str(out)!r}]))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = python("-c", code, timeout=300)
     assert (0, "") == (proc.returncode, proc.stderr)
     rows = json.loads((tmp_path / "all.aio.json").read_text())["results"]
     assert AIO_ROWS == [row["name"] for row in rows]
@@ -182,12 +154,5 @@ def test_aio_callgrind_variant_runs_every_operation_without_valgrind() -> None:
         "ops = [w for p in m.PAIRS.values() for w in (p.ours, p.theirs)]; "
         "[m.run_variant(w, 1) for w in ops]; print(' '.join(ops))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = python("-c", code, timeout=300)
     assert ("", "start get many-start many-get") == (proc.stderr, proc.stdout.strip())
