@@ -163,7 +163,7 @@ class AsyncRecovery:
             handing = Handing(due.writes, handoff.verify)
             while step := handing.plan():
                 handing.receive(await self._run(step, self._deadline()))
-            _handover.finish(handoff, [*due.expired, *handing.done])
+            handoff.settle([*due.expired, *handing.done])
         finally:
             handoff._lock.release()
 

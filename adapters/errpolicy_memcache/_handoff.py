@@ -10,6 +10,7 @@ from typing import Any
 
 from ._breaker import BreakerState
 from ._core import Write
+from ._handover import take
 from ._hinted import Handing, Verify
 from ._node import Node, Reply
 from ._wire import Command, cas, gets
@@ -122,30 +123,15 @@ class Handoff:
             self._lock.release()
 
     def _hand_over(self) -> None:
-        with self._kept:
-            ready = {n.address for n in self._waiting if n.breaker.state is BreakerState.CLOSED}
-            if not ready:  # the usual case while a node is away: nothing to look through
-                return
-            abandoned = list(self._abandoned.items())
-            hints = list(self._hints.items())
-        now = time.monotonic()
-        for (address, lock_key), (token, until) in abandoned:
-            if until <= now:
-                with self._kept:
-                    self._abandoned.pop((address, lock_key), None)
-            elif address in ready:
-                self.clear_lock(self._by_address[address], lock_key, token)
-        plan: dict[Node, list[Command]] = {}
-        expired: list[tuple[tuple[str, str], Command]] = []
-        for entry, (command, until) in hints:
-            if until <= now:
-                expired.append((entry, command))
-            elif entry[0] in ready:
-                plan.setdefault(self._by_address[entry[0]], []).append(command)
-        handing = Handing(list(plan.items()), self.verify)
+        due = take(self, time.monotonic())
+        if due is None:  # the usual case while a node is away
+            return
+        for node, lock_key, token in due.clears:
+            self.clear_lock(node, lock_key, token)
+        handing = Handing(due.writes, self.verify)
         while step := handing.plan():
             handing.receive(self._run(step))
-        self.settle(expired + handing.done)
+        self.settle([*due.expired, *handing.done])
 
     def settle(self, done: Sequence[tuple[tuple[str, str], Command]]) -> None:
         """Forget the hints in ``done`` (handed over or expired), each unless a newer

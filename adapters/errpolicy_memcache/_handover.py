@@ -1,24 +1,27 @@
-"""What a handoff carries out now, decided apart from its I/O (for the asyncio driver).
+"""What a handoff carries out now, decided apart from its I/O (both drivers).
 
 :class:`~errpolicy_memcache._handoff.Handoff` keeps the tombstones and lock ``add``
-commands that wait for a node, and hands them over with blocking I/O. The asyncio
-driver hands them over on its event loop instead: :func:`take` says what is due (the
-locks to clear, the commands to write, the hints that expired), the driver carries it
-out, and :func:`finish` forgets what was handed over. Both read the handoff's state the
-way ``Handoff._hand_over`` does, under its lock, and never hold that lock during I/O.
+commands that wait for a node. :func:`take` says what is due (the locks to clear, the
+commands to write, the hints that expired); the driver carries it out (the sync
+``Handoff._hand_over`` with blocking I/O, the asyncio recovery task on its loop) and
+calls ``Handoff.settle`` with what was handed over. The handoff's lock is never held
+during I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._breaker import BreakerState
-from ._handoff import Handoff
 from ._node import Node
 from ._wire import Command
 
-__all__ = ["Due", "decide", "finish", "take"]
+if TYPE_CHECKING:
+    from ._handoff import Handoff
+
+__all__ = ["Due", "decide", "take"]
 
 Entry = tuple[str, str]  # (node address, key)
 
@@ -80,9 +83,3 @@ def take(handoff: Handoff, now: float) -> Due | None:
         for entry in due.stale:
             handoff._abandoned.pop(entry, None)
     return due
-
-
-def finish(handoff: Handoff, done: Sequence[tuple[Entry, Command]]) -> None:
-    """Forget the hints in ``done`` (handed over or expired), as
-    :meth:`~errpolicy_memcache._handoff.Handoff.settle`."""
-    handoff.settle(done)
