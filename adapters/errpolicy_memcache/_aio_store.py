@@ -30,13 +30,12 @@ from ._aio_recovery import AsyncRecovery
 from ._aio_transport import AsyncPool, exchange
 from ._breaker import BreakerState
 from ._core import Acked, Known, Op, Read, Write
-from ._envelope import EnvelopeError, Record
+from ._envelope import Record
 from ._errors import ConfigurationError, SessionExists, SessionUnavailable
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._metrics import StoreStats
 from ._node import Node, Reply, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind
-from ._placement import rank
 from ._session import Session
 from ._store import _GUARDS, MemcacheSessionStore, _check_id, _positive
 from ._wire import MAX_VALUE, Command, add, delete, gets, set_
@@ -376,44 +375,19 @@ class AsyncMemcacheSessionStore:
     async def _read(
         self, op: Op, key: str, home: list[Reply] | None = None, *, wide: bool = False
     ) -> Read:
-        """The sync store's read (``MemcacheSessionStore._read``), each round awaited."""
+        """The sync store's read (``MemcacheSessionStore._read``): the same steps
+        (``_read_steps``), each round awaited."""
         s = self._s
-        ranked = rank(s._nodes, s._seeds, key)
-        read = Read()
-        decoded: dict[bytes, Record | EnvelopeError] = {}
-        seen: set[Node] = set()
-        at = time.perf_counter() - op.start
-        if home is not None:
-            settled = not wide
-            seen.update(reply.node for reply in home)
-            replies = s._gather(read, key, home, decoded)
-            if wide:  # record the skipped nodes (and ask any that came back since)
-                rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
-                replies += await self._gets(read, key, rest, decoded, s._deadline(op))
-        else:
-            settled = s._settled()
-            need = s._replicas if settled else len(ranked)
-            chosen = core.targets(op, ranked, need, seen, at, read.failed)
-            replies = await self._gets(read, key, chosen, decoded, s._deadline(op))
-        if settled and (len(read.copies) < s._replicas or read.mixed):
-            rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
-            replies += await self._gets(read, key, rest, decoded, s._deadline(op))
-        core.note_read(op, read, replies, decoded, s._replicas)
-        return read
-
-    async def _gets(
-        self,
-        read: Read,
-        key: str,
-        targets: Sequence[Node],
-        decoded: dict[bytes, Record | EnvelopeError],
-        deadline: float,
-    ) -> list[Reply]:
-        if not targets:
-            return []
+        steps = s._read_steps(op, key, home, wide=wide)
         command = (gets(key),)
-        replies = await self._execute([(node, command) for node in targets], deadline)
-        return self._s._gather(read, key, replies, decoded)
+        try:
+            targets = next(steps)
+            while True:
+                plan = [(node, command) for node in targets]
+                targets = steps.send(await self._execute(plan, s._deadline(op)))
+        except StopIteration as done:
+            read: Read = done.value
+            return read
 
     async def _conclude(
         self, op: Op, sid: str, key: str, read: Read, *, renew: bool

@@ -8,7 +8,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import MappingProxyType
 
 import errpolicy
@@ -757,43 +757,49 @@ class MemcacheSessionStore:
         once (design notes: docs/memcache/index.md); ``wide``: ``home`` holds the replies
         of :meth:`_wide_read`, which asked every node whose breaker was closed.
         """
+        steps = self._read_steps(op, key, home, wide=wide)
+        command = (gets(key),)
+        try:
+            targets = next(steps)
+            while True:
+                plan = [(node, command) for node in targets]
+                targets = steps.send(self._execute(plan, self._deadline(op)))
+        except StopIteration as done:
+            read: Read = done.value
+            return read
+
+    def _read_steps(
+        self, op: Op, key: str, home: list[Reply] | None, *, wide: bool
+    ) -> Generator[list[Node], list[Reply], Read]:
+        """The decisions of :meth:`_read`, with no I/O (both drivers step them): yields
+        the nodes to ask for the session's copy in one round, is sent their replies, and
+        returns the read."""
         ranked = rank(self._nodes, self._seeds, key)
         read = Read()
         decoded: dict[bytes, Record | EnvelopeError] = {}
         seen: set[Node] = set()
         at = time.perf_counter() - op.start
+        replies: list[Reply] = []
         if home is not None:
             settled = not wide
             seen.update(reply.node for reply in home)
             replies = self._gather(read, key, home, decoded)
             if wide:  # record the skipped nodes (and ask any that came back since)
                 rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
-                replies += self._gets(read, key, rest, decoded, self._deadline(op))
+                if rest:
+                    replies += self._gather(read, key, (yield rest), decoded)
         else:
             settled = self._settled()
             need = self._replicas if settled else len(ranked)
             chosen = core.targets(op, ranked, need, seen, at, read.failed)
-            replies = self._gets(read, key, chosen, decoded, self._deadline(op))
+            if chosen:
+                replies = self._gather(read, key, (yield chosen), decoded)
         if settled and (len(read.copies) < self._replicas or read.mixed):
             rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
-            replies += self._gets(read, key, rest, decoded, self._deadline(op))
+            if rest:
+                replies += self._gather(read, key, (yield rest), decoded)
         core.note_read(op, read, replies, decoded, self._replicas)
         return read
-
-    def _gets(
-        self,
-        read: Read,
-        key: str,
-        targets: Sequence[Node],
-        decoded: dict[bytes, Record | EnvelopeError],
-        deadline: float,
-    ) -> list[Reply]:
-        """Ask ``targets`` for their copy in one round; keep the valid copies in ``read``."""
-        if not targets:
-            return []
-        command = (gets(key),)
-        replies = self._execute([(node, command) for node in targets], deadline)
-        return self._gather(read, key, replies, decoded)
 
     def _gather(
         self,
