@@ -31,6 +31,11 @@ pytestmark = pytest.mark.memcached  # every test here runs real memcached proces
 Raw = Callable[[MemcachedServer], Client]
 MakeStore = Callable[..., MemcacheSessionStore]
 
+# For a store whose saves set a test up: on a busy machine the tests' 0.3 s timeout can
+# make a save fail over to a third node, and that copy then (rightly) serves a read the
+# test expects to refuse, or every breaker opens. Nodes hung later cost it 3 s.
+STEADY = {"connect_timeout": 3.0, "timeout": 3.0}
+
 
 @pytest.fixture
 def five(memcached_binary: str) -> Iterator[MemcachedCluster]:
@@ -85,7 +90,7 @@ def test_hung_home_nodes_never_give_an_empty_session(
     """Defect 2: with five nodes and both home nodes hung, start() raises instead of a
     new empty session, also in a process that never saw the session; the data reads
     again once they answer."""
-    store = make_store(five)
+    store = make_store(five, **STEADY)
     session = saved(store, user="ann")
     other = make_store(five)
     first, second, *_ = ranked(five, session.id)
@@ -317,9 +322,7 @@ def test_a_session_saved_before_many_others_is_still_guarded(
     """A process that saved a session and then 1,100 others (more ids than it keeps with
     their copies) still knows the session exists: one home node flushed, the other hung,
     start() raises instead of giving a new session."""
-    # Generous timeouts: at load 15 the 0.3 s default timed out during the 1,100 saves,
-    # opened every breaker, and a save came back unavailable (not what this tests).
-    store = make_store(five, connect_timeout=3.0, timeout=3.0)
+    store = make_store(five, **STEADY)
     session = saved(store, user="ann")
     for n in range(1100):
         saved(store, n=n)
@@ -338,9 +341,7 @@ def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
 ) -> None:
     """One home node lost its copy (evicted), the other hung: a process that never saw
     the session answers partial_miss, not a new session; the data reads once it answers."""
-    # Generous timeouts for the save: on a busy machine a 0.3 s timeout made it fail over
-    # to a third node, and that copy (rightly) served the read this test expects to refuse.
-    session = saved(make_store(five, connect_timeout=3.0, timeout=3.0), user="ann")
+    session = saved(make_store(five, **STEADY), user="ann")
     other = make_store(five)
     first, second, *_ = ranked(five, session.id)
     raw(first).delete(storage_key(PREFIX, session.id))
@@ -358,7 +359,7 @@ def test_a_home_node_that_refuses_counts_as_a_miss(
 ) -> None:
     """One home node lost its copy, the other was killed (it restarts empty): the session
     is gone, and a process that never saw it starts a new one (not_found)."""
-    session = saved(make_store(five), user="ann")
+    session = saved(make_store(five, **STEADY), user="ann")
     first, second, *_ = ranked(five, session.id)
     raw(first).delete(storage_key(PREFIX, session.id))
     second.kill()
