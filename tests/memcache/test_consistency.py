@@ -367,6 +367,14 @@ def test_a_home_node_that_refuses_counts_as_a_miss(
     assert (True, {}) == (again.new, dict(again))
 
 
+def back_and_handed_over(store: MemcacheSessionStore) -> None:
+    """Every node answers again for ``store`` (breakers reset), and a request hands over
+    what waits for them (the handoff runs at the start of ``start()``)."""
+    for node in store.nodes:
+        node.breaker.reset()
+    store.start(None)
+
+
 def _open(store: MemcacheSessionStore, server: MemcachedServer) -> None:
     """Open ``store``'s breaker for ``server``, as after failed requests (it is skipped)."""
     breaker = next(n for n in store.nodes if n.address == server.address).breaker
@@ -430,9 +438,7 @@ def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
     _open(store, first)
     session["n"] = 1
     store.save(session)  # lands on the second and third node
-    for node in store.nodes:
-        node.breaker.reset()  # the first node is back
-    store.start(None)  # a request: what waits for a node that answers is handed over
+    back_and_handed_over(store)  # the first node is back
     raw(second).flush_all(noreply=False)
     with hung(third):
         assert {"n": 1} == dict(make_store(cluster).start(session.id))
@@ -576,9 +582,7 @@ def test_a_home_node_that_a_save_skipped_gets_the_newer_copy_over_its_older_one(
     _open(store, second)
     session["n"] = 2
     store.save(session)  # lands on the first and third node
-    for node in store.nodes:
-        node.breaker.reset()  # the second node is back
-    store.start(None)  # a request: what waits for a node that answers is handed over
+    back_and_handed_over(store)  # the second node is back
     assert not store._handoff.waiting
     assert {"n": 2} == _held(raw, second, session.id)
 
