@@ -85,7 +85,7 @@ class Observer:
     def known(self, store: MemcacheSessionStore, known: Known) -> tuple[Any, ...]:
         acked = known.acked
         assert acked is not None
-        assert 0 < acked.at <= store._faults.now()
+        assert 0 < acked.at <= store._core._faults.now()
         verified = None if known.verified is None else self.record(known.verified[1])
         return (
             (self.version(acked.version), acked.tombstone, self.nodes(acked.holders)),
@@ -133,9 +133,10 @@ def _run(
     if not short:  # the general path alone: the short path never sends its round
 
         def general(op: Any, known: Known, command: Command) -> Any:
-            return store._ranked_write(known.key, command)
+            return store._core._ranked_write(known.key, command)
+            yield  # steps that send nothing  # pragma: no cover
 
-        monkeypatch.setattr(store, "_home_write", general)
+        monkeypatch.setattr(store._core, "_home_write", general)
     observe = Observer(servers)
     session = Session(sid, created=NOW)
     seen: list[Any] = []
@@ -145,7 +146,7 @@ def _run(
         store.save(session)
         seen.append((session.new, session.modified, observe.version(session.version)))
     seen.append([observe.outcome(outcome) for outcome in outcomes])
-    seen.append(observe.known(store, store._known[sid]))
+    seen.append(observe.known(store, store._core._known[sid]))
     seen.append(observe.hints(store))
     seen.append(observe.stored(storage_key(PREFIX, sid)))  # a hung node's copy: None
     return seen
@@ -191,6 +192,11 @@ def test_the_short_save_is_taken_when_the_home_nodes_are_healthy(
     session = store.start(None)
     session["n"] = 1
     rounds: list[int] = []
-    monkeypatch.setattr(store, "_write", lambda op, writes: rounds.append(len(writes)))
+
+    def general(op: Any, writes: Any) -> Any:
+        rounds.append(len(writes))
+        yield from ()
+
+    monkeypatch.setattr(store._core, "_write", general)
     store.save(session)
     assert ([], False) == (rounds, session.new)
