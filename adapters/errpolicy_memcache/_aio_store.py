@@ -35,7 +35,7 @@ from ._node import Node, Reply, settle
 from ._options import _positive
 from ._outcome import Outcome, OutcomeKind
 from ._session import Session, _Lock
-from ._steps import HomeGets, HomeStore, Round, Steps, Wait
+from ._steps import HOME_STORE, ROUND, WAIT, Steps
 from ._store import _GUARDS, build_core
 from ._wire import MAX_VALUE, Command
 
@@ -80,6 +80,7 @@ class AsyncMemcacheSessionStore:
         self._locking = core.locking
         self._nodes = core.nodes
         self._max_connections = max_connections
+        self._operation_timeout = core.operation_timeout
         self._connect_timeout = core.connect_timeout
         self._timeout = core.timeout
         self._max_value: int = max(core.max_size, MAX_VALUE)
@@ -126,7 +127,7 @@ class AsyncMemcacheSessionStore:
         held: list[_Lock] | None = [] if self._locking else None
         try:
             async with _GUARDS["session.start"]:
-                session, outcome = await self._drive(self._core.start(sid, held))
+                session, outcome = await self._start(sid, held)
         except BaseException:
             # The caller never gets this session: do not leave its lock held.
             if held:
@@ -233,6 +234,29 @@ class AsyncMemcacheSessionStore:
 
     # -- the driver --------------------------------------------------------------------
 
+    async def _start(
+        self, sid: str | None, held: list[_Lock] | None
+    ) -> tuple[Session, Outcome | None]:
+        """The usual read in one round (the core's ``home_known``/``home_session``),
+        else the core's start steps, going on from that round's replies."""
+        core = self._core
+        known = core.home_known(sid)
+        if known is None:
+            return await self._drive(core.start(sid, held))
+        assert sid is not None
+        began = time.perf_counter()
+        command = (known.command,)
+        replies = await self._execute(
+            [(node, command) for node in known.home], began + self._operation_timeout
+        )
+        found = _agreed(replies)
+        if found is not None:
+            session = core.home_session(sid, known, began, found)
+            if session is not None:
+                return session, None
+            return await self._drive(core.start(sid, held, began=began))
+        return await self._drive(core.start(sid, held, began=began, home=replies))
+
     async def _drive(self, steps: Steps[T]) -> T:
         """Carry out the core's commands (``_steps``) until the operation returns: each
         round awaited (a cancelled round's connections are closed, not pooled), each
@@ -240,22 +264,20 @@ class AsyncMemcacheSessionStore:
         try:
             command = next(steps)
             while True:
-                if type(command) is HomeGets:
+                tag = command[0]
+                if tag is ROUND:
+                    command = steps.send(await self._execute(command[1], command[2]))
+                elif tag is HOME_STORE:  # the usual save: the home nodes in one round
+                    known, write = command[1], command[2]
+                    deadline = time.perf_counter() + self._operation_timeout
                     replies = await self._execute(
-                        [(node, (command.command,)) for node in command.nodes], command.deadline
-                    )
-                    command = steps.send(_agreed(replies) or replies)
-                elif type(command) is Round:
-                    command = steps.send(await self._execute(command.plan, command.deadline))
-                elif type(command) is HomeStore:
-                    replies = await self._execute(
-                        [(node, (command.command,)) for node in command.nodes], command.deadline
+                        [(node, (write,)) for node in known.home], deadline
                     )
                     stored = all(r.failure is None and r.values[0] == _STORED for r in replies)
                     command = steps.send(True if stored else replies)
                 else:
-                    assert type(command) is Wait
-                    await asyncio.sleep(command.seconds)
+                    assert tag is WAIT
+                    await asyncio.sleep(command[1])
                     command = steps.send(None)
         except StopIteration as done:
             result: T = done.value

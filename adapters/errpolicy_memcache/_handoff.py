@@ -13,7 +13,7 @@ from ._core import Write
 from ._handover import take
 from ._hinted import Handing, Verify
 from ._node import Node
-from ._steps import Round, Steps
+from ._steps import ROUND, Steps
 from ._wire import Command, cas, gets
 
 __all__ = ["Handoff"]
@@ -101,12 +101,12 @@ class Handoff:
         that expires it at once, so another request's lock is never removed). True if it
         is gone; the token is forgotten unless the node failed. Steps (``_steps``)."""
         deadline = time.perf_counter() + self._timeout
-        (reply,) = yield Round([(node, (gets(lock_key),))], deadline)
+        (reply,) = yield (ROUND, [(node, (gets(lock_key),))], deadline)
         if reply.failure is not None:
             return False
         value = reply.values[0]
         if value is not None and value[0] == token:
-            (reply,) = yield Round([(node, (cas(lock_key, token, -1, value[1]),))], deadline)
+            (reply,) = yield (ROUND, [(node, (cas(lock_key, token, -1, value[1]),))], deadline)
             if reply.failure is not None:
                 return False
         self.forget(node, lock_key)
@@ -128,7 +128,7 @@ class Handoff:
                 yield from self.clear_lock(node, lock_key, token)
             handing = Handing(due.writes, self.verify)
             while step := handing.plan():
-                handing.receive((yield Round(step, time.perf_counter() + self._timeout)))
+                handing.receive((yield (ROUND, step, time.perf_counter() + self._timeout)))
             self.settle([*due.expired, *handing.done])
         finally:
             self._lock.release()

@@ -17,7 +17,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from . import _core as core
 from ._breaker import CircuitBreaker, FaultClock
@@ -129,6 +129,8 @@ class State:
         self._clock = clock
         self._read_all_nodes = read_all_nodes
         self._operation_timeout = options.operation_timeout
+        #: Seconds an operation may take in all (a driver's home rounds use it).
+        self.operation_timeout = options.operation_timeout
         self._known: dict[str, Known] = {}
         self._let_go: dict[str, Acked] = {}  # the acked versions of ids no longer known
         # The ids whose kept verified copy is over _VERIFIED_BLOB_MAX, and its size.
@@ -189,6 +191,11 @@ class State:
     def faults(self) -> FaultClock:
         """The fault clock every breaker marks."""
         return self._faults
+
+    @property
+    def known_ids(self) -> Mapping[str, Known]:
+        """The ids the process keeps (read only: a driver checks membership)."""
+        return self._known
 
     @property
     def max_size(self) -> int:

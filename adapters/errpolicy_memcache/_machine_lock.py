@@ -1,5 +1,5 @@
 """The core's session locks, as steps (``_steps``): take a lock (a :class:`LockAttempt`,
-polling with ``Wait``), release it, and hand over what waits for a node that is back."""
+polling with ``WAIT``), release it, and hand over what waits for a node that is back."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._machine import State
 from ._outcome import NodeStatus
 from ._placement import rank
 from ._session import Session, _Lock
-from ._steps import Round, Steps, Wait
+from ._steps import ROUND, WAIT, Steps
 
 __all__ = ["Locking"]
 
@@ -38,7 +38,7 @@ class Locking(State):
             if step.step is Step.SEND:
                 assert step.node is not None
                 assert step.command is not None
-                (reply,) = yield Round([(step.node, (step.command,))], self.deadline(op))
+                (reply,) = yield (ROUND, [(step.node, (step.command,))], self.deadline(op))
                 step = attempt.replied(reply, time.monotonic())
                 for node, token in attempt.abandon:  # may land when the node answers again
                     self._handoff.abandon(node, attempt.key, token, self._lock_ttl)
@@ -49,7 +49,7 @@ class Locking(State):
                 at = time.perf_counter() - op.start
                 step = attempt.cleared(step.node, gone, at, time.monotonic())
             elif step.step is Step.WAIT:
-                yield Wait(step.delay)
+                yield (WAIT, step.delay)
                 step = attempt.next_step(time.perf_counter() - op.start)
             elif step.step is Step.LOCKED:
                 assert step.node is not None
@@ -70,7 +70,7 @@ class Locking(State):
         if not plan:
             return
         # From now, not from the operation's start: a late save still frees its lock.
-        (reply,) = yield Round(plan, self.deadline(None))
+        (reply,) = yield (ROUND, plan, self.deadline(None))
         if op is not None:
             status = NodeStatus.DELETED if reply.failure is None else NodeStatus(reply.failure.kind)
             op.results.append((reply.node.address, "unlock", status, reply.elapsed, ""))

@@ -16,7 +16,7 @@ from ._node import Node, Reply
 from ._outcome import NodeStatus, Outcome, OutcomeKind
 from ._placement import rank
 from ._session import Session, _Lock
-from ._steps import HomeGets, Round, Steps
+from ._steps import ROUND, Steps
 from ._wire import gets
 
 __all__ = ["StoreCore"]
@@ -46,49 +46,70 @@ def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, list[Node]]
 class Reading(Writing):
     """Read steps over the store's state."""
 
+    def home_known(self, sid: str | None) -> Known | None:
+        """The usual read's first half, no I/O and no generator (every request pays
+        it): the :class:`Known` of ``sid`` when ``start`` may ask its home nodes alone
+        in one round now (no locking, the process or this session settled, every home
+        breaker closed). The driver reads ``known.command`` from ``known.home`` and
+        hands an agreed copy to :meth:`home_session`, or the replies to :meth:`start`.
+        None: :meth:`start`'s steps do the whole read."""
+        if self._locking or type(sid) is not str:
+            return None
+        known = self._known.get(sid)  # an id read or written before: checked, hashed
+        if known is None:
+            if not is_valid_session_id(sid):
+                return None
+            known = self._known_for(sid, storage_key(self._prefix, sid))
+        if not self._reads_home(known):
+            return None
+        for node in known.home:
+            if node.breaker.state is not BreakerState.CLOSED:
+                return None
+        return known
+
+    def home_session(self, sid: str, known: Known, began: float, found: bytes) -> Session | None:
+        """The usual read's second half: every home node answered ``found``. The session
+        when that copy settles the read (see :meth:`_home_record`), else None: the
+        driver runs :meth:`start` (with no replies: it asks again)."""
+        done = time.perf_counter()
+        for node in known.home:
+            node.breaker.success()
+        record = self._home_record(sid, known, began, found, done)
+        return None if record is None else self._loaded(sid, record)
+
     def start(
-        self, sid: str | None, held: list[_Lock] | None = None
+        self,
+        sid: str | None,
+        held: list[_Lock] | None = None,
+        *,
+        began: float | None = None,
+        home: list[Reply] | None = None,
     ) -> Steps[tuple[Session, Outcome | None]]:
         """Load the session ``sid`` (see ``MemcacheSessionStore.start``): the session
-        and the outcome to report. With locking, the lock once taken is appended to
-        ``held`` too, for a driver whose caller never gets the session to release it."""
+        and the outcome to report. ``began``: the driver read the home nodes at that
+        time (:meth:`home_known`), and ``home`` holds their replies (None: start over).
+        With locking, the lock once taken is appended to ``held`` too, for a driver
+        whose caller never gets the session to release it."""
         if type(sid) is not str:
             return self.new_session(), None
-        known = self._known.get(sid)  # an id read or written before: checked, hashed
+        known = self._known.get(sid)
         if known is not None:
             key = known.key
         elif is_valid_session_id(sid):
             key = storage_key(self._prefix, sid)
         else:
             return self.new_session(), None
-        began = time.perf_counter()
-        home: list[Reply] | None = None
         wide = False
-        if not self._locking:  # a lock is taken before reading
-            known = known or self._known_for(sid, key)
-            settled: Record | list[Reply] | None = None
-            if self._reads_home(known):
-                # The usual read, inline because every request pays it: see _home_record.
-                nodes = known.home
-                for node in nodes:
-                    if node.breaker.state is not BreakerState.CLOSED:
-                        break  # _read decides and records skips
-                else:
-                    deadline = began + self._operation_timeout
-                    found = yield HomeGets(nodes, known.transports, known.command, deadline)
-                    if type(found) is bytes:
-                        done = time.perf_counter()
-                        for node in nodes:
-                            node.breaker.success()
-                        settled = self._home_record(sid, known, began, found, done)
-                    else:
-                        settled = found
-            else:
+        if began is None:
+            began = time.perf_counter()
+            if not self._locking and not self._reads_home(known or self._known_for(sid, key)):
+                # After a fault: every node whose breaker is closed, in one round.
                 wide = True
+                known = known or self._known_for(sid, key)
                 settled = yield from self._wide_read(sid, known, began)
-            if isinstance(settled, Record):
-                return self._loaded(sid, settled), None
-            home = settled  # None: start over; else the replies, which settle nothing
+                if isinstance(settled, Record):
+                    return self._loaded(sid, settled), None
+                home = settled  # None: start over; else the replies, which settle nothing
         op = Op("session.start", key, began)
         lock: _Lock | None = None
         if self._locking:
@@ -180,7 +201,7 @@ class Reading(Writing):
         at = time.perf_counter() - began
         command = (known.command,)
         plan = [(node, command) for node in asked]
-        replies = yield Round(plan, began + self._operation_timeout)
+        replies = yield (ROUND, plan, began + self._operation_timeout)
         found = self._wide_record(sid, known, began, at, replies, skipped)
         self._settle(known, mark, found, skipped)
         return found
@@ -317,19 +338,19 @@ class Reading(Writing):
             if wide:  # record the skipped nodes (and ask any that came back since)
                 rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
                 if rest:
-                    answers = yield Round([(node, command) for node in rest], deadline)
+                    answers = yield (ROUND, [(node, command) for node in rest], deadline)
                     replies += self._gather(read, key, answers, decoded)
         else:
             settled = self._settled()
             need = self._replicas if settled else len(ranked)
             chosen = core.targets(op, ranked, need, seen, at, read.failed)
             if chosen:
-                answers = yield Round([(node, command) for node in chosen], deadline)
+                answers = yield (ROUND, [(node, command) for node in chosen], deadline)
                 replies = self._gather(read, key, answers, decoded)
         if settled and (len(read.copies) < self._replicas or read.mixed):
             rest = core.targets(op, ranked, len(ranked), seen, at, read.failed)
             if rest:
-                answers = yield Round([(node, command) for node in rest], deadline)
+                answers = yield (ROUND, [(node, command) for node in rest], deadline)
                 replies += self._gather(read, key, answers, decoded)
         core.note_read(op, read, replies, decoded, self._replicas)
         return read
@@ -413,7 +434,7 @@ class Reading(Writing):
         if repaired:
             op.flags.add(OutcomeKind.REPAIRED)
         if plan:
-            core.note_repairs(op, (yield Round(plan, self.deadline(op))))
+            core.note_repairs(op, (yield (ROUND, plan, self.deadline(op))))
 
 
 class StoreCore(Reading):
@@ -421,8 +442,9 @@ class StoreCore(Reading):
 
     A driver builds one (see ``MemcacheSessionStore`` and ``AsyncMemcacheSessionStore``)
     and, for each call, runs the operation's generator: it carries out each command
-    (``Round``, ``HomeGets``, ``HomeStore``, ``Wait``), sends the answer back, and gets
-    the result when the generator returns. The operations: :meth:`start`,
+    (``_steps``: a round, the usual save's home round, a wait), sends the answer back,
+    and gets the result when the generator returns. The usual read is two plain calls
+    around one round (:meth:`home_known`, :meth:`home_session`). The operations: :meth:`start`,
     :meth:`exists`, :meth:`save`, :meth:`tombstone` (destroy, delete),
     :meth:`regenerate`, :meth:`lock`, :meth:`unlock`, :meth:`unlock_key`,
     :meth:`hand_over`.

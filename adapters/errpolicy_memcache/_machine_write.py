@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from . import _core as core
 from ._breaker import BreakerState
@@ -13,14 +14,20 @@ from ._envelope import Record
 from ._errors import InvalidSessionId, SessionExists
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._machine_lock import Locking
-from ._node import Node
+from ._node import Node, Reply
 from ._options import check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind
 from ._session import Session
-from ._steps import HomeStore, Round, Steps
+from ._steps import HOME_STORE, ROUND, Steps
 from ._wire import Command, add, delete, set_
 
-__all__ = ["Writing", "check_id"]
+__all__ = ["Saving", "Writing", "check_id"]
+
+#: What :meth:`Writing.prepare_save` decided: the Known to store at home in one round
+#: (or None), the command, the operation, the Known, the record, its bytes, ``created``.
+Saving: TypeAlias = tuple[Known | None, Command, Op, Known | None, Record, bytes, float]
+
+STORED = NodeStatus.STORED
 
 
 def check_id(session: Session) -> None:
@@ -50,13 +57,14 @@ class Writing(Locking):
             if not plan:
                 return
             sent = [(node, [w.command for w in items]) for node, items in plan.items()]
-            replies = yield Round(sent, self.deadline(op))
+            replies = yield (ROUND, sent, self.deadline(op))
             core.note_writes(op, plan, replies)
 
-    def save(self, session: Session, must_create: bool, ttl: int | None) -> Steps[Outcome | None]:
-        """Write the session to its replicas (see ``MemcacheSessionStore.save``). The
-        session changes only once the write went out: a save a driver abandons halfway
-        leaves it modified, at its old version."""
+    def prepare_save(self, session: Session, must_create: bool, ttl: int | None) -> Saving:
+        """What a save writes (no I/O: the version, the signed record, the command),
+        and the :class:`Known` whose home nodes the driver may store it on in one round
+        now (``saving[0]``; None: :meth:`save`'s steps do it all). Every save pays
+        this: no generator here (see docs/design.md)."""
         sid = session._id
         known = self._known.get(sid)
         key = known.key if known is not None else storage_key(self._prefix, sid)
@@ -69,24 +77,72 @@ class Writing(Locking):
         expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
         command = (add if must_create else set_)(key, blob, expiry)
         op = Op("session.save", key)
-        write: Write | None = None
+        home: Known | None = None
         if not must_create and session._lock is None:
             if known is None:
                 known = self._known_for(sid, key)
             if not known.strays:
-                write = yield from self._home_write(op, known, command)
-                if write is None:  # every home node stored it: the usual save
-                    if ttl is not None:
-                        session.ttl = ttl
-                    home = known.home
-                    if self._on_outcome is None:  # an OK save is silent: count it
-                        elapsed = time.perf_counter() - op.start
-                        self._metrics.record(op.name, OutcomeKind.OK, op.results, elapsed)
-                        outcome = None
-                    else:
-                        outcome = self._finish(op, OutcomeKind.OK, home[0], version)
-                    self._saved(session, known, blob, record, version, created, home)
-                    return outcome
+                home = known
+                for node in known.home:
+                    if node.breaker.state is not BreakerState.CLOSED:
+                        home = None
+                        break
+        return (home, command, op, known, record, blob, created)
+
+    def home_saved(
+        self, session: Session, ttl: int | None, saving: Saving, began: float
+    ) -> Outcome | None:
+        """The usual save's end: every home node stored the command (no I/O)."""
+        known, command, op, _, record, blob, created = saving
+        assert known is not None
+        home = known.home
+        elapsed = time.perf_counter() - began
+        for node in home:
+            node.breaker.success()
+            op.results.append((node.address, command.name, STORED, elapsed, ""))
+        if ttl is not None:
+            session.ttl = ttl
+        if self._on_outcome is None:  # an OK save is silent: count it
+            elapsed = time.perf_counter() - op.start
+            self._metrics.record(op.name, OutcomeKind.OK, op.results, elapsed)
+            outcome = None
+        else:
+            outcome = self._finish(op, OutcomeKind.OK, home[0], record.version)
+        self._saved(session, known, blob, record, record.version, created, home)
+        return outcome
+
+    def save(
+        self,
+        session: Session,
+        must_create: bool,
+        ttl: int | None,
+        saving: Saving | None = None,
+        answers: list[Reply] | None = None,
+    ) -> Steps[Outcome | None]:
+        """Write the session to its replicas (see ``MemcacheSessionStore.save``). The
+        session changes only once the write went out: a save a driver abandons halfway
+        leaves it modified, at its old version. ``saving``: :meth:`prepare_save`'s (made
+        here if None); ``answers``: the replies of the driver's home round when not
+        every home node stored it (the steps go on from them)."""
+        if saving is None:
+            saving = self.prepare_save(session, must_create, ttl)
+            if saving[0] is not None:  # the usual save's round, as a driver sends it
+                began = time.perf_counter()
+                stored = yield (HOME_STORE, saving[0], saving[1])
+                if stored is True:
+                    return self.home_saved(session, ttl, saving, began)
+                answers = stored
+        home_known, command, op, _, record, blob, created = saving
+        sid = session._id
+        key = command.key
+        version = record.version
+        write: Write | None = None
+        if answers is not None:
+            # Go on from the home round as if the general path had sent it itself.
+            assert home_known is not None
+            write = self._ranked_write(key, command)
+            write.consulted.update(home_known.home)
+            core.note_writes(op, {node: [write] for node in home_known.home}, answers)
         if write is None:
             write = self._ranked_write(key, command)
         yield from self._write(op, [write])
@@ -108,30 +164,6 @@ class Writing(Locking):
             known = self._known.get(sid) or self._known_for(sid, key)
             self._saved(session, known, blob, record, version, created, write.acks)
         return outcome
-
-    def _home_write(self, op: Op, known: Known, command: Command) -> Steps[Write | None]:
-        """The usual save's one round (``HomeStore``), kept short as the home read is:
-        ``command`` to every home node when their breakers are closed. None when each
-        stored it (recorded in ``op`` as the general path records it); else the
-        :class:`Write` with this round noted, for :meth:`_write` to go on from (falling
-        back down the ranking exactly as if it had sent this round itself)."""
-        home = known.home
-        for node in home:
-            if node.breaker.state is not BreakerState.CLOSED:
-                return self._ranked_write(known.key, command)
-        began = time.perf_counter()
-        deadline = op.start + self._operation_timeout
-        answers = yield HomeStore(home, known.transports, command, deadline)
-        if answers is True:
-            elapsed = time.perf_counter() - began
-            for node in home:
-                node.breaker.success()
-                op.results.append((node.address, command.name, NodeStatus.STORED, elapsed, ""))
-            return None
-        write = self._ranked_write(known.key, command)
-        write.consulted.update(home)
-        core.note_writes(op, {node: [write] for node in home}, answers)
-        return write
 
     def _saved(
         self,
@@ -177,7 +209,7 @@ class Writing(Locking):
         if nodes:
             # From now: the copies an add left must go even if the save ran late.
             plan = [(node, (delete(key),)) for node in nodes]
-            for reply in (yield Round(plan, self.deadline(None))):
+            for reply in (yield (ROUND, plan, self.deadline(None))):
                 status = NodeStatus.DELETED if reply.failure is None else NodeStatus.ERROR
                 op.results.append((reply.node.address, "delete", status, reply.elapsed, ""))
 

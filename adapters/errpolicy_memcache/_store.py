@@ -25,10 +25,10 @@ from ._machine_read import StoreCore
 from ._machine_write import check_id
 from ._metrics import StoreStats
 from ._node import Node, Prober, Reply, execute, settle
-from ._options import check_options
+from ._options import check_options, check_ttl
 from ._outcome import Outcome, OutcomeKind
 from ._session import Session, _Lock
-from ._steps import HomeGets, HomeStore, Round, Steps, Wait
+from ._steps import HOME_STORE, ROUND, WAIT, Steps
 from ._transport import TRANSPORTS, agreed_gets, stored_round
 from ._wire import Command
 
@@ -137,6 +137,8 @@ class MemcacheSessionStore:
         self._handoff = core.handoff
         self._locking = locking
         self._absolute_ttl = absolute_ttl  # the Flask glue compares it with Flask's lifetime
+        self._timeout = core.operation_timeout  # the home rounds' deadline
+        self._known_ids = core.known_ids  # save() skips the id check of a kept id
         # The driver's I/O, in three callables: the simulation tests put simulated nodes here.
         self._execute: Callable[..., list[Reply]] = execute
         self._agreed_gets = agreed_gets
@@ -180,7 +182,7 @@ class MemcacheSessionStore:
         held: list[_Lock] | None = [] if self._locking else None
         try:
             with _GUARDS["session.start"]:
-                session, outcome = self._drive(self._core.start(sid, held))
+                session, outcome = self._start(sid, held)
         except BaseException:
             # The caller never gets this session: do not leave its lock held.
             if held:
@@ -208,10 +210,29 @@ class MemcacheSessionStore:
         :class:`SessionTooLarge` / :class:`SessionDataError` before any I/O, and the
         session keeps its data. A save with the lock held releases it.
         """
+        sid = session._id
+        if type(sid) is not str or sid not in self._known_ids:  # a kept id was checked
+            check_id(session)
+        if ttl is not None:
+            check_ttl(ttl)
         core = self._core
-        core.check_save(session, ttl)
         with _GUARDS["session.save"]:
-            outcome = self._drive(core.save(session, must_create, ttl))
+            # The usual save in one C round (the core's prepare_save/home_saved), else
+            # the core's save steps, going on from that round's replies.
+            saving = core.prepare_save(session, must_create, ttl)
+            known = saving[0]
+            if known is None:
+                outcome = self._drive(core.save(session, must_create, ttl, saving))
+            else:
+                began = time.perf_counter()
+                command = saving[1]
+                stored = self._stored_round(known.transports, command, began + self._timeout)
+                if stored is True:
+                    outcome = core.home_saved(session, ttl, saving, began)
+                else:
+                    assert isinstance(stored, list)
+                    replies = settle([(node, (command,)) for node in known.home], stored, began)
+                    outcome = self._drive(core.save(session, must_create, ttl, saving, replies))
         if outcome is not None and outcome.kind is OutcomeKind.UNAVAILABLE:
             raise SessionUnavailable(outcome)
 
@@ -271,36 +292,46 @@ class MemcacheSessionStore:
 
     # -- the driver ------------------------------------------------------------------
 
+    def _start(self, sid: str | None, held: list[_Lock] | None) -> tuple[Session, Outcome | None]:
+        """The usual read in one C round (the core's ``home_known``/``home_session``),
+        else the core's start steps, going on from that round's replies."""
+        core = self._core
+        known = core.home_known(sid)
+        if known is None:
+            return self._drive(core.start(sid, held))
+        assert sid is not None
+        began = time.perf_counter()
+        found = self._agreed_gets(known.transports, known.command, began + self._timeout)
+        if type(found) is bytes:
+            session = core.home_session(sid, known, began, found)
+            if session is not None:
+                return session, None
+            return self._drive(core.start(sid, held, began=began))
+        assert isinstance(found, list)
+        replies = settle([(node, (known.command,)) for node in known.home], found, began)
+        return self._drive(core.start(sid, held, began=began, home=replies))
+
     def _drive(self, steps: Steps[T]) -> T:
         """Carry out the core's commands (``_steps``) until the operation returns."""
         try:
             command = next(steps)
             while True:
-                if type(command) is HomeGets:  # the usual read: a C round when it agrees
+                tag = command[0]
+                if tag is ROUND:
+                    command = steps.send(self._execute(command[1], command[2]))
+                elif tag is HOME_STORE:  # the usual save: a C round
+                    known, write = command[1], command[2]
                     began = time.perf_counter()
-                    found = self._agreed_gets(command.transports, command.command, command.deadline)
-                    if type(found) is bytes:
-                        command = steps.send(found)
-                    else:
-                        assert isinstance(found, list)
-                        plan = [(node, (command.command,)) for node in command.nodes]
-                        command = steps.send(settle(plan, found, began))
-                elif type(command) is Round:
-                    command = steps.send(self._execute(command.plan, command.deadline))
-                elif type(command) is HomeStore:  # the usual save: a C round
-                    began = time.perf_counter()
-                    stored = self._stored_round(
-                        command.transports, command.command, command.deadline
-                    )
+                    stored = self._stored_round(known.transports, write, began + self._timeout)
                     if stored is True:
                         command = steps.send(True)
                     else:
                         assert isinstance(stored, list)
-                        plan = [(node, (command.command,)) for node in command.nodes]
+                        plan = [(node, (write,)) for node in known.home]
                         command = steps.send(settle(plan, stored, began))
                 else:
-                    assert type(command) is Wait
-                    time.sleep(command.seconds)
+                    assert tag is WAIT
+                    time.sleep(command[1])
                     command = steps.send(None)
         except StopIteration as done:
             result: T = done.value

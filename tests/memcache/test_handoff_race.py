@@ -11,7 +11,7 @@ from errpolicy_memcache._core import Write
 from errpolicy_memcache._envelope import EnvelopeError
 from errpolicy_memcache._handoff import Handoff
 from errpolicy_memcache._node import Node, Reply
-from errpolicy_memcache._steps import Plan, Round
+from errpolicy_memcache._steps import ROUND, Plan
 from errpolicy_memcache._wire import Command, set_
 
 
@@ -22,8 +22,8 @@ def _hand_over(handoff: Handoff, run: Callable[[Plan], list[Reply]]) -> None:
     try:
         while True:
             command = steps.send(answer)
-            assert isinstance(command, Round)
-            answer = run(command.plan)
+            assert ROUND is command[0]
+            answer = run(command[1])
     except StopIteration:
         pass
 

@@ -10,7 +10,7 @@ from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache._machine_read import StoreCore
 from errpolicy_memcache._node import Reply
 from errpolicy_memcache._session import Session, _Lock
-from errpolicy_memcache._steps import HomeGets, HomeStore, Round, Steps, Wait
+from errpolicy_memcache._steps import HOME_STORE, ROUND, WAIT, Steps
 from errpolicy_memcache._store import build_core
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 
@@ -26,23 +26,24 @@ def _core(**options: Any) -> StoreCore:
     return build_core(ADDRESSES, SECRET, 2, on_open=lambda: None, clock=lambda: NOW, **options)
 
 
-def _run(steps: Steps[Any], answer: Answer) -> tuple[list[type], Any]:
+def _run(steps: Steps[Any], answer: Answer) -> tuple[list[str], Any]:
     """Run ``steps`` to their end, answering each command with ``answer``: the kinds of
     command seen, and the result."""
-    seen: list[type] = []
+    seen: list[str] = []
     try:
         command = next(steps)
         while True:
-            seen.append(type(command))
+            seen.append(command[0])
             command = steps.send(answer(command))
     except StopIteration as done:
         return seen, done.value
 
 
-def _replies(command: Round, value: Callable[[Any], Any]) -> list[Reply]:
+def _replies(command: Any, value: Callable[[Any], Any]) -> list[Reply]:
+    """Each node's replies to a round: ``value`` of each of its commands."""
     return [
         Reply(node, commands, [value(c) for c in commands], None, 0.0)
-        for node, commands in command.plan
+        for node, commands in command[1]
     ]
 
 
@@ -53,41 +54,44 @@ def _saved(core: StoreCore) -> tuple[Session, bytes]:
     written: list[bytes] = []
 
     def stored(command: Any) -> bool:
-        written.append(command.command.value)
+        written.append(command[2].value)
         return True
 
-    assert ([HomeStore], None) == _run(core.save(session, False, None), stored)
+    assert ([HOME_STORE], None) == _run(core.save(session, False, None), stored)
     return session, written[0]
 
 
-def test_a_save_and_a_start_of_a_healthy_session_are_one_command_each() -> None:
-    """The usual save is one HomeStore; the usual read one HomeGets, whose agreed bytes end it."""
+def test_a_save_and_a_start_of_a_healthy_session_are_one_round_each() -> None:
+    """The usual save is one HOME_STORE; the usual read asks the home nodes, and their
+    agreed copy settles it without any step generator."""
     core = _core()
     session, blob = _saved(core)
-    seen, (loaded, outcome) = _run(core.start(session.id), lambda command: blob)
-    assert ([HomeGets], None, {"user": "ada"}) == (seen, outcome, dict(loaded))
+    known = core.home_known(session.id)
+    assert known is not None
+    loaded = core.home_session(session.id, known, 0.0, blob)
+    assert (2, {"user": "ada"}) == (len(known.home), dict(loaded or {}))
 
 
 def test_home_nodes_that_disagree_send_the_read_to_the_other_node() -> None:
-    """A miss at home answers the HomeGets with replies; the core then asks the third node."""
+    """A miss at home: the start steps go on from the home replies and ask the third node."""
     core = _core()
     session, blob = _saved(core)
+    known = core.home_known(session.id)
+    assert known is not None
+    home = [
+        Reply(node, (known.command,), value, None, 0.0)
+        for node, value in zip(known.home, [[(blob, 1)], [None]], strict=True)
+    ]
     asked: list[list[str]] = []
 
     def answer(command: Any) -> Any:
-        if type(command) is HomeGets:
-            values = [[(blob, 1)], [None]]
-            return [
-                Reply(node, (command.command,), value, None, 0.0)
-                for node, value in zip(command.nodes, values, strict=True)
-            ]
-        asked.append([node.address for node, _ in command.plan])
+        asked.append([node.address for node, _ in command[1]])
         return _replies(command, lambda c: None if c.name == "gets" else "STORED")
 
-    seen, (loaded, _) = _run(core.start(session.id), answer)
-    home = {node.address for node in core._known[session.id].home}
-    assert (HomeGets, Round, {"user": "ada"}) == (seen[0], seen[1], dict(loaded))
-    assert [a for a in ADDRESSES if a not in home] == asked[0]
+    seen, (loaded, _) = _run(core.start(session.id, began=0.0, home=home), answer)
+    homes = {node.address for node in known.home}
+    assert (ROUND, {"user": "ada"}) == (seen[0], dict(loaded))
+    assert [a for a in ADDRESSES if a not in homes] == asked[0]
 
 
 def test_a_lock_taken_is_handed_to_the_driver_before_the_read() -> None:
@@ -98,26 +102,27 @@ def test_a_lock_taken_is_handed_to_the_driver_before_the_read() -> None:
     held: list[_Lock] = []
     steps = core.start(session.id, held)
     command = next(steps)
-    assert (Round, "add") == (type(command), command.plan[0][1][0].name)
-    read = steps.send([Reply(command.plan[0][0], command.plan[0][1], ["STORED"], None, 0.0)])
-    assert (Round, "gets", 1) == (type(read), read.plan[0][1][0].name, len(held))
+    (node, commands), *_ = command[1]
+    assert (ROUND, "add") == (command[0], commands[0].name)
+    read = steps.send([Reply(node, commands, ["STORED"], None, 0.0)])
+    assert (ROUND, "gets", 1) == (read[0], read[1][0][1][0].name, len(held))
     steps.close()  # the driver gives up here, as a cancelled task does
     seen, _ = _run(core.unlock_key(held[0]), lambda c: _replies(c, lambda _: "DELETED"))
-    assert [Round] == seen  # the driver releases it: one delete
+    assert [ROUND] == seen  # the driver releases it: one delete
 
 
 def test_a_busy_lock_is_polled_with_a_wait_command() -> None:
-    """A lock another request holds makes the core yield Wait (the driver sleeps), never sleep."""
+    """A lock another request holds makes the core yield WAIT (the driver sleeps), never sleep."""
     core = _core(locking=True, lock_timeout=0.05, lock_poll=0.01)
     session, _ = _saved(core)
 
     def answer(command: Any) -> Any:
-        if type(command) is Wait:
+        if command[0] is WAIT:
             return None
         return _replies(command, lambda c: "NOT_STORED" if c.name == "add" else None)
 
     seen, _ = _run(core.start(session.id), answer)
-    assert (Round, True) == (seen[0], Wait in seen)
+    assert (ROUND, True) == (seen[0], WAIT in seen)
 
 
 def test_the_async_store_holds_a_core_and_no_sync_store() -> None:

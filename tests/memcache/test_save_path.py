@@ -5,16 +5,16 @@ healthy and under faults that make the short path fall back."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import MemcacheSessionStore, Outcome, Session
+from errpolicy_memcache import MemcacheSessionStore, Outcome, Session, _machine_write
 from errpolicy_memcache._core import Known
 from errpolicy_memcache._envelope import Keyring, Record, decode, normalize_keys
 from errpolicy_memcache._ids import new_session_id, storage_key
-from errpolicy_memcache._wire import Command
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 from .helpers import PREFIX, SECRET, Ranked
@@ -131,12 +131,8 @@ def _run(
     outcomes: list[Outcome] = []
     store = make_store(cluster, on_outcome=outcomes.append, clock=lambda: NOW)
     if not short:  # the general path alone: the short path never sends its round
-
-        def general(op: Any, known: Known, command: Command) -> Any:
-            return store._core._ranked_write(known.key, command)
-            yield  # steps that send nothing  # pragma: no cover
-
-        monkeypatch.setattr(store._core, "_home_write", general)
+        # The short round is taken only when every home breaker is CLOSED: no state is.
+        monkeypatch.setattr(_machine_write, "BreakerState", SimpleNamespace(CLOSED=object()))
     observe = Observer(servers)
     session = Session(sid, created=NOW)
     seen: list[Any] = []
