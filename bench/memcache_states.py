@@ -201,5 +201,5 @@ def prepare(state: str, cluster: MemcachedCluster, transports: Sequence[str]) ->
 
 def _after_a_fault(target: MemcacheSessionStore, sid: str) -> object:
     """``start(sid)`` right after a fault mark: the session's first read since a fault."""
-    target._faults.mark()
+    target._core.faults.mark()
     return target.start(sid)

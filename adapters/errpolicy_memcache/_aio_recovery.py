@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from . import _handover
-from ._aio_lock import AsyncLocks
-from ._hinted import Handing
 from ._node import Node, Reply
+from ._steps import Steps
 from ._wire import Command
 
 __all__ = ["AsyncRecovery"]
 
 Run = Callable[[Sequence[tuple[Node, Sequence[Command]]], float], Awaitable[list[Reply]]]
+Drive = Callable[[Steps[None]], Awaitable[None]]
 
 if TYPE_CHECKING:
-    from ._store import MemcacheSessionStore
+    from ._machine_read import StoreCore
 
 
 class _Worker:
@@ -43,17 +41,15 @@ class _Worker:
 
 class AsyncRecovery:
     """Probes the store's open breakers and hands over what waits for its nodes, in one
-    task per event loop. ``store`` holds the breakers and the handoff (shared by every
-    loop), ``run`` carries a plan out (the driver's ``_execute``), ``locks`` clears a
-    lock whose ``add`` timed out, ``probe`` is the harmless command a probe sends."""
+    task per event loop. ``core`` holds the breakers and the handoff (shared by every
+    loop) and the probe command, ``run`` carries a plan out (the driver's
+    ``_execute``), ``drive`` carries out the core's steps (the driver's ``_drive``)."""
 
-    def __init__(
-        self, store: MemcacheSessionStore, run: Run, locks: AsyncLocks, probe: Command
-    ) -> None:
-        self._store = store
+    def __init__(self, core: StoreCore, run: Run, drive: Drive) -> None:
+        self._core = core
         self._run = run
-        self._locks = locks
-        self._probe = probe
+        self._drive = drive
+        self._probe = core.probe
         self._workers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Worker] = (
             weakref.WeakKeyDictionary()
         )
@@ -66,7 +62,7 @@ class AsyncRecovery:
     def hand_over_soon(self) -> None:
         """A request found something waiting: if a node it waits for is back, this
         loop's task hands it over (the request does not wait for it)."""
-        if self._store._handoff.ready():
+        if self._core.handoff.ready():
             self._ensure(asked=True)
 
     def _ensure(self, *, asked: bool) -> None:
@@ -120,7 +116,7 @@ class AsyncRecovery:
                 del self._workers[loop]
 
     async def _loop_until_idle(self, worker: _Worker) -> None:
-        nodes = self._store.nodes
+        nodes = self._core.nodes
         while True:
             worker.wakeup.clear()
             if worker.asked:
@@ -138,7 +134,7 @@ class AsyncRecovery:
     async def probe_due(self) -> bool:
         """Probe, in one round, every node whose probe is due (its breaker claims it);
         hand over what waits once one answered. False if no probe was due."""
-        due = [node for node in self._store.nodes if node.breaker.probe()]
+        due = [node for node in self._core.nodes if node.breaker.probe()]
         if not due:
             return False
         replies = await self._run([(node, (self._probe,)) for node in due], self._deadline())
@@ -147,25 +143,14 @@ class AsyncRecovery:
         return True
 
     async def hand_over(self) -> None:
-        """Hand over what waits for the nodes that answer again (their breaker closed):
-        remove the locks whose ``add`` timed out there, write the tombstones and copies
-        they missed (:mod:`._hinted`). One handover at a time in the process; another
-        finds it busy and ends."""
-        handoff = self._store._handoff
-        if not handoff._lock.acquire(blocking=False):
-            return
+        """Hand over what waits for the nodes that answer again (the core's
+        ``hand_over`` steps: locks whose ``add`` timed out removed, missed tombstones
+        and copies written). One handover at a time in the process."""
+        steps = self._core.hand_over()
         try:
-            due = _handover.take(handoff, time.monotonic())
-            if due is None:
-                return
-            for node, lock_key, token in due.clears:
-                await self._locks.clear(node, lock_key, token)
-            handing = Handing(due.writes, handoff.verify)
-            while step := handing.plan():
-                handing.receive(await self._run(step, self._deadline()))
-            handoff.settle([*due.expired, *handing.done])
+            await self._drive(steps)
         finally:
-            handoff._lock.release()
+            steps.close()  # a cancelled handover lets go of the handoff at once
 
     def _deadline(self) -> float:
-        return self._store._deadline(None)
+        return self._core.deadline(None)

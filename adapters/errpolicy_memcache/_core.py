@@ -3,10 +3,10 @@ what to repair, where writes and tombstones go, and what a process remembers.
 
 Sans-IO in the manner of h11: every function here takes values (the nodes' replies,
 their breakers' states, the current time) and returns values (a plan of commands per
-node, a judgement). Nothing here opens a socket, sleeps or reads a clock. The store
-(``_store.py``) is a thin synchronous driver that carries the plans out over the
-transports and feeds the replies back; an asyncio driver can do the same over the same
-functions. ``tests/memcache/test_simulation.py`` drives them against simulated nodes.
+node, a judgement). Nothing here opens a socket, sleeps or reads a clock. The store's
+core object (``_machine*.py``: state and step generators) calls them; its two thin
+drivers (``_store.py``, ``_aio_store.py``) carry the plans out and feed the replies
+back. ``tests/memcache/test_simulation.py`` drives them against simulated nodes.
 """
 
 from __future__ import annotations

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ._breaker import BreakerState
 from ._core import Write
 from ._handover import take
 from ._hinted import Handing, Verify
-from ._node import Node, Reply
+from ._node import Node
+from ._steps import ROUND, Steps
 from ._wire import Command, cas, gets
 
 __all__ = ["Handoff"]
@@ -21,8 +22,6 @@ __all__ = ["Handoff"]
 _HINTS_MAX = 4096
 _ABANDONED_MAX = 256
 
-Run = Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]]
-
 
 class Handoff:
     """The tombstones that did not reach a node (skipped or failed), and the lock
@@ -30,13 +29,14 @@ class Handoff:
     may land when a paused node resumes), kept until they expire and handed over once
     their node answers again: a tombstone is written there, a copy unless the node holds
     a newer one (:mod:`._hinted`), a lock is removed if it still holds that request's
-    token. ``run`` carries a plan out (the store's I/O), ``verify`` decodes a stored blob
-    of a key (the store's keys)."""
+    token. No I/O: a handover is steps (``_steps``) that a driver carries out.
+    ``verify`` decodes a stored blob of a key (the store's keys), ``timeout`` is each
+    handover round's deadline from its start (the store's ``operation_timeout``)."""
 
-    def __init__(self, nodes: Sequence[Node], run: Run, verify: Verify) -> None:
+    def __init__(self, nodes: Sequence[Node], verify: Verify, timeout: float = 1.0) -> None:
         self._nodes = nodes
         self._by_address = {node.address: node for node in nodes}
-        self._run = run
+        self._timeout = timeout
         self.verify = verify
         # (address, key) -> (the missed write: a tombstone's set or a copy's add, the
         # monotonic time it expires)
@@ -96,42 +96,47 @@ class Handoff:
         kept = self._abandoned.get((node.address, lock_key))
         return None if kept is None else kept[0]
 
-    def clear_lock(self, node: Node, lock_key: str, token: bytes) -> bool:
+    def clear_lock(self, node: Node, lock_key: str, token: bytes) -> Steps[bool]:
         """Remove the lock ``lock_key`` on ``node`` if it still holds ``token`` (a ``cas``
         that expires it at once, so another request's lock is never removed). True if it
-        is gone; the token is forgotten unless the node failed."""
-        (reply,) = self._run([(node, (gets(lock_key),))])
+        is gone; the token is forgotten unless the node failed. Steps (``_steps``)."""
+        deadline = time.perf_counter() + self._timeout
+        (reply,) = yield (ROUND, [(node, (gets(lock_key),))], deadline)
         if reply.failure is not None:
             return False
         value = reply.values[0]
         if value is not None and value[0] == token:
-            (reply,) = self._run([(node, (cas(lock_key, token, -1, value[1]),))])
+            (reply,) = yield (ROUND, [(node, (cas(lock_key, token, -1, value[1]),))], deadline)
             if reply.failure is not None:
                 return False
         self.forget(node, lock_key)
         return value is None or value[0] == token
 
-    def run(self) -> None:
-        """Hand over what waits for the nodes that answer again (their breaker closed).
-        Runs before each ``start()`` while anything waits, and after a probe reached a
-        node; a thread that finds another one handing over goes on at once."""
+    def hand_over(self) -> Steps[None]:
+        """Hand over what waits for the nodes that answer again (their breaker closed):
+        remove the locks whose ``add`` timed out there, write the tombstones and copies
+        they missed (:mod:`._hinted`). Steps (``_steps``), run before a ``start()`` while
+        anything waits and after a probe reached a node. One handover at a time in the
+        process: another finds it busy and ends at once."""
         if not self._lock.acquire(blocking=False):
             return
         try:
-            self._hand_over()
+            due = take(self, time.monotonic())
+            if due is None:  # the usual case while a node is away
+                return
+            for node, lock_key, token in due.clears:
+                yield from self.clear_lock(node, lock_key, token)
+            handing = Handing(due.writes, self.verify)
+            while step := handing.plan():
+                handing.receive((yield (ROUND, step, time.perf_counter() + self._timeout)))
+            self.settle([*due.expired, *handing.done])
         finally:
             self._lock.release()
 
-    def _hand_over(self) -> None:
-        due = take(self, time.monotonic())
-        if due is None:  # the usual case while a node is away
-            return
-        for node, lock_key, token in due.clears:
-            self.clear_lock(node, lock_key, token)
-        handing = Handing(due.writes, self.verify)
-        while step := handing.plan():
-            handing.receive(self._run(step))
-        self.settle([*due.expired, *handing.done])
+    @property
+    def busy(self) -> bool:
+        """True while a handover runs (tests hold it to stand for one)."""
+        return self._lock.locked()
 
     def settle(self, done: Sequence[tuple[tuple[str, str], Command]]) -> None:
         """Forget the hints in ``done`` (handed over or expired), each unless a newer

@@ -3,9 +3,9 @@ reply means, when to poll again and when to give up, and whether a release is se
 
 Sans-IO like ``_core``: :class:`LockAttempt` takes the replies and the current time
 (the driver's monotonic clock) and returns the next step; it never sleeps, reads a
-clock or opens a socket. The store's driver carries each step out (an ``add`` to one
-node, a sleep, clearing a lock an earlier ``add`` of ours left) and feeds the reply
-back; an asyncio driver can do the same with ``await asyncio.sleep``.
+clock or opens a socket. The core's lock steps (``_machine_lock``) turn each step into
+a command for either driver (an ``add`` to one node, a wait, clearing a lock an
+earlier ``add`` of ours left) and feed the reply back.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def test_store_from_config(cluster: MemcachedCluster):
     client = app.test_client()
     client.get("/count")
     store = app.extensions["errpolicy_memcache"]
-    assert (3, {"n": 2}) == (store._replicas, client.get("/count").json)
+    assert (3, {"n": 2}) == (store._core._replicas, client.get("/count").json)
 
 
 def test_missing_servers_fail_at_init(memcached_binary: str):

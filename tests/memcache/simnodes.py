@@ -12,6 +12,7 @@ from typing import Any
 from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache._envelope import EnvelopeError, Keyring, decode
 from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache._machine_read import StoreCore
 from errpolicy_memcache._node import Reply, settle
 from errpolicy_memcache._transport import Answer
 from errpolicy_memcache._wire import Command, NodeFailure
@@ -138,10 +139,14 @@ class Cluster:
         store._agreed_gets = agreed_gets
         store._stored_round = stored_round
         store._prober.wake = lambda: None  # type: ignore[method-assign]  # probes are rules
-        store._faults._clock = self.clock
-        for node in store.nodes:
-            node.breaker._clock = self.clock
+        self.attach_core(store._core)
         return store
+
+    def attach_core(self, core: StoreCore) -> None:
+        """Put a store's core (either driver's) on the simulation's clock."""
+        core._faults._clock = self.clock
+        for node in core.nodes:
+            node.breaker._clock = self.clock
 
     def copies(self, sid: str, keys: Keyring) -> list[tuple[str, str, int | None]]:
         """(address, node state, value or None for a tombstone) of every readable copy."""

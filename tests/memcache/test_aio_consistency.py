@@ -124,7 +124,7 @@ async def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answer
     _open(store, first)
     session["n"] = 1
     await store.save(session)  # lands on the second and third node
-    handoff = store._s._handoff
+    handoff = store._handoff
     for node in store.nodes:
         node.breaker.reset()  # the first node is back
     await store.start(None)  # a request: what waits for a node that answers is handed over
@@ -250,7 +250,7 @@ async def test_a_home_node_that_a_save_skipped_gets_the_newer_copy_over_its_olde
     _open(store, second)
     session["n"] = 2
     await store.save(session)  # lands on the first and third node
-    handoff = store._s._handoff
+    handoff = store._handoff
     for node in store.nodes:
         node.breaker.reset()  # the second node is back
     await store.start(None)  # a request: what waits for a node that answers is handed over
@@ -269,7 +269,7 @@ async def test_a_handed_over_copy_leaves_a_newer_one_in_place(
     _open(store, second)
     session["n"] = 2
     await store.save(session)  # lands on the first and third node; the second waits for it
-    handoff = store._s._handoff
+    handoff = store._handoff
     for node in store.nodes:
         node.breaker.reset()
     with handoff._lock:  # as a handover in progress: nothing is handed over yet

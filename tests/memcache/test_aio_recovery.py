@@ -29,13 +29,14 @@ Raw = Callable[[MemcachedServer], Any]
 @pytest.fixture
 async def make_async() -> AsyncIterator[MakeAsync]:
     """Async stores whose breakers open at the first failure and probe within 0.1 s,
-    and whose sync I/O (the sync store's prober and handoff) fails the test if used."""
+    and whose nodes' blocking transports fail the test if used."""
     made: list[AsyncMemcacheSessionStore] = []
     blocking: list[object] = []
 
-    def refuse(plan: Any, deadline: float = 0.0) -> Any:
-        blocking.append(plan)
-        raise AssertionError("the async store used the sync store's blocking I/O")
+    class Refuse:
+        def __getattr__(self, name: str) -> Any:
+            blocking.append(name)
+            raise AssertionError("the async store used a blocking transport")
 
     def make(nodes: MemcachedCluster, **options: Any) -> AsyncMemcacheSessionStore:
         settings: dict[str, Any] = {
@@ -47,7 +48,8 @@ async def make_async() -> AsyncIterator[MakeAsync]:
             **options,
         }
         store = AsyncMemcacheSessionStore(nodes.addresses, SECRET, **settings)
-        store._s._execute = refuse
+        for node in store.nodes:
+            node.transport = Refuse()
         made.append(store)
         return store
 
@@ -134,7 +136,7 @@ async def test_a_logout_a_returning_node_missed_is_handed_over_without_a_request
     finally:
         paused.resume()
     await _until(lambda: _held(raw, paused, sid).tombstone)
-    assert (True, False) == (before.tombstone, store._s._handoff.waiting)
+    assert (True, False) == (before.tombstone, store._handoff.waiting)
 
 
 @pytest.mark.memcached

@@ -46,9 +46,9 @@ class _Driven:
         self.store = store
         self.loop = loop
         self.nodes = store.nodes
-        # The rules probe (``_prober.probe_due()``) and hand over (``_handoff.run()``):
+        # The rules probe (``_prober.probe_due()``) and hand over (``_hand_over()``):
         # the async store's own, on its loop.
-        self._prober = self._handoff = self
+        self._prober = self
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -56,12 +56,12 @@ class _Driven:
     def probe_due(self) -> bool:
         return self._run(self.store._recovery.probe_due())
 
-    def run(self) -> None:
+    def _hand_over(self) -> None:
         self._run(self.store._recovery.hand_over())
 
     def start(self, sid: str) -> Session:
-        if self.store._s._handoff.waiting:  # before the read, as the sync store does
-            self.run()
+        if self.store._handoff.waiting:  # before the read, as the sync store does
+            self._hand_over()
         return self._run(self.store.start(sid))
 
     def save(self, session: Session) -> None:
@@ -75,8 +75,8 @@ class _Driven:
 
 
 def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcacheSessionStore:
-    """Point the async driver's I/O, and its shared state's, at the simulated nodes."""
-    cluster.attach(store._s)  # clock, breakers, prober, and the handoff's I/O
+    """Point the async driver's I/O, and its core's clocks, at the simulated nodes."""
+    cluster.attach_core(store._core)
 
     async def execute(plan: Any, deadline: float = 0.0) -> list[Reply]:
         answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]

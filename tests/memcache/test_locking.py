@@ -121,3 +121,25 @@ def test_a_start_that_raises_releases_its_lock(
     with pytest.raises(errpolicy.PolicyViolation):
         store.start(sid)  # locked on the primary, then a failover notice, raised here
     assert None is raw(primary).get(storage_key(PREFIX, sid) + ":lock")
+
+
+def test_an_error_during_the_read_releases_the_lock(
+    locking: Callable[..., MemcacheSessionStore],
+    cluster: MemcachedCluster,
+    ranked: Ranked,
+    raw: Callable[[MemcachedServer], Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception between taking the lock and returning the session (here a failing
+    judgement) releases the lock: the caller never got the session to release it."""
+    store = locking()
+    sid = saved(store, n=0).id
+    primary = ranked(cluster, sid)[0]
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("judging failed")
+
+    monkeypatch.setattr(store._core, "_judge_read", broken)
+    with pytest.raises(RuntimeError):
+        store.start(sid)
+    assert None is raw(primary).get(storage_key(PREFIX, sid) + ":lock")

@@ -13,7 +13,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from errpolicy_memcache import BreakerState, MemcacheSessionStore, NodeStatus, Outcome, OutcomeKind
-from errpolicy_memcache import _store as _store_module
+from errpolicy_memcache import _machine as _store_module
 from errpolicy_memcache._envelope import decode
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
@@ -307,8 +307,8 @@ def test_unknown_sessions_are_not_remembered_and_large_ones_are(
     large = saved(store, blob="x" * 10_000)
     loaded = store.start(large.id)
     assert (True, "x" * 10_000) == (unknown.new, loaded["blob"])
-    verified = store._known[large.id].verified
-    assert ("A" * 43 not in store._known, True) == (
+    verified = store._core._known[large.id].verified
+    assert ("A" * 43 not in store._core._known, True) == (
         True,
         verified is not None and b"x" * 10_000 in verified[0],
     )
@@ -322,12 +322,12 @@ def test_large_remembered_copies_stay_within_their_byte_budget(
     monkeypatch.setattr(_store_module, "_VERIFIED_LARGE_BUDGET", 50_000)
     small = saved(store, n=-1)
     sessions = [saved(store, n=n, blob="y" * 10_000) for n in range(8)]
-    kept = [s.id for s in sessions if store._known[s.id].verified is not None]
+    kept = [s.id for s in sessions if store._core._known[s.id].verified is not None]
     assert ([s.id for s in sessions[-4:]], True) == (
         kept,
-        store._known[small.id].verified is not None,
+        store._core._known[small.id].verified is not None,
     )
-    assert store._large_bytes <= 50_000
+    assert store._core._large_bytes <= 50_000
     assert list(range(8)) == [store.start(s.id)["n"] for s in sessions]
 
 
@@ -335,9 +335,9 @@ def test_the_remembered_ids_are_bounded(store: MemcacheSessionStore) -> None:
     """At most 1024 ids, the oldest dropped first; every session is still served."""
     sessions = [saved(store, n=n) for n in range(1100)]
     assert (1024, False, True) == (
-        len(store._known),
-        sessions[0].id in store._known,
-        sessions[-1].id in store._known,
+        len(store._core._known),
+        sessions[0].id in store._core._known,
+        sessions[-1].id in store._core._known,
     )
     assert [0, 1099] == [store.start(sessions[i].id)["n"] for i in (0, -1)]
 

@@ -5,16 +5,16 @@ healthy and under faults that make the short path fall back."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import MemcacheSessionStore, Outcome, Session
+from errpolicy_memcache import MemcacheSessionStore, Outcome, Session, _machine_write
 from errpolicy_memcache._core import Known
 from errpolicy_memcache._envelope import Keyring, Record, decode, normalize_keys
 from errpolicy_memcache._ids import new_session_id, storage_key
-from errpolicy_memcache._wire import Command
 from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
 
 from .helpers import PREFIX, SECRET, Ranked
@@ -85,7 +85,7 @@ class Observer:
     def known(self, store: MemcacheSessionStore, known: Known) -> tuple[Any, ...]:
         acked = known.acked
         assert acked is not None
-        assert 0 < acked.at <= store._faults.now()
+        assert 0 < acked.at <= store._core._faults.now()
         verified = None if known.verified is None else self.record(known.verified[1])
         return (
             (self.version(acked.version), acked.tombstone, self.nodes(acked.holders)),
@@ -131,11 +131,8 @@ def _run(
     outcomes: list[Outcome] = []
     store = make_store(cluster, on_outcome=outcomes.append, clock=lambda: NOW)
     if not short:  # the general path alone: the short path never sends its round
-
-        def general(op: Any, known: Known, command: Command) -> Any:
-            return store._ranked_write(known.key, command)
-
-        monkeypatch.setattr(store, "_home_write", general)
+        # The short round is taken only when every home breaker is CLOSED: no state is.
+        monkeypatch.setattr(_machine_write, "BreakerState", SimpleNamespace(CLOSED=object()))
     observe = Observer(servers)
     session = Session(sid, created=NOW)
     seen: list[Any] = []
@@ -145,7 +142,7 @@ def _run(
         store.save(session)
         seen.append((session.new, session.modified, observe.version(session.version)))
     seen.append([observe.outcome(outcome) for outcome in outcomes])
-    seen.append(observe.known(store, store._known[sid]))
+    seen.append(observe.known(store, store._core._known[sid]))
     seen.append(observe.hints(store))
     seen.append(observe.stored(storage_key(PREFIX, sid)))  # a hung node's copy: None
     return seen
@@ -191,6 +188,11 @@ def test_the_short_save_is_taken_when_the_home_nodes_are_healthy(
     session = store.start(None)
     session["n"] = 1
     rounds: list[int] = []
-    monkeypatch.setattr(store, "_write", lambda op, writes: rounds.append(len(writes)))
+
+    def general(op: Any, writes: Any) -> Any:
+        rounds.append(len(writes))
+        yield from ()
+
+    monkeypatch.setattr(store._core, "_write", general)
     store.save(session)
     assert ([], False) == (rounds, session.new)

@@ -305,7 +305,7 @@ class StoreSimulation(RuleBasedStateMachine):
             # No request holds a lock between rules: an add that timed out and landed
             # late was cleared by the process that sent it once the node answered.
             for store in self.stores:
-                store._handoff.run()
+                store._hand_over()
             left = [
                 (address, key)
                 for address, node in self.cluster.nodes.items()

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
-from errpolicy_memcache import MemcacheSessionStore, _core
+from errpolicy_memcache import _core
 from errpolicy_memcache._core import Write
 from errpolicy_memcache._handoff import Handoff
+from errpolicy_memcache._machine_read import StoreCore
 from errpolicy_memcache._node import Node
 from errpolicy_memcache._wire import Command
 
@@ -44,7 +45,7 @@ Patch = Callable[[pytest.MonkeyPatch], None]
 
 def _no_stray_overwrite(monkeypatch: pytest.MonkeyPatch) -> None:
     """A save leaves the copies its read found below home as they were."""
-    monkeypatch.setattr(MemcacheSessionStore, "_stray_write", lambda self, sid, write: None)
+    monkeypatch.setattr(StoreCore, "_stray_write", lambda self, sid, write: None)
 
 
 def _no_hint(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,17 +62,14 @@ def _no_hint(monkeypatch: pytest.MonkeyPatch) -> None:
             hint(self, write, nodes, command)
 
     monkeypatch.setattr(Handoff, "hint", tombstones_only)
-    monkeypatch.setattr(MemcacheSessionStore, "_hint_home", lambda self, write: None)
 
 
 def _tombstone_home_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """A logout tombstones the home nodes only (issue 10's defect 1)."""
-    tombstone_write = MemcacheSessionStore._tombstone_write
+    tombstone_write = StoreCore._tombstone_write
     hint = Handoff.hint
 
-    def home_only(
-        self: MemcacheSessionStore, key: str, floor: int, ttl: int | None
-    ) -> tuple[Write, int]:
+    def home_only(self: StoreCore, key: str, floor: int, ttl: int | None) -> tuple[Write, int]:
         write, version = tombstone_write(self, key, floor, ttl)
         return Write(write.key, write.command, write.ranked, self._replicas), version
 
@@ -85,13 +83,13 @@ def _tombstone_home_only(monkeypatch: pytest.MonkeyPatch) -> None:
             nodes = write.ranked[: write.need]
         hint(self, write, nodes, command)
 
-    monkeypatch.setattr(MemcacheSessionStore, "_tombstone_write", home_only)
+    monkeypatch.setattr(StoreCore, "_tombstone_write", home_only)
     monkeypatch.setattr(Handoff, "hint", home_hint)
 
 
 def _no_repair(monkeypatch: pytest.MonkeyPatch) -> None:
     """A read never copies the newest data back onto the nodes that miss it."""
-    monkeypatch.setattr(MemcacheSessionStore, "_repair", lambda self, *a, **k: None)
+    monkeypatch.setattr(StoreCore, "_repair", lambda self, *a, **k: iter(()))
 
 
 def _below_home_served(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ def test_one_server_keeps_sessions(
     session = store.new_session()
     session["user"] = "ada"
     store.save(session)
-    assert (1, {"user": "ada"}) == (store._replicas, dict(store.start(session.id)))
+    assert (1, {"user": "ada"}) == (store._core._replicas, dict(store.start(session.id)))
 
 
 def test_one_server_warns_once_at_boot(
@@ -48,7 +48,7 @@ def test_two_servers_keep_two_copies_without_warning(
 ) -> None:
     """The default stays two copies when there are two servers or more."""
     store = make_store(cluster.addresses[:2])
-    assert (2, ()) == (store._replicas, errguard.events)
+    assert (2, ()) == (store._core._replicas, errguard.events)
 
 
 def test_two_copies_on_one_server_name_the_setting() -> None:

@@ -256,7 +256,7 @@ def test_delete_wins_over_a_copy_from_a_clock_ahead(
 ) -> None:
     """A tombstone beats a live copy with a higher version (a web server whose clock is ahead)."""
     ahead = make_store(cluster)
-    ahead._last_version = 2**62  # every version it writes is far in the future
+    ahead._core._last_version = 2**62  # every version it writes is far in the future
     session = saved(ahead, user_id=1)
     make_store(cluster).delete(session.id)
     assert make_store(cluster).start(session.id).new

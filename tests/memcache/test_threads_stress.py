@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from tests.threads import THREADS, run_threads, switch_often
 
-from errpolicy_memcache import BreakerState, CircuitBreaker, MemcacheSessionStore, _store
+from errpolicy_memcache import BreakerState, CircuitBreaker, MemcacheSessionStore, _machine
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .helpers import saved
@@ -92,7 +92,7 @@ def test_the_per_id_memory_under_concurrent_saves_and_reads(
     they evict each other all the time) while one session, saved 60 times by one thread,
     is read by all: each thread reads exactly what it saved last, and never an older
     save of the shared session than it read before."""
-    monkeypatch.setattr(_store, "_VERIFIED_MAX", 8)
+    monkeypatch.setattr(_machine, "_VERIFIED_MAX", 8)
     store = make_store(cluster, timeout=2.0, connect_timeout=2.0)
     shared = saved(store, n=0)
 
@@ -128,7 +128,7 @@ def test_the_longest_lifetime_wins_among_racing_threads(
     store = make_store(cluster)
     outcomes = []
     for _ in range(600):
-        store._settle_after = 0.0
-        run_threads(lambda i: store._note_lifetime(SimpleNamespace(ttl=1000 + i)))  # type: ignore[arg-type]
-        outcomes.append(store._settle_after)
+        store._core._settle_after = 0.0
+        run_threads(lambda i: store._core._note_lifetime(SimpleNamespace(ttl=1000 + i)))  # type: ignore[arg-type]
+        outcomes.append(store._core._settle_after)
     assert [1015.0] * 600 == outcomes
