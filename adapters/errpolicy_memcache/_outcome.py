@@ -114,7 +114,9 @@ class NodeResult:
         return f"{self.node} {self.command}={self.status.value}{extra} {self.elapsed * 1000:.1f}ms"
 
 
-@dataclass(frozen=True, slots=True)
+# init=False: the frozen dataclass __init__ sets each field through
+# object.__setattr__; this one sets the slots directly (the same values).
+@dataclass(frozen=True, slots=True, init=False)
 class Outcome:
     """The result of one logical operation, as attached to its log record (``extra``).
 
@@ -132,6 +134,26 @@ class Outcome:
     key: str
     version: int | None
     elapsed: float
+
+    def __init__(
+        self,
+        operation: str,
+        kind: OutcomeKind,
+        flags: frozenset[OutcomeKind],
+        served_by: str | None,
+        nodes: tuple[NodeResult, ...],
+        key: str,
+        version: int | None,
+        elapsed: float,
+    ) -> None:
+        _set_operation(self, operation)
+        _set_kind(self, kind)
+        _set_flags(self, flags)
+        _set_served_by(self, served_by)
+        _set_nodes(self, nodes)
+        _set_key(self, key)
+        _set_version(self, version)
+        _set_elapsed(self, elapsed)
 
     @property
     def level(self) -> int:
@@ -154,6 +176,21 @@ class Outcome:
 # node (five times faster this way). The same values, set as its __init__ sets them.
 _new = object.__new__
 _RESULT_SLOTS = tuple(NodeResult.__dict__[f].__set__ for f in NodeResult.__slots__)
+
+
+(
+    _set_operation,
+    _set_kind,
+    _set_flags,
+    _set_served_by,
+    _set_nodes,
+    _set_key,
+    _set_version,
+    _set_elapsed,
+) = tuple(
+    Outcome.__dict__[f].__set__
+    for f in ("operation", "kind", "flags", "served_by", "nodes", "key", "version", "elapsed")
+)
 
 
 def node_results(

@@ -41,6 +41,7 @@ __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStor
 
 LOGGER_NAME = "errpolicy_memcache"
 _logger = logging.getLogger(LOGGER_NAME)
+_log_direct = errpolicy.log_direct
 
 #: The guard names, one per logical operation.
 OPERATIONS = (
@@ -876,12 +877,11 @@ class MemcacheSessionStore:
             self._on_outcome(outcome)
         level = outcome.level
         if level:
-            # Built and handled directly: the guard must see NOTICE records even when
-            # the logger's effective level (WARNING by default) would drop them.
-            record = _logger.makeRecord(
-                _logger.name, level, __file__, 0, "%s", (outcome,), None, extra={"outcome": outcome}
+            # Made and handled whatever the logger's level: the guard must see NOTICE
+            # records even when the effective level (WARNING by default) drops them.
+            _log_direct(
+                _logger, level, "%s", (outcome,), pathname=__file__, extra={"outcome": outcome}
             )
-            _logger.handle(record)
 
     # -- writing -------------------------------------------------------------------
 
