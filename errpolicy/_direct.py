@@ -13,7 +13,13 @@ it. Anything else takes the logger's own path, unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from . import _capture, _hooks, _state
@@ -34,6 +40,110 @@ _kept = _capture.RECORDS_KEPT
 _layers = _hooks._layers
 _placed = _hooks._placed
 _severity = Severity.from_logging_level
+_LogRecord = logging.LogRecord
+_make_record = logging.Logger.makeRecord
+_new = object.__new__
+_threads: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
+_time = time.time
+_time_ns = time.time_ns
+_getpid = os.getpid
+_level_name = logging.getLevelName
+_modules = sys.modules
+# Python 3.13 made LogRecord's times from time.time_ns(); before, from time.time().
+_NANOSECONDS = sys.version_info >= (3, 13)
+_RESERVED = frozenset(["message", "asctime"])
+#: A record made by the logger for each (logger, level, file, line, message, extra
+#: keys, thread, process): the attributes that do not change between two calls, in
+#: the order the record has them. Bounded: a new key past the limit is not kept.
+_templates: dict[tuple[Any, ...], dict[str, Any]] = {}
+_TEMPLATES_MAX = 256
+
+
+def _record(
+    logger: logging.Logger,
+    kind: type[logging.Logger],
+    level: int,
+    fn: str,
+    lno: int,
+    msg: str,
+    args: tuple[Any, ...],
+    extra: dict[str, Any] | None,
+) -> logging.LogRecord:
+    """``logger.makeRecord(logger.name, level, fn, lno, msg, args, None, extra=extra)``:
+    when the stdlib's own makeRecord and LogRecord would make it, the same record
+    (type, attributes, their order and values) made from a copy of a template, its
+    times, arguments, thread, process and task set as ``LogRecord.__init__`` sets
+    them. Anything unusual (a record factory, a ``makeRecord`` of a subclass, the
+    ``logging.log*`` switches off, mapping arguments) asks the logger."""
+    if (
+        logging.getLogRecordFactory() is not _LogRecord
+        or kind.makeRecord is not _make_record
+        or not (logging.logThreads and logging.logProcesses and logging.logMultiprocessing)
+        or (args and len(args) == 1 and isinstance(args[0], Mapping))
+    ):
+        return logger.makeRecord(logger.name, level, fn, lno, msg, args, None, extra=extra)
+    ident = threading.get_ident()
+    pid = _getpid()
+    key = (logger.name, level, fn, lno, msg, None if extra is None else tuple(extra), ident, pid)
+    template = _templates.get(key)
+    if template is None:
+        made = logger.makeRecord(logger.name, level, fn, lno, msg, args, None, extra=extra)
+        if len(_templates) < _TEMPLATES_MAX:
+            kept = made.__dict__.copy()
+            kept["args"] = None  # hold no caller's object
+            if extra is not None:
+                kept.update(dict.fromkeys(extra))
+            _templates[key] = kept
+        return made
+    values = template.copy()
+    if _NANOSECONDS:
+        ns = _time_ns()
+        created = ns / 1e9
+        msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != ns // 1_000_000_000:
+            msecs = 0.0
+        values["created"] = created
+        values["msecs"] = msecs
+        values["relativeCreated"] = (ns - logging._startTime) / 1e6  # type: ignore[attr-defined]
+    else:
+        now = _time()
+        values["created"] = now
+        values["msecs"] = int((now - int(now)) * 1000) + 0.0
+        values["relativeCreated"] = (now - logging._startTime) * 1000  # type: ignore[attr-defined]
+    values["args"] = args
+    thread = _threads.get(ident)
+    values["threadName"] = thread.name if thread is not None else threading.current_thread().name
+    values["levelname"] = _level_name(level)  # addLevelName may have renamed it since
+    values["processName"] = _process_name()
+    if "taskName" in values:
+        values["taskName"] = _task_of_record()
+    if extra is not None:
+        values.update(extra)
+    record: logging.LogRecord = _new(_LogRecord)
+    record.__dict__ = values
+    return record
+
+
+def _process_name() -> str:
+    """The ``processName`` LogRecord gives."""
+    mp = _modules.get("multiprocessing")
+    if mp is not None:
+        with contextlib.suppress(Exception):  # as LogRecord: the default name
+            return mp.current_process().name  # type: ignore[no-any-return]
+    return "MainProcess"
+
+
+def _task_of_record() -> str | None:
+    """The ``taskName`` LogRecord gives (Python 3.12 and later)."""
+    if not getattr(logging, "logAsyncioTasks", True):
+        return None
+    asyncio = _modules.get("asyncio")
+    if not asyncio:
+        return None
+    try:
+        return asyncio.current_task().get_name()  # type: ignore[no-any-return,union-attr]
+    except Exception:
+        return None
 
 
 def log_direct(
@@ -73,7 +183,7 @@ def log_direct(
     ):
         logger.handle(logger.makeRecord(logger.name, level, fn, lno, msg, args, None, extra=extra))
         return
-    record = logger.makeRecord(logger.name, level, fn, lno, msg, args, None, extra=extra)
+    record = _record(logger, kind, level, fn, lno, msg, args, extra)
     taken = False
     try:
         try:
