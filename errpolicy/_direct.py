@@ -40,6 +40,7 @@ _kept = _capture.RECORDS_KEPT
 _layers = _hooks._layers
 _placed = _hooks._placed
 _severity = Severity.from_logging_level
+_severities = {level: _severity(level) for level in (10, 20, 25, 30, 40, 50)}
 _LogRecord = logging.LogRecord
 _make_record = logging.Logger.makeRecord
 _new = object.__new__
@@ -48,6 +49,7 @@ _time = time.time
 _time_ns = time.time_ns
 _getpid = os.getpid
 _level_name = logging.getLevelName
+_level_names: dict[int, str] = logging._levelToName  # type: ignore[attr-defined]  # addLevelName's
 _modules = sys.modules
 # Python 3.13 made LogRecord's times from time.time_ns(); before, from time.time().
 _NANOSECONDS = sys.version_info >= (3, 13)
@@ -76,7 +78,7 @@ def _record(
     them. Anything unusual (a record factory, a ``makeRecord`` of a subclass, the
     ``logging.log*`` switches off, mapping arguments) asks the logger."""
     if (
-        logging.getLogRecordFactory() is not _LogRecord
+        logging._logRecordFactory is not _LogRecord  # type: ignore[attr-defined]  # getLogRecordFactory(), without the call
         or kind.makeRecord is not _make_record
         or not (logging.logThreads and logging.logProcesses and logging.logMultiprocessing)
         or (args and len(args) == 1 and isinstance(args[0], Mapping))
@@ -113,8 +115,9 @@ def _record(
     values["args"] = args
     thread = _threads.get(ident)
     values["threadName"] = thread.name if thread is not None else threading.current_thread().name
-    values["levelname"] = _level_name(level)  # addLevelName may have renamed it since
-    values["processName"] = _process_name()
+    # addLevelName may have renamed the level since; multiprocessing names the process.
+    values["levelname"] = _level_names.get(level) or _level_name(level)
+    values["processName"] = "MainProcess" if "multiprocessing" not in _modules else _process_name()
     if "taskName" in values:
         values["taskName"] = _task_of_record()
     if extra is not None:
@@ -193,7 +196,7 @@ def log_direct(
         levelno = record.levelno
         draft = new_event(
             "logging",
-            _severity(levelno),
+            _severities.get(levelno) or _severity(levelno),
             None,
             message,
             None,
@@ -204,7 +207,8 @@ def log_direct(
             record.created,
             record.threadName or "",
             record.thread or 0,
-            getattr(record, "taskName", None) or _task_name(),
+            getattr(record, "taskName", None)
+            or (None if "asyncio" not in _modules else _task_name()),
             record,
         )
         here: Any = frame
