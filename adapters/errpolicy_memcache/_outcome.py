@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ._native import speedups
+
 __all__ = ["NodeResult", "NodeStatus", "Outcome", "OutcomeKind", "severity_of"]
 
 _NOTICE = 25  # errpolicy.NOTICE; a literal so this module imports without the core
@@ -175,7 +177,11 @@ class Outcome:
 # object.__setattr__ per field, and every reported operation builds a NodeResult per
 # node (five times faster this way). The same values, set as its __init__ sets them.
 _new = object.__new__
-_RESULT_SLOTS = tuple(NodeResult.__dict__[f].__set__ for f in NodeResult.__slots__)
+_slotted = None if speedups is None else speedups.slotted
+_RESULT_MEMBERS = tuple(
+    NodeResult.__dict__[f] for f in ("node", "command", "status", "elapsed", "detail")
+)
+_RESULT_SLOTS = tuple(member.__set__ for member in _RESULT_MEMBERS)
 
 
 (
@@ -197,6 +203,15 @@ def node_results(
     results: list[tuple[str, str, NodeStatus, float, str]],
 ) -> tuple[NodeResult, ...]:
     """``NodeResult(*r)`` for each of ``results`` (node, command, status, seconds, detail)."""
+    if _slotted is not None:
+        return _slotted(NodeResult, _RESULT_MEMBERS, results)
+    return py_node_results(results)
+
+
+def py_node_results(
+    results: list[tuple[str, str, NodeStatus, float, str]],
+) -> tuple[NodeResult, ...]:
+    """:func:`node_results` in Python (the reference of the C ``slotted``)."""
     node, command, status, elapsed, detail = _RESULT_SLOTS
     made = []
     for r in results:
