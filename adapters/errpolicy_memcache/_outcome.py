@@ -170,7 +170,7 @@ class Outcome:
         served = f" served_by={self.served_by}" if self.served_by else ""
         # A StrEnum formats as its value: no ``.value`` lookup per node.
         nodes = "; ".join([f"{r.node} {r.command}={r.status}" for r in self.nodes])
-        return f"{self.operation} {self.kind.value}{served} key={self.key} [{nodes}]"
+        return f"{self.operation} {self.kind}{served} key={self.key} [{nodes}]"
 
 
 # The fields' slot setters: a frozen dataclass's __init__ costs a Python frame and an
