@@ -5,10 +5,11 @@ what ``logger.handle(logger.makeRecord(logger.name, level, fn, lno, msg, args, N
 extra=extra))`` does, by a shorter way when nothing could tell the two apart: a guard
 of this thread is open, errpolicy's ``callHandlers`` hook is the one in place (no other
 library's wrapper above it, no subclass's own), and the logger has no filter and is
-not disabled. The record is made by the logger as always; the event is built from it
-as :func:`errpolicy._capture.record_event` builds it and offered to the guards as the
-hook offers it; a record that no guard takes goes to the handlers as the hook sends
-it. Anything else takes the logger's own path, unchanged.
+not disabled. The record is the one the logger would make (see :func:`_record`); the
+event is built from it as :func:`errpolicy._capture.record_event` builds it and
+offered to the guards as the hook offers it; a record that no guard takes goes to the
+handlers as the hook sends it. Anything else takes the logger's own path, unchanged
+(docs/capture.md, "A direct path for libraries that report often").
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ __all__ = ["log_direct"]
 
 _active = _state.active
 _get_ident = _state._get_ident
-_Logger = logging.Logger
 _handle = logging.Logger.handle
 _call_handlers_inside = _capture.call_handlers_inside
 _task_name = _capture._task_name
@@ -49,11 +49,10 @@ _time = time.time
 _time_ns = time.time_ns
 _getpid = os.getpid
 _level_name = logging.getLevelName
-_level_names: dict[int, str] = logging._levelToName  # type: ignore[attr-defined]  # addLevelName's
+_level_names: dict[int, str] = logging._levelToName  # addLevelName changes it in place
 _modules = sys.modules
 # Python 3.13 made LogRecord's times from time.time_ns(); before, from time.time().
 _NANOSECONDS = sys.version_info >= (3, 13)
-_RESERVED = frozenset(["message", "asctime"])
 #: A record made by the logger for each (logger, level, file, line, message, extra
 #: keys, thread, process): the attributes that do not change between two calls, in
 #: the order the record has them. Bounded: a new key past the limit is not kept.
@@ -144,7 +143,7 @@ def _task_of_record() -> str | None:
     if not asyncio:
         return None
     try:
-        return asyncio.current_task().get_name()  # type: ignore[no-any-return,union-attr]
+        return asyncio.current_task().get_name()  # type: ignore[no-any-return]
     except Exception:
         return None
 

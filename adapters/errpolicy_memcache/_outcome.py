@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -177,7 +178,9 @@ class Outcome:
 # object.__setattr__ per field, and every reported operation builds a NodeResult per
 # node (five times faster this way). The same values, set as its __init__ sets them.
 _new = object.__new__
-_slotted = None if speedups is None else speedups.slotted
+_slotted: Callable[..., tuple[NodeResult, ...]] | None = (
+    None if speedups is None else speedups.slotted
+)
 _RESULT_MEMBERS = tuple(
     NodeResult.__dict__[f] for f in ("node", "command", "status", "elapsed", "detail")
 )

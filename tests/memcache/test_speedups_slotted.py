@@ -51,7 +51,7 @@ def test_slotted_node_results_equal_the_python_twins(rows: list[tuple[object, ..
 def test_node_results_are_the_dataclass_values() -> None:
     """node_results makes what NodeResult(*row) makes (either implementation)."""
     rows = [("a:1", "gets", NodeStatus.HIT, 0.25, ""), ("b:2", "-", NodeStatus.SKIPPED, 0.0, "x")]
-    assert [NodeResult(*row) for row in rows] == list(node_results(rows))  # type: ignore[arg-type]
+    assert [NodeResult(*row) for row in rows] == list(node_results(rows))
 
 
 @needs_c
