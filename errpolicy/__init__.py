@@ -20,6 +20,7 @@ from ._config import (
     get_config,
     reset_defaults,
 )
+from ._direct import log_direct
 from ._errors import (
     ConfigurationError,
     ErrpolicyError,
@@ -65,6 +66,7 @@ __all__ = [
     "guard",
     "install",
     "installed",
+    "log_direct",
     "match",
     "reset_defaults",
     "structlog_processor",

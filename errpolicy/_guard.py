@@ -140,10 +140,12 @@ def _finish(report: Report, exc: BaseException | None) -> None:
     """Deliver the report to the sink, then raise or annotate."""
     violation = None
     if exc is None:
-        violation = report.violation()
+        if report._raised:  # violation() answers None without: one call less per capture
+            violation = report.violation()
     elif exc is report.immediate_violation:
         violation = report.immediate_violation
-    sink = _config.resolved_sink(report._config)  # the report's own config snapshot
+    config = report._config  # the report's own config snapshot
+    sink = config.sink if config.sink is not None else _config.resolved_sink(config)
     if type(sink) is not NullSink:  # it drops them: skip collecting them
         closed = getattr(sink, "guard_closed", None)
         recorded = () if closed is not None else report.recorded

@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import errpolicy
+
 from . import _core as core
 from ._breaker import CircuitBreaker, FaultClock
 from ._core import Acked, Known, Op, Write
@@ -38,6 +40,7 @@ __all__ = ["LOGGER_NAME", "State"]
 
 LOGGER_NAME = "errpolicy_memcache"
 _logger = logging.getLogger(LOGGER_NAME)
+_log_direct = errpolicy.log_direct
 
 # The session ids each store remembers with their verified copy (see _remember): at
 # most this many, with copies of at most this many bytes each, so at most 4 MiB.
@@ -400,9 +403,8 @@ class State:
             self._on_outcome(outcome)
         level = outcome.level
         if level:
-            # Built and handled directly: the guard must see NOTICE records even when
-            # the logger's effective level (WARNING by default) would drop them.
-            record = _logger.makeRecord(
-                _logger.name, level, __file__, 0, "%s", (outcome,), None, extra={"outcome": outcome}
+            # Made and handled whatever the logger's level: the guard must see NOTICE
+            # records even when the effective level (WARNING by default) drops them.
+            _log_direct(
+                _logger, level, "%s", (outcome,), pathname=__file__, extra={"outcome": outcome}
             )
-            _logger.handle(record)

@@ -160,7 +160,12 @@ class StoreMetrics:
             for result in results:
                 node_key = (result[0], result[2])
                 nodes[node_key] = nodes.get(node_key, 0) + 1
-            self._add_latency(operation, bucket, elapsed)
+            counts = self._latency.get(operation)  # _add_latency, inline: every report
+            if counts is None:
+                self._add_latency(operation, bucket, elapsed)
+            else:
+                counts[bucket] += 1
+                self._totals[operation] += elapsed
 
     def hit(self, home: Sequence[Node], elapsed: float) -> None:
         """Count a ``start()`` served by its home nodes at once (the store's fast path,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from ._native import speedups
 
 __all__ = ["NodeResult", "NodeStatus", "Outcome", "OutcomeKind", "severity_of"]
 
@@ -114,7 +117,9 @@ class NodeResult:
         return f"{self.node} {self.command}={self.status.value}{extra} {self.elapsed * 1000:.1f}ms"
 
 
-@dataclass(frozen=True, slots=True)
+# init=False: the frozen dataclass __init__ sets each field through
+# object.__setattr__; this one sets the slots directly (the same values).
+@dataclass(frozen=True, slots=True, init=False)
 class Outcome:
     """The result of one logical operation, as attached to its log record (``extra``).
 
@@ -133,6 +138,26 @@ class Outcome:
     version: int | None
     elapsed: float
 
+    def __init__(
+        self,
+        operation: str,
+        kind: OutcomeKind,
+        flags: frozenset[OutcomeKind],
+        served_by: str | None,
+        nodes: tuple[NodeResult, ...],
+        key: str,
+        version: int | None,
+        elapsed: float,
+    ) -> None:
+        _set_operation(self, operation)
+        _set_kind(self, kind)
+        _set_flags(self, flags)
+        _set_served_by(self, served_by)
+        _set_nodes(self, nodes)
+        _set_key(self, key)
+        _set_version(self, version)
+        _set_elapsed(self, elapsed)
+
     @property
     def level(self) -> int:
         """The logging level of this outcome (0 when it is not reported)."""
@@ -146,20 +171,50 @@ class Outcome:
         served = f" served_by={self.served_by}" if self.served_by else ""
         # A StrEnum formats as its value: no ``.value`` lookup per node.
         nodes = "; ".join([f"{r.node} {r.command}={r.status}" for r in self.nodes])
-        return f"{self.operation} {self.kind.value}{served} key={self.key} [{nodes}]"
+        return f"{self.operation} {self.kind}{served} key={self.key} [{nodes}]"
 
 
 # The fields' slot setters: a frozen dataclass's __init__ costs a Python frame and an
 # object.__setattr__ per field, and every reported operation builds a NodeResult per
 # node (five times faster this way). The same values, set as its __init__ sets them.
 _new = object.__new__
-_RESULT_SLOTS = tuple(NodeResult.__dict__[f].__set__ for f in NodeResult.__slots__)
+_slotted: Callable[..., tuple[NodeResult, ...]] | None = (
+    None if speedups is None else speedups.slotted
+)
+_RESULT_MEMBERS = tuple(
+    NodeResult.__dict__[f] for f in ("node", "command", "status", "elapsed", "detail")
+)
+_RESULT_SLOTS = tuple(member.__set__ for member in _RESULT_MEMBERS)
+
+
+(
+    _set_operation,
+    _set_kind,
+    _set_flags,
+    _set_served_by,
+    _set_nodes,
+    _set_key,
+    _set_version,
+    _set_elapsed,
+) = tuple(
+    Outcome.__dict__[f].__set__
+    for f in ("operation", "kind", "flags", "served_by", "nodes", "key", "version", "elapsed")
+)
 
 
 def node_results(
     results: list[tuple[str, str, NodeStatus, float, str]],
 ) -> tuple[NodeResult, ...]:
     """``NodeResult(*r)`` for each of ``results`` (node, command, status, seconds, detail)."""
+    if _slotted is not None:
+        return _slotted(NodeResult, _RESULT_MEMBERS, results)
+    return py_node_results(results)
+
+
+def py_node_results(
+    results: list[tuple[str, str, NodeStatus, float, str]],
+) -> tuple[NodeResult, ...]:
+    """:func:`node_results` in Python (the reference of the C ``slotted``)."""
     node, command, status, elapsed, detail = _RESULT_SLOTS
     made = []
     for r in results:

@@ -14,6 +14,8 @@
  *                    from C means the Python walk would accept the data too)
  *   plain_payload() <-> the fast path of errpolicy_memcache._data.check_payload
  *                    (likewise: True means json.loads and the walk would accept it)
+ *   slotted()    <-> errpolicy_memcache._outcome.node_results (and the Outcome it
+ *                    reports): frozen slotted values made without their __init__
  * tests/memcache/test_speedups.py holds the two to the same answers.
  *
  * gets_round() works on blocking sockets whose timeouts the kernel enforces
@@ -28,6 +30,7 @@
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX: a slot's member type */
 
 #include <errno.h>
 #include <stdlib.h>
@@ -1001,6 +1004,79 @@ done:
     return result;
 }
 
+/* ---- frozen slotted values --------------------------------------------------------- */
+
+/* slotted(cls, slots, rows): one cls per row, made as object.__new__(cls) then
+   slots[i].__set__(obj, row[i]) for each i would make it: the values of a failover
+   notice (a NodeResult per node, one Outcome) without a Python call per field.
+   slots are cls's own member descriptors (T_OBJECT_EX), checked on every call. */
+static PyObject *
+slotted(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "slotted(cls, slots, rows) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *cls_arg = args[0], *slots = args[1], *rows = args[2];
+    if (!PyType_Check(cls_arg) || !PyTuple_Check(slots)) {
+        PyErr_SetString(PyExc_TypeError, "slotted: cls must be a type and slots a tuple");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)cls_arg;
+    Py_ssize_t width = PyTuple_GET_SIZE(slots);
+    Py_ssize_t offsets[16];
+    if (width > 16) {
+        PyErr_SetString(PyExc_ValueError, "slotted: at most 16 slots");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject *slot = PyTuple_GET_ITEM(slots, i);
+        if (!Py_IS_TYPE(slot, &PyMemberDescr_Type)) {
+            PyErr_SetString(PyExc_TypeError, "slotted: slots must be member descriptors");
+            return NULL;
+        }
+        PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
+        if (member->d_member->type != T_OBJECT_EX || (member->d_member->flags & READONLY) ||
+            !PyType_IsSubtype(cls, PyDescr_TYPE(member))) {
+            PyErr_SetString(PyExc_TypeError, "slotted: a slot that is not a writable slot of cls");
+            return NULL;
+        }
+        offsets[i] = member->d_member->offset;
+    }
+    PyObject *seq = PySequence_Fast(rows, "slotted: rows must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject *made = PyTuple_New(count);
+    if (made == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *row = PySequence_Fast_GET_ITEM(seq, r);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width) {
+            PyErr_SetString(PyExc_TypeError, "slotted: each row must be a tuple of one value per slot");
+            goto fail;
+        }
+        PyObject *obj = cls->tp_alloc(cls, 0);
+        if (obj == NULL) {
+            goto fail;
+        }
+        for (Py_ssize_t i = 0; i < width; i++) {
+            PyObject **addr = (PyObject **)((char *)obj + offsets[i]);
+            Py_XSETREF(*addr, Py_NewRef(PyTuple_GET_ITEM(row, i)));
+        }
+        PyTuple_SET_ITEM(made, r, obj);
+    }
+    Py_DECREF(seq);
+    return made;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(made);
+    return NULL;
+}
+
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwargs)
 {
@@ -1038,6 +1114,10 @@ static PyMethodDef module_methods[] = {
      "(bytes) when every socket answered a hit with the same bytes. timeout: seconds\n"
      "left before the operation's deadline (None: none); max_value: the largest value\n"
      "accepted, in bytes (None: 1 MiB)."},
+    {"slotted", (PyCFunction)(void (*)(void))slotted, METH_FASTCALL,
+     "slotted(cls, slots, rows)\n--\n\n"
+     "A tuple of one cls per row (a tuple of one value per slot), each made as\n"
+     "object.__new__(cls) and slots[i].__set__(obj, row[i]) would make it."},
     {"line_round", (PyCFunction)(void (*)(void))line_round, METH_FASTCALL,
      "line_round(fds, request, timeout=None)\n--\n\n"
      "Send request to every socket, then read one reply line from each (a store\n"

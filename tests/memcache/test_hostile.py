@@ -282,7 +282,9 @@ def test_a_node_talking_nonsense_is_an_error_not_a_session(
     behaviour: Behaviour,
 ) -> None:
     """The read ends with the node's error reply; nothing it sent is served."""
-    _failed_start(hostile_store(behaviour))
+    # Generous timeouts: the reply's grammar, not the clock, must end this read, also
+    # when a busy machine runs the fake node's thread late.
+    _failed_start(hostile_store(behaviour, timeout=2.0, operation_timeout=4.0))
     assert (OutcomeKind.UNAVAILABLE, NodeStatus.ERROR) == (
         outcomes[-1].kind,
         outcomes[-1].nodes[0].status,
