@@ -1,4 +1,5 @@
 from collections.abc import Callable, Sequence
+from hashlib import _Hash
 from typing import Literal, TypeVar, overload
 
 from ._wire import NodeFailure
@@ -28,3 +29,27 @@ def gets_round(
 def line_round(
     fds: Sequence[int], request: bytes, timeout: float | None = ...
 ) -> list[bytes | NodeFailure]: ...
+def seal(
+    inner: _Hash,
+    outer: _Hash,
+    key: str,
+    version: int,
+    writer: str,
+    created: float,
+    written: float,
+    ttl: int,
+    payload: bytes | None,
+) -> bytes | None: ...
+def seal_store(
+    verb: bytes,
+    expiry: int,
+    inner: _Hash,
+    outer: _Hash,
+    key: str,
+    version: int,
+    writer: str,
+    created: float,
+    written: float,
+    ttl: int,
+    payload: bytes | None,
+) -> tuple[bytes, bytes] | None: ...

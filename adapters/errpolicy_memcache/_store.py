@@ -33,6 +33,7 @@ from ._options import _positive as _positive  # the async driver imports it from
 from ._options import check_options, check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
+from ._sealed import new_record, store_command
 from ._session import Session, _Lock
 from ._transport import TRANSPORTS, agreed_gets, stored_round
 from ._wire import MAX_VALUE, Command, add, delete, gets, set_
@@ -946,10 +947,18 @@ class MemcacheSessionStore:
         created = session._created or now
         version = self._next_version(session._version)
         life = session.ttl or self._idle_ttl
-        record = Record(version, self._writer, created, now, life, session._encoded())
-        blob = self._encode(key, record)
-        expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
-        command = (add if must_create else set_)(key, blob, expiry)
+        record = new_record((version, self._writer, created, now, life, session._encoded()))
+        if life > self._settle_after:  # rare: checked here to spare the call
+            self._note_lifetime(record)
+        if self._absolute_ttl is None and 0 < life <= core.MAX_TTL:  # effective_ttl's usual case
+            expiry = life
+        else:
+            expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
+        command = store_command(self._keys, key, record, expiry, must_create)  # signed in C
+        blob = command.value
+        assert blob is not None
+        if len(blob) > self._max_size:
+            raise SessionTooLarge(len(blob), self._max_size)
         op = Op("session.save", key)
         write: Write | None = None
         if not must_create and session._lock is None:
