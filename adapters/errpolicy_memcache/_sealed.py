@@ -3,8 +3,9 @@
 :func:`store_command` gives what :func:`._envelope.encode` followed by
 :func:`._wire.set_` (or ``add``) gives, byte for byte: the C speedups' ``seal_store``
 signs the record and builds the request at once, and the Python twin (those two calls)
-stays the reference, deciding any field C leaves to it. :func:`new_record` makes a
-:class:`._envelope.Record` without the named tuple's Python ``__new__`` (one per save).
+stays the reference, deciding any field C leaves to it. :func:`new_record` and
+:func:`new_acked` make a :class:`._envelope.Record` and a :class:`._core.Acked` without
+the named tuple's Python ``__new__`` (one of each per save).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import functools
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
+from ._core import Acked
 from ._envelope import Keyring, Record, encode
 from ._native import speedups
 from ._wire import Command, add, set_
 
-__all__ = ["new_record", "store_command"]
+__all__ = ["new_acked", "new_record", "store_command"]
 
 _T = TypeVar("_T", bound=tuple[Any, ...])
 
@@ -29,6 +31,8 @@ def _maker(cls: type[_T]) -> Callable[[tuple[Any, ...]], _T]:
 
 #: A :class:`Record` from ``(version, writer, created, written, ttl, payload)``.
 new_record: Final = _maker(Record)
+#: An :class:`Acked` from ``(version, tombstone, holders, at)``.
+new_acked: Final = _maker(Acked)
 _new_command = _maker(Command)
 _READ_STORE: Final = set_("k", b"", 0).read  # the store commands' reply reader
 _seal_store = speedups.seal_store if speedups is not None else None

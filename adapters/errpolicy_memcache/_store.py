@@ -33,7 +33,7 @@ from ._options import _positive as _positive  # the async driver imports it from
 from ._options import check_options, check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
-from ._sealed import new_record, store_command
+from ._sealed import new_acked, new_record, store_command
 from ._session import Session, _Lock
 from ._transport import TRANSPORTS, agreed_gets, stored_round
 from ._wire import MAX_VALUE, Command, add, delete, gets, set_
@@ -71,6 +71,11 @@ DEFAULT_POLICIES: Mapping[str, Policy] = MappingProxyType(
 # One guard object per operation, made once: guards are stateless, and a guard made
 # with a default policy caches its resolved policy until the configuration changes.
 _GUARDS = {name: errpolicy.guard(name, default=DEFAULT_POLICIES[name]) for name in OPERATIONS}
+# The usual save's members, looked up once: on 3.11 each Enum.MEMBER goes through
+# EnumType.__getattr__'s hook (about 600 instructions).
+_CLOSED = BreakerState.CLOSED
+_OK = OutcomeKind.OK
+_STORED = NodeStatus.STORED
 
 # The session ids each store remembers with their verified copy (see _remember): at
 # most this many, with copies of at most this many bytes each, so at most 4 MiB.
@@ -888,7 +893,11 @@ class MemcacheSessionStore:
 
     def _next_version(self, floor: int) -> int:
         with self._version_lock:
-            version = max(time.time_ns(), self._last_version + 1, floor + 1)
+            version = time.time_ns()  # max() of three, without max()'s argument parsing
+            if version <= self._last_version:
+                version = self._last_version + 1
+            if version <= floor:
+                version = floor + 1
             self._last_version = version
             return version
 
@@ -970,7 +979,7 @@ class MemcacheSessionStore:
                     home = known.home
                     if self._on_outcome is None:  # an OK save is silent: count it
                         elapsed = time.perf_counter() - op.start
-                        self._metrics.record(op.name, OutcomeKind.OK, op.results, elapsed)
+                        self._metrics.record(op.name, _OK, op.results, elapsed)
                         outcome = None
                     else:
                         outcome = self._finish(op, OutcomeKind.OK, home[0], version)
@@ -1004,7 +1013,7 @@ class MemcacheSessionStore:
         ranking exactly as if it had sent this round itself)."""
         home = known.home
         for node in home:
-            if node.breaker.state is not BreakerState.CLOSED:
+            if node.breaker.state is not _CLOSED:
                 return self._ranked_write(known.key, command)
         began = time.perf_counter()
         answers = self._stored_round(known.transports, command, op.start + self._operation_timeout)
@@ -1012,7 +1021,7 @@ class MemcacheSessionStore:
             elapsed = time.perf_counter() - began
             for node in home:
                 node.breaker.success()
-                op.results.append((node.address, command.name, NodeStatus.STORED, elapsed, ""))
+                op.results.append((node.address, command.name, _STORED, elapsed, ""))
             return None
         assert isinstance(answers, list)
         write = self._ranked_write(known.key, command)
@@ -1038,7 +1047,7 @@ class MemcacheSessionStore:
         session._version = version
         session._created = created
         addresses = known.homes if holders is known.home else frozenset(n.address for n in holders)
-        known.ack(Acked(version, False, addresses, self._faults.now()))
+        known.ack(new_acked((version, False, addresses, self._faults.now())))
         self._remember(session._id, known, blob, record)  # keeps known
 
     def _overwrite_strays(self, op: Op, sid: str, write: Write) -> None:
