@@ -959,9 +959,12 @@ class MemcacheSessionStore:
         record = new_record((version, self._writer, created, now, life, session._encoded()))
         if life > self._settle_after:  # rare: checked here to spare the call
             self._note_lifetime(record)
-        if self._absolute_ttl is None and 0 < life <= core.MAX_TTL:  # effective_ttl's usual case
-            expiry = life
-        else:
+        expiry = life  # core.effective_ttl's usual case, without its min()s and max()es
+        if self._absolute_ttl is not None:
+            left = int(created + self._absolute_ttl - now)
+            if left < expiry:
+                expiry = left if left > 1 else 1
+        if not 0 < life <= core.MAX_TTL:
             expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
         command = store_command(self._keys, key, record, expiry, must_create)  # signed in C
         blob = command.value

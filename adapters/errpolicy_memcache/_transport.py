@@ -315,8 +315,9 @@ def stored_round(
         conns = []
         fds = []
         conn: Any
+        now = _now()  # one clock read for the round's checkouts
         for transport in transports:
-            if _now() >= deadline:
+            if now >= deadline:
                 conn = _SKIPPED
             else:
                 try:
