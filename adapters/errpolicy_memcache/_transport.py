@@ -332,7 +332,8 @@ def stored_round(
         left = None if deadline == math.inf else deadline - _now()
         lines = _C_LINES(fds, command.request, left)
         if len(fds) == len(conns) and lines.count(b"STORED") == len(lines):
-            for transport, conn in zip(transports, conns, strict=True):
+            for i, conn in enumerate(conns):  # not zip(strict=True): it parses its keyword
+                transport = transports[i]
                 idle = transport._idle
                 if len(idle) < transport._pool_size:
                     idle.append(conn)
