@@ -47,6 +47,11 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+# Looked up once for the hot checks: on 3.11 each Enum.MEMBER lookup goes through
+# EnumType.__getattr__'s hook (about 600 instructions; every read and save checks).
+_CLOSED = BreakerState.CLOSED
+
+
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failures; probes again after a backoff.
 
@@ -106,12 +111,12 @@ class CircuitBreaker:
         A request never probes an open node (a hung node would cost it a timeout); the
         store's prober does, off the request path (:meth:`probe`).
         """
-        return self._state is BreakerState.CLOSED
+        return self._state is _CLOSED
 
     def probe(self) -> bool:
         """True if the caller may probe the node now: the breaker is not closed and its
         backoff has elapsed. Claims the probe: the next one is due a backoff later."""
-        if self._state is BreakerState.CLOSED:
+        if self._state is _CLOSED:
             return False
         with self._lock:
             now = self._clock()
@@ -124,7 +129,7 @@ class CircuitBreaker:
 
     def probe_in(self) -> float | None:
         """Seconds until the next probe is due (0 if due now), None while closed."""
-        if self._state is BreakerState.CLOSED:
+        if self._state is _CLOSED:
             return None
         return max(0.0, self._retry_at - self._clock())
 
@@ -149,7 +154,7 @@ class CircuitBreaker:
 
     def success(self) -> None:
         """Record an answer: the breaker closes and the count restarts."""
-        if self._state is BreakerState.CLOSED and self._failures == 0:
+        if self._state is _CLOSED and self._failures == 0:
             return
         with self._lock:
             if self._state is not BreakerState.CLOSED:

@@ -320,7 +320,11 @@ class State:
 
     def _next_version(self, floor: int) -> int:
         with self._version_lock:
-            version = max(time.time_ns(), self._last_version + 1, floor + 1)
+            version = time.time_ns()  # max() of three, without max()'s argument parsing
+            if version <= self._last_version:
+                version = self._last_version + 1
+            if version <= floor:
+                version = floor + 1
             self._last_version = version
             return version
 

@@ -9,14 +9,15 @@ from typing import TypeAlias
 
 from . import _core as core
 from ._breaker import BreakerState
-from ._core import Acked, Known, Op, Write
+from ._core import Known, Op, Write
 from ._envelope import Record
-from ._errors import InvalidSessionId, SessionExists
+from ._errors import InvalidSessionId, SessionExists, SessionTooLarge
 from ._ids import is_valid_session_id, new_session_id, storage_key
 from ._machine_lock import Locking
 from ._node import Node, Reply
 from ._options import check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind
+from ._sealed import new_acked, new_record, store_command
 from ._session import Session
 from ._steps import HOME_STORE, ROUND, Steps
 from ._wire import Command, add, delete, set_
@@ -27,7 +28,11 @@ __all__ = ["Saving", "Writing", "check_id"]
 #: (or None), the command, the operation, the Known, the record, its bytes, ``created``.
 Saving: TypeAlias = tuple[Known | None, Command, Op, Known | None, Record, bytes, float]
 
+# The usual save's members, looked up once: on 3.11 each Enum.MEMBER goes through
+# EnumType.__getattr__'s hook (about 600 instructions).
 STORED = NodeStatus.STORED
+CLOSED = BreakerState.CLOSED
+OK = OutcomeKind.OK
 
 
 def check_id(session: Session) -> None:
@@ -72,10 +77,21 @@ class Writing(Locking):
         created = session._created or now
         version = self._next_version(session._version)
         life = ttl or session.ttl or self._idle_ttl
-        record = Record(version, self._writer, created, now, life, session._encoded())
-        blob = self._encode(key, record)
-        expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
-        command = (add if must_create else set_)(key, blob, expiry)
+        record = new_record((version, self._writer, created, now, life, session._encoded()))
+        if life > self._settle_after:  # rare: checked here to spare the call
+            self._note_lifetime(record)
+        expiry = life  # core.effective_ttl's usual case, without its min()s and max()es
+        if self._absolute_ttl is not None:
+            left = int(created + self._absolute_ttl - now)
+            if left < expiry:
+                expiry = left if left > 1 else 1
+        if not 0 < life <= core.MAX_TTL:
+            expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
+        command = store_command(self._keys, key, record, expiry, must_create)  # signed in C
+        blob = command.value
+        assert blob is not None
+        if len(blob) > self._max_size:
+            raise SessionTooLarge(len(blob), self._max_size)
         op = Op("session.save", key)
         home: Known | None = None
         if not must_create and session._lock is None:
@@ -84,7 +100,7 @@ class Writing(Locking):
             if not known.strays:
                 home = known
                 for node in known.home:
-                    if node.breaker.state is not BreakerState.CLOSED:
+                    if node.breaker.state is not CLOSED:
                         home = None
                         break
         return (home, command, op, known, record, blob, created)
@@ -104,7 +120,7 @@ class Writing(Locking):
             session.ttl = ttl
         if self._on_outcome is None:  # an OK save is silent: count it
             elapsed = time.perf_counter() - op.start
-            self._metrics.record(op.name, OutcomeKind.OK, op.results, elapsed)
+            self._metrics.record(op.name, OK, op.results, elapsed)
             outcome = None
         else:
             outcome = self._finish(op, OutcomeKind.OK, home[0], record.version)
@@ -182,7 +198,7 @@ class Writing(Locking):
         session._version = version
         session._created = created
         addresses = known.homes if holders is known.home else frozenset(n.address for n in holders)
-        known.ack(Acked(version, False, addresses, self._faults.now()))
+        known.ack(new_acked((version, False, addresses, self._faults.now())))
         self._remember(session._id, known, blob, record)  # keeps known
 
     def _overwrite_strays(self, op: Op, sid: str, write: Write) -> Steps[None]:

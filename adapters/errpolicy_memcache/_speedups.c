@@ -16,7 +16,9 @@
  *                    (likewise: True means json.loads and the walk would accept it)
  *   slotted()    <-> errpolicy_memcache._outcome.node_results (and the Outcome it
  *                    reports): frozen slotted values made without their __init__
- * tests/memcache/test_speedups.py holds the two to the same answers.
+ *   seal()       <-> errpolicy_memcache._envelope.encode (the signed record's bytes)
+ *   seal_store() <-> encode() then _wire.set_ / _wire.add (the record and its request)
+ * tests/memcache/test_speedups.py and test_sealed.py hold the two to the same answers.
  *
  * gets_round() works on blocking sockets whose timeouts the kernel enforces
  * (SO_RCVTIMEO / SO_SNDTIMEO, see _wire._set_read_timeout): a timeout is EAGAIN.
@@ -33,6 +35,7 @@
 #include <structmember.h> /* T_OBJECT_EX: a slot's member type */
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,6 +54,7 @@
 /* Per-module state (multi-phase init): _wire.NodeFailure, from setup(). */
 typedef struct {
     PyObject *failure_type;
+    PyObject *str_copy, *str_update, *str_digest; /* seal(): the hash objects' methods */
 } ModuleState;
 
 static inline ModuleState *
@@ -1077,6 +1081,260 @@ fail:
     return NULL;
 }
 
+/* ---- the signed record (seal) ------------------------------------------------------ */
+
+/* seal() <-> errpolicy_memcache._envelope.encode: the same bytes, b"EP2", the MAC, the
+   37-byte header (struct ">QddIB8s") and the payload. The MAC is HMAC-SHA256 from the
+   keyring's precomputed inner and outer hashlib states (their copy/update/digest,
+   called from here: the OpenSSL under hashlib is not ours to link). Only the usual
+   record is sealed here; any field encode() would refuse or convert (a version or TTL
+   out of range, a timestamp not finite or negative, a writer id not 1-8 ASCII
+   characters, a non-ASCII key, a payload not bytes) gives None, and the Python twin
+   decides, with its own error. */
+
+#define SEAL_MAGIC "EP2"
+#define SEAL_MAC 32
+#define SEAL_HEADER 37 /* struct.calcsize(">QddIB8s") */
+
+static void
+put_u64(unsigned char *out, unsigned long long v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+/* A finite timestamp >= 0 as struct's ">d" packs it; 0 with no error set: not one. */
+static int
+put_time(unsigned char *out, PyObject *value)
+{
+    double t;
+    if (PyFloat_CheckExact(value)) {
+        t = PyFloat_AS_DOUBLE(value);
+    }
+    else if (PyLong_CheckExact(value)) {
+        t = PyLong_AsDouble(value);
+        if (t == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    else {
+        return 0;
+    }
+    if (!(isfinite(t) && t >= 0)) {
+        return 0;
+    }
+    unsigned long long bits;
+    memcpy(&bits, &t, sizeof bits);
+    put_u64(out, bits);
+    return 1;
+}
+
+/* h.method(arg) (arg NULL: no argument), a new reference or NULL with an error set. */
+static PyObject *
+call_method(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(name, args, (arg ? 2 : 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+/* The 32-byte HMAC of message from the inner and outer states, or NULL (error set). */
+static PyObject *
+hmac_of(ModuleState *st, PyObject *inner, PyObject *outer, PyObject *message)
+{
+    PyObject *digest = NULL, *done = NULL;
+    PyObject *h = call_method(inner, st->str_copy, NULL);
+    if (h == NULL) {
+        return NULL;
+    }
+    done = call_method(h, st->str_update, message);
+    if (done != NULL) {
+        Py_DECREF(done);
+        digest = call_method(h, st->str_digest, NULL);
+    }
+    Py_DECREF(h);
+    if (digest == NULL) {
+        return NULL;
+    }
+    PyObject *o = call_method(outer, st->str_copy, NULL);
+    PyObject *mac = NULL;
+    if (o != NULL) {
+        done = call_method(o, st->str_update, digest);
+        if (done != NULL) {
+            Py_DECREF(done);
+            mac = call_method(o, st->str_digest, NULL);
+        }
+        Py_DECREF(o);
+    }
+    Py_DECREF(digest);
+    if (mac != NULL && !(PyBytes_CheckExact(mac) && PyBytes_GET_SIZE(mac) == SEAL_MAC)) {
+        Py_DECREF(mac);
+        PyErr_SetString(PyExc_TypeError, "seal: the hash states must give 32-byte digests");
+        return NULL;
+    }
+    return mac;
+}
+
+/* The record of args[0..8] (as seal() takes them) sealed into a new bytes at *blob_out.
+   Returns 1 when sealed, 0 when the twin must decide (no error set), -1 on an error. */
+static int
+seal_into(PyObject *module, PyObject *const *args, PyObject **blob_out)
+{
+    PyObject *key = args[2], *version = args[3], *writer = args[4], *ttl = args[7];
+    PyObject *payload = args[8];
+    unsigned char header[SEAL_HEADER];
+    *blob_out = NULL;
+    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key) || !PyLong_CheckExact(version)
+        || !PyLong_CheckExact(ttl) || !PyUnicode_CheckExact(writer)
+        || !PyUnicode_IS_ASCII(writer) || PyUnicode_GET_LENGTH(writer) > 8
+        || !(payload == Py_None || PyBytes_CheckExact(payload))) {
+        return 0;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(version);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* negative or over 64 bits: struct.error in the twin */
+        return 0;
+    }
+    unsigned long long life = PyLong_AsUnsignedLongLong(ttl);
+    if ((life == (unsigned long long)-1 && PyErr_Occurred()) || life > 0xffffffffULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    put_u64(header, v);
+    if (!put_time(header + 8, args[5]) || !put_time(header + 16, args[6])) {
+        return 0;
+    }
+    header[24] = (unsigned char)(life >> 24);
+    header[25] = (unsigned char)(life >> 16);
+    header[26] = (unsigned char)(life >> 8);
+    header[27] = (unsigned char)life;
+    header[28] = payload == Py_None ? 1 : 0;
+    memset(header + 29, 0, 8);
+    memcpy(header + 29, PyUnicode_DATA(writer), (size_t)PyUnicode_GET_LENGTH(writer));
+
+    Py_ssize_t key_size = PyUnicode_GET_LENGTH(key);
+    Py_ssize_t data_size = payload == Py_None ? 0 : PyBytes_GET_SIZE(payload);
+    Py_ssize_t body_size = SEAL_HEADER + data_size;
+    /* What the MAC covers after the domain tag (in the inner state): key, NUL, body. */
+    PyObject *message = PyBytes_FromStringAndSize(NULL, key_size + 1 + body_size);
+    if (message == NULL) {
+        return -1;
+    }
+    char *m = PyBytes_AS_STRING(message);
+    memcpy(m, PyUnicode_DATA(key), (size_t)key_size);
+    m[key_size] = '\0';
+    char *body = m + key_size + 1;
+    memcpy(body, header, SEAL_HEADER);
+    if (data_size) {
+        memcpy(body + SEAL_HEADER, PyBytes_AS_STRING(payload), (size_t)data_size);
+    }
+    PyObject *mac = hmac_of(state_of(module), args[0], args[1], message);
+    if (mac == NULL) {
+        Py_DECREF(message);
+        return -1;
+    }
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, 3 + SEAL_MAC + body_size);
+    if (blob != NULL) {
+        char *out = PyBytes_AS_STRING(blob);
+        memcpy(out, SEAL_MAGIC, 3);
+        memcpy(out + 3, PyBytes_AS_STRING(mac), SEAL_MAC);
+        memcpy(out + 3 + SEAL_MAC, body, (size_t)body_size);
+    }
+    Py_DECREF(mac);
+    Py_DECREF(message);
+    if (blob == NULL) {
+        return -1;
+    }
+    *blob_out = blob;
+    return 1;
+}
+
+static PyObject *
+seal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "seal(inner, outer, key, version, writer, created, written, ttl, "
+                        "payload) takes 9 arguments");
+        return NULL;
+    }
+    PyObject *blob;
+    int sealed = seal_into(module, args, &blob);
+    if (sealed < 0) {
+        return NULL;
+    }
+    if (sealed == 0) {
+        Py_RETURN_NONE;
+    }
+    return blob;
+}
+
+/* seal_store() <-> seal() and then _wire.set_ / _wire.add: the record sealed and the
+   memcached store request that writes it ("<verb> <key> 0 <expiry> <size>\r\n<blob>\r\n"),
+   as (blob, request); None as seal() gives it, or for an expiry that is not an int in
+   0..2**31-1. */
+static PyObject *
+seal_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "seal_store(verb, expiry, inner, outer, key, version, writer, created, "
+                        "written, ttl, payload) takes 11 arguments");
+        return NULL;
+    }
+    PyObject *verb = args[0], *expiry = args[1];
+    if (!PyBytes_CheckExact(verb)) {
+        PyErr_SetString(PyExc_TypeError, "seal_store: verb must be bytes");
+        return NULL;
+    }
+    if (!PyLong_CheckExact(expiry)) {
+        Py_RETURN_NONE;
+    }
+    long when = PyLong_AsLong(expiry);
+    if ((when == -1 && PyErr_Occurred()) || when < 0 || when > 0x7fffffffL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *blob;
+    int sealed = seal_into(module, args + 2, &blob);
+    if (sealed < 0) {
+        return NULL;
+    }
+    if (sealed == 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t key_size = PyUnicode_GET_LENGTH(args[4]);
+    Py_ssize_t verb_size = PyBytes_GET_SIZE(verb);
+    char numbers[64]; /* " 0 <expiry> <size>\r\n" */
+    int n = snprintf(numbers, sizeof numbers, " 0 %ld %zd\r\n", when, PyBytes_GET_SIZE(blob));
+    if (n < 0 || (size_t)n >= sizeof numbers) {
+        Py_DECREF(blob);
+        PyErr_SetString(PyExc_SystemError, "seal_store: request line too long");
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(blob);
+    Py_ssize_t line = verb_size + 1 + key_size + n;
+    PyObject *request = PyBytes_FromStringAndSize(NULL, line + size + 2);
+    if (request == NULL) {
+        Py_DECREF(blob);
+        return NULL;
+    }
+    char *r = PyBytes_AS_STRING(request);
+    memcpy(r, PyBytes_AS_STRING(verb), (size_t)verb_size);
+    r[verb_size] = ' ';
+    memcpy(r + verb_size + 1, PyUnicode_DATA(args[4]), (size_t)key_size);
+    memcpy(r + verb_size + 1 + key_size, numbers, (size_t)n);
+    memcpy(r + line, PyBytes_AS_STRING(blob), (size_t)size);
+    memcpy(r + line + size, "\r\n", 2);
+    PyObject *pair = PyTuple_Pack(2, blob, request);
+    Py_DECREF(blob);
+    Py_DECREF(request);
+    return pair;
+}
+
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwargs)
 {
@@ -1123,13 +1381,29 @@ static PyMethodDef module_methods[] = {
      "Send request to every socket, then read one reply line from each (a store\n"
      "command's STORED, NOT_STORED, an error line...): per socket the line's bytes\n"
      "without its CRLF, or a NodeFailure. timeout as for gets_round."},
+    {"seal", (PyCFunction)(void (*)(void))seal, METH_FASTCALL,
+     "seal(inner, outer, key, version, writer, created, written, ttl, payload)\n--\n\n"
+     "The stored record's bytes, as _envelope.encode makes them, signed from the\n"
+     "keyring's inner and outer HMAC-SHA256 states; None for a field encode() must judge."},
+    {"seal_store", (PyCFunction)(void (*)(void))seal_store, METH_FASTCALL,
+     "seal_store(verb, expiry, inner, outer, key, version, writer, created, written, ttl,\n"
+     "payload)\n--\n\n"
+     "(blob, request): the record as seal() gives it and the memcached store request\n"
+     "writing it (verb: b'set' or b'add'); None where seal() gives None."},
     {NULL},
 };
 
 static int
 module_exec(PyObject *module)
 {
-    state_of(module)->failure_type = NULL; /* set by setup(), from _native */
+    ModuleState *st = state_of(module);
+    st->failure_type = NULL; /* set by setup(), from _native */
+    st->str_copy = PyUnicode_InternFromString("copy");
+    st->str_update = PyUnicode_InternFromString("update");
+    st->str_digest = PyUnicode_InternFromString("digest");
+    if (st->str_copy == NULL || st->str_update == NULL || st->str_digest == NULL) {
+        return -1;
+    }
     return 0;
 }
 
@@ -1137,6 +1411,9 @@ static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
 {
     Py_VISIT(state_of(module)->failure_type);
+    Py_VISIT(state_of(module)->str_copy);
+    Py_VISIT(state_of(module)->str_update);
+    Py_VISIT(state_of(module)->str_digest);
     return 0;
 }
 
@@ -1144,6 +1421,9 @@ static int
 module_clear(PyObject *module)
 {
     Py_CLEAR(state_of(module)->failure_type);
+    Py_CLEAR(state_of(module)->str_copy);
+    Py_CLEAR(state_of(module)->str_update);
+    Py_CLEAR(state_of(module)->str_digest);
     return 0;
 }
 

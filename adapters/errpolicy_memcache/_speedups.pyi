@@ -1,4 +1,5 @@
 from collections.abc import Callable, Sequence
+from hashlib import _Hash
 from typing import Literal, TypeVar, overload
 
 from ._wire import NodeFailure
@@ -31,3 +32,27 @@ def line_round(
 def slotted(
     cls: type[T], slots: tuple[object, ...], rows: Sequence[tuple[object, ...]]
 ) -> tuple[T, ...]: ...
+def seal(
+    inner: _Hash,
+    outer: _Hash,
+    key: str,
+    version: int,
+    writer: str,
+    created: float,
+    written: float,
+    ttl: int,
+    payload: bytes | None,
+) -> bytes | None: ...
+def seal_store(
+    verb: bytes,
+    expiry: int,
+    inner: _Hash,
+    outer: _Hash,
+    key: str,
+    version: int,
+    writer: str,
+    created: float,
+    written: float,
+    ttl: int,
+    payload: bytes | None,
+) -> tuple[bytes, bytes] | None: ...

@@ -310,17 +310,35 @@ def stored_round(
     if _C_LINES is None or status is None:
         answers = _fan_out([(transport, (command,)) for transport in transports], deadline)
     else:
+        # _checkout, _left and _keep inlined for the usual case (a pooled connection
+        # each, every node storing): the save's bookkeeping is mostly Python calls.
         conns = []
         fds = []
+        conn: Any
+        now = _now()  # one clock read for the round's checkouts
         for transport in transports:
-            conn = _checkout(transport, deadline)
+            if now >= deadline:
+                conn = _SKIPPED
+            else:
+                try:
+                    conn = transport._idle.pop()
+                except IndexError:
+                    conn = _checkout(transport, deadline)  # a new connection, or why none
+                else:
+                    conn.reused = True
             conns.append(conn)
             if not isinstance(conn, NodeFailure):
-                fds.append(conn.fileno())
-        lines = _C_LINES(fds, command.request, _left(deadline))
+                fds.append(conn._sock.fileno())
+        left = None if deadline == math.inf else deadline - _now()
+        lines = _C_LINES(fds, command.request, left)
         if len(fds) == len(conns) and lines.count(b"STORED") == len(lines):
-            for transport, conn in zip(transports, conns, strict=True):
-                _keep(transport, conn)
+            for i, conn in enumerate(conns):  # not zip(strict=True): it parses its keyword
+                transport = transports[i]
+                idle = transport._idle
+                if len(idle) < transport._pool_size:
+                    idle.append(conn)
+                else:
+                    conn.close()
             return True
         results: list[Any] = []
         for line in lines:

@@ -138,3 +138,19 @@ def test_the_ttl_is_capped_by_the_absolute_lifetime(
     loaded["a"] = 2
     timed.save(loaded)
     assert all(t is not None and t <= 100 for t in ttls(cluster, ranked, ttl_of, session.id))
+
+
+def test_a_save_past_the_absolute_lifetime_stores_for_a_second(
+    timed: MemcacheSessionStore,
+    cluster: MemcachedCluster,
+    clock: Clock,
+    ranked: Ranked,
+    ttl_of: TtlOf,
+) -> None:
+    """A session held past its absolute lifetime and saved expires at once (1 s)."""
+    session = saved(timed, a=1)
+    loaded = timed.start(session.id)
+    clock.now += 3700
+    loaded["a"] = 2
+    timed.save(loaded)
+    assert all(t is None or t <= 1 for t in ttls(cluster, ranked, ttl_of, session.id))
