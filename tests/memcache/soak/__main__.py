@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ._checker import VIOLATIONS
-from ._run import Result, run, table
+from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
 
@@ -39,18 +39,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", default="pymemcache", choices=("pymemcache", "pipelined"))
     parser.add_argument("--examples", type=int, default=3, help="reproductions per verdict")
     parser.add_argument("--findings", type=Path, help="append the reproductions to this file")
+    parser.add_argument(
+        "--history", type=Path, help="save each run's history in this directory (.jsonl.gz)"
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        action="append",
+        help="judge a saved history again instead of running (repeatable)",
+    )
     args = parser.parse_args(argv)
     results: list[Result] = []
-    for name in args.scenario or sorted(SCENARIOS):
+    for path in args.replay or ():
+        results.append(load_history(path))
+    for name in () if args.replay else args.scenario or sorted(SCENARIOS):
         print(f"scenario {name}: {SCENARIOS[name].title}, {args.seconds:.0f} s", flush=True)
         result = run(name, args.seconds, seed=args.seed, transport=args.transport)
         results.append(result)
+        if args.history is not None:
+            args.history.mkdir(parents=True, exist_ok=True)
+            path = args.history / f"{name}-{args.seconds:.0f}s-seed{args.seed}.jsonl.gz"
+            save_history(result, path, seed=args.seed, transport=args.transport)
+            print(f"history: {path}", flush=True)
         print(table([result]).splitlines()[-1], flush=True)
     print()
     print(table(results))
     for result in results:
         times = " ".join(f"{w.seconds:.2f}" for w in result.windows)
         print(f"{result.scenario}: recovery after each all-back, in seconds: {times or '-'}")
+        waits = " ".join(f"{w.waited:.2f}" for w in result.windows if w.timed_out)
+        if waits:
+            print(f"{result.scenario}: reads that waited on a running node's timeout: {waits}")
     lines: list[str] = []
     for result in results:
         lines.extend(_reproductions(result, args.examples))

@@ -30,13 +30,29 @@ class Status(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """What one node answered during an operation (a read's get, or its repair), and
+    when, in seconds from the operation's start: ``status`` is a ``NodeStatus`` value."""
+
+    node: str
+    command: str
+    status: str
+    elapsed: float
+
+    def describe(self) -> str:
+        """``node command=status (ms)``."""
+        return f"{self.node} {self.command}={self.status} {self.elapsed * 1000:.0f}ms"
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     """One operation on one session id.
 
     ``value`` is the value written (saves) or read (reads; None for a new, empty
     session). ``nodes`` are the nodes that acknowledged a write (empty when unknown).
     ``served_by`` is the node whose copy a read served. ``detail`` is the outcome kind
-    of a refusal or the exception of an error.
+    of a refusal or the exception of an error. ``replies`` are what each node answered
+    during a read (kept for reads only: they explain a refusal or a failover).
     """
 
     process: str
@@ -50,6 +66,7 @@ class Op:
     nodes: frozenset[str] = frozenset()
     served_by: str | None = None
     detail: str = ""
+    replies: tuple[Reply, ...] = ()
 
     def describe(self, t0: float = 0.0) -> str:
         """One line for a reproduction: when, who, what, and what the store said."""
@@ -66,6 +83,8 @@ class Op:
             extra += f" served by {self.served_by}"
         if self.detail:
             extra += f" ({self.detail})"
+        if self.replies and self.status is not Status.OK:
+            extra += " [" + "; ".join(reply.describe() for reply in self.replies) + "]"
         return (
             f"[{self.start - t0:8.3f}-{self.end - t0:8.3f}] {self.process}/w{self.worker} "
             f"{what}: {self.status.value}{extra}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from errpolicy_memcache import NodeStatus
+
 from ._history import Fault, Kind, Op, Status, Timeline
 
 _FAULTS = (Fault.KILL, Fault.PAUSE, Fault.FLUSH)
@@ -13,21 +15,47 @@ _FAULTS = (Fault.KILL, Fault.PAUSE, Fault.FLUSH)
 @dataclass(frozen=True, slots=True)
 class Recovery:
     """A quiet window: every node up from ``back`` until ``until`` (the next fault, or
-    the end of the run). ``last_refusal`` is when the last read refused in the window
-    ended (None: none was); ``refused`` counts them. A read counts if it began at or
-    after ``back`` and ended before ``until``: one still running when the next fault
+    the end of the run). ``last_refusal`` is when the last read the store refused in the
+    window ended (None: none was); ``refused`` counts them. A read counts if it began at
+    or after ``back`` and ended before ``until``: one still running when the next fault
     began may have been refused because of it (a node killed under it, or a hang that
-    timed it out), which says nothing about recovery."""
+    timed it out), which says nothing about recovery.
+
+    A refused read that :func:`waited` on a node that was up is counted apart
+    (``timed_out``, ending at ``last_timeout``): the store asked every node it could,
+    and one that was running did not answer within the timeout, which on a loaded
+    machine says how busy the machine was, not how fast the store recovers.
+    """
 
     back: float
     until: float
     last_refusal: float | None
     refused: int
+    last_timeout: float | None = None
+    timed_out: int = 0
 
     @property
     def seconds(self) -> float:
-        """Time from every node being back to the end of the last refused read."""
+        """Time from every node being back to the end of the last read the store refused."""
         return 0.0 if self.last_refusal is None else self.last_refusal - self.back
+
+    @property
+    def waited(self) -> float:
+        """Time from every node being back to the end of the last read refused because a
+        running node timed out (0.0: none was)."""
+        return 0.0 if self.last_timeout is None else self.last_timeout - self.back
+
+
+def waited(read: Op, timeline: Timeline) -> bool:
+    """True if the refused ``read`` asked every node it needed and was refused only
+    because a node that was up throughout the read timed out: no node was skipped by a
+    breaker, and no other node failed."""
+    failed = [reply for reply in read.replies if NodeStatus(reply.status).failed]
+    return bool(failed) and all(
+        reply.status == NodeStatus.TIMEOUT
+        and timeline.up_throughout(reply.node, read.start, read.end)
+        for reply in failed
+    )
 
 
 def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> list[Recovery]:
@@ -51,8 +79,18 @@ def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> l
         refusals = [
             op for op in reads if back <= op.start and op.end < until and op.status is Status.FAIL
         ]
-        last = max((op.end for op in refusals), default=None)
-        windows.append(Recovery(back, until, last, len(refusals)))
+        timeouts = [op for op in refusals if waited(op, timeline)]
+        refused = [op for op in refusals if not waited(op, timeline)]
+        windows.append(
+            Recovery(
+                back,
+                until,
+                max((op.end for op in refused), default=None),
+                len(refused),
+                max((op.end for op in timeouts), default=None),
+                len(timeouts),
+            )
+        )
     return windows
 
 

@@ -6,11 +6,14 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import errpolicy
 
 from errpolicy_memcache import MemcacheSessionStore
 
+from . import _archive
 from ._checker import VIOLATIONS, Report, Verdict, check
 from ._history import NodeEvent, Op, Recorder, Timeline
 from ._nemesis import Nodes
@@ -35,6 +38,8 @@ class Result:
     ops: tuple[Op, ...]
     events: tuple[NodeEvent, ...]
     t0: float
+    nodes: tuple[str, ...] = ()
+    evicting: frozenset[str] = frozenset()
 
     def row(self) -> list[str]:
         """The scenario's line in the table."""
@@ -46,13 +51,16 @@ class Result:
             recovery = f"{middle:.2f} / {worst.seconds:.2f} s ({len(self.windows)})"
         if not self.recovered:
             recovery += " (not recovered)"
-        healthy = sum(window.refused for window in self.windows)
+        healthy = sum(window.refused + window.timed_out for window in self.windows)
+        timed_out = sum(window.timed_out for window in self.windows)
+        waited = max((window.waited for window in self.windows), default=0.0)
         return [
             self.scenario,
             str(len(self.ops)),
             str(len(self.events)),
             str(refused),
             str(healthy),
+            f"{timed_out} ({waited:.2f} s)" if timed_out else "0",
             str(report.unknown_writes),
             str(report.ghost_reads),
             *(str(report.count(v)) for v in VIOLATIONS),
@@ -68,6 +76,7 @@ HEADER = [
     "faults",
     "refused",
     "refused, all up",
+    "of which timed out (slowest)",
     "unknown writes",
     "ghost reads",
     *(v.value for v in VIOLATIONS),
@@ -141,12 +150,55 @@ def run(
                 for store in stores.values():
                     store.close()
             recovered = all(sid in worker.ready for worker in crew for sid in worker.live)
-            events = recorder.events()
-            timeline = Timeline(tuple(events), nodes.evicted())
+            evicting = nodes.evicted()
     finally:
         errpolicy.configure(sink=previous.sink)
-    ops = recorder.ops()
-    windows = tuple(recoveries(ops, timeline, nodes.addresses))
-    return Result(
-        scenario, seconds, check(ops, timeline), recovered, windows, tuple(ops), tuple(events), t0
+    ops, events = tuple(recorder.ops()), tuple(recorder.events())
+    return judge(scenario, seconds, ops, events, tuple(nodes.addresses), evicting, recovered, t0)
+
+
+def judge(
+    scenario: str,
+    seconds: float,
+    ops: tuple[Op, ...],
+    events: tuple[NodeEvent, ...],
+    nodes: tuple[str, ...],
+    evicting: frozenset[str],
+    recovered: bool,
+    t0: float,
+) -> Result:
+    """Check a history and measure its recovery windows."""
+    timeline = Timeline(events, evicting)
+    windows = tuple(recoveries(ops, timeline, nodes))
+    report = check(ops, timeline)
+    return Result(scenario, seconds, report, recovered, windows, ops, events, t0, nodes, evicting)
+
+
+def save_history(result: Result, path: Path, **extra: Any) -> None:
+    """Write ``result``'s history to ``path`` (gzipped JSON lines), with ``extra`` in
+    its header (the seed, the commit...)."""
+    header = {
+        "scenario": result.scenario,
+        "seconds": result.seconds,
+        "recovered": result.recovered,
+        "t0": result.t0,
+        "nodes": list(result.nodes),
+        "evicting": sorted(result.evicting),
+        **extra,
+    }
+    _archive.save(path, header, result.ops, result.events)
+
+
+def load_history(path: Path) -> Result:
+    """A history written by :func:`save_history`, judged again by the current checker."""
+    header, ops, events = _archive.load(path)
+    return judge(
+        header["scenario"],
+        header["seconds"],
+        ops,
+        events,
+        tuple(header["nodes"]),
+        frozenset(header["evicting"]),
+        header["recovered"],
+        header["t0"],
     )
