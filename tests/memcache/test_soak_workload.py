@@ -69,6 +69,24 @@ def test_an_outage_is_a_refused_read_and_an_unknown_write(cluster: MemcachedClus
     assert (Status.UNKNOWN, frozenset()) == (save.status, save.nodes)
 
 
+def test_a_refused_read_records_what_each_node_answered(cluster: MemcachedCluster) -> None:
+    """Every node killed: the refusal carries one failed reply per node asked."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    worker = _worker(cluster, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    for server in cluster.servers:
+        server.kill()
+    worker.read("A", sid)
+    read = _last(recorder)
+    asked = {reply.node for reply in read.replies}
+    assert Status.FAIL == read.status
+    assert set(cluster.addresses) >= asked
+    assert asked
+    assert all(reply.status in {"refused", "closed", "error", "skipped"} for reply in read.replies)
+
+
 class _Broken:
     """A store whose every read raises an exception the documentation does not promise."""
 
