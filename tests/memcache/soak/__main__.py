@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ._checker import VIOLATIONS
+from ._history import Kind, Status
 from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
@@ -24,6 +25,33 @@ def _reproductions(result: Result, limit: int) -> list[str]:
         lines.append(f"\n### {result.scenario}: {verdict} ({finding.op.sid[:8]}...)\n")
         lines.append("```")
         lines.extend(finding.reproduction(result.events, result.t0))
+        lines.append("```")
+    return lines
+
+
+GOAL = 0.5  # seconds: every session readable this soon after every node is back
+
+
+def _slow_windows(result: Result, limit: int) -> list[str]:
+    """Each all-back window over the goal, with its refused reads (and what each node
+    answered) and the slowest read the store served in it: how busy the machine was."""
+    lines: list[str] = []
+    reads = [op for op in result.ops if op.kind is Kind.READ]
+    for window in result.windows:
+        if max(window.seconds, window.waited) <= GOAL:
+            continue
+        inside = [op for op in reads if window.back <= op.start and op.end < window.until]
+        served = [op.end - op.start for op in inside if op.status is Status.OK]
+        refused = [op for op in inside if op.status is Status.FAIL]
+        lines.append(
+            f"\n### {result.scenario}: all back at {window.back - result.t0:.3f} s, "
+            f"next fault {window.until - result.t0:.3f} s: store {window.seconds:.2f} s "
+            f"({window.refused} refused), timed out {window.waited:.2f} s "
+            f"({window.timed_out}); {len(served)} reads served, slowest "
+            f"{max(served, default=0.0):.3f} s\n"
+        )
+        lines.append("```")
+        lines.extend(op.describe(result.t0) for op in refused[-limit:])
         lines.append("```")
     return lines
 
@@ -73,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     lines: list[str] = []
     for result in results:
         lines.extend(_reproductions(result, args.examples))
+        lines.extend(_slow_windows(result, args.examples))
     print("\n".join(lines))
     if args.findings is not None:
         with args.findings.open("a") as out:
