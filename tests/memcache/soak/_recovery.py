@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 
 from errpolicy_memcache import NodeStatus
@@ -23,8 +23,9 @@ class Recovery:
 
     A refused read that :func:`waited` on a node that was up is counted apart
     (``timed_out``, ending at ``last_timeout``): the store asked every node it could,
-    and one that was running did not answer within the timeout, which on a loaded
-    machine says how busy the machine was, not how fast the store recovers.
+    and one that was running did not answer within the timeout (or its breaker opened
+    on such timeouts), which on a loaded machine says how busy the machine was, not
+    how fast the store recovers.
     """
 
     back: float
@@ -46,16 +47,45 @@ class Recovery:
         return 0.0 if self.last_timeout is None else self.last_timeout - self.back
 
 
-def waited(read: Op, timeline: Timeline) -> bool:
-    """True if the refused ``read`` asked every node it needed and was refused only
-    because a node that was up throughout the read timed out: no node was skipped by a
-    breaker, and no other node failed."""
+def waited(read: Op, timeline: Timeline, slow: Set[tuple[str, str]] = frozenset()) -> bool:
+    """True if the refused ``read`` was refused only because a running node did not
+    answer in time: every node that failed either timed out while it was up throughout
+    the read, or was skipped by a breaker that opened on such a timeout (``slow``: the
+    ``(process, node)`` pairs whose reads saw a running node time out earlier in the
+    window). A node skipped for any other reason, or failing otherwise, makes it the
+    store's refusal; so does a refusal with no node failing."""
     failed = [reply for reply in read.replies if NodeStatus(reply.status).failed]
     return bool(failed) and all(
-        reply.status == NodeStatus.TIMEOUT
-        and timeline.up_throughout(reply.node, read.start, read.end)
+        (
+            reply.status == NodeStatus.TIMEOUT
+            and timeline.up_throughout(reply.node, read.start, read.end)
+        )
+        or (reply.status == NodeStatus.SKIPPED and (read.process, reply.node) in slow)
         for reply in failed
     )
+
+
+def _split(reads: Sequence[Op], timeline: Timeline) -> tuple[list[Op], list[Op]]:
+    """The refused ``reads`` of one window (sorted by start): those the store refused,
+    and those that :func:`waited` on a running node's timeout."""
+    timeouts = sorted(
+        (op.end, op.process, reply.node)
+        for op in reads
+        for reply in op.replies
+        if reply.status == NodeStatus.TIMEOUT
+        and timeline.up_throughout(reply.node, op.start, op.end)
+    )
+    slow: set[tuple[str, str]] = set()
+    seen = 0
+    refused: list[Op] = []
+    timed_out: list[Op] = []
+    for op in reads:
+        while seen < len(timeouts) and timeouts[seen][0] <= op.start:
+            slow.add(timeouts[seen][1:])
+            seen += 1
+        if op.status is Status.FAIL:
+            (timed_out if waited(op, timeline, slow) else refused).append(op)
+    return refused, timed_out
 
 
 def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> list[Recovery]:
@@ -76,19 +106,16 @@ def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> l
         )
         if until == float("inf"):
             until = max((op.end for op in reads), default=back)
-        refusals = [
-            op for op in reads if back <= op.start and op.end < until and op.status is Status.FAIL
-        ]
-        timeouts = [op for op in refusals if waited(op, timeline)]
-        refused = [op for op in refusals if not waited(op, timeline)]
+        inside = [op for op in reads if back <= op.start and op.end < until]
+        refused, timed_out = _split(inside, timeline)
         windows.append(
             Recovery(
                 back,
                 until,
                 max((op.end for op in refused), default=None),
                 len(refused),
-                max((op.end for op in timeouts), default=None),
-                len(timeouts),
+                max((op.end for op in timed_out), default=None),
+                len(timed_out),
             )
         )
     return windows
