@@ -13,8 +13,9 @@ import pytest
 from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster
 
-from .soak import Kind, Op, Recorder, Status
+from .soak import Fault, Kind, NodeEvent, Op, Recorder, Status, Timeline
 from .soak._nemesis import FAULTS, Deck
+from .soak._recovery import recoveries
 from .soak._workload import Outcomes, Worker
 
 pytestmark = pytest.mark.memcached
@@ -85,6 +86,34 @@ def test_a_refused_read_records_what_each_node_answered(cluster: MemcachedCluste
     assert set(cluster.addresses) >= asked
     assert asked
     assert all(reply.status in {"refused", "closed", "error", "skipped"} for reply in read.replies)
+
+
+def test_a_read_refused_because_running_nodes_stalled_counts_as_waiting(
+    cluster: MemcachedCluster,
+) -> None:
+    """Both holders stalled (stopped without a recorded fault, as a starved process would
+    be): the refusal's replies are timeouts, and recovery counts it apart from the store's."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    worker = _worker(cluster, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    holders = [s for s in cluster.servers if s.address in _last(recorder).nodes]
+    back = recorder.ops()[-1].end  # a recorded fault ended here: every node is back
+    for server in holders:
+        server.pause()
+    try:
+        worker.read("A", sid)
+    finally:
+        for server in holders:
+            server.resume()
+    worker.read("A", sid)  # served again: the window's end
+    refused = recorder.ops()[-2]
+    timeline = Timeline((NodeEvent(cluster.addresses[0], Fault.START, back - 1, back),))
+    (window,) = recoveries(recorder.ops(), timeline, cluster.addresses)
+    timeouts = {r.node for r in refused.replies if r.status == "timeout"}
+    assert (Status.FAIL, {s.address for s in holders}) == (refused.status, timeouts)
+    assert (0, 1) == (window.refused, window.timed_out)
 
 
 class _Broken:
