@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ._checker import VIOLATIONS
 from ._history import Kind, Status
+from ._load import busiest
 from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
@@ -43,12 +44,18 @@ def _slow_windows(result: Result, limit: int) -> list[str]:
         inside = [op for op in reads if window.back <= op.start and op.end < window.until]
         served = [op.end - op.start for op in inside if op.status is Status.OK]
         refused = [op for op in inside if op.status is Status.FAIL]
+        busy = busiest(result.samples, window.back, window.until)
+        machine = (
+            ""
+            if busy is None
+            else (f"; threads woke up to {busy.lag:.3f} s late (load {busy.load:.1f})")
+        )
         lines.append(
             f"\n### {result.scenario}: all back at {window.back - result.t0:.3f} s, "
             f"next fault {window.until - result.t0:.3f} s: store {window.seconds:.2f} s "
             f"({window.refused} refused), timed out {window.waited:.2f} s "
             f"({window.timed_out}); {len(served)} reads served, slowest "
-            f"{max(served, default=0.0):.3f} s\n"
+            f"{max(served, default=0.0):.3f} s{machine}\n"
         )
         lines.append("```")
         lines.extend(op.describe(result.t0) for op in refused[-limit:])
@@ -95,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         times = " ".join(f"{w.seconds:.2f}" for w in result.windows)
         print(f"{result.scenario}: recovery after each all-back, in seconds: {times or '-'}")
+        lags = sorted(sample.lag for sample in result.samples)
+        if lags:
+            load = max(sample.load for sample in result.samples)
+            print(
+                f"{result.scenario}: threads woke up late by {lags[len(lags) // 2]:.3f} s "
+                f"(median), {lags[-1]:.3f} s (most); load average up to {load:.1f}"
+            )
         waits = " ".join(f"{w.waited:.2f}" for w in result.windows if w.timed_out)
         if waits:
             print(f"{result.scenario}: reads that waited on a running node's timeout: {waits}")

@@ -16,6 +16,7 @@ from errpolicy_memcache import MemcacheSessionStore
 from . import _archive
 from ._checker import VIOLATIONS, Report, Verdict, check
 from ._history import NodeEvent, Op, Recorder, Timeline
+from ._load import Sample, Sampler
 from ._nemesis import Nodes
 from ._recovery import Recovery, median, recoveries, slowest
 from ._scenarios import SCENARIOS
@@ -40,6 +41,7 @@ class Result:
     t0: float
     nodes: tuple[str, ...] = ()
     evicting: frozenset[str] = frozenset()
+    samples: tuple[Sample, ...] = ()
 
     def row(self) -> list[str]:
         """The scenario's line in the table."""
@@ -126,6 +128,7 @@ def run(
             threads = [
                 threading.Thread(target=w.run, args=(healed, stop), daemon=True) for w in crew
             ]
+            sampler = Sampler().start()
             t0 = time.monotonic()
             for thread in threads:
                 thread.start()
@@ -147,6 +150,7 @@ def run(
                 stop.set()
                 for thread in threads:
                     thread.join()
+                samples = sampler.stop()
                 for store in stores.values():
                     store.close()
             recovered = all(sid in worker.ready for worker in crew for sid in worker.live)
@@ -154,7 +158,8 @@ def run(
     finally:
         errpolicy.configure(sink=previous.sink)
     ops, events = tuple(recorder.ops()), tuple(recorder.events())
-    return judge(scenario, seconds, ops, events, tuple(nodes.addresses), evicting, recovered, t0)
+    nodes_ = tuple(nodes.addresses)
+    return judge(scenario, seconds, ops, events, nodes_, evicting, recovered, t0, samples)
 
 
 def judge(
@@ -166,12 +171,15 @@ def judge(
     evicting: frozenset[str],
     recovered: bool,
     t0: float,
+    samples: tuple[Sample, ...] = (),
 ) -> Result:
     """Check a history and measure its recovery windows."""
     timeline = Timeline(events, evicting)
     windows = tuple(recoveries(ops, timeline, nodes))
     report = check(ops, timeline)
-    return Result(scenario, seconds, report, recovered, windows, ops, events, t0, nodes, evicting)
+    return Result(
+        scenario, seconds, report, recovered, windows, ops, events, t0, nodes, evicting, samples
+    )
 
 
 def save_history(result: Result, path: Path, **extra: Any) -> None:
@@ -184,6 +192,7 @@ def save_history(result: Result, path: Path, **extra: Any) -> None:
         "t0": result.t0,
         "nodes": list(result.nodes),
         "evicting": sorted(result.evicting),
+        "samples": [[sample.at, sample.lag, sample.load] for sample in result.samples],
         **extra,
     }
     _archive.save(path, header, result.ops, result.events)
@@ -201,4 +210,5 @@ def load_history(path: Path) -> Result:
         frozenset(header["evicting"]),
         header["recovered"],
         header["t0"],
+        tuple(Sample(*sample) for sample in header.get("samples", ())),
     )

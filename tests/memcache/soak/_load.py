@@ -1,0 +1,60 @@
+"""How busy the machine was during a run: a thread that sleeps a fixed tick and
+records how late it woke up (the wait a worker's thread sees before it runs again,
+GIL included) and the load average. A read that times out on a running node while
+threads wake up hundreds of milliseconds late was waiting on the machine."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+TICK = 0.1  # seconds between samples
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """At ``at`` (monotonic), a ``TICK`` sleep ended ``lag`` seconds late; ``load`` is
+    the one-minute load average then."""
+
+    at: float
+    lag: float
+    load: float
+
+
+class Sampler:
+    """Samples in a daemon thread from :meth:`start` until :meth:`stop`."""
+
+    def __init__(self, tick: float = TICK) -> None:
+        self._tick = tick
+        self._stop = threading.Event()
+        self._samples: list[Sample] = []
+        self._thread = threading.Thread(target=self._run, name="soak-load", daemon=True)
+
+    def start(self) -> Sampler:
+        """Begin sampling; return self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> tuple[Sample, ...]:
+        """End sampling and return the samples."""
+        self._stop.set()
+        self._thread.join()
+        return tuple(self._samples)
+
+    def _run(self) -> None:
+        while True:
+            asleep = time.monotonic()
+            if self._stop.wait(self._tick):
+                return
+            woke = time.monotonic()
+            lag = max(0.0, woke - asleep - self._tick)
+            self._samples.append(Sample(woke, lag, os.getloadavg()[0]))
+
+
+def busiest(samples: Sequence[Sample], start: float, end: float) -> Sample | None:
+    """The sample with the longest lag in ``[start, end]`` (None: none there)."""
+    inside = [sample for sample in samples if start <= sample.at <= end]
+    return max(inside, key=lambda sample: sample.lag, default=None)
