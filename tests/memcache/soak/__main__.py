@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         times = " ".join(f"{w.seconds:.2f}" for w in result.windows)
         print(f"{result.scenario}: recovery after each all-back, in seconds: {times or '-'}")
+        long = sorted(c.seconds for c in result.collections if c.generation == 2)
+        if long:
+            print(
+                f"{result.scenario}: {len(long)} full garbage collections held the process "
+                f"for {long[-1]:.3f} s at most"
+            )
         lags = sorted(sample.lag for sample in result.samples)
         if lags:
             load = max(sample.load for sample in result.samples)

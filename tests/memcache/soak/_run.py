@@ -16,7 +16,7 @@ from errpolicy_memcache import MemcacheSessionStore
 from . import _archive
 from ._checker import VIOLATIONS, Report, Verdict, check
 from ._history import NodeEvent, Op, Recorder, Timeline
-from ._load import Sample, Sampler
+from ._load import Collection, Sample, Sampler
 from ._nemesis import Nodes
 from ._recovery import Recovery, median, recoveries, slowest
 from ._scenarios import SCENARIOS
@@ -42,6 +42,7 @@ class Result:
     nodes: tuple[str, ...] = ()
     evicting: frozenset[str] = frozenset()
     samples: tuple[Sample, ...] = ()
+    collections: tuple[Collection, ...] = ()
 
     def row(self) -> list[str]:
         """The scenario's line in the table."""
@@ -150,7 +151,7 @@ def run(
                 stop.set()
                 for thread in threads:
                     thread.join()
-                samples = sampler.stop()
+                samples, collections = sampler.stop()
                 for store in stores.values():
                     store.close()
             recovered = all(sid in worker.ready for worker in crew for sid in worker.live)
@@ -159,7 +160,9 @@ def run(
         errpolicy.configure(sink=previous.sink)
     ops, events = tuple(recorder.ops()), tuple(recorder.events())
     nodes_ = tuple(nodes.addresses)
-    return judge(scenario, seconds, ops, events, nodes_, evicting, recovered, t0, samples)
+    return judge(
+        scenario, seconds, ops, events, nodes_, evicting, recovered, t0, samples, collections
+    )
 
 
 def judge(
@@ -172,13 +175,25 @@ def judge(
     recovered: bool,
     t0: float,
     samples: tuple[Sample, ...] = (),
+    collections: tuple[Collection, ...] = (),
 ) -> Result:
     """Check a history and measure its recovery windows."""
     timeline = Timeline(events, evicting)
     windows = tuple(recoveries(ops, timeline, nodes))
     report = check(ops, timeline)
     return Result(
-        scenario, seconds, report, recovered, windows, ops, events, t0, nodes, evicting, samples
+        scenario,
+        seconds,
+        report,
+        recovered,
+        windows,
+        ops,
+        events,
+        t0,
+        nodes,
+        evicting,
+        samples,
+        collections,
     )
 
 
@@ -193,6 +208,7 @@ def save_history(result: Result, path: Path, **extra: Any) -> None:
         "nodes": list(result.nodes),
         "evicting": sorted(result.evicting),
         "samples": [[sample.at, sample.lag, sample.load] for sample in result.samples],
+        "collections": [[c.at, c.generation, c.seconds] for c in result.collections],
         **extra,
     }
     _archive.save(path, header, result.ops, result.events)
@@ -211,4 +227,5 @@ def load_history(path: Path) -> Result:
         header["recovered"],
         header["t0"],
         tuple(Sample(*sample) for sample in header.get("samples", ())),
+        tuple(Collection(*found) for found in header.get("collections", ())),
     )
