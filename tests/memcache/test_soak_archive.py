@@ -70,7 +70,7 @@ def test_the_sampler_records_wake_ups_until_stopped() -> None:
     """A sampler run for a few ticks gives samples in time order, none early."""
     sampler = Sampler(tick=0.01).start()
     time.sleep(0.1)
-    samples = sampler.stop()
+    samples, _ = sampler.stop()
     assert samples
     assert all(sample.lag >= 0 for sample in samples)
     assert [s.at for s in samples] == sorted(s.at for s in samples)
