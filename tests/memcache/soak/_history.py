@@ -4,6 +4,7 @@ every fault the nemesis injected, on one monotonic clock."""
 from __future__ import annotations
 
 import enum
+import gc
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -169,18 +170,32 @@ class Timeline:
         )
 
 
-class Recorder:
-    """Collects ops and node events from many threads."""
+FREEZE_EVERY = 10_000  # ops recorded between two gc.freeze() calls
 
-    def __init__(self) -> None:
+
+class Recorder:
+    """Collects ops and node events from many threads.
+
+    Every ``freeze_every`` ops it moves every object the process holds so far out of
+    the garbage collector's reach (``gc.freeze()``; :func:`thaw` undoes it). The
+    history grows to millions of objects in a few minutes, and each full collection
+    walks all of them while every thread of the process waits: seconds late in a
+    long run, which a store in a web server, whose heap does not grow like that,
+    never sees. Frozen objects are still freed by reference counting.
+    """
+
+    def __init__(self, freeze_every: int = FREEZE_EVERY) -> None:
         self._lock = threading.Lock()
         self._ops: list[Op] = []
         self._events: list[NodeEvent] = []
+        self._freeze_every = freeze_every
 
     def op(self, op: Op) -> None:
         """Record one operation."""
         with self._lock:
             self._ops.append(op)
+            if len(self._ops) % self._freeze_every == 0:
+                gc.freeze()
 
     def event(self, event: NodeEvent) -> None:
         """Record one fault."""
@@ -196,6 +211,11 @@ class Recorder:
         """A copy of the node events so far."""
         with self._lock:
             return list(self._events)
+
+
+def thaw() -> None:
+    """Give the objects a :class:`Recorder` froze back to the garbage collector."""
+    gc.unfreeze()
 
 
 def by_session(ops: Iterable[Op]) -> dict[str, list[Op]]:

@@ -15,7 +15,7 @@ from errpolicy_memcache import MemcacheSessionStore
 
 from . import _archive
 from ._checker import VIOLATIONS, Report, Verdict, check
-from ._history import NodeEvent, Op, Recorder, Timeline
+from ._history import NodeEvent, Op, Recorder, Timeline, thaw
 from ._load import Collection, Sample, Sampler
 from ._nemesis import Nodes
 from ._recovery import Recovery, median, recoveries, slowest
@@ -158,6 +158,7 @@ def run(
             evicting = nodes.evicted()
     finally:
         errpolicy.configure(sink=previous.sink)
+        thaw()
     ops, events = tuple(recorder.ops()), tuple(recorder.events())
     nodes_ = tuple(nodes.addresses)
     return judge(
