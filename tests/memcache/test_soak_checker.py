@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from .soak import Fault, Kind, NodeEvent, Op, Status, Timeline, Verdict, check
+from .soak import Fault, Kind, NodeEvent, Op, Reply, Status, Timeline, Verdict, check
 from .soak._recovery import recoveries
 
 N1, N2, N3 = "n1", "n2", "n3"
@@ -280,3 +280,54 @@ def test_a_reproduction_shows_the_acknowledged_save_the_faults_and_one_refusal_p
         "[   5.000-   5.010] nemesis pause n2",
         "[   6.000-   6.010] A/w0 read -> new session: ok",
     ] == lines
+
+
+def refused(at: float, *replies: tuple[str, str], took: float = 0.01, process: str = "A") -> Op:
+    """A read refused as partial_miss after the nodes' ``(node, status)`` replies."""
+    said = tuple(Reply(node, "get", status, took) for node, status in replies)
+    return Op(process, 0, "s1", Kind.READ, FAIL, at, at + took, None, frozenset(), None, "x", said)
+
+
+def test_a_read_refused_because_a_running_node_timed_out_is_counted_apart() -> None:
+    """n1 back at 2.01; a read begun at 2.5 waits 0.5 s on n2 (up all along) and is
+    refused: the machine was slow, not the store; its recovery stays 0.09 s."""
+    timeline = Timeline((event(N1, Fault.KILL, 1), event(N1, Fault.START, 2)))
+    ops = [
+        refused(2.09, (N1, "skipped"), (N2, "hit")),
+        refused(2.5, (N1, "miss"), (N2, "timeout"), took=0.5),
+        read(3.5, None),
+    ]
+    (window,) = recoveries(ops, timeline, [N1, N2])
+    expected = (1, pytest.approx(0.09), 1, pytest.approx(0.99))
+    assert expected == (window.refused, window.seconds, window.timed_out, window.waited)
+
+
+def test_a_read_refused_with_a_node_skipped_is_the_store_even_if_another_timed_out() -> None:
+    """A breaker still open on n1 after all-back: the store refused, whatever n2 did."""
+    timeline = Timeline((event(N1, Fault.KILL, 1), event(N1, Fault.START, 2)))
+    ops = [refused(2.5, (N1, "skipped"), (N2, "timeout"), took=0.5), read(3.5, None)]
+    (window,) = recoveries(ops, timeline, [N1, N2])
+    assert (1, pytest.approx(0.99), 0) == (window.refused, window.seconds, window.timed_out)
+
+
+def test_a_read_refused_with_no_node_failing_is_the_store() -> None:
+    """Every node answered and the read was still refused: the store's own decision."""
+    timeline = Timeline((event(N1, Fault.KILL, 1), event(N1, Fault.START, 2)))
+    ops = [refused(2.3, (N1, "miss"), (N2, "hit")), read(3.5, None)]
+    (window,) = recoveries(ops, timeline, [N1, N2])
+    assert (1, 0) == (window.refused, window.timed_out)
+
+
+def test_a_breaker_opened_by_timeouts_on_a_running_node_is_the_machine_not_the_store() -> None:
+    """After all-back, process A's reads time out on n2 (running): A's later skips of n2
+    count as waiting on a timeout; process B skipping n2 (no timeout seen) is the store."""
+    timeline = Timeline((event(N1, Fault.KILL, 1), event(N1, Fault.START, 2)))
+    ops = [
+        refused(2.1, (N1, "miss"), (N2, "timeout"), took=0.5),
+        refused(2.7, (N1, "miss"), (N2, "skipped")),
+        refused(2.8, (N1, "miss"), (N2, "skipped"), process="B"),
+        read(3.5, None),
+    ]
+    (window,) = recoveries(ops, timeline, [N1, N2])
+    expected = (1, pytest.approx(0.8), 2, pytest.approx(0.7))
+    assert expected == (window.refused, window.seconds, window.timed_out, window.waited)

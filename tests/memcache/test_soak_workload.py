@@ -4,6 +4,7 @@ a documented refusal as ``fail``, a failed write as ``unknown``, anything else a
 
 from __future__ import annotations
 
+import gc
 import random
 from typing import Any, cast
 
@@ -13,8 +14,10 @@ import pytest
 from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache.testing import MemcachedCluster
 
-from .soak import Kind, Op, Recorder, Status
+from .soak import Fault, Kind, NodeEvent, Op, Recorder, Status, Timeline
+from .soak._history import thaw
 from .soak._nemesis import FAULTS, Deck
+from .soak._recovery import recoveries
 from .soak._workload import Outcomes, Worker
 
 pytestmark = pytest.mark.memcached
@@ -69,6 +72,52 @@ def test_an_outage_is_a_refused_read_and_an_unknown_write(cluster: MemcachedClus
     assert (Status.UNKNOWN, frozenset()) == (save.status, save.nodes)
 
 
+def test_a_refused_read_records_what_each_node_answered(cluster: MemcachedCluster) -> None:
+    """Every node killed: the refusal carries one failed reply per node asked."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    worker = _worker(cluster, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    for server in cluster.servers:
+        server.kill()
+    worker.read("A", sid)
+    read = _last(recorder)
+    asked = {reply.node for reply in read.replies}
+    assert Status.FAIL == read.status
+    assert set(cluster.addresses) >= asked
+    assert asked
+    assert all(reply.status in {"refused", "closed", "error", "skipped"} for reply in read.replies)
+
+
+def test_a_read_refused_because_running_nodes_stalled_counts_as_waiting(
+    cluster: MemcachedCluster,
+) -> None:
+    """Both holders stalled (stopped without a recorded fault, as a starved process would
+    be): the refusal's replies are timeouts, and recovery counts it apart from the store's."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    worker = _worker(cluster, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    holders = [s for s in cluster.servers if s.address in _last(recorder).nodes]
+    back = recorder.ops()[-1].end  # a recorded fault ended here: every node is back
+    for server in holders:
+        server.pause()
+    try:
+        worker.read("A", sid)
+    finally:
+        for server in holders:
+            server.resume()
+    worker.read("A", sid)  # served again: the window's end
+    refused = recorder.ops()[-2]
+    timeline = Timeline((NodeEvent(cluster.addresses[0], Fault.START, back - 1, back),))
+    (window,) = recoveries(recorder.ops(), timeline, cluster.addresses)
+    timeouts = {r.node for r in refused.replies if r.status == "timeout"}
+    assert (Status.FAIL, {s.address for s in holders}) == (refused.status, timeouts)
+    assert (0, 1) == (window.refused, window.timed_out)
+
+
 class _Broken:
     """A store whose every read raises an exception the documentation does not promise."""
 
@@ -92,3 +141,18 @@ def test_the_fault_deck_deals_every_kind_once_per_round() -> None:
     rounds = [[deck.draw() for _ in FAULTS] for _ in range(4)]
     assert [sorted(FAULTS)] * 4 == [sorted(r) for r in rounds]
     assert len({tuple(r) for r in rounds}) > 1
+
+
+def test_the_recorder_keeps_its_history_out_of_the_collectors_walks() -> None:
+    """Every ``freeze_every`` ops the recorded objects leave the collector's generations
+    (a full collection over millions of ops held the soak's process for seconds)."""
+    recorder = Recorder(freeze_every=100)
+    before = gc.get_freeze_count()
+    try:
+        for i in range(250):
+            recorder.op(Op("A", 0, f"s{i}", Kind.READ, Status.OK, 0.0, 0.0))
+        frozen = gc.get_freeze_count() - before
+    finally:
+        thaw()
+    assert frozen >= 200
+    assert 0 == gc.get_freeze_count()

@@ -8,7 +8,7 @@ tests/memcache/test_soak.py runs a short one in CI.
 from __future__ import annotations
 
 from ._checker import GRACE, VIOLATIONS, Finding, Report, Verdict, check
-from ._history import Fault, Kind, NodeEvent, Op, Recorder, Status, Timeline
+from ._history import Fault, Kind, NodeEvent, Op, Recorder, Reply, Status, Timeline
 from ._run import Result, run, table
 from ._scenarios import SCENARIOS, Scenario
 
@@ -22,6 +22,7 @@ __all__ = [
     "NodeEvent",
     "Op",
     "Recorder",
+    "Reply",
     "Report",
     "Result",
     "Scenario",

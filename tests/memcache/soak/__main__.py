@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from ._checker import VIOLATIONS
-from ._run import Result, run, table
+from ._history import Kind, Status
+from ._load import busiest
+from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
 
@@ -28,6 +30,39 @@ def _reproductions(result: Result, limit: int) -> list[str]:
     return lines
 
 
+GOAL = 0.5  # seconds: every session readable this soon after every node is back
+
+
+def _slow_windows(result: Result, limit: int) -> list[str]:
+    """Each all-back window over the goal, with its refused reads (and what each node
+    answered) and the slowest read the store served in it: how busy the machine was."""
+    lines: list[str] = []
+    reads = [op for op in result.ops if op.kind is Kind.READ]
+    for window in result.windows:
+        if max(window.seconds, window.waited) <= GOAL:
+            continue
+        inside = [op for op in reads if window.back <= op.start and op.end < window.until]
+        served = [op.end - op.start for op in inside if op.status is Status.OK]
+        refused = [op for op in inside if op.status is Status.FAIL]
+        busy = busiest(result.samples, window.back, window.until)
+        machine = (
+            ""
+            if busy is None
+            else (f"; threads woke up to {busy.lag:.3f} s late (load {busy.load:.1f})")
+        )
+        lines.append(
+            f"\n### {result.scenario}: all back at {window.back - result.t0:.3f} s, "
+            f"next fault {window.until - result.t0:.3f} s: store {window.seconds:.2f} s "
+            f"({window.refused} refused), timed out {window.waited:.2f} s "
+            f"({window.timed_out}); {len(served)} reads served, slowest "
+            f"{max(served, default=0.0):.3f} s{machine}\n"
+        )
+        lines.append("```")
+        lines.extend(op.describe(result.t0) for op in refused[-limit:])
+        lines.append("```")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios asked for; exit 1 if any violation was found."""
     parser = argparse.ArgumentParser(prog="python -m tests.memcache.soak")
@@ -39,21 +74,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", default="pymemcache", choices=("pymemcache", "pipelined"))
     parser.add_argument("--examples", type=int, default=3, help="reproductions per verdict")
     parser.add_argument("--findings", type=Path, help="append the reproductions to this file")
+    parser.add_argument(
+        "--history", type=Path, help="save each run's history in this directory (.jsonl.gz)"
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        action="append",
+        help="judge a saved history again instead of running (repeatable)",
+    )
     args = parser.parse_args(argv)
     results: list[Result] = []
-    for name in args.scenario or sorted(SCENARIOS):
+    for path in args.replay or ():
+        results.append(load_history(path))
+    for name in () if args.replay else args.scenario or sorted(SCENARIOS):
         print(f"scenario {name}: {SCENARIOS[name].title}, {args.seconds:.0f} s", flush=True)
         result = run(name, args.seconds, seed=args.seed, transport=args.transport)
         results.append(result)
+        if args.history is not None:
+            args.history.mkdir(parents=True, exist_ok=True)
+            path = args.history / f"{name}-{args.seconds:.0f}s-seed{args.seed}.jsonl.gz"
+            save_history(result, path, seed=args.seed, transport=args.transport)
+            print(f"history: {path}", flush=True)
         print(table([result]).splitlines()[-1], flush=True)
     print()
     print(table(results))
     for result in results:
         times = " ".join(f"{w.seconds:.2f}" for w in result.windows)
         print(f"{result.scenario}: recovery after each all-back, in seconds: {times or '-'}")
+        long = sorted(c.seconds for c in result.collections if c.generation == 2)
+        if long:
+            print(
+                f"{result.scenario}: {len(long)} full garbage collections held the process "
+                f"for {long[-1]:.3f} s at most"
+            )
+        lags = sorted(sample.lag for sample in result.samples)
+        if lags:
+            load = max(sample.load for sample in result.samples)
+            print(
+                f"{result.scenario}: threads woke up late by {lags[len(lags) // 2]:.3f} s "
+                f"(median), {lags[-1]:.3f} s (most); load average up to {load:.1f}"
+            )
+        waits = " ".join(f"{w.waited:.2f}" for w in result.windows if w.timed_out)
+        if waits:
+            print(f"{result.scenario}: reads that waited on a running node's timeout: {waits}")
     lines: list[str] = []
     for result in results:
         lines.extend(_reproductions(result, args.examples))
+        lines.extend(_slow_windows(result, args.examples))
     print("\n".join(lines))
     if args.findings is not None:
         with args.findings.open("a") as out:

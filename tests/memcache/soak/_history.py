@@ -4,6 +4,7 @@ every fault the nemesis injected, on one monotonic clock."""
 from __future__ import annotations
 
 import enum
+import gc
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +31,29 @@ class Status(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """What one node answered during an operation (a read's get, or its repair), and
+    when, in seconds from the operation's start: ``status`` is a ``NodeStatus`` value."""
+
+    node: str
+    command: str
+    status: str
+    elapsed: float
+
+    def describe(self) -> str:
+        """``node command=status (ms)``."""
+        return f"{self.node} {self.command}={self.status} {self.elapsed * 1000:.0f}ms"
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     """One operation on one session id.
 
     ``value`` is the value written (saves) or read (reads; None for a new, empty
     session). ``nodes`` are the nodes that acknowledged a write (empty when unknown).
     ``served_by`` is the node whose copy a read served. ``detail`` is the outcome kind
-    of a refusal or the exception of an error.
+    of a refusal or the exception of an error. ``replies`` are what each node answered
+    during a read (kept for reads only: they explain a refusal or a failover).
     """
 
     process: str
@@ -50,6 +67,7 @@ class Op:
     nodes: frozenset[str] = frozenset()
     served_by: str | None = None
     detail: str = ""
+    replies: tuple[Reply, ...] = ()
 
     def describe(self, t0: float = 0.0) -> str:
         """One line for a reproduction: when, who, what, and what the store said."""
@@ -66,6 +84,8 @@ class Op:
             extra += f" served by {self.served_by}"
         if self.detail:
             extra += f" ({self.detail})"
+        if self.replies and self.status is not Status.OK:
+            extra += " [" + "; ".join(reply.describe() for reply in self.replies) + "]"
         return (
             f"[{self.start - t0:8.3f}-{self.end - t0:8.3f}] {self.process}/w{self.worker} "
             f"{what}: {self.status.value}{extra}"
@@ -150,18 +170,32 @@ class Timeline:
         )
 
 
-class Recorder:
-    """Collects ops and node events from many threads."""
+FREEZE_EVERY = 10_000  # ops recorded between two gc.freeze() calls
 
-    def __init__(self) -> None:
+
+class Recorder:
+    """Collects ops and node events from many threads.
+
+    Every ``freeze_every`` ops it moves every object the process holds so far out of
+    the garbage collector's reach (``gc.freeze()``; :func:`thaw` undoes it). The
+    history grows to millions of objects in a few minutes, and each full collection
+    walks all of them while every thread of the process waits: seconds late in a
+    long run, which a store in a web server, whose heap does not grow like that,
+    never sees. Frozen objects are still freed by reference counting.
+    """
+
+    def __init__(self, freeze_every: int = FREEZE_EVERY) -> None:
         self._lock = threading.Lock()
         self._ops: list[Op] = []
         self._events: list[NodeEvent] = []
+        self._freeze_every = freeze_every
 
     def op(self, op: Op) -> None:
         """Record one operation."""
         with self._lock:
             self._ops.append(op)
+            if len(self._ops) % self._freeze_every == 0:
+                gc.freeze()
 
     def event(self, event: NodeEvent) -> None:
         """Record one fault."""
@@ -177,6 +211,11 @@ class Recorder:
         """A copy of the node events so far."""
         with self._lock:
             return list(self._events)
+
+
+def thaw() -> None:
+    """Give the objects a :class:`Recorder` froze back to the garbage collector."""
+    gc.unfreeze()
 
 
 def by_session(ops: Iterable[Op]) -> dict[str, list[Op]]:

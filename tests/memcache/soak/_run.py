@@ -6,13 +6,17 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import errpolicy
 
 from errpolicy_memcache import MemcacheSessionStore
 
+from . import _archive
 from ._checker import VIOLATIONS, Report, Verdict, check
-from ._history import NodeEvent, Op, Recorder, Timeline
+from ._history import NodeEvent, Op, Recorder, Timeline, thaw
+from ._load import Collection, Sample, Sampler
 from ._nemesis import Nodes
 from ._recovery import Recovery, median, recoveries, slowest
 from ._scenarios import SCENARIOS
@@ -35,6 +39,10 @@ class Result:
     ops: tuple[Op, ...]
     events: tuple[NodeEvent, ...]
     t0: float
+    nodes: tuple[str, ...] = ()
+    evicting: frozenset[str] = frozenset()
+    samples: tuple[Sample, ...] = ()
+    collections: tuple[Collection, ...] = ()
 
     def row(self) -> list[str]:
         """The scenario's line in the table."""
@@ -46,13 +54,16 @@ class Result:
             recovery = f"{middle:.2f} / {worst.seconds:.2f} s ({len(self.windows)})"
         if not self.recovered:
             recovery += " (not recovered)"
-        healthy = sum(window.refused for window in self.windows)
+        healthy = sum(window.refused + window.timed_out for window in self.windows)
+        timed_out = sum(window.timed_out for window in self.windows)
+        waited = max((window.waited for window in self.windows), default=0.0)
         return [
             self.scenario,
             str(len(self.ops)),
             str(len(self.events)),
             str(refused),
             str(healthy),
+            f"{timed_out} ({waited:.2f} s)" if timed_out else "0",
             str(report.unknown_writes),
             str(report.ghost_reads),
             *(str(report.count(v)) for v in VIOLATIONS),
@@ -68,6 +79,7 @@ HEADER = [
     "faults",
     "refused",
     "refused, all up",
+    "of which timed out (slowest)",
     "unknown writes",
     "ghost reads",
     *(v.value for v in VIOLATIONS),
@@ -117,6 +129,7 @@ def run(
             threads = [
                 threading.Thread(target=w.run, args=(healed, stop), daemon=True) for w in crew
             ]
+            sampler = Sampler().start()
             t0 = time.monotonic()
             for thread in threads:
                 thread.start()
@@ -138,15 +151,82 @@ def run(
                 stop.set()
                 for thread in threads:
                     thread.join()
+                samples, collections = sampler.stop()
                 for store in stores.values():
                     store.close()
             recovered = all(sid in worker.ready for worker in crew for sid in worker.live)
-            events = recorder.events()
-            timeline = Timeline(tuple(events), nodes.evicted())
+            evicting = nodes.evicted()
     finally:
         errpolicy.configure(sink=previous.sink)
-    ops = recorder.ops()
-    windows = tuple(recoveries(ops, timeline, nodes.addresses))
+        thaw()
+    ops, events = tuple(recorder.ops()), tuple(recorder.events())
+    nodes_ = tuple(nodes.addresses)
+    return judge(
+        scenario, seconds, ops, events, nodes_, evicting, recovered, t0, samples, collections
+    )
+
+
+def judge(
+    scenario: str,
+    seconds: float,
+    ops: tuple[Op, ...],
+    events: tuple[NodeEvent, ...],
+    nodes: tuple[str, ...],
+    evicting: frozenset[str],
+    recovered: bool,
+    t0: float,
+    samples: tuple[Sample, ...] = (),
+    collections: tuple[Collection, ...] = (),
+) -> Result:
+    """Check a history and measure its recovery windows."""
+    timeline = Timeline(events, evicting)
+    windows = tuple(recoveries(ops, timeline, nodes))
+    report = check(ops, timeline)
     return Result(
-        scenario, seconds, check(ops, timeline), recovered, windows, tuple(ops), tuple(events), t0
+        scenario,
+        seconds,
+        report,
+        recovered,
+        windows,
+        ops,
+        events,
+        t0,
+        nodes,
+        evicting,
+        samples,
+        collections,
+    )
+
+
+def save_history(result: Result, path: Path, **extra: Any) -> None:
+    """Write ``result``'s history to ``path`` (gzipped JSON lines), with ``extra`` in
+    its header (the seed, the commit...)."""
+    header = {
+        "scenario": result.scenario,
+        "seconds": result.seconds,
+        "recovered": result.recovered,
+        "t0": result.t0,
+        "nodes": list(result.nodes),
+        "evicting": sorted(result.evicting),
+        "samples": [[sample.at, sample.lag, sample.load] for sample in result.samples],
+        "collections": [[c.at, c.generation, c.seconds] for c in result.collections],
+        **extra,
+    }
+    _archive.save(path, header, result.ops, result.events)
+
+
+def load_history(path: Path) -> Result:
+    """A history written by :func:`save_history`, judged again by the current checker."""
+    header, ops, events = _archive.load(path)
+    return judge(
+        header["scenario"],
+        header["seconds"],
+        ops,
+        events,
+        tuple(header["nodes"]),
+        frozenset(header["evicting"]),
+        header["recovered"],
+        header["t0"],
+        tuple(Sample(*sample) for sample in header.get("samples", ())),
+        tuple(Collection(*found) for found in header.get("collections", ())),
     )

@@ -26,7 +26,7 @@ from errpolicy_memcache import (
     SessionUnavailable,
 )
 
-from ._history import Kind, Op, Recorder, Status
+from ._history import Kind, Op, Recorder, Reply, Status
 
 T = TypeVar("T")
 
@@ -73,6 +73,15 @@ class Said:
             for outcome in self.outcomes
             for result in outcome.nodes
             if result.status is NodeStatus.STORED
+        )
+
+    @property
+    def replies(self) -> tuple[Reply, ...]:
+        """What each node answered, in every outcome reported during the call."""
+        return tuple(
+            Reply(result.node, result.command, result.status.value, result.elapsed)
+            for outcome in self.outcomes
+            for result in outcome.nodes
         )
 
     @property
@@ -169,6 +178,7 @@ class Worker:
                 nodes=said.acks if nodes is None else nodes,
                 served_by=said.served_by if kind is Kind.READ else None,
                 detail=", ".join(part for part in (note, said.detail) if part),
+                replies=said.replies if kind is Kind.READ else (),
             )
         )
 
