@@ -14,8 +14,8 @@ transports'. A round awaits one future, done when its last node finished.
 
 Timeouts: a connection is made within ``connect_timeout``; a node's replies must arrive
 within ``timeout`` of the round's send, and by the operation's deadline
-(``time.perf_counter()`` time, as the sync store's); one timer per round
-(``loop.call_at``) ends the nodes still owing replies then. A node is sent nothing once
+(``time.perf_counter()`` time, as the sync store's); a timer (:class:`_Deadlines`)
+ends the nodes still owing replies then. A node is sent nothing once
 the deadline passed ("skipped", which its breaker does not count). The loop runs the
 callbacks of the bytes that arrived before the timers that fell due in the same turn,
 so a loop too busy to run the round in time does not blame the nodes.
@@ -34,19 +34,21 @@ import math
 import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._native import speedups
-from ._transport import Answer, as_failure
+from ._transport import Answer, _agreed, as_failure
 from ._wire import _LATE, MAX_VALUE, Command, Connection, NodeFailure, _now, _read_gets
 
-__all__ = ["AsyncPool", "exchange", "parse_replies"]
+__all__ = ["AsyncPool", "agreed_gets", "exchange", "parse_replies"]
 
 _SKIPPED = NodeFailure("skipped", _LATE)
 _OUT_OF_STEP = NodeFailure("error", "unexpected bytes after the reply")
 _CLOSED = NodeFailure("closed", "connection closed by the server")
 _NO_VALUES: list[Any] = []  # never changed: what a connection holds between replies
 _C_REPLY = speedups.gets_reply if speedups is not None else None
+_IN_ORDER = (0, 1)
+_SWAPPED = (1, 0)
 
 Batch = Sequence[tuple["AsyncPool", Sequence[Command]]]
 
@@ -107,37 +109,25 @@ def parse_replies(
 
 
 class _Round:
-    """What one round's connections share: the future the round awaits (done when the
-    last node finished) and the one timer that ends the nodes still owing replies."""
+    """What one round's connections share: the future the round awaits, done when the
+    last node finished (replies, failure or timeout)."""
 
-    __slots__ = ("asked", "left", "loop", "op_deadline", "timer", "waiter", "when")
+    __slots__ = ("asked", "left", "op_deadline", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, op_deadline: float) -> None:
-        self.loop = loop
         self.op_deadline = op_deadline  # loop time
         self.waiter: asyncio.Future[None] = loop.create_future()
         self.asked: list[_Conn] = []
         self.left = 0  # nodes still owing replies
-        self.timer: asyncio.TimerHandle | None = None
-        self.when = math.inf
 
     def finished(self) -> None:
-        """A node finished (replies, failure or timeout)."""
         self.left -= 1
         if not self.left and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def arm(self, when: float) -> None:
-        self.when = when
-        self.timer = self.loop.call_at(when, self.expire)
-
-    def expire(self) -> None:
-        """The timer: every node whose deadline it is fails "timeout"; it is set again
-        for the nearest deadline left (a node whose pool has a longer timeout)."""
-        self.timer = None
-        # By the timer's own time, not the clock's reading: the loop runs a timer up to
-        # its clock's resolution early.
-        when = self.when
+    def expire(self, when: float) -> float:
+        """Every node whose deadline is ``when`` or before fails "timeout"; the nearest
+        deadline of the nodes still owing replies (inf: none)."""
         nearest = math.inf
         for conn in self.asked:
             if conn._round is not self:
@@ -146,8 +136,57 @@ class _Round:
                 conn.expire(conn.deadline >= self.op_deadline)
             elif conn.deadline < nearest:
                 nearest = conn.deadline
+        return nearest
+
+
+class _Deadlines:
+    """One timer for the node deadlines of many rounds: a round adds itself while it
+    waits, and the timer is set again only when a round's deadline comes before the
+    one it is set for (every pool of a store has the same timeout, so a later round's
+    deadline is later: one timer a timeout period, not a timer per round)."""
+
+    __slots__ = ("_rounds", "_timer", "_when")
+
+    def __init__(self) -> None:
+        self._rounds: dict[_Round, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._when = math.inf  # loop time the timer is set for
+
+    def add(self, owner: _Round, when: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake ``owner`` at ``when`` (loop time), its nearest node deadline."""
+        self._rounds[owner] = None
+        if when < self._when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._when = when
+            self._timer = loop.call_at(when, self._fire, loop)
+
+    def discard(self, owner: _Round) -> None:
+        self._rounds.pop(owner, None)
+
+    def stop(self) -> None:
+        """Cancel the timer if no round waits (the pool was closed)."""
+        if not self._rounds and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._when = math.inf
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        # By the time the timer was set for, not the clock's reading: the loop runs a
+        # timer up to its clock's resolution early.
+        when = self._when
+        self._timer = None
+        self._when = math.inf
+        nearest = math.inf
+        for owner in list(self._rounds):
+            left = owner.expire(when)
+            if left == math.inf:
+                del self._rounds[owner]
+            elif left < nearest:
+                nearest = left
         if nearest != math.inf:
-            self.arm(nearest)
+            self._when = nearest
+            self._timer = loop.call_at(nearest, self._fire, loop)
 
 
 class _Conn(asyncio.Protocol):
@@ -159,6 +198,7 @@ class _Conn(asyncio.Protocol):
         "_commands",
         "_max_value",
         "_need",
+        "_one_gets",
         "_round",
         "_size",
         "closed",
@@ -180,6 +220,7 @@ class _Conn(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._size = 0  # bytes of the replies so far
         self._need = 1  # bytes in all before it is worth parsing again
+        self._one_gets = False  # the replies are one gets's, read in C
         self.deadline = math.inf  # loop time
         self.values: list[Any] = _NO_VALUES
         self.failure: NodeFailure | None = None
@@ -211,6 +252,9 @@ class _Conn(asyncio.Protocol):
         self.failure = None
         self._size = 0
         self._need = 1
+        self._one_gets = (
+            _C_REPLY is not None and len(commands) == 1 and commands[0].read is _read_gets
+        )
         owner.asked.append(self)
         owner.left += 1
         self.transport.write(request)  # type: ignore[union-attr]  # connected
@@ -220,28 +264,34 @@ class _Conn(asyncio.Protocol):
         if commands is None:  # nothing was asked: out of step, never to be reused
             self.shut()
             return
+        size = self._size = self._size + len(data)
         chunks = self._chunks
-        chunks.append(data)
-        self._size += len(data)
-        if self._size < self._need:
-            return
-        if len(chunks) > 1:  # one join when enough arrived, not one per chunk
-            data = b"".join(chunks)
-            chunks.clear()
+        if chunks:  # the start of the replies came earlier
             chunks.append(data)
+            if size < self._need:
+                return
+            data = b"".join(chunks)  # one join when enough arrived, not one per chunk
+            chunks.clear()
+        result: Any
         try:
-            result = parse_replies(data, commands, self._max_value)
+            if self._one_gets:  # the usual read, in C
+                result = _C_REPLY(data, self._max_value)  # type: ignore[misc]  # built
+                if result is None or type(result) is tuple:
+                    self._finish([result], None)
+                    return
+            else:
+                result = parse_replies(data, commands, self._max_value)
+                if type(result) is list:
+                    self._finish(result, None)
+                    return
         except Exception as exc:  # a reader's bug must not leave the round waiting
             result = as_failure(exc)
         if type(result) is int:
+            chunks.append(data)
             self._need = result
             return
-        chunks.clear()
-        if type(result) is list:
-            self._finish(result, None)
-        else:
-            self._finish(_NO_VALUES, result)  # type: ignore[arg-type]  # a NodeFailure
-            self.shut()
+        self._finish(_NO_VALUES, result)
+        self.shut()
 
     def expire(self, late: bool) -> None:
         """The node's deadline passed with replies owed: a timeout."""
@@ -326,6 +376,7 @@ class AsyncPool:
 
     __slots__ = (
         "_connect_timeout",
+        "_deadlines",
         "_host",
         "_idle",
         "_max_value",
@@ -356,6 +407,7 @@ class AsyncPool:
         self._max_value = max_value
         self._idle: deque[_Conn] = deque()
         self._slots = _Slots(max_connections)
+        self._deadlines = _Deadlines()  # for the rounds whose first node this is
 
     @property
     def idle(self) -> int:
@@ -363,9 +415,11 @@ class AsyncPool:
         return len(self._idle)
 
     def close(self) -> None:
-        """Close the idle connections (the pool reconnects when used again)."""
+        """Close the idle connections (the pool reconnects when used again), and leave
+        no timer on the loop."""
         while self._idle:
             self._idle.pop().shut()
+        self._deadlines.stop()
 
     def _take(self) -> _Conn | None:
         """An idle connection with a slot held, if both are there now (the usual case:
@@ -414,12 +468,29 @@ class AsyncPool:
 
     def _checkin(self, conn: _Conn, clean: bool) -> None:
         """Give the slot back; keep ``conn`` if its replies were read to the last byte."""
-        self._slots.release()
+        slots = self._slots
+        if slots._waiters:
+            slots.release()
+        else:
+            slots._value += 1
         conn.values = _NO_VALUES  # an idle connection holds no reply
         if clean and not conn.closed and len(self._idle) < self._pool_size:
             self._idle.append(conn)
         else:
             conn.shut()
+
+
+def agreed_gets(
+    pools: Sequence[AsyncPool], command: Command, deadline: float = math.inf
+) -> Coroutine[Any, Any, bytes | list[Answer]]:
+    """One ``gets`` to every pool's node in one round: the value when every node holds
+    the same bytes (the usual session read, kept short), else each node's answer as
+    :func:`exchange` gives it (the sync ``_transport.agreed_gets``'s contract)."""
+    loop = asyncio.get_running_loop()
+    batch = [(pool, (command,)) for pool in pools]
+    if deadline == math.inf:
+        return _exchange(loop, batch, math.inf, True, True)
+    return _exchange(loop, batch, loop.time() + (deadline - _now()), True, True)
 
 
 def exchange(batch: Batch, deadline: float = math.inf) -> Coroutine[Any, Any, list[Answer]]:
@@ -434,15 +505,29 @@ def exchange(batch: Batch, deadline: float = math.inf) -> Coroutine[Any, Any, li
     """
     loop = asyncio.get_running_loop()
     if deadline == math.inf:
-        return _exchange(loop, batch, math.inf, True)
-    return _exchange(loop, batch, loop.time() + (deadline - _now()), True)
+        return _exchange(loop, batch, math.inf, True, False)
+    return _exchange(loop, batch, loop.time() + (deadline - _now()), True, False)
 
 
+@overload
 async def _exchange(
-    loop: asyncio.AbstractEventLoop, batch: Batch, op_deadline: float, retry: bool
-) -> list[Answer]:
+    loop: asyncio.AbstractEventLoop,
+    batch: Batch,
+    op_deadline: float,
+    retry: bool,
+    agree: Literal[False],
+) -> list[Answer]: ...
+@overload
+async def _exchange(
+    loop: asyncio.AbstractEventLoop, batch: Batch, op_deadline: float, retry: bool, agree: bool
+) -> bytes | list[Answer]: ...
+async def _exchange(
+    loop: asyncio.AbstractEventLoop, batch: Batch, op_deadline: float, retry: bool, agree: bool
+) -> bytes | list[Answer]:
     """:func:`exchange` with the operation's deadline in loop time; ``retry`` allows
-    the one retry on a fresh connection (made with ``retry`` False and ``fresh``)."""
+    the one retry on a fresh connection (made with ``retry`` False and ``fresh``);
+    ``agree`` gives the value alone when every node answered a hit with the same bytes
+    (a batch of one ``gets`` per node)."""
     if loop.time() >= op_deadline:
         return [([], _SKIPPED, time.perf_counter()) for _ in batch]
     conns: list[_Conn | NodeFailure] = [_SKIPPED] * len(batch)
@@ -466,12 +551,12 @@ async def _exchange(
                     nearest = node_deadline
                 conn.ask(commands, _request(commands), owner, node_deadline)
         if owner.left:
-            owner.arm(nearest)
+            deadlines = batch[0][0]._deadlines
+            deadlines.add(owner, nearest, loop)
             try:
                 await owner.waiter
             finally:
-                if owner.timer is not None:
-                    owner.timer.cancel()
+                deadlines.discard(owner)
     except BaseException:
         for (pool, _), conn in zip(batch, conns, strict=True):
             if type(conn) is _Conn:  # cut short: aborted, unless it finished cleanly
@@ -492,7 +577,9 @@ async def _exchange(
             and _stale(conn, loop, op_deadline)
         ):
             # The old server process never saw the requests: one fresh try.
-            (answers[-1],) = await _exchange(loop, [(pool, commands)], op_deadline, False)
+            (answers[-1],) = await _exchange(loop, [(pool, commands)], op_deadline, False, False)
+    if agree:
+        return _agreed(answers)
     return answers
 
 
@@ -505,7 +592,9 @@ def _stale(conn: _Conn, loop: asyncio.AbstractEventLoop, op_deadline: float) -> 
 def _by_rank(batch: Batch) -> Sequence[int]:
     """The batch's indexes in the pools' rank order (a home read's two nodes usually
     come in it already: no sort then)."""
-    if len(batch) < 2 or (len(batch) == 2 and batch[0][0].rank < batch[1][0].rank):
+    if len(batch) == 2:
+        return _IN_ORDER if batch[0][0].rank < batch[1][0].rank else _SWAPPED
+    if len(batch) < 2:
         return range(len(batch))
     return sorted(range(len(batch)), key=lambda i: batch[i][0].rank)
 
