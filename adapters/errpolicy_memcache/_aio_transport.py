@@ -549,7 +549,8 @@ async def _exchange(
                     node_deadline = op_deadline
                 if node_deadline < nearest:
                     nearest = node_deadline
-                conn.ask(commands, _request(commands), owner, node_deadline)
+                request = commands[0].request if len(commands) == 1 else _request(commands)
+                conn.ask(commands, request, owner, node_deadline)
         if owner.left:
             deadlines = batch[0][0]._deadlines
             deadlines.add(owner, nearest, loop)
@@ -562,6 +563,12 @@ async def _exchange(
             if type(conn) is _Conn:  # cut short: aborted, unless it finished cleanly
                 pool._checkin(conn, conn._commands is None and conn.failure is None)
         raise
+    if agree:
+        found = _same_hit(conns)
+        if found is not None:  # the usual read: no answers to build
+            for (pool, _), conn in zip(batch, conns, strict=True):
+                pool._checkin(conn, True)  # type: ignore[arg-type]  # all _Conn
+            return found
     answers: list[Answer] = []
     for (pool, commands), conn in zip(batch, conns, strict=True):
         if type(conn) is not _Conn:
@@ -581,6 +588,19 @@ async def _exchange(
     if agree:
         return _agreed(answers)
     return answers
+
+
+def _same_hit(conns: list[_Conn | NodeFailure]) -> bytes | None:
+    """The value when every node answered its ``gets`` with a hit of the same bytes."""
+    blob = None
+    for conn in conns:
+        if type(conn) is not _Conn or conn.failure is not None:
+            return None
+        found = conn.values[0]
+        if found is None or (blob is not None and found[0] != blob):
+            return None
+        blob = found[0]
+    return blob
 
 
 def _stale(conn: _Conn, loop: asyncio.AbstractEventLoop, op_deadline: float) -> bool:
