@@ -277,7 +277,16 @@ class _Conn(asyncio.Protocol):
             if self._one_gets:  # the usual read, in C
                 result = _C_REPLY(data, self._max_value)  # type: ignore[misc]  # built
                 if result is None or type(result) is tuple:
-                    self._finish([result], None)
+                    # _finish and _Round.finished inlined: every read pays them.
+                    self._commands = None
+                    self.values = [result]
+                    self.done = time.perf_counter()
+                    owner = self._round
+                    self._round = None
+                    if owner is not None:
+                        owner.left -= 1
+                        if not owner.left and not owner.waiter.done():
+                            owner.waiter.set_result(None)
                     return
             else:
                 result = parse_replies(data, commands, self._max_value)
@@ -421,21 +430,6 @@ class AsyncPool:
             self._idle.pop().shut()
         self._deadlines.stop()
 
-    def _take(self) -> _Conn | None:
-        """An idle connection with a slot held, if both are there now (the usual case:
-        no await); else None, and :meth:`_checkout` waits for them."""
-        slots = self._slots
-        if slots._value > 0 and not slots._waiters:
-            idle = self._idle
-            while idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    slots._value -= 1
-                    conn.reused = True
-                    return conn
-                conn.shut()
-        return None
-
     async def _fresh(self) -> _Conn:
         loop = asyncio.get_running_loop()
         max_value = self._max_value
@@ -538,8 +532,16 @@ async def _exchange(
         # task doing the reverse.
         for index in _by_rank(batch):
             pool = batch[index][0]
-            taken = pool._take() if retry else None
-            conns[index] = taken or await pool._checkout(op_deadline, fresh=not retry)
+            idle = pool._idle
+            slots = pool._slots
+            if retry and idle and slots._value > 0 and not slots._waiters and not idle[-1].closed:
+                # The usual case, inlined (every read pays it): an idle connection and
+                # a free slot, no await.
+                slots._value -= 1
+                taken = conns[index] = idle.pop()
+                taken.reused = True
+            else:
+                conns[index] = await pool._checkout(op_deadline, fresh=not retry)
         since = loop.time()
         nearest = math.inf
         for (pool, commands), conn in zip(batch, conns, strict=True):
@@ -553,11 +555,14 @@ async def _exchange(
                 conn.ask(commands, request, owner, node_deadline)
         if owner.left:
             deadlines = batch[0][0]._deadlines
-            deadlines.add(owner, nearest, loop)
+            rounds = deadlines._rounds
+            rounds[owner] = None  # Deadlines.add, its usual case inlined
+            if nearest < deadlines._when:
+                deadlines.add(owner, nearest, loop)
             try:
                 await owner.waiter
             finally:
-                deadlines.discard(owner)
+                rounds.pop(owner, None)
     except BaseException:
         for (pool, _), conn in zip(batch, conns, strict=True):
             if type(conn) is _Conn:  # cut short: aborted, unless it finished cleanly
@@ -567,7 +572,14 @@ async def _exchange(
         found = _same_hit(conns)
         if found is not None:  # the usual read: no answers to build
             for (pool, _), conn in zip(batch, conns, strict=True):
-                pool._checkin(conn, True)  # type: ignore[arg-type]  # all _Conn
+                assert type(conn) is _Conn  # _same_hit saw every node's reply
+                slots = pool._slots
+                if slots._waiters or conn.closed or len(pool._idle) >= pool._pool_size:
+                    pool._checkin(conn, True)
+                else:  # _checkin's usual case, inlined
+                    slots._value += 1
+                    conn.values = _NO_VALUES
+                    pool._idle.append(conn)
             return found
     answers: list[Answer] = []
     for (pool, commands), conn in zip(batch, conns, strict=True):
