@@ -21,7 +21,7 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 from . import _core as core
@@ -38,6 +38,7 @@ from ._node import Node, Reply, settle
 from ._outcome import NodeStatus, Outcome, OutcomeKind
 from ._session import Session
 from ._store import _GUARDS, MemcacheSessionStore, _check_id, _positive
+from ._transport import Answer
 from ._wire import MAX_VALUE, Command, add, delete, gets, set_
 
 __all__ = ["AsyncMemcacheSessionStore"]
@@ -299,6 +300,17 @@ class AsyncMemcacheSessionStore:
         )
         return settle(plan, answers, start)
 
+    def _agreed_gets(
+        self, nodes: Sequence[Node], command: Command, deadline: float
+    ) -> Awaitable[bytes | list[Answer]]:
+        """One ``gets`` to ``nodes`` in one round: the value when all hold the same
+        bytes, else each node's answer (the sync store's ``_agreed_gets``); nothing is
+        recorded on the breakers. With :meth:`_execute`, the driver's I/O."""
+        pools = self._loop_pools()
+        return agreed_gets(
+            [pools.get(node) or self._pool_of(node, pools) for node in nodes], command, deadline
+        )
+
     # -- reading -------------------------------------------------------------------
 
     async def _start(self, sid: str | None) -> tuple[Session, Outcome | None]:
@@ -352,12 +364,7 @@ class AsyncMemcacheSessionStore:
         for node in home:
             if node.breaker.state is not BreakerState.CLOSED:
                 return None
-        pools = self._loop_pools()
-        found = await agreed_gets(
-            [pools.get(node) or self._pool_of(node, pools) for node in home],
-            known.command,
-            began + s._operation_timeout,
-        )
+        found = await self._agreed_gets(home, known.command, began + s._operation_timeout)
         if type(found) is not bytes:
             assert isinstance(found, list)
             return settle([(node, (known.command,)) for node in home], found, began)
