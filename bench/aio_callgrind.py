@@ -1,7 +1,8 @@
 """``python -m bench.aio_callgrind [--json PATH]``: instructions per async operation.
 
 The count beside :mod:`bench.aio_bench`'s timed ratios. Each operation (the async
-store's ``start()``, aiomcache's ``get``, and the 1,000-task batches of each) runs in
+store's ``start()``, the network floor's bare two-node round, aiomcache's ``get``, and
+the 1,000-task batches of each) runs in
 a fresh interpreter under ``valgrind --tool=callgrind`` with its own three memcached
 processes (not traced), twice (``n1`` and ``n2`` operations after the same set-up and
 warm-up); the difference divided by ``n2 - n1`` is the instructions (``Ir``) of one
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import errpolicy
 
-from bench.aio_bench import MANY, START, TASKS, operations, prepare
+from bench.aio_bench import FLOOR, MANY, START, TASKS, bare_gets, operations, prepare
 from bench.callgrind import traced_instructions
 from errpolicy_memcache.testing import MemcachedCluster
 
@@ -42,8 +43,15 @@ class Pair:
     sessions: int
 
 
+# The operations that do not use the store (aiomcache's, the floor's): the store set
+# their sessions up and is then closed, so that it leaves nothing on the loop (a store
+# in use keeps one timer set for its nodes' deadlines, up to a read timeout after its
+# last request; in a timed run both sides share the loop, and so that timer).
+BASELINES = ("get", "many-get", "floor")
+
 PAIRS = {
     START: Pair("start", "get", 200, 1200, 1),
+    FLOOR: Pair("floor", "get", 200, 1200, 1),
     MANY: Pair("many-start", "many-get", 1, 3, TASKS),
 }
 
@@ -54,7 +62,12 @@ def run_variant(which: str, n: int) -> None:
 
     async def body(cluster: MemcachedCluster) -> None:
         setup = await prepare(cluster, TASKS if many else 0)
-        op = operations(setup)[which]
+        if which == "floor":
+            op = await bare_gets(setup.home, setup.key)
+        else:
+            op = operations(setup)[which]
+        if which in BASELINES:
+            await setup.store.aclose()
         for _ in range(1 if many else 200):
             await op()
         for _ in range(n):

@@ -155,4 +155,4 @@ def test_aio_callgrind_variant_runs_every_operation_without_valgrind() -> None:
         "[m.run_variant(w, 1) for w in ops]; print(' '.join(ops))"
     )
     proc = python("-c", code, timeout=300)
-    assert ("", "start get many-start many-get") == (proc.stderr, proc.stdout.strip())
+    assert ("", "start get floor get many-start many-get") == (proc.stderr, proc.stdout.strip())

@@ -10,6 +10,8 @@
  *                    _transport.agreed_gets comparing the values)
  *   line_round() <-> errpolicy_memcache._transport._fan_out reading one status line per
  *                    node (the line judged in Python by _wire's status readers)
+ *   gets_reply() <-> errpolicy_memcache._aio_transport.parse_replies reading one gets
+ *                    reply from the bytes an asyncio connection received so far
  *   plain_json() <-> the fast path of errpolicy_memcache._data.check_data (a True
  *                    from C means the Python walk would accept the data too)
  *   plain_payload() <-> the fast path of errpolicy_memcache._data.check_payload
@@ -1335,6 +1337,91 @@ seal_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return pair;
 }
 
+/* ---- one gets reply from bytes already received (the asyncio transport) ------------ */
+
+/* The reply to one `gets`, read from `data` (every byte a connection received since the
+   request): the same grammar, bounds and answers as read_reply, without a socket. An int
+   says the reply is incomplete: how many bytes, at least, to wait for before asking
+   again (the value's whole block once its VALUE line is in, so a large value is parsed
+   once, not once per chunk). */
+static PyObject *
+gets_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "gets_reply(data, max_value) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *failure_type = state_of(module)->failure_type;
+    if (failure_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "gets_reply: setup() was not called");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "gets_reply: data must be bytes");
+        return NULL;
+    }
+    long long limit = PyLong_AsLongLong(args[1]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 0 || limit > (1LL << 40)) {
+        PyErr_SetString(PyExc_ValueError, "gets_reply: max_value is out of range");
+        return NULL;
+    }
+    const char *buf = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    NodeRead node;
+    node.failed = 0;
+    const char *eol = len ? memmem(buf, (size_t)len, "\r\n", 2) : NULL;
+    if (eol == NULL) {
+        if (len > MAX_LINE + 1) { /* no line end within a line's length */
+            fail(&node, "error", "reply line too long");
+            goto failed;
+        }
+        return PyLong_FromSsize_t(len + 1);
+    }
+    Py_ssize_t line_len = eol - buf;
+    if (line_len > MAX_LINE) {
+        fail(&node, "error", "reply line too long");
+        goto failed;
+    }
+    if (line_len == 3 && memcmp(buf, "END", 3) == 0) {
+        if (len != 5) {
+            fail(&node, "error", "unexpected bytes after the reply");
+            goto failed;
+        }
+        Py_RETURN_NONE;
+    }
+    unsigned long long size, cas;
+    if (parse_value_line(buf, line_len, &size, &cas) < 0) {
+        unexpected(&node, buf, line_len);
+        goto failed;
+    }
+    if (size > (unsigned long long)limit) {
+        fail(&node, "error", "value too large");
+        goto failed;
+    }
+    Py_ssize_t value_at = line_len + 2;
+    Py_ssize_t total = value_at + (Py_ssize_t)size + 7; /* value, CRLF, "END\r\n" */
+    if (len < total) {
+        return PyLong_FromSsize_t(total);
+    }
+    if (len != total) {
+        fail(&node, "error", "unexpected bytes after the reply");
+        goto failed;
+    }
+    if (memcmp(buf + value_at + size, "\r\nEND\r\n", 7) != 0) {
+        fail(&node, "error", "malformed value block");
+        goto failed;
+    }
+    node.buf = (char *)buf;
+    node.value_at = value_at;
+    node.value_len = (Py_ssize_t)size;
+    node.cas = cas;
+failed:
+    return result_of(failure_type, &node);
+}
+
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwargs)
 {
@@ -1376,6 +1463,11 @@ static PyMethodDef module_methods[] = {
      "slotted(cls, slots, rows)\n--\n\n"
      "A tuple of one cls per row (a tuple of one value per slot), each made as\n"
      "object.__new__(cls) and slots[i].__set__(obj, row[i]) would make it."},
+    {"gets_reply", (PyCFunction)(void (*)(void))gets_reply, METH_FASTCALL,
+     "gets_reply(data, max_value)\n--\n\n"
+     "The reply to one gets in data (bytes received so far): None (a miss),\n"
+     "(value, cas), a NodeFailure, or an int: the reply is incomplete, wait for at\n"
+     "least that many bytes in all."},
     {"line_round", (PyCFunction)(void (*)(void))line_round, METH_FASTCALL,
      "line_round(fds, request, timeout=None)\n--\n\n"
      "Send request to every socket, then read one reply line from each (a store\n"

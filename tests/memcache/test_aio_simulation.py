@@ -82,7 +82,14 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]
         return settle(plan, answers, cluster.clock.now)
 
+    async def agreed_gets(nodes: Any, command: Any, deadline: float = 0.0) -> Any:
+        answers = [cluster.nodes[node.address].answer((command,)) for node in nodes]
+        blobs = {None if a[1] is not None or a[0][0] is None else a[0][0][0] for a in answers}
+        blob = blobs.pop() if len(blobs) == 1 else None
+        return answers if blob is None else blob
+
     store._execute = execute  # type: ignore[method-assign]  # the simulated nodes
+    store._agreed_gets = agreed_gets  # type: ignore[method-assign]  # likewise
     # No task of its own: the rules probe and hand over, one schedule, one order.
     store._recovery._ensure = lambda *, asked: None  # type: ignore[method-assign]
     return store
