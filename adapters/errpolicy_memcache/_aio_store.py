@@ -1,4 +1,4 @@
-"""AsyncMemcacheSessionStore: the session store's second driver, over asyncio streams.
+"""AsyncMemcacheSessionStore: the session store's second driver, over asyncio connections.
 
 The decisions and the state are the store's sans-IO core's (:class:`~._machine_read.
 StoreCore`, the same class the sync store holds): which nodes to ask, what their
@@ -52,7 +52,7 @@ class AsyncMemcacheSessionStore:
     """Sessions replicated on ``replicas`` memcached nodes, for asyncio applications.
 
     Takes the options of :class:`MemcacheSessionStore` (but ``transport``: it talks to
-    memcached over asyncio streams), and ``max_connections``: the connections one event
+    memcached over its own asyncio connections), and ``max_connections``: the connections one event
     loop keeps open to a node, idle or in use (more requests wait for one, within
     their deadline); it replaces ``pool_size``, which the async store does not use.
     Every method that talks to memcached is a coroutine and is guarded by the same
@@ -71,7 +71,9 @@ class AsyncMemcacheSessionStore:
         **options: Any,
     ) -> None:
         if "transport" in options:
-            raise ConfigurationError("transport: the async store talks over asyncio streams")
+            raise ConfigurationError(
+                "transport: the async store talks over its own asyncio connections"
+            )
         _positive("max_connections", max_connections, integer=True)
         # Probing and handoff on the loop: the breakers wake it, not a prober thread.
         self._core = core = build_core(
