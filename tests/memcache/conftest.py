@@ -95,8 +95,13 @@ def counters() -> Callable[[MemcachedServer], dict[str, int]]:
 
 
 def _raw_client(server: MemcachedServer) -> Client:
-    """A plain pymemcache client for looking at (or tampering with) one node."""
-    return Client((server.host, server.port), connect_timeout=1.0, timeout=1.0)
+    """A plain pymemcache client for looking at (or tampering with) one node. Its
+    writes wait for the node's reply (pymemcache's default is ``noreply``): a tampering
+    ``delete`` or ``set`` must have taken effect before the store's next read, which
+    comes over another connection that memcached may serve first."""
+    return Client(
+        (server.host, server.port), connect_timeout=1.0, timeout=1.0, default_noreply=False
+    )
 
 
 def _remaining_ttl(server: MemcachedServer, key: str) -> int | None:
