@@ -182,5 +182,7 @@ _guard_lookup = _core.setup(
 )
 if not TYPE_CHECKING:  # the same function; in C, guard(name) is a dict lookup
     guard = _guard_lookup
+if _core.compiled is not None:  # a guard's exit skips _finish where it would do nothing
+    _core.compiled.set_null_sink(NullSink)
 
 __all__ = ["Action", "Guard", "guard"]
