@@ -102,6 +102,14 @@ typedef struct {
             *last_msg, *last_keys, *last_template;
         unsigned long last_ident;
         long last_pid;
+        /* Types whose attributes were checked, and their version tags then: CPython
+         * gives a type a new tag whenever it or a base changes, so an unchanged tag
+         * means the same answers. The logger class's callHandlers is kept too. */
+        struct seen_type {
+            PyTypeObject *type; /* compared only, never dereferenced: tags are unique */
+            unsigned int tag;
+        } seen_logger, seen_record, seen_thread, seen_abc;
+        PyObject *logger_call_handlers;
         PyObject *empty;        /* () */
         PyObject *zero;         /* 0 */
         PyObject *blank;        /* "" */
@@ -1144,6 +1152,22 @@ logging_switch(speedups_state *st, PyObject *name, int missing)
     return PyObject_IsTrue(value);
 }
 
+/* Whether `type` is the one seen, unchanged since (its version tag the same). */
+static inline int
+unchanged(struct seen_type *seen, PyTypeObject *type)
+{
+    return seen->type == type && seen->tag != 0
+           && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == seen->tag;
+}
+
+/* Remember `type` as checked (after lookups on it, which give it a valid tag). */
+static inline void
+seen_now(struct seen_type *seen, PyTypeObject *type)
+{
+    seen->type = type;
+    seen->tag = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+}
+
 /* isinstance(obj, collections.abc.Mapping): ABCMeta.__instancecheck__'s own call of
  * _abc._abc_instancecheck, without its Python frame, while it is the stdlib's. */
 static int
@@ -1151,9 +1175,16 @@ is_mapping(speedups_state *st, PyObject *obj)
 {
     struct direct_state *d = D(st);
     if (d->abc_check != NULL && d->instancecheck != NULL) {
-        PyObject *check = PyObject_GetAttr((PyObject *)Py_TYPE(d->mapping), d->s_instancecheck);
-        int plain = check == d->instancecheck;
-        Py_XDECREF(check);
+        PyTypeObject *meta = Py_TYPE(d->mapping);
+        int plain = unchanged(&d->seen_abc, meta);
+        if (!plain) {
+            PyObject *check = PyObject_GetAttr((PyObject *)meta, d->s_instancecheck);
+            plain = check == d->instancecheck;
+            Py_XDECREF(check);
+            if (plain) {
+                seen_now(&d->seen_abc, meta);
+            }
+        }
         if (plain) {
             PyObject *call[2] = {d->mapping, obj};
             PyObject *answer = PyObject_Vectorcall(d->abc_check, call, 2, NULL);
@@ -1197,11 +1228,25 @@ direct_applies(speedups_state *st, PyObject *frame, PyObject *logger, PyObject *
     if (placed == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
-    if ((ok = attr_is(kind, d->s_call_handlers, placed)) != 1
-        || (ok = attr_is(kind, d->s_handle, d->handle)) != 1
-        || (ok = attr_is(kind, d->s_make_record, d->make_record)) != 1
-        || (ok = attr_is(d->record_type, d->s_get_message, d->get_message)) != 1) {
-        return ok;
+    if (unchanged(&d->seen_logger, (PyTypeObject *)kind)) {
+        if (d->logger_call_handlers != placed) {
+            return 0;
+        }
+    }
+    else {
+        if ((ok = attr_is(kind, d->s_call_handlers, placed)) != 1
+            || (ok = attr_is(kind, d->s_handle, d->handle)) != 1
+            || (ok = attr_is(kind, d->s_make_record, d->make_record)) != 1) {
+            return ok;
+        }
+        seen_now(&d->seen_logger, (PyTypeObject *)kind);
+        Py_XSETREF(d->logger_call_handlers, Py_NewRef(placed));
+    }
+    if (!unchanged(&d->seen_record, (PyTypeObject *)d->record_type)) {
+        if ((ok = attr_is(d->record_type, d->s_get_message, d->get_message)) != 1) {
+            return ok;
+        }
+        seen_now(&d->seen_record, (PyTypeObject *)d->record_type);
     }
     if ((ok = attr_true(logger, d->s_disabled)) != 0 || (ok = attr_true(logger, d->s_filters)) != 0) {
         return ok < 0 ? -1 : 0;
@@ -1325,9 +1370,15 @@ thread_name(speedups_state *st, PyObject *thread)
     PyTypeObject *type = Py_TYPE(thread);
     PyObject *name = NULL;
     if (d->thread_name != NULL) {
-        PyObject *descr = PyObject_GetAttr((PyObject *)type, d->s_name);
-        int plain = descr == d->thread_name;
-        Py_XDECREF(descr);
+        int plain = unchanged(&d->seen_thread, type);
+        if (!plain) {
+            PyObject *descr = PyObject_GetAttr((PyObject *)type, d->s_name);
+            plain = descr == d->thread_name;
+            Py_XDECREF(descr);
+            if (plain) {
+                seen_now(&d->seen_thread, type);
+            }
+        }
         PyObject *dict = plain ? PyObject_GenericGetDict(thread, NULL) : NULL;
         if (dict != NULL && PyDict_Check(dict)) {
             name = PyDict_GetItemWithError(dict, d->s_private_name);
@@ -2076,6 +2127,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->direct.last_msg);
     Py_VISIT(st->direct.last_keys);
     Py_VISIT(st->direct.last_template);
+    Py_VISIT(st->direct.logger_call_handlers);
     Py_VISIT(st->direct.matcher);
     Py_VISIT(st->direct.matcher_call);
     Py_VISIT(st->direct.instancecheck);
@@ -2160,6 +2212,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->direct.last_msg);
     Py_CLEAR(st->direct.last_keys);
     Py_CLEAR(st->direct.last_template);
+    Py_CLEAR(st->direct.logger_call_handlers);
     Py_CLEAR(st->direct.matcher);
     Py_CLEAR(st->direct.matcher_call);
     Py_CLEAR(st->direct.instancecheck);
