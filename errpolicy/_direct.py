@@ -117,7 +117,9 @@ def _record(
     thread = _threads.get(ident)
     values["threadName"] = thread.name if thread is not None else threading.current_thread().name
     # addLevelName may have renamed the level since; multiprocessing names the process.
-    values["levelname"] = _level_names.get(level) or _level_name(level)
+    namer = logging.getLevelName  # LogRecord calls it by name: a patched one is used
+    named = _level_names.get(level) if namer is _level_name else None
+    values["levelname"] = named if named is not None else namer(level)
     values["processName"] = "MainProcess" if "multiprocessing" not in _modules else _process_name()
     if "taskName" in values:
         values["taskName"] = _task_of_record()

@@ -1399,19 +1399,22 @@ static PyObject *
 level_name(speedups_state *st, PyObject *level)
 {
     struct direct_state *d = D(st);
-    PyObject *known = PyDict_GetItemWithError(d->level_names, level);
-    if (known != NULL && known != Py_None) {
-        return Py_NewRef(known);
-    }
-    PyObject *namer = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(d->logging_dict, d->s_getlevelname);
+    PyObject *namer = PyDict_GetItemWithError(d->logging_dict, d->s_getlevelname);
     if (namer == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_RuntimeError, "logging has no getLevelName");
         }
         return NULL;
     }
-    if (namer != d->get_level_name) {
+    if (namer != d->get_level_name) { /* LogRecord calls it by name: a patched one is used */
         return PyObject_CallOneArg(namer, level);
+    }
+    PyObject *known = PyDict_GetItemWithError(d->level_names, level);
+    if (known != NULL && known != Py_None) {
+        return Py_NewRef(known);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
     }
     PyObject *names = PyDict_GetItemWithError(d->logging_dict, d->s_name_to_level);
     PyObject *named = names == NULL || !PyDict_Check(names) ? NULL : PyDict_GetItemWithError(names, level);
