@@ -28,6 +28,8 @@
 typedef struct {
     PyTypeObject *report_core; /* ReportCore, the base of errpolicy.Report */
     PyTypeObject *guard_core;  /* GuardCore, the base of errpolicy.Guard */
+    PyTypeObject *pending_type;  /* PendingRecord: an event's record, not made yet */
+    PyTypeObject *original_type; /* OriginalSlot: Event.original, making it on first read */
     /* What setup() hands over. */
     PyObject *active;          /* the ContextVar holding the innermost frame */
     PyObject *warnings_dict;   /* warnings.__dict__, to read "filters" */
@@ -130,6 +132,7 @@ typedef struct {
 /* Event's fields that a capture writes, by their index in declaration order. */
 #define EVENT_SEVERITY 1
 #define EVENT_ACTION 2
+#define EVENT_ORIGINAL 13
 #define EVENT_GUARD 14
 
 static struct PyModuleDef speedups_module;
@@ -1272,9 +1275,88 @@ direct_applies(speedups_state *st, PyObject *frame, PyObject *logger, PyObject *
     return 1;
 }
 
-/* The record's times, as LogRecord.__init__ sets them, into `values`. */
+/* -- the record, made when first asked for --------------------------------------------
+ *
+ * A record made from a template needs, besides the template, what LogRecord.__init__
+ * reads at that moment: the clock, the thread's, level's, process's and task's names.
+ * These are taken at capture into a PendingRecord, which the event holds as its
+ * `original` until something reads the field: the Event type's `original` is then a
+ * descriptor (OriginalSlot) over the same slot that makes the record from them, keeps
+ * it in the slot and hands it out, the same object on every read. Nothing that could
+ * change between capture and that read goes into the record later. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *template;     /* the template's values, never changed */
+    PyObject *created;      /* float */
+    double msecs;
+    double relative;
+    PyObject *args;
+    PyObject *thread_name;
+    PyObject *levelname;
+    PyObject *process_name;
+    PyObject *task_name;    /* NULL when the template has no taskName (Python 3.11) */
+    PyObject *extra;        /* a copy of the caller's, or NULL */
+} Pending;
+
 static int
-set_times(speedups_state *st, PyObject *values)
+pending_traverse(Pending *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->template);
+    Py_VISIT(self->created);
+    Py_VISIT(self->args);
+    Py_VISIT(self->thread_name);
+    Py_VISIT(self->levelname);
+    Py_VISIT(self->process_name);
+    Py_VISIT(self->task_name);
+    Py_VISIT(self->extra);
+    return 0;
+}
+
+static int
+pending_clear(Pending *self)
+{
+    Py_CLEAR(self->template);
+    Py_CLEAR(self->created);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->thread_name);
+    Py_CLEAR(self->levelname);
+    Py_CLEAR(self->process_name);
+    Py_CLEAR(self->task_name);
+    Py_CLEAR(self->extra);
+    return 0;
+}
+
+static void
+pending_dealloc(Pending *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pending_clear(self);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyType_Slot pending_slots[] = {
+    {Py_tp_doc, "What a log record made from a template needs, taken at capture."},
+    {Py_tp_traverse, pending_traverse},
+    {Py_tp_clear, pending_clear},
+    {Py_tp_dealloc, pending_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec pending_spec = {
+    .name = "errpolicy._speedups.PendingRecord",
+    .basicsize = sizeof(Pending),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = pending_slots,
+};
+
+/* The record's times, as LogRecord.__init__ sets them, into `pending`. */
+static int
+take_times(speedups_state *st, Pending *pending)
 {
     struct direct_state *d = D(st);
     PyObject *start = PyDict_GetItemWithError(d->logging_dict, d->s_start_time);
@@ -1293,10 +1375,9 @@ set_times(speedups_state *st, PyObject *values)
     }
     long long ns = PyLong_AsLongLong(now);
     double seconds = ns == -1 && PyErr_Occurred() ? -1.0 : PyLong_AsDouble(now);
-    PyObject *since = PyNumber_Subtract(now, start);
+    PyObject *since = PyErr_Occurred() ? NULL : PyNumber_Subtract(now, start);
     Py_DECREF(now);
-    if (since == NULL || PyErr_Occurred()) {
-        Py_XDECREF(since);
+    if (since == NULL) {
         return -1;
     }
     double relative = PyLong_Check(since) ? PyLong_AsDouble(since) : PyFloat_AsDouble(since);
@@ -1314,8 +1395,10 @@ set_times(speedups_state *st, PyObject *values)
     if (msecs == 999.0 && (long long)created != whole) {
         msecs = 0.0;
     }
-    relative = relative / 1e6;
-    PyObject *c = PyFloat_FromDouble(created);
+    pending->created = PyFloat_FromDouble(created);
+    pending->msecs = msecs;
+    pending->relative = relative / 1e6;
+    return pending->created == NULL ? -1 : 0;
 #else
     /* Python 3.11 and 3.12: from time.time(). */
     PyObject *clock = direct_global(st, d->s_time);
@@ -1323,24 +1406,16 @@ set_times(speedups_state *st, PyObject *values)
     if (c == NULL) {
         return -1;
     }
+    pending->created = c;
     double now = PyFloat_AsDouble(c);
     double began = PyFloat_AsDouble(start);
     if (PyErr_Occurred()) {
-        Py_DECREF(c);
         return -1;
     }
-    double msecs = (double)(long long)((now - (double)(long long)now) * 1000) + 0.0;
-    double relative = (now - began) * 1000;
+    pending->msecs = (double)(long long)((now - (double)(long long)now) * 1000) + 0.0;
+    pending->relative = (now - began) * 1000;
+    return 0;
 #endif
-    PyObject *m = PyFloat_FromDouble(msecs);
-    PyObject *r = PyFloat_FromDouble(relative);
-    int failed = c == NULL || m == NULL || r == NULL || PyDict_SetItem(values, d->s_created, c) < 0
-                 || PyDict_SetItem(values, d->s_msecs, m) < 0
-                 || PyDict_SetItem(values, d->s_relative, r) < 0;
-    Py_XDECREF(c);
-    Py_XDECREF(m);
-    Py_XDECREF(r);
-    return failed ? -1 : 0;
 }
 
 /* `value` if true, else `otherwise` (a new reference; NULL on error). */
@@ -1438,62 +1513,248 @@ level_name(speedups_state *st, PyObject *level)
     return made;
 }
 
-/* The record's values: the template's, then what LogRecord.__init__ sets per call. */
-static PyObject *
-record_values(speedups_state *st, PyObject *template, PyObject *level, PyObject *args,
-              PyObject *thread, PyObject *extra)
+/* A PendingRecord for this call: everything LogRecord.__init__ reads now. */
+static Pending *
+take_pending(speedups_state *st, PyObject *template, PyObject *level, PyObject *args,
+             PyObject *thread, PyObject *extra)
 {
     struct direct_state *d = D(st);
-    PyObject *values = PyDict_Copy(template);
-    if (values == NULL) {
+    Pending *pending = PyObject_GC_New(Pending, st->pending_type);
+    if (pending == NULL) {
         return NULL;
     }
-    if (set_times(st, values) < 0 || PyDict_SetItem(values, d->s_args, args) < 0) {
+    pending->template = Py_NewRef(template);
+    pending->created = pending->thread_name = pending->levelname = NULL;
+    pending->process_name = pending->task_name = pending->extra = NULL;
+    pending->args = Py_NewRef(args);
+    PyObject_GC_Track(pending);
+    if (take_times(st, pending) < 0 || (pending->thread_name = thread_name(st, thread)) == NULL
+        || (pending->levelname = level_name(st, level)) == NULL) {
         goto failed;
     }
-    PyObject *name = thread_name(st, thread);
-    if (name == NULL || PyDict_SetItem(values, d->s_thread_name, name) < 0) {
-        Py_XDECREF(name);
-        goto failed;
-    }
-    Py_DECREF(name);
-    PyObject *levelname = level_name(st, level);
-    if (levelname == NULL || PyDict_SetItem(values, d->s_levelname, levelname) < 0) {
-        Py_XDECREF(levelname);
-        goto failed;
-    }
-    Py_DECREF(levelname);
     int multi = PyDict_Contains(d->modules, d->s_multiprocessing);
-    PyObject *process = multi < 0  ? NULL
-                        : multi ? call_direct(st, d->s_py_process_name)
-                                : Py_NewRef(d->main_process);
-    if (process == NULL || PyDict_SetItem(values, d->s_process_name, process) < 0) {
-        Py_XDECREF(process);
+    pending->process_name = multi < 0  ? NULL
+                            : multi ? call_direct(st, d->s_py_process_name)
+                                    : Py_NewRef(d->main_process);
+    if (pending->process_name == NULL) {
         goto failed;
     }
-    Py_DECREF(process);
-    int tasks = PyDict_Contains(values, d->s_task_name);
+    int tasks = PyDict_Contains(template, d->s_task_name);
     if (tasks < 0) {
         goto failed;
     }
     if (tasks) { /* Python 3.12+ */
         int asyncio = PyDict_Contains(d->modules, d->s_asyncio);
-        PyObject *task = asyncio < 0 ? NULL
-                         : asyncio   ? call_direct(st, d->s_task_of_record)
-                                     : Py_NewRef(Py_None);
-        if (task == NULL || PyDict_SetItem(values, d->s_task_name, task) < 0) {
-            Py_XDECREF(task);
+        pending->task_name = asyncio < 0 ? NULL
+                             : asyncio   ? call_direct(st, d->s_task_of_record)
+                                         : Py_NewRef(Py_None);
+        if (pending->task_name == NULL) {
             goto failed;
         }
-        Py_DECREF(task);
     }
-    if (extra != Py_None && PyDict_Update(values, extra) < 0) {
+    /* The caller may change its dict once the call returns; the record must not. */
+    if (extra != Py_None && (pending->extra = PyDict_Copy(extra)) == NULL) {
         goto failed;
     }
-    return values;
+    return pending;
 failed:
-    Py_DECREF(values);
+    Py_DECREF(pending);
     return NULL;
+}
+
+/* The record `pending` stands for: the template's values, then the ones taken at
+ * capture, set as LogRecord.__init__ sets them. */
+static PyObject *
+make_record(speedups_state *st, Pending *pending)
+{
+    struct direct_state *d = D(st);
+    PyObject *values = PyDict_Copy(pending->template);
+    if (values == NULL) {
+        return NULL;
+    }
+    PyObject *msecs = PyFloat_FromDouble(pending->msecs);
+    PyObject *relative = PyFloat_FromDouble(pending->relative);
+    PyObject *record = NULL;
+    if (msecs == NULL || relative == NULL
+        || PyDict_SetItem(values, d->s_created, pending->created) < 0
+        || PyDict_SetItem(values, d->s_msecs, msecs) < 0
+        || PyDict_SetItem(values, d->s_relative, relative) < 0
+        || PyDict_SetItem(values, d->s_args, pending->args) < 0
+        || PyDict_SetItem(values, d->s_thread_name, pending->thread_name) < 0
+        || PyDict_SetItem(values, d->s_levelname, pending->levelname) < 0
+        || PyDict_SetItem(values, d->s_process_name, pending->process_name) < 0
+        || (pending->task_name != NULL
+            && PyDict_SetItem(values, d->s_task_name, pending->task_name) < 0)
+        || (pending->extra != NULL && PyDict_Update(values, pending->extra) < 0)) {
+        goto done;
+    }
+    record = PyBaseObject_Type.tp_new((PyTypeObject *)d->record_type, d->empty, NULL);
+    if (record != NULL && PyObject_SetAttr(record, d->s_dict, values) < 0) {
+        Py_CLEAR(record);
+    }
+done:
+    Py_XDECREF(msecs);
+    Py_XDECREF(relative);
+    Py_DECREF(values);
+    return record;
+}
+
+/* -- OriginalSlot: Event.original, making a pending record on first read ------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;        /* "original" */
+    PyTypeObject *owner;   /* errpolicy.Event */
+    Py_ssize_t offset;     /* the slot's, as the member descriptor it replaces had it */
+} OriginalSlot;
+
+static int
+slot_traverse(OriginalSlot *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->name);
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+slot_clear(OriginalSlot *self)
+{
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->owner);
+    return 0;
+}
+
+static void
+slot_dealloc(OriginalSlot *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    slot_clear(self);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyObject **
+slot_of(OriginalSlot *self, PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, self->owner)) {
+        PyErr_Format(PyExc_TypeError, "descriptor '%U' for '%s' objects doesn't apply to a '%s' object",
+                     self->name, self->owner->tp_name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return (PyObject **)((char *)obj + self->offset);
+}
+
+static PyObject *
+slot_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    OriginalSlot *slot = (OriginalSlot *)self;
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    PyObject **where = slot_of(slot, obj);
+    if (where == NULL) {
+        return NULL;
+    }
+    PyObject *value = *where;
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%U'",
+                     Py_TYPE(obj)->tp_name, slot->name);
+        return NULL;
+    }
+    speedups_state *st = state_of_class(Py_TYPE(self));
+    if (Py_TYPE(value) != st->pending_type) {
+        return Py_NewRef(value);
+    }
+    PyObject *record = make_record(st, (Pending *)value);
+    if (record == NULL) {
+        return NULL;
+    }
+    if (*where == value) { /* made from it: kept, so every read hands out this one */
+        Py_SETREF(*where, Py_NewRef(record));
+    }
+    return record;
+}
+
+static int
+slot_set(PyObject *self, PyObject *obj, PyObject *value)
+{
+    OriginalSlot *slot = (OriginalSlot *)self;
+    PyObject **where = slot_of(slot, obj);
+    if (where == NULL) {
+        return -1;
+    }
+    if (value == NULL && *where == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%U'",
+                     Py_TYPE(obj)->tp_name, slot->name);
+        return -1;
+    }
+    Py_XSETREF(*where, Py_XNewRef(value));
+    return 0;
+}
+
+static PyMemberDef slot_members[] = {
+    {"__name__", T_OBJECT, offsetof(OriginalSlot, name), READONLY},
+    {"__objclass__", T_OBJECT, offsetof(OriginalSlot, owner), READONLY},
+    {NULL},
+};
+
+static PyType_Slot original_slots[] = {
+    {Py_tp_doc, "Event.original: the slot, a log record made when first read."},
+    {Py_tp_traverse, slot_traverse},
+    {Py_tp_clear, slot_clear},
+    {Py_tp_dealloc, slot_dealloc},
+    {Py_tp_descr_get, slot_get},
+    {Py_tp_descr_set, slot_set},
+    {Py_tp_members, slot_members},
+    {0, NULL},
+};
+
+static PyType_Spec original_spec = {
+    .name = "errpolicy._speedups.OriginalSlot",
+    .basicsize = sizeof(OriginalSlot),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = original_slots,
+};
+
+/* lazy_original(Event): Event.original becomes an OriginalSlot over the same slot. */
+static PyObject *
+lazy_original(PyObject *module, PyObject *type)
+{
+    speedups_state *st = state_of_module(module);
+    if (!PyType_Check(type) || (PyTypeObject *)type != st->event_type) {
+        PyErr_SetString(PyExc_TypeError, "lazy_original() takes the Event type setup_event() had");
+        return NULL;
+    }
+    PyObject *name = PyUnicode_InternFromString("original");
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *descr = PyDict_GetItemWithError(((PyTypeObject *)type)->tp_dict, name);
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "lazy_original(): Event.original is not a slot");
+        }
+        Py_DECREF(name);
+        return NULL;
+    }
+    OriginalSlot *slot = PyObject_GC_New(OriginalSlot, st->original_type);
+    if (slot == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    slot->name = name;
+    slot->owner = (PyTypeObject *)Py_NewRef(type);
+    slot->offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    PyObject_GC_Track(slot);
+    int failed = PyObject_SetAttr(type, name, (PyObject *)slot);
+    Py_DECREF(slot);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* Whether `extra`'s keys are `keys`, in order (None for no extra). */
@@ -1575,15 +1836,23 @@ find_template(speedups_state *st, PyObject *logger, PyObject *level, PyObject *p
     return template;
 }
 
-/* The draft event for `record` (its values `values`), as the Python twin builds it. */
+/* The draft event, as the Python twin builds it from the record: its fields from the
+ * template and from what `pending` took, its original `pending` itself. */
 static PyObject *
-direct_event(speedups_state *st, PyObject *values, PyObject *severity, PyObject *message,
-             PyObject *record)
+direct_event(speedups_state *st, Pending *pending, PyObject *severity, PyObject *message)
 {
     struct direct_state *d = D(st);
-    PyObject *event = NULL;
-    PyObject *task = PyDict_GetItemWithError(values, d->s_task_name);
-    int named = task == NULL ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(task);
+    PyObject *template = pending->template;
+    /* getattr(record, "taskName", None): the extra's (Python 3.11) or the one taken */
+    PyObject *task = pending->extra == NULL ? NULL
+                                            : PyDict_GetItemWithError(pending->extra, d->s_task_name);
+    if (task == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (task == NULL) {
+        task = pending->task_name;
+    }
+    int named = task == NULL ? 0 : PyObject_IsTrue(task);
     if (named < 0) {
         return NULL;
     }
@@ -1597,18 +1866,18 @@ direct_event(speedups_state *st, PyObject *values, PyObject *severity, PyObject 
             return NULL;
         }
     }
-    PyObject *lineno = or_else(PyDict_GetItemWithError(values, d->s_lineno_attr), d->zero);
-    PyObject *thread_name = or_else(PyDict_GetItemWithError(values, d->s_thread_name), d->blank);
-    PyObject *thread = or_else(PyDict_GetItemWithError(values, d->s_thread), d->zero);
-    PyObject *name = PyDict_GetItemWithError(values, d->s_name);
-    PyObject *levelno = PyDict_GetItemWithError(values, d->s_levelno);
-    PyObject *pathname = PyDict_GetItemWithError(values, d->s_pathname);
-    PyObject *created = PyDict_GetItemWithError(values, d->s_created);
+    PyObject *event = NULL;
+    PyObject *lineno = or_else(PyDict_GetItemWithError(template, d->s_lineno_attr), d->zero);
+    PyObject *thread_name = or_else(pending->thread_name, d->blank);
+    PyObject *thread = or_else(PyDict_GetItemWithError(template, d->s_thread), d->zero);
+    PyObject *name = PyDict_GetItemWithError(template, d->s_name);
+    PyObject *levelno = PyDict_GetItemWithError(template, d->s_levelno);
+    PyObject *pathname = PyDict_GetItemWithError(template, d->s_pathname);
     if (lineno != NULL && thread_name != NULL && thread != NULL && name != NULL
-        && levelno != NULL && pathname != NULL && created != NULL && event_ready(st)) {
+        && levelno != NULL && pathname != NULL && event_ready(st)) {
         PyObject *fields[EVENT_REQUIRED] = {d->source, severity, Py_None, message, Py_None,
-                                            name, levelno, pathname, lineno, created,
-                                            thread_name, thread, task, record};
+                                            name, levelno, pathname, lineno, pending->created,
+                                            thread_name, thread, task, (PyObject *)pending};
         event = st->event_type->tp_alloc(st->event_type, 0);
         if (event != NULL && fill(st, event, fields, EVENT_REQUIRED) < 0) {
             Py_CLEAR(event);
@@ -1745,11 +2014,32 @@ route_draft(speedups_state *st, PyObject *frame, PyObject *draft, PyObject *name
     return 0;
 }
 
+/* The record of this call: the draft's original (made now if it was not read yet, and
+ * kept there), or made from `pending` when no draft was made. */
+static PyObject *
+record_of(speedups_state *st, PyObject *draft, Pending *pending)
+{
+    if (draft == NULL || !event_ready(st)) {
+        PyErr_Clear();
+        return make_record(st, pending);
+    }
+    PyObject *original = EVENT_SLOT(st, draft, EVENT_ORIGINAL); /* original */
+    if (original != NULL && Py_TYPE(original) != st->pending_type) {
+        return Py_NewRef(original);
+    }
+    PyObject *record = make_record(st, pending);
+    if (record != NULL && original == (PyObject *)pending) {
+        Py_XSETREF(EVENT_SLOT(st, draft, EVENT_ORIGINAL), Py_NewRef(record));
+    }
+    return record;
+}
+
 /* The message, the event and the guards: 1 taken, 0 not taken (or failed: the record
- * goes on as without errpolicy), -1 to raise (a guard's own PolicyViolation). */
+ * goes on as without errpolicy), -1 to raise (a guard's own PolicyViolation). The
+ * draft, if one was made, in *draft. */
 static int
-offer(speedups_state *st, PyObject *frame, PyObject *msg, PyObject *args, PyObject *values,
-      PyObject *severity, PyObject *record)
+offer(speedups_state *st, PyObject *frame, PyObject *msg, PyObject *args, Pending *pending,
+      PyObject *severity, PyObject **draft)
 {
     struct direct_state *d = D(st);
     PyObject *message =
@@ -1761,12 +2051,11 @@ offer(speedups_state *st, PyObject *frame, PyObject *msg, PyObject *args, PyObje
     }
     int taken = -1;
     if (message != NULL) {
-        PyObject *draft = direct_event(st, values, severity, message, record);
+        *draft = direct_event(st, pending, severity, message);
         Py_DECREF(message);
-        if (draft != NULL) {
-            PyObject *name = PyDict_GetItemWithError(values, d->s_name);
-            taken = name == NULL ? -1 : route_draft(st, frame, draft, name);
-            Py_DECREF(draft);
+        if (*draft != NULL) {
+            PyObject *name = PyDict_GetItemWithError(pending->template, d->s_name);
+            taken = name == NULL ? -1 : route_draft(st, frame, *draft, name);
         }
     }
     if (taken >= 0) {
@@ -1776,7 +2065,9 @@ offer(speedups_state *st, PyObject *frame, PyObject *msg, PyObject *args, PyObje
         if (PyList_Check(d->kept) && PyList_GET_SIZE(d->kept) > 0) {
             PyObject *type, *value, *traceback;
             PyErr_Fetch(&type, &value, &traceback);
-            PyObject *done = PyObject_CallOneArg(d->announce, record);
+            PyObject *record = record_of(st, *draft, pending);
+            PyObject *done = record == NULL ? NULL : PyObject_CallOneArg(d->announce, record);
+            Py_XDECREF(record);
             Py_XDECREF(done);
             PyErr_Clear(); /* a broken listener must not replace the violation */
             PyErr_Restore(type, value, traceback);
@@ -1855,21 +2146,21 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
         goto python;
     }
     Py_INCREF(layer); /* held across calls into Python that may drop it from _layers */
-    PyObject *result = NULL, *record = NULL;
-    PyObject *values = record_values(st, template, level, largs, thread, extra);
-    if (values == NULL) {
+    PyObject *result = NULL, *draft = NULL, *record = NULL;
+    Pending *pending = take_pending(st, template, level, largs, thread, extra);
+    if (pending == NULL) {
         goto done;
     }
-    record = PyBaseObject_Type.tp_new((PyTypeObject *)d->record_type, d->empty, NULL);
-    if (record == NULL || PyObject_SetAttr(record, d->s_dict, values) < 0) {
-        goto done;
-    }
-    int taken = offer(st, frame, msg, largs, values, severity, record);
+    int taken = offer(st, frame, msg, largs, pending, severity, &draft);
     if (taken < 0) {
         goto done;
     }
     if (taken && !(PyList_Check(d->kept) && PyList_GET_SIZE(d->kept) > 0)) {
-        result = Py_NewRef(Py_None);
+        result = Py_NewRef(Py_None); /* nobody asked for the record: not made */
+        goto done;
+    }
+    record = record_of(st, draft, pending);
+    if (record == NULL) {
         goto done;
     }
     PyObject *call[4] = {logger, record, layer, taken ? Py_True : Py_False};
@@ -1877,7 +2168,8 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
 done:
     Py_DECREF(frame);
     Py_DECREF(layer);
-    Py_XDECREF(values);
+    Py_XDECREF(pending);
+    Py_XDECREF(draft);
     Py_XDECREF(record);
     return result;
 python:
@@ -2065,6 +2357,9 @@ static PyMethodDef module_methods[] = {
      "here as it would there (errpolicy/_direct.py's log_direct is the reference)."},
     {"setup_direct", (PyCFunction)(void (*)(void))setup_direct, METH_VARARGS | METH_KEYWORDS,
      "Hand over what log_direct reads (errpolicy._direct calls it once)."},
+    {"lazy_original", (PyCFunction)(void (*)(void))lazy_original, METH_O,
+     "lazy_original(Event): Event.original makes a record log_direct left pending on first\n"
+     "read (and keeps it)."},
     {"set_null_sink", (PyCFunction)(void (*)(void))set_null_sink, METH_O,
      "set_null_sink(NullSink): a guard's exit skips finish() where it would do nothing."},
     {NULL},
@@ -2081,6 +2376,8 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     }
     Py_VISIT(st->report_core);
     Py_VISIT(st->guard_core);
+    Py_VISIT(st->pending_type);
+    Py_VISIT(st->original_type);
     Py_VISIT(st->active);
     Py_VISIT(st->warnings_dict);
     Py_VISIT(st->front_filter);
@@ -2149,6 +2446,8 @@ speedups_clear(PyObject *module)
     }
     Py_CLEAR(st->report_core);
     Py_CLEAR(st->guard_core);
+    Py_CLEAR(st->pending_type);
+    Py_CLEAR(st->original_type);
     Py_CLEAR(st->active);
     Py_CLEAR(st->warnings_dict);
     Py_CLEAR(st->front_filter);
@@ -2363,6 +2662,11 @@ speedups_exec(PyObject *module)
     }
     st->guard_core = (PyTypeObject *)PyType_FromModuleAndSpec(module, &guard_spec, NULL);
     if (st->guard_core == NULL) {
+        return -1;
+    }
+    st->pending_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &pending_spec, NULL);
+    st->original_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &original_spec, NULL);
+    if (st->pending_type == NULL || st->original_type == NULL) {
         return -1;
     }
     if (PyModule_AddObjectRef(module, "ReportCore", (PyObject *)st->report_core) < 0

@@ -242,3 +242,70 @@ def test_the_c_twin_takes_the_call_once_the_template_is_made(
     monkeypatch.setattr(_direct_module, "_record", counting)
     events = _captured(logger, n=3)
     assert (3, 1) == (len(events), len(made))
+
+
+def test_what_changes_after_the_call_is_not_in_its_record(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record holds what was true at the call: the clock, the thread's and level's
+    names, the extra's values, whenever ``original`` is first read."""
+    clock = [_NS]
+    for module, name, tick in (
+        (time, "time", lambda: clock[0] / 1e9),
+        (time, "time_ns", lambda: clock[0]),
+        (_direct_module, "_time", lambda: clock[0] / 1e9),
+        (_direct_module, "_time_ns", lambda: clock[0]),
+    ):
+        monkeypatch.setattr(module, name, tick)
+    extra = {"outcome": "at-call"}
+    expected = _made(logger, extra=extra).__dict__
+    _captured(logger, extra=extra, n=1)
+    errpolicy.configure(sink=errpolicy.NullSink())
+    current = threading.current_thread()
+    name = current.name
+    with errpolicy.guard("t", policy=RECORD_ALL) as report:
+        errpolicy.log_direct(logger, 25, "%s", ("m",), pathname=__file__, extra=extra)
+    try:
+        clock[0] += 5_000_000_000
+        extra["outcome"] = "later"
+        current.name = "renamed-later"
+        logging.addLevelName(25, "LATER")
+        record = report.events[0].original
+    finally:
+        current.name = name
+        logging._levelToName.pop(25, None)  # type: ignore[attr-defined]
+        logging._nameToLevel.pop("LATER", None)  # type: ignore[attr-defined]
+    assert list(expected.items()) == list(record.__dict__.items())
+
+
+def test_the_record_is_one_object_and_the_event_behaves_as_a_value(
+    logger: logging.Logger,
+) -> None:
+    """``original`` is the same record on every read; equality, hashing, copying and
+    pickling of the event see it; a listener for kept records gets that same record."""
+    import copy
+    import pickle
+
+    from errpolicy import _capture
+
+    heard: list[logging.LogRecord] = []
+    _capture.RECORDS_KEPT.append(heard.append)
+    try:
+        event = _captured(logger, extra={"outcome": 1})[-1]
+    finally:
+        _capture.RECORDS_KEPT.remove(heard.append)
+    record = event.original
+    assert record is event.original is heard[-1]
+    assert event == copy.copy(event)
+    assert hash(event) == hash(copy.copy(event))
+    again = pickle.loads(pickle.dumps(event))
+    assert (record.__dict__, event.message) == (again.original.__dict__, again.message)
+
+
+def test_a_fresh_event_still_reads_and_sets_original() -> None:
+    """Events made directly keep their ``original`` as given, and it can be set as a slot."""
+    event = Event("logging", errpolicy.Severity.INFO, None, "m", None, "x", 20, "f", 1, 0.0, "t", 1, None, {"a": 1})
+    assert {"a": 1} == event.original
+    object.__setattr__(event, "original", "other")
+    assert "other" == event.original
+    assert "original" == Event.original.__name__  # type: ignore[attr-defined]
