@@ -278,5 +278,6 @@ if _core.compiled is not None and not TYPE_CHECKING:
         abc_check=_abc._abc_instancecheck,
         get_level_name=logging.getLevelName,
         thread_name=threading.Thread.name,
+        cache_token=_abc.get_cache_token,
     )
     log_direct = _core.compiled.log_direct

@@ -25,6 +25,13 @@
 #define EVENT_FIELDS 16     /* errpolicy.Event's fields, in declaration order */
 #define EVENT_REQUIRED 14   /* the last two (guard, classified_by) have defaults */
 
+/* What an event takes from a record template, borrowed from it (`lineno` and `thread`
+ * already as the event has them: 0 for a false value). */
+struct template_view {
+    PyObject *name, *levelno, *pathname, *lineno, *thread;
+    int has_task; /* the template has taskName (Python 3.12+) */
+};
+
 typedef struct {
     PyTypeObject *report_core; /* ReportCore, the base of errpolicy.Report */
     PyTypeObject *guard_core;  /* GuardCore, the base of errpolicy.Guard */
@@ -102,6 +109,7 @@ typedef struct {
          * for it (everything else the record holds is set per call). */
         PyObject *last_logger, *last_name, *last_level, *last_pathname, *last_lineno,
             *last_msg, *last_keys, *last_template;
+        struct template_view last_view;
         unsigned long last_ident;
         long last_pid;
         /* Types whose attributes were checked, and their version tags then: CPython
@@ -110,7 +118,12 @@ typedef struct {
         struct seen_type {
             PyTypeObject *type; /* compared only, never dereferenced: tags are unique */
             unsigned int tag;
-        } seen_logger, seen_record, seen_thread, seen_abc;
+        } seen_logger, seen_record, seen_thread, seen_abc, seen_report, seen_matcher,
+            seen_arg, seen_mapping;
+        int logger_plain;     /* seen_logger reads disabled/filters/name from the instance dict */
+        int arg_is_mapping;   /* isinstance(x, Mapping) for x of type seen_arg, at abc_token */
+        long long abc_token;  /* abc.get_cache_token() when that answer was found */
+        PyObject *cache_token; /* _abc.get_cache_token */
         PyObject *logger_call_handlers;
         PyObject *empty;        /* () */
         PyObject *zero;         /* 0 */
@@ -125,7 +138,7 @@ typedef struct {
             *s_thread, *s_dict, *s_level_name, *s_py_process_name, *s_task_of_record,
             *s_py_task_name, *s_multiprocessing, *s_asyncio, *s_log_asyncio_tasks, *s_takes,
             *s_capture, *s_sink, *s_prefixes, *s_dunder_call, *s_instancecheck,
-            *s_name_to_level, *s_getlevelname, *s_private_name;
+            *s_name_to_level, *s_getlevelname, *s_private_name, *s_class;
     } direct;
 } speedups_state;
 
@@ -1131,19 +1144,6 @@ attr_is(PyObject *obj, PyObject *attr, PyObject *expected)
     return same;
 }
 
-/* The truth of `attr` of `obj`, -1 on error. */
-static int
-attr_true(PyObject *obj, PyObject *attr)
-{
-    PyObject *value = PyObject_GetAttr(obj, attr);
-    if (value == NULL) {
-        return -1;
-    }
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth;
-}
-
 /* The truth of logging.<name> (a missing one reads as `missing`), -1 on error. */
 static int
 logging_switch(speedups_state *st, PyObject *name, int missing)
@@ -1188,16 +1188,100 @@ is_mapping(speedups_state *st, PyObject *obj)
                 seen_now(&d->seen_abc, meta);
             }
         }
+        /* The answer for a type stays while neither it, Mapping nor any ABC's registry
+         * (abc's cache token counts registrations) changed. */
+        PyObject *token = plain && d->cache_token != NULL ? PyObject_CallNoArgs(d->cache_token) : NULL;
+        long long now = token == NULL ? -1 : PyLong_AsLongLong(token);
+        Py_XDECREF(token);
+        if (now == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        PyTypeObject *type = Py_TYPE(obj);
+        if (plain && now >= 0 && now == d->abc_token && unchanged(&d->seen_arg, type)
+            && unchanged(&d->seen_mapping, (PyTypeObject *)d->mapping)) {
+            return d->arg_is_mapping;
+        }
         if (plain) {
             PyObject *call[2] = {d->mapping, obj};
             PyObject *answer = PyObject_Vectorcall(d->abc_check, call, 2, NULL);
             int truth = answer == NULL ? -1 : PyObject_IsTrue(answer);
             Py_XDECREF(answer);
+            /* Kept only for an object whose __class__ is its type (what abc looks at). */
+            PyObject *class = truth < 0 || now < 0 ? NULL : PyObject_GetAttr(obj, d->s_class);
+            if (class == (PyObject *)type) {
+                seen_now(&d->seen_arg, type);
+                seen_now(&d->seen_mapping, (PyTypeObject *)d->mapping);
+                d->arg_is_mapping = truth;
+                d->abc_token = now;
+            }
+            Py_XDECREF(class);
+            if (class == NULL && truth >= 0) {
+                PyErr_Clear();
+            }
             return truth;
         }
         PyErr_Clear();
     }
     return PyObject_IsInstance(obj, d->mapping);
+}
+
+/* Whether instances of the logger class `kind` get disabled, filters and name from
+ * their own dict (1): generic attribute access and no data descriptor of those names
+ * on the class. 0 if not, -1 on error. */
+static int
+logger_plain(speedups_state *st, PyTypeObject *kind)
+{
+    struct direct_state *d = D(st);
+    if (kind->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    PyObject *names[3] = {d->s_disabled, d->s_filters, d->s_name};
+    for (int i = 0; i < 3; i++) {
+        PyObject *found = PyObject_GetAttr((PyObject *)kind, names[i]);
+        if (found == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return -1;
+            }
+            PyErr_Clear();
+            continue;
+        }
+        int data = Py_TYPE(found)->tp_descr_set != NULL;
+        Py_DECREF(found);
+        if (data) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* logger.<name> (a new reference): from the instance dict for a plain logger class. */
+static PyObject *
+logger_attr(speedups_state *st, PyObject *logger, PyObject *name)
+{
+    struct direct_state *d = D(st);
+    if (d->logger_plain == 1 && unchanged(&d->seen_logger, Py_TYPE(logger))) {
+        PyObject *dict = PyObject_GenericGetDict(logger, NULL);
+        PyObject *value = dict == NULL || !PyDict_Check(dict) ? NULL : PyDict_GetItemWithError(dict, name);
+        Py_XINCREF(value);
+        Py_XDECREF(dict);
+        if (value != NULL) {
+            return value;
+        }
+        PyErr_Clear();
+    }
+    return PyObject_GetAttr(logger, name);
+}
+
+static int
+logger_attr_true(speedups_state *st, PyObject *logger, PyObject *name)
+{
+    PyObject *value = logger_attr(st, logger, name);
+    if (value == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
 }
 
 /* Whether the short path may be taken for this logger and record (1), not (0), -1 on
@@ -1244,6 +1328,11 @@ direct_applies(speedups_state *st, PyObject *frame, PyObject *logger, PyObject *
         }
         seen_now(&d->seen_logger, (PyTypeObject *)kind);
         Py_XSETREF(d->logger_call_handlers, Py_NewRef(placed));
+        d->logger_plain = logger_plain(st, (PyTypeObject *)kind);
+        if (d->logger_plain < 0) {
+            d->seen_logger.tag = 0;
+            return -1;
+        }
     }
     if (!unchanged(&d->seen_record, (PyTypeObject *)d->record_type)) {
         if ((ok = attr_is(d->record_type, d->s_get_message, d->get_message)) != 1) {
@@ -1251,7 +1340,8 @@ direct_applies(speedups_state *st, PyObject *frame, PyObject *logger, PyObject *
         }
         seen_now(&d->seen_record, (PyTypeObject *)d->record_type);
     }
-    if ((ok = attr_true(logger, d->s_disabled)) != 0 || (ok = attr_true(logger, d->s_filters)) != 0) {
+    if ((ok = logger_attr_true(st, logger, d->s_disabled)) != 0
+        || (ok = logger_attr_true(st, logger, d->s_filters)) != 0) {
         return ok < 0 ? -1 : 0;
     }
     PyObject *factory = PyDict_GetItemWithError(d->logging_dict, d->s_factory);
@@ -1297,6 +1387,7 @@ typedef struct {
     PyObject *process_name;
     PyObject *task_name;    /* NULL when the template has no taskName (Python 3.11) */
     PyObject *extra;        /* a copy of the caller's, or NULL */
+    struct template_view view; /* borrowed from template */
 } Pending;
 
 static int
@@ -1515,8 +1606,8 @@ level_name(speedups_state *st, PyObject *level)
 
 /* A PendingRecord for this call: everything LogRecord.__init__ reads now. */
 static Pending *
-take_pending(speedups_state *st, PyObject *template, PyObject *level, PyObject *args,
-             PyObject *thread, PyObject *extra)
+take_pending(speedups_state *st, PyObject *template, struct template_view *view,
+             PyObject *level, PyObject *args, PyObject *thread, PyObject *extra)
 {
     struct direct_state *d = D(st);
     Pending *pending = PyObject_GC_New(Pending, st->pending_type);
@@ -1524,6 +1615,7 @@ take_pending(speedups_state *st, PyObject *template, PyObject *level, PyObject *
         return NULL;
     }
     pending->template = Py_NewRef(template);
+    pending->view = *view; /* borrowed from the template it holds */
     pending->created = pending->thread_name = pending->levelname = NULL;
     pending->process_name = pending->task_name = pending->extra = NULL;
     pending->args = Py_NewRef(args);
@@ -1539,11 +1631,7 @@ take_pending(speedups_state *st, PyObject *template, PyObject *level, PyObject *
     if (pending->process_name == NULL) {
         goto failed;
     }
-    int tasks = PyDict_Contains(template, d->s_task_name);
-    if (tasks < 0) {
-        goto failed;
-    }
-    if (tasks) { /* Python 3.12+ */
+    if (view->has_task) { /* Python 3.12+ */
         int asyncio = PyDict_Contains(d->modules, d->s_asyncio);
         pending->task_name = asyncio < 0 ? NULL
                              : asyncio   ? call_direct(st, d->s_task_of_record)
@@ -1777,15 +1865,47 @@ same_keys(PyObject *extra, PyObject *keys)
     return 1;
 }
 
+/* The view of `template` an event needs: 0, or -1 if one is missing (an error set). */
+static int
+view_of(speedups_state *st, PyObject *template, struct template_view *view)
+{
+    struct direct_state *d = D(st);
+    PyObject *lineno = PyDict_GetItemWithError(template, d->s_lineno_attr);
+    PyObject *thread = PyDict_GetItemWithError(template, d->s_thread);
+    view->name = PyDict_GetItemWithError(template, d->s_name);
+    view->levelno = PyDict_GetItemWithError(template, d->s_levelno);
+    view->pathname = PyDict_GetItemWithError(template, d->s_pathname);
+    view->has_task = PyDict_Contains(template, d->s_task_name);
+    if (lineno == NULL || thread == NULL || view->name == NULL || view->levelno == NULL
+        || view->pathname == NULL || view->has_task < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "a record template without its fields");
+        }
+        return -1;
+    }
+    int truth = PyObject_IsTrue(lineno);
+    if (truth < 0) {
+        return -1;
+    }
+    view->lineno = truth ? lineno : d->zero;
+    truth = PyObject_IsTrue(thread);
+    if (truth < 0) {
+        return -1;
+    }
+    view->thread = truth ? thread : d->zero;
+    return 0;
+}
+
 /* The template _direct._record keeps for this call, borrowed; NULL without error if
  * there is none yet (the Python twin makes it). The last one found is kept with its
  * key's parts, compared by identity. */
 static PyObject *
 find_template(speedups_state *st, PyObject *logger, PyObject *level, PyObject *pathname,
-              PyObject *lineno, PyObject *msg, PyObject *extra, PyObject *ident)
+              PyObject *lineno, PyObject *msg, PyObject *extra, PyObject *ident,
+              struct template_view *view)
 {
     struct direct_state *d = D(st);
-    PyObject *name = PyObject_GetAttr(logger, d->s_name);
+    PyObject *name = logger_attr(st, logger, d->s_name);
     if (name == NULL) {
         return NULL;
     }
@@ -1796,6 +1916,7 @@ find_template(speedups_state *st, PyObject *logger, PyObject *level, PyObject *p
         && msg == d->last_msg && thread == d->last_ident && pid == d->last_pid
         && same_keys(extra, d->last_keys)) {
         Py_DECREF(name);
+        *view = d->last_view;
         return d->last_template;
     }
     PyObject *templates = direct_global(st, d->s_templates);
@@ -1816,7 +1937,8 @@ find_template(speedups_state *st, PyObject *logger, PyObject *level, PyObject *p
     Py_XDECREF(py_pid);
     PyObject *template = key == NULL ? NULL : PyDict_GetItemWithError(templates, key);
     Py_XDECREF(key);
-    if (template != NULL && PyDict_Check(template)) {
+    if (template != NULL && PyDict_Check(template) && view_of(st, template, view) == 0) {
+        d->last_view = *view;
         Py_XSETREF(d->last_logger, Py_NewRef(logger));
         Py_XSETREF(d->last_name, Py_NewRef(name));
         Py_XSETREF(d->last_level, Py_NewRef(level));
@@ -1842,7 +1964,6 @@ static PyObject *
 direct_event(speedups_state *st, Pending *pending, PyObject *severity, PyObject *message)
 {
     struct direct_state *d = D(st);
-    PyObject *template = pending->template;
     /* getattr(record, "taskName", None): the extra's (Python 3.11) or the one taken */
     PyObject *task = pending->extra == NULL ? NULL
                                             : PyDict_GetItemWithError(pending->extra, d->s_task_name);
@@ -1867,29 +1988,20 @@ direct_event(speedups_state *st, Pending *pending, PyObject *severity, PyObject 
         }
     }
     PyObject *event = NULL;
-    PyObject *lineno = or_else(PyDict_GetItemWithError(template, d->s_lineno_attr), d->zero);
+    struct template_view *view = &pending->view;
     PyObject *thread_name = or_else(pending->thread_name, d->blank);
-    PyObject *thread = or_else(PyDict_GetItemWithError(template, d->s_thread), d->zero);
-    PyObject *name = PyDict_GetItemWithError(template, d->s_name);
-    PyObject *levelno = PyDict_GetItemWithError(template, d->s_levelno);
-    PyObject *pathname = PyDict_GetItemWithError(template, d->s_pathname);
-    if (lineno != NULL && thread_name != NULL && thread != NULL && name != NULL
-        && levelno != NULL && pathname != NULL && event_ready(st)) {
+    if (thread_name != NULL && event_ready(st)) {
         PyObject *fields[EVENT_REQUIRED] = {d->source, severity, Py_None, message, Py_None,
-                                            name, levelno, pathname, lineno, pending->created,
-                                            thread_name, thread, task, (PyObject *)pending};
+                                            view->name, view->levelno, view->pathname,
+                                            view->lineno, pending->created, thread_name,
+                                            view->thread, task, (PyObject *)pending};
         event = st->event_type->tp_alloc(st->event_type, 0);
         if (event != NULL && fill(st, event, fields, EVENT_REQUIRED) < 0) {
             Py_CLEAR(event);
         }
     }
-    else if (!PyErr_Occurred()) {
-        PyErr_SetString(PyExc_RuntimeError, "a record without its fields");
-    }
     Py_DECREF(task);
-    Py_XDECREF(lineno);
     Py_XDECREF(thread_name);
-    Py_XDECREF(thread);
     return event;
 }
 
@@ -1902,10 +2014,15 @@ matcher_says(speedups_state *st, PyObject *scope, PyObject *name)
     if (d->matcher == NULL || (PyObject *)Py_TYPE(scope) != d->matcher || !PyUnicode_CheckExact(name)) {
         return -1;
     }
-    PyObject *call = PyDict_GetItemWithError(((PyTypeObject *)d->matcher)->tp_dict, d->s_dunder_call);
-    if (call != d->matcher_call) {
+    if (!unchanged(&d->seen_matcher, (PyTypeObject *)d->matcher)) {
+        PyObject *call = PyObject_GetAttr(d->matcher, d->s_dunder_call);
+        int plain = call == d->matcher_call;
+        Py_XDECREF(call);
         PyErr_Clear();
-        return -1;
+        if (!plain) {
+            return -1;
+        }
+        seen_now(&d->seen_matcher, (PyTypeObject *)d->matcher);
     }
     PyObject *prefixes = PyObject_GetAttr(scope, d->s_prefixes);
     if (prefixes == NULL) {
@@ -1936,6 +2053,30 @@ matcher_says(speedups_state *st, PyObject *scope, PyObject *name)
     return answer;
 }
 
+/* Whether errpolicy.Report has ReportCore's takes and capture (checked once per
+ * version of the class). */
+static int
+report_plain(speedups_state *st)
+{
+    struct direct_state *d = D(st);
+    PyTypeObject *type = st->report_type;
+    if (unchanged(&d->seen_report, type)) {
+        return 1;
+    }
+    PyObject *takes = PyObject_GetAttr((PyObject *)type, d->s_takes);
+    PyObject *capture = PyObject_GetAttr((PyObject *)type, d->s_capture);
+    PyObject *own_takes = PyDict_GetItemWithError(st->report_core->tp_dict, d->s_takes);
+    PyObject *own_capture = PyDict_GetItemWithError(st->report_core->tp_dict, d->s_capture);
+    int plain = takes != NULL && takes == own_takes && capture != NULL && capture == own_capture;
+    Py_XDECREF(takes);
+    Py_XDECREF(capture);
+    PyErr_Clear();
+    if (plain) {
+        seen_now(&d->seen_report, type);
+    }
+    return plain;
+}
+
 /* report.takes(draft), answered here for an errpolicy.Report whose policy's scope is
  * None or the logger() matcher: 1, 0, -1 on error. */
 static int
@@ -1943,8 +2084,7 @@ takes(speedups_state *st, PyObject *report, PyObject *draft, PyObject *name)
 {
     struct direct_state *d = D(st);
     PyTypeObject *type = Py_TYPE(report);
-    if (type == st->report_type && PyDict_GetItemWithError(type->tp_dict, d->s_takes) == NULL
-        && !PyErr_Occurred()) {
+    if (type == st->report_type && report_plain(st)) {
         ReportCore *core = (ReportCore *)report;
         if (!core->open) {
             return 0;
@@ -1991,9 +2131,7 @@ route_draft(speedups_state *st, PyObject *frame, PyObject *draft, PyObject *name
         }
         if (truth) {
             PyObject *done;
-            if (Py_TYPE(report) == st->report_type
-                && PyDict_GetItemWithError(st->report_type->tp_dict, d->s_capture) == NULL
-                && !PyErr_Occurred()) {
+            if (Py_TYPE(report) == st->report_type && report_plain(st)) {
                 done = report_capture((ReportCore *)report, st->report_core, &draft, 1, NULL);
             }
             else {
@@ -2054,8 +2192,7 @@ offer(speedups_state *st, PyObject *frame, PyObject *msg, PyObject *args, Pendin
         *draft = direct_event(st, pending, severity, message);
         Py_DECREF(message);
         if (*draft != NULL) {
-            PyObject *name = PyDict_GetItemWithError(pending->template, d->s_name);
-            taken = name == NULL ? -1 : route_draft(st, frame, *draft, name);
+            taken = route_draft(st, frame, *draft, pending->view.name);
         }
     }
     if (taken >= 0) {
@@ -2129,9 +2266,10 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
     PyObject *layer = NULL;
     int applies = direct_applies(st, frame, logger, largs, &layer);
     PyObject *template = NULL, *severity = NULL, *thread = NULL;
+    struct template_view view;
     if (applies == 1) {
         PyObject *ident = PyTuple_GET_ITEM(frame, 2);
-        template = find_template(st, logger, level, pathname, lineno, msg, extra, ident);
+        template = find_template(st, logger, level, pathname, lineno, msg, extra, ident, &view);
         severity = template == NULL ? NULL : PyDict_GetItemWithError(d->severities, level);
         thread = severity == NULL ? NULL : PyDict_GetItemWithError(d->threads, ident);
         if (thread == NULL) {
@@ -2147,7 +2285,7 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
     }
     Py_INCREF(layer); /* held across calls into Python that may drop it from _layers */
     PyObject *result = NULL, *draft = NULL, *record = NULL;
-    Pending *pending = take_pending(st, template, level, largs, thread, extra);
+    Pending *pending = take_pending(st, template, &view, level, largs, thread, extra);
     if (pending == NULL) {
         goto done;
     }
@@ -2187,14 +2325,15 @@ setup_direct(PyObject *module, PyObject *args, PyObject *kwargs)
                                "make_record", "record_type", "get_message",  "mapping",
                                "threads",     "level_names", "modules",      "severities",
                                "kept",        "announce",   "violation",     "matcher",
-                               "instancecheck", "abc_check", "get_level_name", "thread_name", NULL};
-    PyObject *a[24];
+                               "instancecheck", "abc_check", "get_level_name", "thread_name",
+                               "cache_token", NULL};
+    PyObject *a[25];
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "$OOOOO!O!OOOOOOO!O!O!O!O!OOO!OOOO:setup_direct", keywords, &a[0], &a[1],
+            args, kwargs, "$OOOOO!O!OOOOOOO!O!O!O!O!OOO!OOOOO:setup_direct", keywords, &a[0], &a[1],
             &a[2], &a[3], &PyDict_Type, &a[4], &PyDict_Type, &a[5], &a[6], &a[7], &a[8], &a[9],
             &a[10], &a[11], &PyDict_Type, &a[12], &PyDict_Type, &a[13], &PyDict_Type, &a[14],
             &PyDict_Type, &a[15], &PyList_Type, &a[16], &a[17], &a[18], &PyType_Type,
-            &a[19], &a[20], &a[21], &a[22], &a[23])) {
+            &a[19], &a[20], &a[21], &a[22], &a[23], &a[24])) {
         return NULL;
     }
     if (!PyType_Check(a[9]) || !PyType_Check(a[18])) {
@@ -2242,6 +2381,8 @@ setup_direct(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_XSETREF(d->abc_check, Py_NewRef(a[21]));
     Py_XSETREF(d->get_level_name, Py_NewRef(a[22]));
     Py_XSETREF(d->thread_name, Py_NewRef(a[23]));
+    Py_XSETREF(d->cache_token, Py_NewRef(a[24]));
+    d->seen_logger.tag = 0; /* what was remembered was checked against the old values */
     Py_RETURN_NONE;
 }
 
@@ -2428,6 +2569,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->direct.last_keys);
     Py_VISIT(st->direct.last_template);
     Py_VISIT(st->direct.logger_call_handlers);
+    Py_VISIT(st->direct.cache_token);
     Py_VISIT(st->direct.matcher);
     Py_VISIT(st->direct.matcher_call);
     Py_VISIT(st->direct.instancecheck);
@@ -2515,6 +2657,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->direct.last_keys);
     Py_CLEAR(st->direct.last_template);
     Py_CLEAR(st->direct.logger_call_handlers);
+    Py_CLEAR(st->direct.cache_token);
     Py_CLEAR(st->direct.matcher);
     Py_CLEAR(st->direct.matcher_call);
     Py_CLEAR(st->direct.instancecheck);
@@ -2527,6 +2670,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->direct.s_name_to_level);
     Py_CLEAR(st->direct.s_getlevelname);
     Py_CLEAR(st->direct.s_private_name);
+    Py_CLEAR(st->direct.s_class);
     Py_CLEAR(st->direct.s_pathname);
     Py_CLEAR(st->direct.s_lineno);
     Py_CLEAR(st->direct.s_extra);
@@ -2647,7 +2791,8 @@ speedups_exec(PyObject *module)
         || intern(&st->direct.s_instancecheck, "__instancecheck__") < 0
         || intern(&st->direct.s_name_to_level, "_nameToLevel") < 0
         || intern(&st->direct.s_getlevelname, "getLevelName") < 0
-        || intern(&st->direct.s_private_name, "_name") < 0) {
+        || intern(&st->direct.s_private_name, "_name") < 0
+        || intern(&st->direct.s_class, "__class__") < 0) {
         return -1;
     }
     st->direct.empty = PyTuple_New(0);
