@@ -1,4 +1,4 @@
-"""``python -m bench.notice_callgrind [--case C ...] [--json PATH]``: what one recorded notice costs.
+"""``python -m bench.notice_callgrind [--case C ...] [--json PATH]``: one recorded notice's cost.
 
 The memcache store reports a failover read with one ``errpolicy.log_direct`` NOTICE
 inside its own guard (default policy: notices recorded, only its logger in scope).
@@ -71,7 +71,8 @@ def loop(case: str) -> Callable[[int], None]:
     def direct(n: int) -> None:
         for _ in range(n):
             with guard:
-                log_direct(logger, notice, "%s", (outcome,), pathname=here, extra={"outcome": outcome})
+                extra = {"outcome": outcome}
+                log_direct(logger, notice, "%s", (outcome,), pathname=here, extra=extra)
 
     def handle(n: int) -> None:
         for _ in range(n):
@@ -93,7 +94,9 @@ def run_variant(case: str, n: int) -> None:
         run(n)
 
 
-def count_all(cases: Sequence[str], *, n1: int, n2: int, valgrind: str, jobs: int) -> dict[str, float]:
+def count_all(
+    cases: Sequence[str], *, n1: int, n2: int, valgrind: str, jobs: int
+) -> dict[str, float]:
     """Instructions per iteration of every case."""
     runs = [(c, n) for c in cases for n in (n1, n2)]
 

@@ -10,7 +10,6 @@ import multiprocessing
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import errpolicy
@@ -33,16 +32,17 @@ def logger(handler: ListHandler) -> logging.Logger:
 
 
 @pytest.fixture
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """The clock LogRecord and both twins read, fixed."""
     monkeypatch.setattr(time, "time", lambda: _NS / 1e9)
     monkeypatch.setattr(time, "time_ns", lambda: _NS)
     monkeypatch.setattr(_direct_module, "_time", lambda: _NS / 1e9)
     monkeypatch.setattr(_direct_module, "_time_ns", lambda: _NS)
-    yield
 
 
-def _captured(logger: logging.Logger, level: int = 25, extra: Any = None, n: int = 3) -> list[Event]:
+def _captured(
+    logger: logging.Logger, level: int = 25, extra: Any = None, n: int = 3
+) -> list[Event]:
     """The events of ``n`` log_direct calls in one guard (the first makes the template)."""
     errpolicy.configure(sink=errpolicy.NullSink())
     with errpolicy.guard("t", policy=RECORD_ALL) as report:
@@ -304,7 +304,8 @@ def test_the_record_is_one_object_and_the_event_behaves_as_a_value(
 
 def test_a_fresh_event_still_reads_and_sets_original() -> None:
     """Events made directly keep their ``original`` as given, and it can be set as a slot."""
-    event = Event("logging", errpolicy.Severity.INFO, None, "m", None, "x", 20, "f", 1, 0.0, "t", 1, None, {"a": 1})
+    info = errpolicy.Severity.INFO
+    event = Event("logging", info, None, "m", None, "x", 20, "f", 1, 0.0, "t", 1, None, {"a": 1})
     assert {"a": 1} == event.original
     object.__setattr__(event, "original", "other")
     assert "other" == event.original
