@@ -1155,20 +1155,22 @@ logging_switch(speedups_state *st, PyObject *name, int missing)
     return PyObject_IsTrue(value);
 }
 
-/* Whether `type` is the one seen, unchanged since (its version tag the same). */
+/* Whether `type` is the one seen, unchanged since (its version tag the same). A
+ * change to a type or a base sets its tag to 0 (no valid tag) until a lookup gives it
+ * a new one, never one it had (3.11: and clears Py_TPFLAGS_VALID_VERSION_TAG, a flag
+ * 3.13 no longer sets). */
 static inline int
 unchanged(struct seen_type *seen, PyTypeObject *type)
 {
-    return seen->type == type && seen->tag != 0
-           && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == seen->tag;
+    return seen->type == type && seen->tag != 0 && type->tp_version_tag == seen->tag;
 }
 
-/* Remember `type` as checked (after lookups on it, which give it a valid tag). */
+/* Remember `type` as checked (after lookups on it, which give it a tag). */
 static inline void
 seen_now(struct seen_type *seen, PyTypeObject *type)
 {
     seen->type = type;
-    seen->tag = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+    seen->tag = type->tp_version_tag;
 }
 
 /* isinstance(obj, collections.abc.Mapping): ABCMeta.__instancecheck__'s own call of
@@ -1938,6 +1940,8 @@ find_template(speedups_state *st, PyObject *logger, PyObject *level, PyObject *p
     PyObject *template = key == NULL ? NULL : PyDict_GetItemWithError(templates, key);
     Py_XDECREF(key);
     if (template != NULL && PyDict_Check(template) && view_of(st, template, view) == 0) {
+        /* Forgotten first: a decref below could run code that calls here again. */
+        Py_CLEAR(d->last_template);
         d->last_view = *view;
         Py_XSETREF(d->last_logger, Py_NewRef(logger));
         Py_XSETREF(d->last_name, Py_NewRef(name));
@@ -2283,7 +2287,10 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
         }
         goto python;
     }
-    Py_INCREF(layer); /* held across calls into Python that may drop it from _layers */
+    /* Held across what may run other code (a collection's finalizers, the caller's
+     * __str__), which could drop them from _layers and from the remembered template. */
+    Py_INCREF(layer);
+    Py_INCREF(template);
     PyObject *result = NULL, *draft = NULL, *record = NULL;
     Pending *pending = take_pending(st, template, &view, level, largs, thread, extra);
     if (pending == NULL) {
@@ -2306,6 +2313,7 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
 done:
     Py_DECREF(frame);
     Py_DECREF(layer);
+    Py_DECREF(template);
     Py_XDECREF(pending);
     Py_XDECREF(draft);
     Py_XDECREF(record);

@@ -310,3 +310,24 @@ def test_a_fresh_event_still_reads_and_sets_original() -> None:
     object.__setattr__(event, "original", "other")
     assert "other" == event.original
     assert "original" == Event.original.__name__  # type: ignore[attr-defined]
+
+
+def test_a_class_changed_after_the_call_is_checked_again(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the C twin remembered about a class stops counting once the class changes:
+    a makeRecord or getMessage patched later is used, as the logger's path uses it."""
+    _captured(logger)
+    real_make = logging.Logger.makeRecord
+
+    def tagging(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = real_make(self, *args, **kwargs)
+        record.tagged = True
+        return record
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", tagging)
+    assert [True] * 3 == [getattr(e.original, "tagged", False) for e in _captured(logger)]
+    monkeypatch.undo()
+    _captured(logger)
+    monkeypatch.setattr(logging.LogRecord, "getMessage", lambda self: "patched")
+    assert ["patched"] * 3 == [e.message for e in _captured(logger)]
