@@ -14,6 +14,7 @@ handlers as the hook sends it. Anything else takes the logger's own path, unchan
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -21,9 +22,10 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _capture, _hooks, _state
+from . import _capture, _core, _hooks, _state
+from . import match as _match
 from ._errors import PolicyViolation
 from ._event import new_event
 from ._severity import Severity
@@ -115,7 +117,9 @@ def _record(
     thread = _threads.get(ident)
     values["threadName"] = thread.name if thread is not None else threading.current_thread().name
     # addLevelName may have renamed the level since; multiprocessing names the process.
-    values["levelname"] = _level_names.get(level) or _level_name(level)
+    namer = logging.getLevelName  # LogRecord calls it by name: a patched one is used
+    named = _level_names.get(level) if namer is _level_name else None
+    values["levelname"] = named if named is not None else namer(level)
     values["processName"] = "MainProcess" if "multiprocessing" not in _modules else _process_name()
     if "taskName" in values:
         values["taskName"] = _task_of_record()
@@ -224,6 +228,13 @@ def log_direct(
         raise
     except Exception:  # never into the caller: the record goes on as without us
         taken = False
+    _after(logger, record, layer, taken)
+
+
+def _after(logger: logging.Logger, record: logging.LogRecord, layer: Any, taken: bool) -> None:
+    """What follows the guards' answer, as the hook does it: a record a guard took (or
+    that only guards wanted) is announced to the listeners; any other goes to the
+    handlers with capture off."""
     if taken or (
         _settings.capture_level is not None and not _settings.is_enabled_for(logger, record.levelno)
     ):
@@ -235,3 +246,38 @@ def log_direct(
         layer.__wrapped__(logger, record)
     finally:
         _active.reset(token)
+
+
+if _core.compiled is not None and not TYPE_CHECKING:
+    import _abc
+
+    # The same function in C: it takes the calls whose record's template is made and
+    # that the short path above would take, and hands every other call to this one.
+    _core.compiled.setup_direct(
+        python=log_direct,
+        after=_after,
+        direct_module=sys.modules[__name__],
+        logging_module=logging,
+        layers=_layers,
+        placed=_placed,
+        inside=_call_handlers_inside,
+        handle=_handle,
+        make_record=_make_record,
+        record_type=_LogRecord,
+        get_message=_LogRecord.getMessage,
+        mapping=Mapping,
+        threads=_threads,
+        level_names=_level_names,
+        modules=_modules,
+        severities=_severities,
+        kept=_kept,
+        announce=_capture._announce_kept,
+        violation=PolicyViolation,
+        matcher=type(_match.logger("errpolicy")),
+        instancecheck=abc.ABCMeta.__instancecheck__,
+        abc_check=_abc._abc_instancecheck,
+        get_level_name=logging.getLevelName,
+        thread_name=threading.Thread.name,
+        cache_token=_abc.get_cache_token,
+    )
+    log_direct = _core.compiled.log_direct

@@ -194,4 +194,6 @@ if _core.compiled is None:
     _fill, new_event = _py_fill, _py_new_event
 else:
     _core.compiled.setup_event(Event, _FIELDS, _DEFAULTS, Action.RAISE)
+    # log_direct's events hold what their record is made of until ``original`` is read.
+    _core.compiled.lazy_original(Event)
     _fill, new_event = _core.compiled.fill_event, _core.compiled.new_event

@@ -14,12 +14,14 @@ from ._core import GuardCore
 from ._errors import ConfigurationError
 from ._event import Action
 from ._policy import Policy
-from ._report import Report
+from ._report import _LOCK, Report
 from ._sinks import NullSink, call_safely
 from ._state import active
 
 if TYPE_CHECKING:
     from ._config import Config
+
+_RECORD = Action.RECORD
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -148,13 +150,20 @@ def _finish(report: Report, exc: BaseException | None) -> None:
     sink = config.sink if config.sink is not None else _config.resolved_sink(config)
     if type(sink) is not NullSink:  # it drops them: skip collecting them
         closed = getattr(sink, "guard_closed", None)
-        recorded = () if closed is not None else report.recorded
+        if closed is None:  # report.recorded, without its three calls
+            with _LOCK:
+                kept = (*(report._head or ()), *(report._tail or ()))
+            recorded = [event for event in kept if event.action is _RECORD]
         if closed is not None or recorded:
-            with _hooks.capture_disabled():
+            token = active.set(None)  # as _hooks.capture_disabled(): sinks are not captured
+            try:
                 if closed is not None:
                     call_safely(sink, closed, report, violation)
-                for event in recorded:
-                    call_safely(sink, sink, event)
+                else:
+                    for event in recorded:
+                        call_safely(sink, sink, event)
+            finally:
+                active.reset(token)
     if exc is None:
         if violation is not None:
             raise violation
@@ -182,5 +191,7 @@ _guard_lookup = _core.setup(
 )
 if not TYPE_CHECKING:  # the same function; in C, guard(name) is a dict lookup
     guard = _guard_lookup
+if _core.compiled is not None:  # a guard's exit skips _finish where it would do nothing
+    _core.compiled.set_null_sink(NullSink)
 
 __all__ = ["Action", "Guard", "guard"]
