@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from .soak import Fault, Kind, NodeEvent, Op, Reply, Status
+from .soak._history import Probe
 from .soak._load import Sample, Sampler, busiest
 from .soak._run import judge, load_history, save_history
 
 
 def test_a_saved_history_reads_back_equal_and_judged_the_same(tmp_path: Path) -> None:
-    """Ops (with replies), faults, nodes and the checker's verdicts survive the round trip."""
+    """Ops (with replies), faults, probes, nodes and the checker's verdicts survive the round
+    trip."""
     ops = (
         Op("A", 0, "s1", Kind.SAVE, Status.OK, 1.0, 1.01, 10, frozenset({"n1", "n2"})),
         Op(
@@ -32,14 +34,21 @@ def test_a_saved_history_reads_back_equal_and_judged_the_same(tmp_path: Path) ->
     )
     events = (NodeEvent("n2", Fault.PAUSE, 1.5, 1.51), NodeEvent("n2", Fault.RESUME, 1.9, 1.91))
     samples = (Sample(2.0, 0.3, 9.5),)
+    probes = (
+        Probe("A", "n2", 1.6, 1.61, 2.11, "timeout"),
+        Probe("B", "n2", 1.95, 1.95, 1.96, "ok"),
+    )
     nodes = ("n1", "n2", "n3")
-    result = judge("B", 5.0, ops, events, nodes, frozenset({"n3"}), True, 0.5, samples)
+    result = judge(
+        "B", 5.0, ops, events, nodes, frozenset({"n3"}), True, 0.5, samples, probes=probes
+    )
     path = tmp_path / "B.jsonl.gz"
     save_history(result, path, seed=7)
     again = load_history(path)
-    assert (ops, events, ("n1", "n2", "n3"), frozenset({"n3"}), 0.5) == (
+    assert (ops, events, probes, ("n1", "n2", "n3"), frozenset({"n3"}), 0.5) == (
         again.ops,
         again.events,
+        again.probes,
         again.nodes,
         again.evicting,
         again.t0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import random
+import time
 from typing import Any, cast
 
 import errpolicy
@@ -17,6 +18,7 @@ from errpolicy_memcache.testing import MemcachedCluster
 from .soak import Fault, Kind, NodeEvent, Op, Recorder, Status, Timeline
 from .soak._history import thaw
 from .soak._nemesis import FAULTS, Deck
+from .soak._probes import watch
 from .soak._recovery import recoveries
 from .soak._workload import Outcomes, Worker
 
@@ -116,6 +118,37 @@ def test_a_read_refused_because_running_nodes_stalled_counts_as_waiting(
     timeouts = {r.node for r in refused.replies if r.status == "timeout"}
     assert (Status.FAIL, {s.address for s in holders}) == (refused.status, timeouts)
     assert (0, 1) == (window.refused, window.timed_out)
+
+
+def test_each_probe_of_a_killed_node_is_recorded_with_its_result(
+    cluster: MemcachedCluster,
+) -> None:
+    """The store's prober probes a killed node: each probe is recorded as refused, then
+    the first after the node's restart as ok."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    outcomes = Outcomes()
+    store = MemcacheSessionStore(
+        cluster.addresses, "soak-secret-key-0123456789abcdef", on_outcome=outcomes
+    )
+    watch(store, "A", recorder)
+    worker = Worker(0, {"A": store}, {"A": outcomes}, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    server = next(s for s in cluster.servers if s.address in _last(recorder).nodes)
+    server.kill()  # a holder: the session's reads ask it
+    deadline = time.monotonic() + 30
+    while not recorder.probes() and time.monotonic() < deadline:
+        worker.read("A", sid)  # failures on the killed node open its breaker
+        time.sleep(0.01)
+    server.restart()
+    while recorder.probes()[-1].status != "ok" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    probes = recorder.probes()
+    assert {("A", server.address)} == {(p.process, p.node) for p in probes}
+    assert ("refused", "ok") == (probes[0].status, probes[-1].status)
+    assert all(p.claimed <= p.start <= p.end for p in probes)
+    store.close()
 
 
 class _Broken:

@@ -60,7 +60,25 @@ def _slow_windows(result: Result, limit: int) -> list[str]:
         lines.append("```")
         lines.extend(op.describe(result.t0) for op in refused[-limit:])
         lines.append("```")
+        lines.extend(_probes(result, window.back, window.back + window.seconds))
     return lines
+
+
+PROBES_BEFORE = 1.0  # seconds before all-back whose probes a slow window's report shows
+
+
+def _probes(result: Result, back: float, last: float) -> list[str]:
+    """The probes that ended after ``PROBES_BEFORE`` seconds before all-back and began
+    before the last refused read ended: where the prober's time went."""
+    shown = [
+        probe
+        for probe in result.probes
+        if probe.end >= back - PROBES_BEFORE and probe.start <= last
+    ]
+    if not shown:
+        return []
+    shown.sort(key=lambda probe: (probe.process, probe.start))
+    return ["", "Probes:", "```", *(probe.describe(result.t0) for probe in shown), "```"]
 
 
 def main(argv: list[str] | None = None) -> int:
