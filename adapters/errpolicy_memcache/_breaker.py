@@ -65,6 +65,10 @@ class CircuitBreaker:
     of :meth:`probe` gets True (the store's prober, off the request path); the probe's
     success closes the breaker, its failure reopens it. ``on_open`` is called (outside
     the lock) each time the breaker opens: the store wakes its prober.
+
+    It also keeps what :meth:`failed_throughout` needs to vouch for a copy: when the
+    current streak of failures began, and whether the evidence since has a gap in which
+    the node may have come back unseen (see there).
     """
 
     def __init__(
@@ -87,7 +91,13 @@ class CircuitBreaker:
         self._retry_at = 0.0
         self._probed_at = 0.0  # when the last probe began
         self._rejoined_at: float | None = None
-        self._failing_since: float | None = None  # the first failure of the current streak
+        # The first failure of the streak heard without a gap since (failed_throughout),
+        # the last time the node was heard failing or a probe of it began, and the
+        # longest silence that is no gap: the longest backoff, twice over, for a late
+        # prober thread on a busy machine.
+        self._failing_since: float | None = None
+        self._heard_at = -math.inf
+        self._gap = 2 * max_backoff
         self._refused = False
         self._faults = faults
         self._on_open = on_open
@@ -123,6 +133,7 @@ class CircuitBreaker:
             if self._failures == 0 or now < self._retry_at:  # closed meanwhile, or not due
                 return False
             self._state = BreakerState.HALF_OPEN
+            self._heard(now)
             self._probed_at = now
             self._retry_at = now + self._current_backoff
             return True
@@ -147,10 +158,22 @@ class CircuitBreaker:
 
     def failed_throughout(self, since: float) -> bool:
         """True if every request and probe to the node failed from ``since`` (or before)
-        until now: no answer in between, so no write reached it from this process, and
-        another process's only between two probes (``max_backoff`` apart)."""
+        until now, with no silence longer than twice ``max_backoff`` in between: no
+        answer, so no write reached it from this process, and another process's only if
+        the node came back, took it and failed again within one such silence.
+
+        A probe's start and its failure are heard; between them it waits at most its
+        timeout (a hung node's), under that silence with the default options. A
+        longer silence (the process stalled: a long garbage collection, CPU
+        starvation, SIGSTOP, also between a probe's claim and its send) is a gap in
+        the evidence: the node may have come back in it, taken another process's
+        newer save and failed again, so the streak counts from the first failure or
+        probe after the gap, and a silence up to now counts too.
+        """
         at = self._failing_since
-        return at is not None and at <= since and self._failures > 0
+        if at is None or at > since or self._failures == 0:
+            return False
+        return self._clock() - self._heard_at <= self._gap
 
     def success(self) -> None:
         """Record an answer: the breaker closes and the count restarts."""
@@ -194,8 +217,10 @@ class CircuitBreaker:
         self._mark()
         self._refused = refused
         with self._lock:
+            now = self._clock()
             if self._failures == 0:
-                self._failing_since = self._clock()
+                self._failing_since = now
+            self._heard(now)
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN:  # the probe failed
                 if refused:
@@ -210,6 +235,13 @@ class CircuitBreaker:
             self._open()
         if self._on_open is not None:
             self._on_open()
+
+    def _heard(self, now: float) -> None:
+        """The node is heard failing (or probed) at ``now``; after a longer silence the
+        streak's evidence starts over (under the lock)."""
+        if now - self._heard_at > self._gap:
+            self._failing_since = now
+        self._heard_at = now
 
     def _open(self) -> None:
         self._state = BreakerState.OPEN
