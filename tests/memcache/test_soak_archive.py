@@ -11,6 +11,7 @@ import pytest
 from .soak import Fault, Kind, NodeEvent, Op, Reply, Status
 from .soak._history import Probe
 from .soak._load import Sample, Sampler, busiest
+from .soak._probes import found_back
 from .soak._run import judge, load_history, save_history
 
 
@@ -83,3 +84,19 @@ def test_the_sampler_records_wake_ups_until_stopped() -> None:
     assert samples
     assert all(sample.lag >= 0 for sample in samples)
     assert [s.at for s in samples] == sorted(s.at for s in samples)
+
+
+def test_a_node_is_found_back_by_each_process_that_probed_it_while_away() -> None:
+    """The time from a node's return to each probing process's first answered probe;
+    a process that did not probe it while away is left out."""
+    events = (NodeEvent("n1", Fault.KILL, 1.0, 1.01), NodeEvent("n1", Fault.START, 5.0, 5.02))
+    probes = (
+        Probe("A", "n1", 4.5, 4.5, 4.51, "refused"),
+        Probe("A", "n1", 4.9, 4.9, 4.91, "refused"),
+        Probe("A", "n1", 5.3, 5.3, 5.32, "ok"),
+        Probe("B", "n1", 4.95, 4.95, 4.96, "refused"),
+        Probe("B", "n1", 5.01, 5.05, 5.06, "ok"),
+        Probe("C", "n1", 9.0, 9.0, 9.01, "ok"),
+    )
+    found = [(f.process, f.node, f.back, round(f.seconds, 3)) for f in found_back(events, probes)]
+    assert [("A", "n1", 5.02, 0.3), ("B", "n1", 5.02, 0.04)] == found

@@ -9,6 +9,7 @@ from pathlib import Path
 from ._checker import VIOLATIONS
 from ._history import Kind, Status
 from ._load import busiest
+from ._probes import found_back
 from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
@@ -133,6 +134,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.scenario}: threads woke up late by {lags[len(lags) // 2]:.3f} s "
                 f"(median), {lags[-1]:.3f} s (most); load average up to {load:.1f}"
             )
+        if result.probes:
+            statuses: dict[str, int] = {}
+            for probe in result.probes:
+                statuses[probe.status] = statuses.get(probe.status, 0) + 1
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+            print(f"{result.scenario}: {len(result.probes)} probes ({counts})")
+            slow = found_back(result.events, result.probes)[:3]
+            if slow:
+                found = "; ".join(
+                    f"{f.seconds:.3f} s ({f.process}, {f.node} back at {f.back - result.t0:.3f} s)"
+                    for f in slow
+                )
+                print(f"{result.scenario}: slowest from a node's return to its probe: {found}")
         waits = " ".join(f"{w.waited:.2f}" for w in result.windows if w.timed_out)
         if waits:
             print(f"{result.scenario}: reads that waited on a running node's timeout: {waits}")

@@ -4,14 +4,16 @@ time a prober took to find the nodes back; the probes show where that time went.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from errpolicy_memcache import MemcacheSessionStore
 
-from ._history import Probe, Recorder
+from ._history import Fault, NodeEvent, Probe, Recorder
 
 Run = Callable[[Sequence[tuple[Any, Sequence[Any]]]], list[Any]]
 
@@ -51,3 +53,43 @@ def watch(store: MemcacheSessionStore, process: str, recorder: Recorder) -> None
 
     prober.claim = claiming  # type: ignore[method-assign]  # an instance's own hook
     prober._execute = probing
+
+
+AWAY = 1.0  # seconds before a return in which a probe shows the node was being probed
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """``process``'s prober found ``node`` back: the node was back (started or resumed)
+    at ``back``, and the first probe it answered ended ``seconds`` later."""
+
+    process: str
+    node: str
+    back: float
+    seconds: float
+
+
+def found_back(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Found]:
+    """For each node's return and each process that probed the node while it was away
+    (a probe that ended in the second before the return), when that process's prober
+    found it back, slowest first. A return no process probed for is left out: its
+    breakers were closed, nothing to find."""
+    by_node: dict[tuple[str, str], list[Probe]] = {}
+    for probe in sorted(probes, key=lambda p: p.end):
+        by_node.setdefault((probe.process, probe.node), []).append(probe)
+    found: list[Found] = []
+    for event in events:
+        if event.fault not in (Fault.START, Fault.RESUME):
+            continue
+        for (process, node), kept in by_node.items():
+            if node != event.node:
+                continue
+            ends = [p.end for p in kept]
+            before = bisect.bisect_left(ends, event.start - AWAY)
+            after = bisect.bisect_left(ends, event.end)
+            if before == after:
+                continue  # not probed while away
+            first = next((p for p in kept[after:] if p.status == "ok"), None)
+            if first is not None:
+                found.append(Found(process, node, event.end, first.end - event.end))
+    return sorted(found, key=lambda f: -f.seconds)
