@@ -338,3 +338,17 @@ def test_a_probe_after_a_stall_starts_the_streak_over() -> None:
     assert breaker.probe()
     breaker.failure()
     assert (False, True) == (breaker.failed_throughout(100.0), breaker.failed_throughout(120.0))
+
+
+def test_an_open_breaker_whose_next_probe_is_not_due_is_heard_on_schedule() -> None:
+    """A first backoff longer than the silence allowed (retry_after above
+    max_retry_after, as the outage benchmark sets it): the process is not late until
+    well past the probe's due time, so the streak holds until then."""
+    clock = Clock()
+    breaker = CircuitBreaker(3, backoff=3600.0, max_backoff=5.0, clock=clock)
+    for _ in range(3):
+        breaker.failure()
+    clock.now += 60.0
+    on_schedule = breaker.failed_throughout(100.0)
+    clock.now += 3600.0
+    assert (True, False) == (on_schedule, breaker.failed_throughout(100.0))

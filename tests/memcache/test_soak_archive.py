@@ -11,7 +11,7 @@ import pytest
 from .soak import Fault, Kind, NodeEvent, Op, Reply, Status
 from .soak._history import Probe
 from .soak._load import Sample, Sampler, busiest
-from .soak._probes import found_back
+from .soak._probes import Found, found_back
 from .soak._run import judge, load_history, save_history
 
 
@@ -88,8 +88,13 @@ def test_the_sampler_records_wake_ups_until_stopped() -> None:
 
 def test_a_node_is_found_back_by_each_process_that_probed_it_while_away() -> None:
     """The time from a node's return to each probing process's first answered probe;
-    a process that did not probe it while away is left out."""
-    events = (NodeEvent("n1", Fault.KILL, 1.0, 1.01), NodeEvent("n1", Fault.START, 5.0, 5.02))
+    a process whose next probe came only after the node went down again (C) is left
+    out."""
+    events = (
+        NodeEvent("n1", Fault.KILL, 1.0, 1.01),
+        NodeEvent("n1", Fault.START, 5.0, 5.02),
+        NodeEvent("n1", Fault.KILL, 8.0, 8.01),
+    )
     probes = (
         Probe("A", "n1", 4.5, 4.5, 4.51, "refused"),
         Probe("A", "n1", 4.9, 4.9, 4.91, "refused"),
@@ -97,6 +102,24 @@ def test_a_node_is_found_back_by_each_process_that_probed_it_while_away() -> Non
         Probe("B", "n1", 4.95, 4.95, 4.96, "refused"),
         Probe("B", "n1", 5.01, 5.05, 5.06, "ok"),
         Probe("C", "n1", 9.0, 9.0, 9.01, "ok"),
+        Probe("D", "n1", 5.1, 5.1, 5.11, "ok"),  # opened just before the return
     )
     found = [(f.process, f.node, f.back, round(f.seconds, 3)) for f in found_back(events, probes)]
-    assert [("A", "n1", 5.02, 0.3), ("B", "n1", 5.02, 0.04)] == found
+    assert [("A", "n1", 5.02, 0.3), ("D", "n1", 5.02, 0.09), ("B", "n1", 5.02, 0.04)] == found
+
+
+def test_a_node_answering_before_its_return_is_recorded_is_found_at_once() -> None:
+    """A probe answered while the restart was still being recorded counts as 0 s; a
+    node that went down again before any probe is left out."""
+    events = (
+        NodeEvent("n1", Fault.START, 5.0, 5.02),
+        NodeEvent("n2", Fault.RESUME, 5.0, 5.01),
+        NodeEvent("n2", Fault.PAUSE, 6.0, 6.01),
+    )
+    probes = (
+        Probe("A", "n1", 4.9, 4.9, 4.91, "refused"),
+        Probe("A", "n1", 5.01, 5.01, 5.015, "ok"),
+        Probe("A", "n2", 4.5, 4.5, 4.99, "timeout"),
+        Probe("A", "n2", 7.0, 7.0, 7.01, "ok"),
+    )
+    assert [Found("A", "n1", 5.02, 0.0)] == found_back(events, probes)

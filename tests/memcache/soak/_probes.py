@@ -5,6 +5,7 @@ time a prober took to find the nodes back; the probes show where that time went.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -55,7 +56,7 @@ def watch(store: MemcacheSessionStore, process: str, recorder: Recorder) -> None
     prober._execute = probing
 
 
-AWAY = 1.0  # seconds before a return in which a probe shows the node was being probed
+AWAY = 1.0  # seconds before a return from which a probe shows the node being probed
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,26 +71,37 @@ class Found:
 
 
 def found_back(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Found]:
-    """For each node's return and each process that probed the node while it was away
-    (a probe that ended in the second before the return), when that process's prober
-    found it back, slowest first. A return no process probed for is left out: its
-    breakers were closed, nothing to find."""
+    """For each node's return and each process that probed the node around it (a probe
+    that ended from a second before the return began until the node next went down),
+    when that process's prober found it back: its first answered probe, 0 if that
+    came before the return was recorded as done; slowest first. A process with no
+    probe then is left out (its breaker stayed closed: nothing to find)."""
     by_node: dict[tuple[str, str], list[Probe]] = {}
     for probe in sorted(probes, key=lambda p: p.end):
         by_node.setdefault((probe.process, probe.node), []).append(probe)
+    ordered = sorted(events, key=lambda e: e.start)
     found: list[Found] = []
-    for event in events:
+    for index, event in enumerate(ordered):
         if event.fault not in (Fault.START, Fault.RESUME):
             continue
+        down = next(
+            (
+                later.start
+                for later in ordered[index + 1 :]
+                if later.node == event.node and later.fault in (Fault.KILL, Fault.PAUSE)
+            ),
+            math.inf,
+        )
         for (process, node), kept in by_node.items():
             if node != event.node:
                 continue
             ends = [p.end for p in kept]
-            before = bisect.bisect_left(ends, event.start - AWAY)
-            after = bisect.bisect_left(ends, event.end)
-            if before == after:
-                continue  # not probed while away
-            first = next((p for p in kept[after:] if p.status == "ok"), None)
-            if first is not None:
-                found.append(Found(process, node, event.end, first.end - event.end))
+            near = bisect.bisect_left(ends, event.start - AWAY)
+            if near == len(kept) or kept[near].end >= down:
+                continue  # not probing around the return: its breaker stayed closed
+            back = bisect.bisect_left(ends, event.start)
+            first = next((p for p in kept[back:] if p.status == "ok"), None)
+            if first is not None and first.end < down:
+                seconds = max(0.0, first.end - event.end)
+                found.append(Found(process, node, event.end, seconds))
     return sorted(found, key=lambda f: -f.seconds)
