@@ -11,7 +11,7 @@ import pytest
 from .soak import Fault, Kind, NodeEvent, Op, Reply, Status
 from .soak._history import Probe
 from .soak._load import Sample, Sampler, busiest
-from .soak._probes import Found, found_back
+from .soak._probes import Found, found_back, unanswered
 from .soak._run import judge, load_history, save_history
 
 
@@ -123,3 +123,16 @@ def test_a_node_answering_before_its_return_is_recorded_is_found_at_once() -> No
         Probe("A", "n2", 7.0, 7.0, 7.01, "ok"),
     )
     assert [Found("A", "n1", 5.02, 0.0)] == found_back(events, probes)
+
+
+def test_a_probe_that_timed_out_after_its_node_came_back_is_unanswered() -> None:
+    """A probe in flight across the node's resume that still timed out is listed; one
+    that timed out before the resume, or was answered, is not."""
+    events = (NodeEvent("n1", Fault.PAUSE, 1.0, 1.01), NodeEvent("n1", Fault.RESUME, 3.0, 3.01))
+    probes = (
+        Probe("A", "n1", 2.0, 2.0, 2.5, "timeout"),
+        Probe("A", "n1", 2.6, 2.6, 3.1, "timeout"),
+        Probe("B", "n1", 2.7, 2.7, 3.02, "ok"),
+        Probe("A", "n2", 2.6, 2.6, 3.1, "timeout"),
+    )
+    assert [probes[1]] == unanswered(events, probes)

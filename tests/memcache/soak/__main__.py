@@ -9,7 +9,7 @@ from pathlib import Path
 from ._checker import VIOLATIONS
 from ._history import Kind, Status
 from ._load import busiest
-from ._probes import found_back
+from ._probes import found_back, unanswered
 from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
@@ -147,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                     for f in slow
                 )
                 print(f"{result.scenario}: slowest from a node's return to its probe: {found}")
+            late = unanswered(result.events, result.probes)
+            if late:
+                shown = ", ".join(probe.describe(result.t0) for probe in late[:5])
+                print(
+                    f"{result.scenario}: {len(late)} probes timed out although their node "
+                    f"was back before they ended: {shown}"
+                )
         waits = " ".join(f"{w.waited:.2f}" for w in result.windows if w.timed_out)
         if waits:
             print(f"{result.scenario}: reads that waited on a running node's timeout: {waits}")

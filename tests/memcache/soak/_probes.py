@@ -105,3 +105,26 @@ def found_back(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Fou
                 seconds = max(0.0, first.end - event.end)
                 found.append(Found(process, node, event.end, seconds))
     return sorted(found, key=lambda f: -f.seconds)
+
+
+def unanswered(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Probe]:
+    """The probes that timed out although their node was back (started or resumed)
+    before they ended: sent while the node was down or hung, they were not answered in
+    the time left once it ran again (a node starved of CPU on a busy machine, say). The
+    prober probes again only once such a probe ends, so each can hold a node's breaker
+    open for up to the read timeout after the node is back."""
+    backs: dict[str, list[float]] = {}
+    for event in events:
+        if event.fault in (Fault.START, Fault.RESUME):
+            backs.setdefault(event.node, []).append(event.end)
+    for found in backs.values():
+        found.sort()
+    late: list[Probe] = []
+    for probe in probes:
+        if probe.status != "timeout":
+            continue
+        times = backs.get(probe.node, [])
+        at = bisect.bisect_left(times, probe.start)
+        if at < len(times) and times[at] < probe.end:
+            late.append(probe)
+    return sorted(late, key=lambda p: p.start)
