@@ -128,3 +128,23 @@ def unanswered(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Pro
         if at < len(times) and times[at] < probe.end:
             late.append(probe)
     return sorted(late, key=lambda p: p.start)
+
+
+def held_open(
+    events: Iterable[NodeEvent], probes: Iterable[Probe]
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """For each ``(process, node)``, the spans in which an :func:`unanswered` probe kept
+    the node's breaker open: from the probe's start until the same process's next
+    probe of the node was answered (the prober sends it as the first one ends), or the
+    first one's end if the next was not answered."""
+    probes = list(probes)
+    by_node: dict[tuple[str, str], list[Probe]] = {}
+    for probe in sorted(probes, key=lambda p: p.start):
+        by_node.setdefault((probe.process, probe.node), []).append(probe)
+    spans: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for probe in unanswered(events, probes):
+        kept = by_node[probe.process, probe.node]
+        after = [p for p in kept if p.start >= probe.end]
+        end = after[0].end if after and after[0].status == "ok" else probe.end
+        spans.setdefault((probe.process, probe.node), []).append((probe.start, end))
+    return spans

@@ -18,7 +18,7 @@ from ._checker import VIOLATIONS, Report, Verdict, check
 from ._history import NodeEvent, Op, Probe, Recorder, Timeline, thaw
 from ._load import Collection, Sample, Sampler
 from ._nemesis import Nodes
-from ._probes import watch
+from ._probes import held_open, watch
 from ._recovery import Recovery, median, recoveries, slowest
 from ._scenarios import SCENARIOS
 from ._workload import Outcomes, Worker
@@ -195,7 +195,7 @@ def judge(
 ) -> Result:
     """Check a history and measure its recovery windows."""
     timeline = Timeline(events, evicting)
-    windows = tuple(recoveries(ops, timeline, nodes))
+    windows = tuple(recoveries(ops, timeline, nodes, held_open(events, probes)))
     report = check(ops, timeline)
     return Result(
         scenario,
