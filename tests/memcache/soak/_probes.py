@@ -14,7 +14,7 @@ from typing import Any
 
 from errpolicy_memcache import MemcacheSessionStore
 
-from ._history import Fault, NodeEvent, Probe, Recorder
+from ._history import Fault, NodeEvent, Probe, Recorder, Timeline
 
 Run = Callable[[Sequence[tuple[Any, Sequence[Any]]]], list[Any]]
 
@@ -133,18 +133,24 @@ def unanswered(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Pro
 def held_open(
     events: Iterable[NodeEvent], probes: Iterable[Probe]
 ) -> dict[tuple[str, str], list[tuple[float, float]]]:
-    """For each ``(process, node)``, the spans in which an :func:`unanswered` probe kept
-    the node's breaker open: from the probe's start until the same process's next
-    probe of the node was answered (the prober sends it as the first one ends), or the
-    first one's end if the next was not answered."""
-    probes = list(probes)
+    """For each ``(process, node)``, the spans in which a probe of a node that was
+    running kept its breaker open: a probe that ended while its node was up (back
+    before it ended, or up all along) waited on that node from its start until it was
+    answered, or, if it timed out, until the same process's next probe of the node was
+    answered (the prober sends it as the first one ends)."""
+    timeline = Timeline(tuple(events))
     by_node: dict[tuple[str, str], list[Probe]] = {}
     for probe in sorted(probes, key=lambda p: p.start):
         by_node.setdefault((probe.process, probe.node), []).append(probe)
     spans: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for probe in unanswered(events, probes):
-        kept = by_node[probe.process, probe.node]
-        after = [p for p in kept if p.start >= probe.end]
-        end = after[0].end if after and after[0].status == "ok" else probe.end
-        spans.setdefault((probe.process, probe.node), []).append((probe.start, end))
+    for (process, node), kept in by_node.items():
+        for index, probe in enumerate(kept):
+            if not timeline.up_throughout(node, probe.end, probe.end):
+                continue  # the node was away when the probe ended: nothing waited on it
+            end = probe.end
+            if probe.status != "ok":
+                after = kept[index + 1] if index + 1 < len(kept) else None
+                if after is not None and after.status == "ok":
+                    end = after.end
+            spans.setdefault((process, node), []).append((probe.start, end))
     return spans
