@@ -50,6 +50,7 @@ class BreakerState(StrEnum):
 # Looked up once for the hot checks: on 3.11 each Enum.MEMBER lookup goes through
 # EnumType.__getattr__'s hook (about 600 instructions; every read and save checks).
 _CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
 
 
 class CircuitBreaker:
@@ -65,6 +66,10 @@ class CircuitBreaker:
     of :meth:`probe` gets True (the store's prober, off the request path); the probe's
     success closes the breaker, its failure reopens it. ``on_open`` is called (outside
     the lock) each time the breaker opens: the store wakes its prober.
+
+    It also keeps what :meth:`failed_throughout` needs to vouch for a copy: when the
+    current streak of failures began, and whether the evidence since has a gap in which
+    the node may have come back unseen (see there).
     """
 
     def __init__(
@@ -87,7 +92,13 @@ class CircuitBreaker:
         self._retry_at = 0.0
         self._probed_at = 0.0  # when the last probe began
         self._rejoined_at: float | None = None
-        self._failing_since: float | None = None  # the first failure of the current streak
+        # The first failure of the streak heard without a gap since (failed_throughout),
+        # the last time the node was heard failing or a probe of it began, and how late
+        # past that (or past a probe's due time) the next may come without a gap: the
+        # longest backoff, twice over (a late prober thread on a busy machine).
+        self._failing_since: float | None = None
+        self._heard_at = -math.inf
+        self._gap = 2 * max_backoff
         self._refused = False
         self._faults = faults
         self._on_open = on_open
@@ -122,6 +133,7 @@ class CircuitBreaker:
             now = self._clock()
             if self._failures == 0 or now < self._retry_at:  # closed meanwhile, or not due
                 return False
+            self._heard(now)
             self._state = BreakerState.HALF_OPEN
             self._probed_at = now
             self._retry_at = now + self._current_backoff
@@ -147,10 +159,26 @@ class CircuitBreaker:
 
     def failed_throughout(self, since: float) -> bool:
         """True if every request and probe to the node failed from ``since`` (or before)
-        until now: no answer in between, so no write reached it from this process, and
-        another process's only between two probes (``max_backoff`` apart)."""
+        until now, heard on schedule: no answer, so no write reached it from this
+        process, and another process's only if the node came back, took it and failed
+        again between two probes.
+
+        Each failure and each probe's start is heard. The next must come no later than
+        twice ``max_backoff`` after the last one, or after the next probe was due while
+        the breaker is open (a probe in flight waits out its timeout within that with
+        the default options). A process that stalled longer (a long garbage
+        collection, CPU starvation, SIGSTOP, also between a probe's claim and its send)
+        has a gap in its evidence: the node may have come back in it, taken another
+        process's newer save and failed again. The streak then counts from the first
+        failure or probe after the gap, and a gap up to now counts too.
+        """
         at = self._failing_since
-        return at is not None and at <= since and self._failures > 0
+        if at is None or at > since or self._failures == 0:
+            return False
+        due = self._heard_at  # _late() inlined: the outage read asks this of each node
+        if self._state is _OPEN and self._retry_at > due:
+            due = self._retry_at
+        return self._clock() - due <= self._gap
 
     def success(self) -> None:
         """Record an answer: the breaker closes and the count restarts."""
@@ -194,8 +222,10 @@ class CircuitBreaker:
         self._mark()
         self._refused = refused
         with self._lock:
+            now = self._clock()
+            self._heard(now)
             if self._failures == 0:
-                self._failing_since = self._clock()
+                self._failing_since = now
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN:  # the probe failed
                 if refused:
@@ -210,6 +240,22 @@ class CircuitBreaker:
             self._open()
         if self._on_open is not None:
             self._on_open()
+
+    def _late(self, now: float) -> bool:
+        """True if nothing was heard of the node for too long at ``now``: more than
+        twice ``max_backoff`` past the last failure or probe start, or past the next
+        probe's due time while open (a process stalled, or its prober did)."""
+        due = self._heard_at
+        if self._state is _OPEN and self._retry_at > due:
+            due = self._retry_at
+        return now - due > self._gap
+
+    def _heard(self, now: float) -> None:
+        """The node is heard failing (or probed) at ``now``, before the state changes;
+        after a gap the streak's evidence starts over (under the lock)."""
+        if self._late(now):
+            self._failing_since = now
+        self._heard_at = now
 
     def _open(self) -> None:
         self._state = BreakerState.OPEN

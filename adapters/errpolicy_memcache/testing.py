@@ -53,6 +53,23 @@ def find_memcached() -> str | None:
     return None
 
 
+def _served_by(port: int) -> int | None:
+    """The pid of the memcached answering on ``port`` (from its ``stats``), or None if
+    what answers is not (yet) memcached."""
+    with socket.create_connection((_HOST, port), timeout=0.5) as sock:
+        sock.sendall(b"stats\r\n")
+        reply = b""
+        while not reply.endswith(b"END\r\n") and len(reply) < 65536:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    for line in reply.split(b"\r\n"):
+        if line.startswith(b"STAT pid "):
+            return int(line[9:])
+    return None
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_HOST, 0))
@@ -166,12 +183,15 @@ class MemcachedServer:
             if not self.running:
                 raise MemcachedError(f"memcached exited at start: {self._read_log()!r}")
             try:
-                with socket.create_connection((_HOST, self.port), timeout=0.5) as sock:
-                    sock.sendall(b"version\r\n")
-                    if sock.recv(64).startswith(b"VERSION"):
-                        return
+                pid = _served_by(self.port)
             except OSError:
-                pass
+                pid = None
+            if pid is not None:
+                # Another process may have taken the port while this one was down (a
+                # restart keeps its port): its answer must not pass for this server's.
+                if self._proc is not None and pid == self._proc.pid:
+                    return
+                raise MemcachedError(f"port {self.port} is served by another process ({pid})")
             if time.monotonic() > deadline:
                 raise MemcachedError(f"memcached on port {self.port} did not become ready")
             time.sleep(0.01)

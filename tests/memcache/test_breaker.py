@@ -286,3 +286,69 @@ def test_a_refused_probe_starts_the_backoff_over() -> None:
     breaker.failure(refused=True)
     clock.now += 2.0
     assert breaker.probe()
+
+
+def test_failed_throughout_starts_over_after_a_silence_longer_than_twice_the_backoff() -> None:
+    """Failures 11 s apart (max_backoff 5 s): the node may have been back in between, so
+    the streak counts from the second; a silence up to now counts the same."""
+    clock = Clock()
+    breaker = CircuitBreaker(3, 2.0, 5.0, clock=clock)
+    breaker.failure()
+    clock.now += 10.0
+    steady = breaker.failed_throughout(100.0)
+    clock.now += 1.0
+    silent = breaker.failed_throughout(100.0)
+    breaker.failure()
+    assert (True, False) == (steady, silent)
+    assert (False, True) == (breaker.failed_throughout(105.0), breaker.failed_throughout(111.0))
+
+
+def test_failed_throughout_holds_while_probes_keep_failing() -> None:
+    """An open breaker whose probes begin every backoff and fail (a hung node's after
+    waiting out a timeout) keeps its streak."""
+    clock = Clock()
+    breaker = opened(clock)
+    for _ in range(6):
+        clock.now += 5.0
+        assert breaker.probe()
+        clock.now += 3.0
+        breaker.failure()
+    assert breaker.failed_throughout(100.0)
+
+
+def test_a_probe_that_waited_longer_than_the_silence_allowed_starts_the_streak_over() -> None:
+    """A probe that failed 30 s after its claim (the process stalled before it was sent,
+    say): the node may have come back meanwhile, also while it is still in flight."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 5.0
+    assert breaker.probe()
+    clock.now += 30.0
+    in_flight = breaker.failed_throughout(100.0)
+    breaker.failure()
+    assert (False, False) == (in_flight, breaker.failed_throughout(100.0))
+
+
+def test_a_probe_after_a_stall_starts_the_streak_over() -> None:
+    """The prober stalled 20 s (no probe although one was due): the probe after it
+    begins a new streak, so the node may have come back during the stall."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 20.0
+    assert breaker.probe()
+    breaker.failure()
+    assert (False, True) == (breaker.failed_throughout(100.0), breaker.failed_throughout(120.0))
+
+
+def test_an_open_breaker_whose_next_probe_is_not_due_is_heard_on_schedule() -> None:
+    """A first backoff longer than the silence allowed (retry_after above
+    max_retry_after, as the outage benchmark sets it): the process is not late until
+    well past the probe's due time, so the streak holds until then."""
+    clock = Clock()
+    breaker = CircuitBreaker(3, backoff=3600.0, max_backoff=5.0, clock=clock)
+    for _ in range(3):
+        breaker.failure()
+    clock.now += 60.0
+    on_schedule = breaker.failed_throughout(100.0)
+    clock.now += 3600.0
+    assert (True, False) == (on_schedule, breaker.failed_throughout(100.0))

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from .soak import Fault, Kind, NodeEvent, Op, Reply, Status, Timeline, Verdict, check
+from .soak._history import Probe
+from .soak._probes import held_open
 from .soak._recovery import recoveries
 
 N1, N2, N3 = "n1", "n2", "n3"
@@ -330,4 +332,44 @@ def test_a_breaker_opened_by_timeouts_on_a_running_node_is_the_machine_not_the_s
     ]
     (window,) = recoveries(ops, timeline, [N1, N2])
     expected = (1, pytest.approx(0.8), 2, pytest.approx(0.7))
+    assert expected == (window.refused, window.seconds, window.timed_out, window.waited)
+
+
+def test_a_breaker_a_returned_node_left_its_probe_unanswered_is_the_machine() -> None:
+    """n1 resumes at 2.01 while A's probe of it (sent at 1.8) waits; the probe times out
+    at 2.3 all the same (the node did not answer in the time left) and the next, sent
+    at once, is answered at 2.35: A's reads skipping n1 until then waited on the node;
+    B's skip of n1 after its probe was answered is the store's."""
+    events = (event(N1, Fault.PAUSE, 1), event(N1, Fault.RESUME, 2))
+    probes = (
+        Probe("A", N1, 1.8, 1.8, 2.3, "timeout"),
+        Probe("A", N1, 2.3, 2.3, 2.35, "ok"),
+        Probe("B", N1, 1.9, 1.9, 2.02, "ok"),
+    )
+    ops = [
+        refused(2.1, (N1, "skipped"), (N2, "hit")),
+        refused(2.32, (N1, "skipped"), (N2, "hit")),
+        refused(2.04, (N1, "skipped"), (N2, "hit"), process="B"),
+        read(3.5, None),
+    ]
+    timeline = Timeline(events)
+    (window,) = recoveries(ops, timeline, [N1, N2], held_open(events, probes))
+    expected = (1, pytest.approx(0.04), 2, pytest.approx(0.32))
+    assert expected == (window.refused, window.seconds, window.timed_out, window.waited)
+
+
+def test_a_breaker_held_open_by_a_probe_a_running_node_answered_late_is_the_machine() -> None:
+    """n1 back at 2.01; A's first probe after it, sent at 2.1, is answered only at 2.4
+    (the node was slow): A's reads skipping n1 meanwhile waited on it; the read
+    skipping n1 before that probe was sent is the store's (its backoff)."""
+    events = (event(N1, Fault.KILL, 1), event(N1, Fault.START, 2))
+    probes = (Probe("A", N1, 1.9, 1.9, 1.91, "refused"), Probe("A", N1, 2.1, 2.1, 2.4, "ok"))
+    ops = [
+        refused(2.05, (N1, "skipped"), (N2, "hit")),
+        refused(2.2, (N1, "skipped"), (N2, "hit")),
+        refused(2.35, (N1, "skipped"), (N2, "hit")),
+        read(3.5, None),
+    ]
+    (window,) = recoveries(ops, Timeline(events), [N1, N2], held_open(events, probes))
+    expected = (1, pytest.approx(0.05), 2, pytest.approx(0.35))
     assert expected == (window.refused, window.seconds, window.timed_out, window.waited)

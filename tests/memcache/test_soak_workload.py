@@ -4,20 +4,26 @@ a documented refusal as ``fail``, a failed write as ``unknown``, anything else a
 
 from __future__ import annotations
 
+import errno
 import gc
 import random
+import socket
+import threading
+import time
 from typing import Any, cast
 
 import errpolicy
 import pytest
 
 from errpolicy_memcache import MemcacheSessionStore
-from errpolicy_memcache.testing import MemcachedCluster
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedError
 
 from .soak import Fault, Kind, NodeEvent, Op, Recorder, Status, Timeline
 from .soak._history import thaw
-from .soak._nemesis import FAULTS, Deck
+from .soak._nemesis import FAULTS, Deck, Nodes
+from .soak._probes import watch
 from .soak._recovery import recoveries
+from .soak._scenarios import SCENARIOS
 from .soak._workload import Outcomes, Worker
 
 pytestmark = pytest.mark.memcached
@@ -118,6 +124,37 @@ def test_a_read_refused_because_running_nodes_stalled_counts_as_waiting(
     assert (0, 1) == (window.refused, window.timed_out)
 
 
+def test_each_probe_of_a_killed_node_is_recorded_with_its_result(
+    cluster: MemcachedCluster,
+) -> None:
+    """The store's prober probes a killed node: each probe is recorded as refused, then
+    the first after the node's restart as ok."""
+    errpolicy.configure(sink=errpolicy.NullSink())
+    recorder = Recorder()
+    outcomes = Outcomes()
+    store = MemcacheSessionStore(
+        cluster.addresses, "soak-secret-key-0123456789abcdef", on_outcome=outcomes
+    )
+    watch(store, "A", recorder)
+    worker = Worker(0, {"A": store}, {"A": outcomes}, recorder)
+    worker.create("A")
+    (sid,) = worker.live
+    server = next(s for s in cluster.servers if s.address in _last(recorder).nodes)
+    server.kill()  # a holder: the session's reads ask it
+    deadline = time.monotonic() + 30
+    while not recorder.probes() and time.monotonic() < deadline:
+        worker.read("A", sid)  # failures on the killed node open its breaker
+        time.sleep(0.01)
+    server.restart()
+    while recorder.probes()[-1].status != "ok" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    probes = recorder.probes()
+    assert {("A", server.address)} == {(p.process, p.node) for p in probes}
+    assert ("refused", "ok") == (probes[0].status, probes[-1].status)
+    assert all(p.claimed <= p.start <= p.end for p in probes)
+    store.close()
+
+
 class _Broken:
     """A store whose every read raises an exception the documentation does not promise."""
 
@@ -156,3 +193,46 @@ def test_the_recorder_keeps_its_history_out_of_the_collectors_walks() -> None:
         thaw()
     assert frozen >= 200
     assert 0 == gc.get_freeze_count()
+
+
+def test_a_killed_nodes_port_cannot_be_taken_until_it_is_started(memcached_binary: str) -> None:
+    """While a node is killed its port refuses connections and no other socket can bind
+    it (a free-port pick elsewhere could take it); started again, the node answers."""
+    with Nodes(Recorder(), count=1) as nodes:
+        server = nodes.servers[0]
+        nodes.kill(0)
+        with socket.socket() as other, pytest.raises(OSError, match="in use") as bound:
+            other.bind((server.host, server.port))
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, server.port), timeout=1.0).close()
+        nodes.start(0)
+        with socket.create_connection((server.host, server.port), timeout=2.0) as sock:
+            sock.sendall(b"version\r\n")
+            answer = sock.recv(64)
+    assert (errno.EADDRINUSE, True) == (bound.value.errno, answer.startswith(b"VERSION"))
+
+
+class _FailingLane:
+    """Nodes whose every fault raises when injected from a thread other than the main one."""
+
+    servers = [object()] * 5
+    evicting: frozenset[int] = frozenset()
+
+    def __getattr__(self, name: str) -> Any:
+        def fault(index: int) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                raise MemcachedError(f"{name} failed in the other lane")
+
+        return fault
+
+
+def test_a_fault_that_fails_in_the_other_lane_stops_the_schedule() -> None:
+    """Scenario B's second lane raising ends the schedule with its error (it used to be
+    printed by the thread and the first lane went on with a node it did not heal)."""
+    calls = iter(range(200))
+
+    def wait(delay: float) -> bool:
+        return next(calls) >= 199  # the run's end, after many faults
+
+    with pytest.raises(MemcachedError, match="other lane"):
+        SCENARIOS["B"].schedule(cast("Any", _FailingLane()), random.Random(1), wait)

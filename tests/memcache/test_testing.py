@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedError, MemcachedServer
 
 pytestmark = pytest.mark.memcached
 
@@ -66,3 +66,14 @@ def test_a_cluster_uses_distinct_ports(memcached_binary: str) -> None:
     with MemcachedCluster(3) as cluster:
         ports = {server.port for server in cluster.servers}
     assert (3, [False] * 3) == (len(ports), [s.running for s in cluster.servers])
+
+
+def test_a_restart_on_a_port_another_server_took_raises(memcached_binary: str) -> None:
+    """A port taken by another memcached while the server was down: restart() raises,
+    where the other server's answer used to pass for this one's (which had exited)."""
+    with MemcachedServer(memory_mb=8) as server:
+        server.kill()
+        with MemcachedServer(port=server.port, memory_mb=8) as other:
+            with pytest.raises(MemcachedError, match="served by another process"):
+                server.restart()
+            assert (False, True) == (server.running, answers(other))

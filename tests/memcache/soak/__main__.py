@@ -9,6 +9,7 @@ from pathlib import Path
 from ._checker import VIOLATIONS
 from ._history import Kind, Status
 from ._load import busiest
+from ._probes import found_back, unanswered
 from ._run import Result, load_history, run, save_history, table
 from ._scenarios import SCENARIOS
 
@@ -60,7 +61,25 @@ def _slow_windows(result: Result, limit: int) -> list[str]:
         lines.append("```")
         lines.extend(op.describe(result.t0) for op in refused[-limit:])
         lines.append("```")
+        lines.extend(_probes(result, window.back, window.back + window.seconds))
     return lines
+
+
+PROBES_BEFORE = 1.0  # seconds before all-back whose probes a slow window's report shows
+
+
+def _probes(result: Result, back: float, last: float) -> list[str]:
+    """The probes that ended after ``PROBES_BEFORE`` seconds before all-back and began
+    before the last refused read ended: where the prober's time went."""
+    shown = [
+        probe
+        for probe in result.probes
+        if probe.end >= back - PROBES_BEFORE and probe.start <= last
+    ]
+    if not shown:
+        return []
+    shown.sort(key=lambda probe: (probe.process, probe.start))
+    return ["", "Probes:", "```", *(probe.describe(result.t0) for probe in shown), "```"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +134,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.scenario}: threads woke up late by {lags[len(lags) // 2]:.3f} s "
                 f"(median), {lags[-1]:.3f} s (most); load average up to {load:.1f}"
             )
+        if result.probes:
+            statuses: dict[str, int] = {}
+            for probe in result.probes:
+                statuses[probe.status] = statuses.get(probe.status, 0) + 1
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+            print(f"{result.scenario}: {len(result.probes)} probes ({counts})")
+            slow = found_back(result.events, result.probes)[:3]
+            if slow:
+                found = "; ".join(
+                    f"{f.seconds:.3f} s ({f.process}, {f.node} back at {f.back - result.t0:.3f} s)"
+                    for f in slow
+                )
+                print(f"{result.scenario}: slowest from a node's return to its probe: {found}")
+            late = unanswered(result.events, result.probes)
+            if late:
+                shown = ", ".join(probe.describe(result.t0) for probe in late[:5])
+                print(
+                    f"{result.scenario}: {len(late)} probes timed out although their node "
+                    f"was back before they ended: {shown}"
+                )
         waits = " ".join(f"{w.waited:.2f}" for w in result.windows if w.timed_out)
         if waits:
             print(f"{result.scenario}: reads that waited on a running node's timeout: {waits}")

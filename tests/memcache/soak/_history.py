@@ -170,6 +170,27 @@ class Timeline:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One breaker probe of ``node`` by one store (``process``): its breaker let it
+    through (``claimed``), it was sent (``start``) and answered or failed (``end``);
+    ``status`` is ``ok`` or the failure's kind (``refused``, ``timeout``...)."""
+
+    process: str
+    node: str
+    claimed: float
+    start: float
+    end: float
+    status: str
+
+    def describe(self, t0: float = 0.0) -> str:
+        """One line for a slow window's report."""
+        return (
+            f"[{self.start - t0:8.3f}-{self.end - t0:8.3f}] {self.process} probe {self.node}: "
+            f"{self.status} (claimed {self.claimed - t0:.3f})"
+        )
+
+
 FREEZE_EVERY = 10_000  # ops recorded between two gc.freeze() calls
 
 
@@ -188,6 +209,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._ops: list[Op] = []
         self._events: list[NodeEvent] = []
+        self._probes: list[Probe] = []
         self._freeze_every = freeze_every
 
     def op(self, op: Op) -> None:
@@ -202,6 +224,11 @@ class Recorder:
         with self._lock:
             self._events.append(event)
 
+    def probe(self, probe: Probe) -> None:
+        """Record one breaker probe."""
+        with self._lock:
+            self._probes.append(probe)
+
     def ops(self) -> list[Op]:
         """A copy of the operations so far."""
         with self._lock:
@@ -211,6 +238,11 @@ class Recorder:
         """A copy of the node events so far."""
         with self._lock:
             return list(self._events)
+
+    def probes(self) -> list[Probe]:
+        """A copy of the probes so far."""
+        with self._lock:
+            return list(self._probes)
 
 
 def thaw() -> None:
@@ -228,6 +260,6 @@ def by_session(ops: Iterable[Op]) -> dict[str, list[Op]]:
     return grouped
 
 
-def describe_all(items: Sequence[Op | NodeEvent], t0: float) -> list[str]:
-    """Ops and events merged by start time, one line each."""
+def describe_all(items: Sequence[Op | NodeEvent | Probe], t0: float) -> list[str]:
+    """Ops, events and probes merged by start time, one line each."""
     return [item.describe(t0) for item in sorted(items, key=lambda item: item.start)]

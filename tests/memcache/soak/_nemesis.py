@@ -27,6 +27,7 @@ class Nodes:
         self.servers += [MemcachedServer(memory_mb=2) for _ in range(evicting)]
         self.evicting = frozenset(range(count - evicting, count))
         self._lock = threading.Lock()
+        self._held: dict[int, socket.socket] = {}  # the ports of killed nodes, reserved
         self._stop = threading.Event()
         self._fillers: list[threading.Thread] = []
 
@@ -58,6 +59,9 @@ class Nodes:
             filler.join(timeout=5)
         for server in self.servers:
             server.stop()
+        for held in self._held.values():
+            held.close()
+        self._held.clear()
 
     def _fill(self, index: int) -> None:
         """Keep writing items of about a session's size, so the node evicts sessions."""
@@ -90,12 +94,34 @@ class Nodes:
         self._recorder.event(NodeEvent(server.address, fault, start, end))
 
     def kill(self, index: int) -> None:
-        """SIGKILL: the node is gone, with everything it held."""
-        self._do(index, Fault.KILL, MemcachedServer.kill)
+        """SIGKILL: the node is gone, with everything it held.
+
+        Its port stays reserved until :meth:`start`: bound but not listening, so a
+        connection is refused as by a dead node, and no other process can take the port
+        meanwhile (the ports are in the ephemeral range: any test run on the machine
+        picking a free port, or any connection's local port, could; a node restarted
+        then failed to bind and exited while the other process's memcached answered for
+        it, and the nemesis later found it stopped).
+        """
+
+        def kill(server: MemcachedServer) -> None:
+            server.kill()
+            if index not in self._held:
+                self._held[index] = _reserve(server.port)
+
+        self._do(index, Fault.KILL, kill)
 
     def start(self, index: int) -> None:
-        """Start an empty node on the same port (after :meth:`kill`)."""
-        self._do(index, Fault.START, MemcachedServer.restart)
+        """Start an empty node on the same port (after :meth:`kill`), then free the
+        port's reservation (memcached binds beside it: both reuse the address)."""
+
+        def start(server: MemcachedServer) -> None:
+            server.restart()
+            held = self._held.pop(index, None)
+            if held is not None:
+                held.close()
+
+        self._do(index, Fault.START, start)
 
     def restart(self, index: int) -> None:
         """Kill and start at once: the node comes back empty."""
@@ -130,6 +156,18 @@ class Nodes:
             if server.running and not server.paused and int(server.stats()["evictions"]):
                 found.add(server.address)
         return frozenset(found)
+
+
+def _reserve(port: int) -> socket.socket:
+    """A socket bound to ``port`` on loopback, not listening."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        held.bind(("127.0.0.1", port))
+    except OSError:
+        held.close()
+        raise
+    return held
 
 
 def _flush_all(server: MemcachedServer) -> None:

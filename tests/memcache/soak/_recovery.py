@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from errpolicy_memcache import NodeStatus
@@ -47,25 +47,52 @@ class Recovery:
         return 0.0 if self.last_timeout is None else self.last_timeout - self.back
 
 
-def waited(read: Op, timeline: Timeline, slow: Set[tuple[str, str]] = frozenset()) -> bool:
+Held = Mapping[tuple[str, str], Sequence[tuple[float, float]]]
+
+
+def waited(
+    read: Op,
+    timeline: Timeline,
+    slow: Set[tuple[str, str]] = frozenset(),
+    held: Held | None = None,
+) -> bool:
     """True if the refused ``read`` was refused only because a running node did not
     answer in time: every node that failed either timed out while it was up throughout
     the read, or was skipped by a breaker that opened on such a timeout (``slow``: the
     ``(process, node)`` pairs whose reads saw a running node time out earlier in the
-    window). A node skipped for any other reason, or failing otherwise, makes it the
-    store's refusal; so does a refusal with no node failing."""
+    window), or that a probe kept open (``held``: for each ``(process, node)``, the
+    spans from the start of a probe that timed out although the node was back before
+    it ended, until that process's next probe of it was answered). A node skipped for
+    any other reason, or failing otherwise, makes it the store's refusal; so does a
+    refusal with no node failing."""
     failed = [reply for reply in read.replies if NodeStatus(reply.status).failed]
     return bool(failed) and all(
         (
             reply.status == NodeStatus.TIMEOUT
             and timeline.up_throughout(reply.node, read.start, read.end)
         )
-        or (reply.status == NodeStatus.SKIPPED and (read.process, reply.node) in slow)
+        or (
+            reply.status == NodeStatus.SKIPPED
+            and (
+                (read.process, reply.node) in slow
+                or _held(held, read.process, reply.node, read.start)
+            )
+        )
         for reply in failed
     )
 
 
-def _split(reads: Sequence[Op], timeline: Timeline) -> tuple[list[Op], list[Op]]:
+def _held(held: Held | None, process: str, node: str, at: float) -> bool:
+    """True if a probe that a running node did not answer kept ``node``'s breaker in
+    ``process`` open at ``at``."""
+    if not held:
+        return False
+    return any(start <= at <= end for start, end in held.get((process, node), ()))
+
+
+def _split(
+    reads: Sequence[Op], timeline: Timeline, held: Held | None = None
+) -> tuple[list[Op], list[Op]]:
     """The refused ``reads`` of one window (sorted by start): those the store refused,
     and those that :func:`waited` on a running node's timeout."""
     timeouts = sorted(
@@ -84,12 +111,16 @@ def _split(reads: Sequence[Op], timeline: Timeline) -> tuple[list[Op], list[Op]]
             slow.add(timeouts[seen][1:])
             seen += 1
         if op.status is Status.FAIL:
-            (timed_out if waited(op, timeline, slow) else refused).append(op)
+            (timed_out if waited(op, timeline, slow, held) else refused).append(op)
     return refused, timed_out
 
 
-def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> list[Recovery]:
-    """One :class:`Recovery` per moment at which the last unreachable node came back."""
+def recoveries(
+    ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str], held: Held | None = None
+) -> list[Recovery]:
+    """One :class:`Recovery` per moment at which the last unreachable node came back;
+    ``held``: the spans in which a probe a running node did not answer kept a breaker
+    open (see :func:`waited`)."""
     events = sorted(timeline.events, key=lambda e: e.end)
     reads = sorted((op for op in ops if op.kind is Kind.READ), key=lambda op: op.start)
     windows: list[Recovery] = []
@@ -107,7 +138,7 @@ def recoveries(ops: Iterable[Op], timeline: Timeline, nodes: Sequence[str]) -> l
         if until == float("inf"):
             until = max((op.end for op in reads), default=back)
         inside = [op for op in reads if back <= op.start and op.end < until]
-        refused, timed_out = _split(inside, timeline)
+        refused, timed_out = _split(inside, timeline, held)
         windows.append(
             Recovery(
                 back,

@@ -15,9 +15,10 @@ from errpolicy_memcache import MemcacheSessionStore
 
 from . import _archive
 from ._checker import VIOLATIONS, Report, Verdict, check
-from ._history import NodeEvent, Op, Recorder, Timeline, thaw
+from ._history import NodeEvent, Op, Probe, Recorder, Timeline, thaw
 from ._load import Collection, Sample, Sampler
 from ._nemesis import Nodes
+from ._probes import held_open, watch
 from ._recovery import Recovery, median, recoveries, slowest
 from ._scenarios import SCENARIOS
 from ._workload import Outcomes, Worker
@@ -43,6 +44,7 @@ class Result:
     evicting: frozenset[str] = frozenset()
     samples: tuple[Sample, ...] = ()
     collections: tuple[Collection, ...] = ()
+    probes: tuple[Probe, ...] = ()
 
     def row(self) -> list[str]:
         """The scenario's line in the table."""
@@ -123,6 +125,8 @@ def run(
                 )
                 for name in outcomes
             }
+            for name, store in stores.items():
+                watch(store, name, recorder)
             crew = [Worker(i, stores, outcomes, recorder, seed=seed) for i in range(workers)]
             healed = threading.Event()
             stop = threading.Event()
@@ -162,7 +166,17 @@ def run(
     ops, events = tuple(recorder.ops()), tuple(recorder.events())
     nodes_ = tuple(nodes.addresses)
     return judge(
-        scenario, seconds, ops, events, nodes_, evicting, recovered, t0, samples, collections
+        scenario,
+        seconds,
+        ops,
+        events,
+        nodes_,
+        evicting,
+        recovered,
+        t0,
+        samples,
+        collections,
+        tuple(recorder.probes()),
     )
 
 
@@ -177,10 +191,11 @@ def judge(
     t0: float,
     samples: tuple[Sample, ...] = (),
     collections: tuple[Collection, ...] = (),
+    probes: tuple[Probe, ...] = (),
 ) -> Result:
     """Check a history and measure its recovery windows."""
     timeline = Timeline(events, evicting)
-    windows = tuple(recoveries(ops, timeline, nodes))
+    windows = tuple(recoveries(ops, timeline, nodes, held_open(events, probes)))
     report = check(ops, timeline)
     return Result(
         scenario,
@@ -195,6 +210,7 @@ def judge(
         evicting,
         samples,
         collections,
+        probes,
     )
 
 
@@ -212,12 +228,12 @@ def save_history(result: Result, path: Path, **extra: Any) -> None:
         "collections": [[c.at, c.generation, c.seconds] for c in result.collections],
         **extra,
     }
-    _archive.save(path, header, result.ops, result.events)
+    _archive.save(path, header, result.ops, result.events, result.probes)
 
 
 def load_history(path: Path) -> Result:
     """A history written by :func:`save_history`, judged again by the current checker."""
-    header, ops, events = _archive.load(path)
+    header, ops, events, probes = _archive.load(path)
     return judge(
         header["scenario"],
         header["seconds"],
@@ -229,4 +245,5 @@ def load_history(path: Path) -> Result:
         header["t0"],
         tuple(Sample(*sample) for sample in header.get("samples", ())),
         tuple(Collection(*found) for found in header.get("collections", ())),
+        probes,
     )

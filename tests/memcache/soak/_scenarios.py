@@ -30,11 +30,13 @@ def two_faulty(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
     """Two lanes of faults: at most two nodes faulty at a time, often overlapping."""
     busy: set[int] = set()
     lock = threading.Lock()
+    done = threading.Event()  # a lane failed: the other stops too
+    errors: list[BaseException] = []
 
     def lane(seed: float) -> None:
         lane_rng = random.Random(seed)
         deck = Deck(lane_rng)
-        while True:
+        while not done.is_set():
             with lock:
                 index = lane_rng.choice([i for i in range(len(nodes.servers)) if i not in busy])
                 busy.add(index)
@@ -46,10 +48,22 @@ def two_faulty(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
             if wait(lane_rng.uniform(0.1, 0.8)):
                 return
 
-    other = threading.Thread(target=lane, args=(rng.random(),), daemon=True)
+    def other_lane(seed: float) -> None:
+        try:
+            lane(seed)
+        except BaseException as exc:  # raised in the scenario's thread, below
+            errors.append(exc)
+            done.set()
+
+    other = threading.Thread(target=other_lane, args=(rng.random(),), daemon=True)
     other.start()
-    lane(rng.random())
-    other.join()
+    try:
+        lane(rng.random())
+    finally:
+        done.set()
+        other.join()
+    if errors:
+        raise errors[0]
 
 
 def all_down(nodes: Nodes, rng: random.Random, wait: Wait) -> None:
