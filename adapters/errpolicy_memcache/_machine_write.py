@@ -82,7 +82,9 @@ class Writing(Locking):
         created = session._created or now
         version = self._next_version(session._version)
         life = ttl or session.ttl or self._idle_ttl
-        payload = session._encoded()
+        payload = session._payload  # Session._encoded's usual case: data never read
+        if payload is None or session._data_cache is not None:
+            payload = session._encoded()
         expiry = life  # core.effective_ttl's usual case, without its min()s and max()es
         if self._absolute_ttl is not None:
             left = int(created + self._absolute_ttl - now)

@@ -128,7 +128,6 @@ class StoreMetrics:
         "_save_buckets",
         "_save_homes",
         "_save_total",
-        "_saves",
         "_totals",
     )
 
@@ -144,8 +143,8 @@ class StoreMetrics:
         self._hit_total = 0.0
         self._hit_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._hit_nodes: dict[Node, int] = {}
-        # The usual save's own counters (merged by snapshot), as the fast read's.
-        self._saves = 0
+        # The usual save's own counters (merged by snapshot), as the fast read's; the
+        # buckets' sum is the count.
         self._save_total = 0.0
         self._save_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._save_homes: dict[frozenset[str], int] = {}
@@ -205,7 +204,6 @@ class StoreMetrics:
         lock = self._lock
         lock.acquire()
         try:
-            self._saves += 1
             self._save_total += elapsed
             self._save_buckets[bucket] += 1
             counted = self._save_homes
@@ -237,8 +235,9 @@ class StoreMetrics:
                 for i, n in enumerate(self._hit_buckets):
                     start[i] += n
                 totals[_START] = totals.get(_START, 0.0) + self._hit_total
-            if self._saves:
-                outcomes[_SAVE, _OK] = outcomes.get((_SAVE, _OK), 0) + self._saves
+            saves = sum(self._save_buckets)
+            if saves:
+                outcomes[_SAVE, _OK] = outcomes.get((_SAVE, _OK), 0) + saves
                 for homes, n in self._save_homes.items():
                     for address in homes:
                         stored = (address, _STORED)
