@@ -13,11 +13,12 @@ from ._core import Known, Op, Write
 from ._envelope import Record
 from ._errors import InvalidSessionId, SessionExists, SessionTooLarge
 from ._ids import is_valid_session_id, new_session_id, storage_key
+from ._machine import _VERIFIED_BLOB_MAX
 from ._machine_lock import Locking
 from ._node import Node, Reply
 from ._options import check_ttl
 from ._outcome import NodeStatus, Outcome, OutcomeKind
-from ._sealed import new_acked, new_record, store_command
+from ._sealed import new_acked, new_record, save_command
 from ._session import Session
 from ._steps import HOME_STORE, ROUND, Steps
 from ._wire import Command, add, delete, set_
@@ -25,8 +26,11 @@ from ._wire import Command, add, delete, set_
 __all__ = ["Saving", "Writing", "check_id"]
 
 #: What :meth:`Writing.prepare_save` decided: the Known to store at home in one round
-#: (or None), the command, the operation, the Known, the record, its bytes, ``created``.
-Saving: TypeAlias = tuple[Known | None, Command, Op, Known | None, Record, bytes, float]
+#: (or None), the command, the operation (None for the home round: made only if needed),
+#: the Known, the record, its bytes, ``created``, and when the save began.
+Saving: TypeAlias = tuple[
+    Known | None, Command, Op | None, Known | None, Record, bytes, float, float
+]
 
 # The usual save's members, looked up once: on 3.11 each Enum.MEMBER goes through
 # EnumType.__getattr__'s hook (about 600 instructions).
@@ -70,6 +74,7 @@ class Writing(Locking):
         and the :class:`Known` whose home nodes the driver may store it on in one round
         now (``saving[0]``; None: :meth:`save`'s steps do it all). Every save pays
         this: no generator here (see docs/design.md)."""
+        start = time.perf_counter()
         sid = session._id
         known = self._known.get(sid)
         key = known.key if known is not None else storage_key(self._prefix, sid)
@@ -77,22 +82,27 @@ class Writing(Locking):
         created = session._created or now
         version = self._next_version(session._version)
         life = ttl or session.ttl or self._idle_ttl
-        record = new_record((version, self._writer, created, now, life, session._encoded()))
-        if life > self._settle_after:  # rare: checked here to spare the call
-            self._note_lifetime(record)
+        payload = session._payload  # Session._encoded's usual case: data never read
+        if payload is None or session._data_cache is not None:
+            payload = session._encoded()
         expiry = life  # core.effective_ttl's usual case, without its min()s and max()es
         if self._absolute_ttl is not None:
             left = int(created + self._absolute_ttl - now)
             if left < expiry:
                 expiry = left if left > 1 else 1
-        if not 0 < life <= core.MAX_TTL:
-            expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
-        command = store_command(self._keys, key, record, expiry, must_create)  # signed in C
+        if life > self._settle_after or not 0 < life <= core.MAX_TTL:  # rare
+            record = new_record((version, self._writer, created, now, life, payload))
+            if life > self._settle_after:
+                self._note_lifetime(record)
+            if not 0 < life <= core.MAX_TTL:
+                expiry = core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, now)
+        record, command = save_command(  # the record and its command made and signed in C
+            self._keys, key, version, self._writer, created, now, life, payload, expiry, must_create
+        )
         blob = command.value
         assert blob is not None
         if len(blob) > self._max_size:
             raise SessionTooLarge(len(blob), self._max_size)
-        op = Op("session.save", key)
         home: Known | None = None
         if not must_create and session._lock is None:
             if known is None:
@@ -103,28 +113,46 @@ class Writing(Locking):
                     if node.breaker.state is not CLOSED:
                         home = None
                         break
-        return (home, command, op, known, record, blob, created)
+        op = Op("session.save", key, start) if home is None else None
+        return (home, command, op, known, record, blob, created, start)
 
     def home_saved(
         self, session: Session, ttl: int | None, saving: Saving, began: float
     ) -> Outcome | None:
-        """The usual save's end: every home node stored the command (no I/O)."""
-        known, command, op, _, record, blob, created = saving
+        """The usual save's end: every home node stored the command (no I/O). What
+        :meth:`_saved` does, inline: this runs on every save."""
+        known, command, _, _, record, blob, created, start = saving
         assert known is not None
         home = known.home
-        elapsed = time.perf_counter() - began
         for node in home:
             node.breaker.success()
-            op.results.append((node.address, command.name, STORED, elapsed, ""))
         if ttl is not None:
             session.ttl = ttl
+        version = record.version
         if self._on_outcome is None:  # an OK save is silent: count it
-            elapsed = time.perf_counter() - op.start
-            self._metrics.record(op.name, OK, op.results, elapsed)
+            self._metrics.saved(known.homes, time.perf_counter() - start)
             outcome = None
         else:
-            outcome = self._finish(op, OutcomeKind.OK, home[0], record.version)
-        self._saved(session, known, blob, record, record.version, created, home)
+            op = Op("session.save", known.key, start)
+            elapsed = time.perf_counter() - began
+            for node in home:
+                op.results.append((node.address, command.name, STORED, elapsed, ""))
+            outcome = self._finish(op, OK, home[0], version)
+        session.new = False
+        session.modified = False
+        session._version = version
+        session._created = created
+        acked = known.acked  # Known.ack's rule for a copy that is no tombstone, inline
+        if acked is None or not (acked.tombstone or acked.version > version):
+            known.acked = new_acked((version, False, known.homes, self._faults.now()))
+        sid = session._id
+        remembered = self._known
+        if len(blob) <= _VERIFIED_BLOB_MAX and sid in remembered:  # _remember, inline
+            known.verified = (blob, record)
+            remembered.pop(sid, None)  # None: a racing thread took it
+            remembered[sid] = known  # the most recently written
+        else:
+            self._remember(sid, known, blob, record)  # keeps known
         return outcome
 
     def save(
@@ -148,10 +176,12 @@ class Writing(Locking):
                 if stored is True:
                     return self.home_saved(session, ttl, saving, began)
                 answers = stored
-        home_known, command, op, _, record, blob, created = saving
+        home_known, command, op, _, record, blob, created, start = saving
         sid = session._id
         key = command.key
         version = record.version
+        if op is None:  # the home round did not store it everywhere
+            op = Op("session.save", key, start)
         write: Write | None = None
         if answers is not None:
             # Go on from the home round as if the general path had sent it itself.

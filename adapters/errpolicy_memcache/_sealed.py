@@ -19,7 +19,7 @@ from ._envelope import Keyring, Record, encode
 from ._native import speedups
 from ._wire import Command, add, set_
 
-__all__ = ["new_acked", "new_record", "store_command"]
+__all__ = ["new_acked", "new_record", "save_command", "store_command"]
 
 _T = TypeVar("_T", bound=tuple[Any, ...])
 
@@ -36,6 +36,7 @@ new_acked: Final = _maker(Acked)
 _new_command = _maker(Command)
 _READ_STORE: Final = set_("k", b"", 0).read  # the store commands' reply reader
 _seal_store = speedups.seal_store if speedups is not None else None
+_seal_save = speedups.seal_save if speedups is not None else None
 
 
 def store_command(
@@ -51,3 +52,32 @@ def store_command(
             name = "add" if must_create else "set"
             return _new_command((name, key, request, _READ_STORE, blob, expiry, None))
     return (add if must_create else set_)(key, encode(record, key, keys), expiry)
+
+
+def save_command(
+    keys: Keyring,
+    key: str,
+    version: int,
+    writer: str,
+    created: float,
+    written: float,
+    ttl: int,
+    payload: bytes | None,
+    expiry: int,
+    must_create: bool,
+) -> tuple[Record, Command]:
+    """The save's :class:`Record` of these fields and :func:`store_command`'s command
+    for it, both made in one C call (``seal_save``) where it can: what
+    :func:`new_record` then :func:`store_command` give (the twin, deciding any field C
+    leaves to it)."""
+    name = "add" if must_create else "set"
+    if _seal_save is not None:
+        inner, outer = keys.signer
+        made = _seal_save(
+            Record, Command, name, _READ_STORE, expiry, inner, outer, key,
+            version, writer, created, written, ttl, payload,
+        )  # fmt: skip
+        if made is not None:
+            return made  # type: ignore[no-any-return]
+    record = new_record((version, writer, created, written, ttl, payload))
+    return record, store_command(keys, key, record, expiry, must_create)

@@ -1107,6 +1107,22 @@ put_u64(unsigned char *out, unsigned long long v)
     }
 }
 
+/* v in decimal at out (at most 20 digits, no terminator); returns how many digits. */
+static int
+put_decimal(char *out, unsigned long long v)
+{
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++) {
+        out[i] = digits[n - 1 - i];
+    }
+    return n;
+}
+
 /* A finite timestamp >= 0 as struct's ">d" packs it; 0 with no error set: not one. */
 static int
 put_time(unsigned char *out, PyObject *value)
@@ -1274,6 +1290,54 @@ seal(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return blob;
 }
 
+/* The expiry of a store request as an int in 0..2**31-1 at *when: 1, or 0 for any
+   other value (no error set: the twin decides it). */
+static int
+expiry_of(PyObject *expiry, long *when)
+{
+    if (!PyLong_CheckExact(expiry)) {
+        return 0;
+    }
+    *when = PyLong_AsLong(expiry);
+    if ((*when == -1 && PyErr_Occurred()) || *when < 0 || *when > 0x7fffffffL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* The memcached store request writing blob: "<verb> <key> 0 <expiry> <size>\r\n<blob>\r\n"
+   (key an ASCII str, checked by seal_into), or NULL with an error set. */
+static PyObject *
+store_request(const char *verb, Py_ssize_t verb_size, PyObject *key, long when, PyObject *blob)
+{
+    Py_ssize_t key_size = PyUnicode_GET_LENGTH(key);
+    Py_ssize_t size = PyBytes_GET_SIZE(blob);
+    char numbers[64]; /* " 0 <expiry> <size>\r\n", without snprintf (~1,100 instructions) */
+    int n = 0;
+    numbers[n++] = ' ';
+    numbers[n++] = '0';
+    numbers[n++] = ' ';
+    n += put_decimal(numbers + n, (unsigned long long)when);
+    numbers[n++] = ' ';
+    n += put_decimal(numbers + n, (unsigned long long)size);
+    numbers[n++] = '\r';
+    numbers[n++] = '\n';
+    Py_ssize_t line = verb_size + 1 + key_size + n;
+    PyObject *request = PyBytes_FromStringAndSize(NULL, line + size + 2);
+    if (request == NULL) {
+        return NULL;
+    }
+    char *r = PyBytes_AS_STRING(request);
+    memcpy(r, verb, (size_t)verb_size);
+    r[verb_size] = ' ';
+    memcpy(r + verb_size + 1, PyUnicode_DATA(key), (size_t)key_size);
+    memcpy(r + verb_size + 1 + key_size, numbers, (size_t)n);
+    memcpy(r + line, PyBytes_AS_STRING(blob), (size_t)size);
+    memcpy(r + line + size, "\r\n", 2);
+    return request;
+}
+
 /* seal_store() <-> seal() and then _wire.set_ / _wire.add: the record sealed and the
    memcached store request that writes it ("<verb> <key> 0 <expiry> <size>\r\n<blob>\r\n"),
    as (blob, request); None as seal() gives it, or for an expiry that is not an int in
@@ -1287,17 +1351,13 @@ seal_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "written, ttl, payload) takes 11 arguments");
         return NULL;
     }
-    PyObject *verb = args[0], *expiry = args[1];
+    PyObject *verb = args[0];
     if (!PyBytes_CheckExact(verb)) {
         PyErr_SetString(PyExc_TypeError, "seal_store: verb must be bytes");
         return NULL;
     }
-    if (!PyLong_CheckExact(expiry)) {
-        Py_RETURN_NONE;
-    }
-    long when = PyLong_AsLong(expiry);
-    if ((when == -1 && PyErr_Occurred()) || when < 0 || when > 0x7fffffffL) {
-        PyErr_Clear();
+    long when;
+    if (!expiry_of(args[1], &when)) {
         Py_RETURN_NONE;
     }
     PyObject *blob;
@@ -1308,32 +1368,98 @@ seal_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (sealed == 0) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t key_size = PyUnicode_GET_LENGTH(args[4]);
-    Py_ssize_t verb_size = PyBytes_GET_SIZE(verb);
-    char numbers[64]; /* " 0 <expiry> <size>\r\n" */
-    int n = snprintf(numbers, sizeof numbers, " 0 %ld %zd\r\n", when, PyBytes_GET_SIZE(blob));
-    if (n < 0 || (size_t)n >= sizeof numbers) {
-        Py_DECREF(blob);
-        PyErr_SetString(PyExc_SystemError, "seal_store: request line too long");
-        return NULL;
-    }
-    Py_ssize_t size = PyBytes_GET_SIZE(blob);
-    Py_ssize_t line = verb_size + 1 + key_size + n;
-    PyObject *request = PyBytes_FromStringAndSize(NULL, line + size + 2);
+    PyObject *request =
+        store_request(PyBytes_AS_STRING(verb), PyBytes_GET_SIZE(verb), args[4], when, blob);
     if (request == NULL) {
         Py_DECREF(blob);
         return NULL;
     }
-    char *r = PyBytes_AS_STRING(request);
-    memcpy(r, PyBytes_AS_STRING(verb), (size_t)verb_size);
-    r[verb_size] = ' ';
-    memcpy(r + verb_size + 1, PyUnicode_DATA(args[4]), (size_t)key_size);
-    memcpy(r + verb_size + 1 + key_size, numbers, (size_t)n);
-    memcpy(r + line, PyBytes_AS_STRING(blob), (size_t)size);
-    memcpy(r + line + size, "\r\n", 2);
     PyObject *pair = PyTuple_Pack(2, blob, request);
     Py_DECREF(blob);
     Py_DECREF(request);
+    return pair;
+}
+
+/* An instance of the tuple subclass cls (a NamedTuple) holding items[0..n-1], or NULL. */
+static PyObject *
+named_tuple(PyTypeObject *cls, PyObject *const *items, Py_ssize_t n)
+{
+    PyObject *made = cls->tp_alloc(cls, n);
+    if (made == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(made, i, items[i]);
+    }
+    return made;
+}
+
+/* seal_save() <-> _sealed.save_command's twin: (record, command), the Record of the
+   fields and the Command (name "set" or "add") that stores it sealed, as new_record and
+   store_command make them; None where seal_store() gives None. */
+static PyObject *
+seal_save(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError,
+                        "seal_save(record_type, command_type, name, read, expiry, inner, outer, "
+                        "key, version, writer, created, written, ttl, payload) takes 14 "
+                        "arguments");
+        return NULL;
+    }
+    PyObject *record_type = args[0], *command_type = args[1], *name = args[2];
+    if (!PyType_Check(record_type) || !PyType_Check(command_type)
+        || !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)
+        || !PyType_IsSubtype((PyTypeObject *)command_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "seal_save: the record and command types must be tuples");
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(name)
+        || !(PyUnicode_CompareWithASCIIString(name, "set") == 0
+             || PyUnicode_CompareWithASCIIString(name, "add") == 0)) {
+        PyErr_SetString(PyExc_TypeError, "seal_save: name must be 'set' or 'add'");
+        return NULL;
+    }
+    long when;
+    if (!expiry_of(args[4], &when)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *blob;
+    int sealed = seal_into(module, args + 5, &blob);
+    if (sealed < 0) {
+        return NULL;
+    }
+    if (sealed == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *request = store_request(PyUnicode_DATA(name), 3, args[7], when, blob);
+    if (request == NULL) {
+        Py_DECREF(blob);
+        return NULL;
+    }
+    /* Command(name, key, request, read, value, ttl, token) */
+    PyObject *fields[7] = {name, args[7], request, args[3], blob, args[4], Py_None};
+    PyObject *command = named_tuple((PyTypeObject *)command_type, fields, 7);
+    Py_DECREF(blob);
+    Py_DECREF(request);
+    if (command == NULL) {
+        return NULL;
+    }
+    /* Record(version, writer, created, written, ttl, payload) */
+    PyObject *record = named_tuple((PyTypeObject *)record_type, args + 8, 6);
+    if (record == NULL) {
+        Py_DECREF(command);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(record);
+        Py_DECREF(command);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, record);
+    PyTuple_SET_ITEM(pair, 1, command);
     return pair;
 }
 
@@ -1482,6 +1608,12 @@ static PyMethodDef module_methods[] = {
      "payload)\n--\n\n"
      "(blob, request): the record as seal() gives it and the memcached store request\n"
      "writing it (verb: b'set' or b'add'); None where seal() gives None."},
+    {"seal_save", (PyCFunction)(void (*)(void))seal_save, METH_FASTCALL,
+     "seal_save(record_type, command_type, name, read, expiry, inner, outer, key, version,\n"
+     "writer, created, written, ttl, payload)\n--\n\n"
+     "(record, command): the Record of the fields and the Command (name 'set' or 'add',\n"
+     "reply reader read) storing it sealed for expiry seconds; None where seal_store()\n"
+     "gives None."},
     {NULL},
 };
 

@@ -1,6 +1,6 @@
 from collections.abc import Callable, Sequence
 from hashlib import _Hash
-from typing import Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from ._wire import NodeFailure
 
@@ -56,4 +56,20 @@ def seal_store(
     ttl: int,
     payload: bytes | None,
 ) -> tuple[bytes, bytes] | None: ...
+def seal_save(
+    record_type: type[Any],
+    command_type: type[Any],
+    name: str,
+    read: Callable[..., Any],
+    expiry: int,
+    inner: _Hash,
+    outer: _Hash,
+    key: str,
+    version: int,
+    writer: str,
+    created: float,
+    written: float,
+    ttl: int,
+    payload: bytes | None,
+) -> tuple[Any, Any] | None: ...
 def gets_reply(data: bytes, max_value: int) -> tuple[bytes, int] | NodeFailure | int | None: ...
