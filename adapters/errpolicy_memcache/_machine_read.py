@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from . import _core as core
 from ._breaker import BreakerState
@@ -13,20 +14,38 @@ from ._envelope import EnvelopeError, Record
 from ._ids import is_valid_session_id, storage_key
 from ._machine_write import Writing
 from ._node import Node, Reply
-from ._outcome import NodeStatus, Outcome, OutcomeKind
+from ._outcome import NodeStatus, Outcome, OutcomeKind, outcome_of
 from ._placement import rank
 from ._session import Session, _Lock
 from ._steps import ROUND, Steps
 from ._wire import gets
 
-__all__ = ["StoreCore"]
+__all__ = ["StoreCore", "WideRead"]
+
+#: What :meth:`Reading.wide_known` gives a driver: the session's :class:`Known`, the
+#: nodes to ask (breaker closed, in ranking order), their transports, the nodes skipped
+#: (breaker open), the fault mark before the round, and how many of the asked nodes
+#: must hold the copy (``need`` of ``_transport.wide_gets``).
+WideRead = tuple[Known, list[Node], list[Any], list[Node], int, int]
+
+_CLOSED = BreakerState.CLOSED  # one Enum lookup, not one per node per read (3.11)
+_START = "session.start"
+_HIT = NodeStatus.HIT
+_MISS = NodeStatus.MISS
+_SKIPPED = NodeStatus.SKIPPED
+_FAILOVER = OutcomeKind.FAILOVER
+_OK = OutcomeKind.OK
+_FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
+_NO_FLAGS: frozenset[OutcomeKind] = frozenset()
 
 
-def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, list[Node]] | None:
+def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None:
     """The copy of a read that every node answered, when the first ``replicas`` replies
-    hold the same bytes and the others the same or none, with the nodes holding it."""
+    hold the same bytes and the others the same or none, with a bit per reply that
+    holds it (the first reply the lowest bit): ``_transport.wide_agreed`` over
+    replies."""
     blob: bytes | None = None
-    holders: list[Node] = []
+    hits = 0
     for index, reply in enumerate(replies):
         if reply.failure is not None:
             return None
@@ -39,8 +58,8 @@ def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, list[Node]]
             blob = value[0]
         elif value[0] != blob:
             return None
-        holders.append(reply.node)
-    return None if blob is None else (blob, holders)
+        hits |= 1 << index
+    return None if blob is None else (blob, hits)
 
 
 class Reading(Writing):
@@ -63,7 +82,7 @@ class Reading(Writing):
         if not self._reads_home(known):
             return None
         for node in known.home:
-            if node.breaker.state is not BreakerState.CLOSED:
+            if node.breaker.state is not _CLOSED:
                 return None
         return known
 
@@ -77,6 +96,62 @@ class Reading(Writing):
         record = self._home_record(sid, known, began, found, done)
         return None if record is None else self._loaded(sid, record)
 
+    def wide_known(self, sid: str | None) -> WideRead | None:
+        """The wide read's first half, no I/O and no generator (the usual read after a
+        fault, and during an outage: :meth:`_wide_read` in two plain calls). When
+        ``start`` would ask every node whose breaker is closed now (no locking, the
+        process not settled since a fault), what the driver needs for it
+        (:data:`WideRead`): it reads ``known.command`` from the transports with
+        ``_transport.wide_gets`` and hands an agreed copy to :meth:`wide_session`, or
+        the replies to :meth:`start` (``wide=True``). None: :meth:`start`'s steps."""
+        if self._locking or type(sid) is not str:
+            return None
+        known = self._known.get(sid)
+        if known is None:
+            if not is_valid_session_id(sid):
+                return None
+            known = self._known_for(sid, storage_key(self._prefix, sid))
+        if self._reads_home(known):
+            return None
+        mark = self._faults.marks  # before the round: a fault during it unsettles
+        ranked = known.ranked
+        if ranked is None:
+            ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
+        asked: list[Node] = []
+        transports: list[Any] = []
+        skipped: list[Node] = []
+        for node in ranked:
+            if node.breaker.state is _CLOSED:
+                asked.append(node)
+                transports.append(node.transport)
+            else:
+                skipped.append(node)
+        if not asked:
+            return None
+        return known, asked, transports, skipped, mark, self._replicas
+
+    def wide_session(
+        self, sid: str, wide: WideRead, began: float, found: tuple[bytes, int]
+    ) -> Session | None:
+        """The wide read's second half: every node asked answered, those of ``found``'s
+        bits with its bytes (``_transport.wide_gets``), the others a miss. The session
+        when that copy settles the read as :meth:`_wide_read` would (reported as it
+        reports it), else None: the driver runs :meth:`start` (with no replies: it asks
+        again)."""
+        done = time.perf_counter()
+        known, asked, _, skipped, mark, _ = wide
+        for node in asked:
+            node.breaker.success()
+        blob, hits = found
+        record = self._wide_found(
+            sid, known, began, blob, asked, hits, [done - began] * len(asked), skipped, 0.0
+        )
+        if record is None:
+            return None
+        if not skipped and not self._read_all_nodes:
+            known.settled = mark  # as _settle: every node answered, home holds the newest
+        return self._loaded(sid, record)
+
     def start(
         self,
         sid: str | None,
@@ -84,12 +159,14 @@ class Reading(Writing):
         *,
         began: float | None = None,
         home: list[Reply] | None = None,
+        wide: bool = False,
     ) -> Steps[tuple[Session, Outcome | None]]:
         """Load the session ``sid`` (see ``MemcacheSessionStore.start``): the session
         and the outcome to report. ``began``: the driver read the home nodes at that
-        time (:meth:`home_known`), and ``home`` holds their replies (None: start over).
-        With locking, the lock once taken is appended to ``held`` too, for a driver
-        whose caller never gets the session to release it."""
+        time (:meth:`home_known`), and ``home`` holds their replies (None: start over);
+        with ``wide``, ``home`` holds the replies of the wide read's nodes instead
+        (:meth:`wide_known`). With locking, the lock once taken is appended to
+        ``held`` too, for a driver whose caller never gets the session to release it."""
         if type(sid) is not str:
             return self.new_session(), None
         known = self._known.get(sid)
@@ -99,7 +176,6 @@ class Reading(Writing):
             key = storage_key(self._prefix, sid)
         else:
             return self.new_session(), None
-        wide = False
         if began is None:
             began = time.perf_counter()
             if not self._locking and not self._reads_home(known or self._known_for(sid, key)):
@@ -231,8 +307,11 @@ class Reading(Writing):
         """The nodes a wide read asks (breaker closed) and skips, in ranking order."""
         asked: list[Node] = []
         skipped: list[Node] = []
-        for node in rank(self._nodes, self._seeds, known.key):
-            (asked if node.breaker.state is BreakerState.CLOSED else skipped).append(node)
+        ranked = known.ranked
+        if ranked is None:
+            ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
+        for node in ranked:
+            (asked if node.breaker.state is _CLOSED else skipped).append(node)
         return asked, skipped
 
     def _wide_record(
@@ -248,61 +327,97 @@ class Reading(Writing):
         found = _agreed(replies, self._replicas)
         if found is None:
             return replies
-        blob, holders = found
+        asked = [reply.node for reply in replies]
+        times = [reply.elapsed for reply in replies]
+        record = self._wide_found(sid, known, began, found[0], asked, found[1], times, skipped, at)
+        return replies if record is None else record
+
+    def _wide_found(
+        self,
+        sid: str,
+        known: Known,
+        began: float,
+        blob: bytes,
+        asked: list[Node],
+        hits: int,
+        times: list[float],
+        skipped: list[Node],
+        at: float,
+    ) -> Record | None:
+        """What a wide read concludes when every node of ``asked`` answered, those of
+        ``hits``' bits with ``blob`` and the others a miss (``times``: each one's
+        seconds since ``began``), and the ``skipped`` were skipped ``at`` seconds in:
+        the record when it is a valid live copy, due no renewal, not older than a copy
+        this process saw acknowledged, and judged ``ok`` (:func:`core.judge_agreed`,
+        :func:`core.judge`'s decision in short), reported as a failover when a node was
+        skipped; else None (the general read decides)."""
+        if hits == (1 << len(asked)) - 1:
+            holders = asked
+        else:
+            holders = [node for i, node in enumerate(asked) if hits >> i & 1]
         verified = known.verified
         if verified is not None and blob == verified[0]:  # these bytes passed the MAC
             record = verified[1]
         else:
             checked = self._verify(blob, known.key)
             if type(checked) is not Record:
-                return replies
+                return None
             record = checked
             self._remember(sid, known, blob, record)
         acked = known.acked
         if acked is not None and (acked.tombstone or acked.version > record.version):
-            return replies
+            return None
         if record.tombstone or self._expired(record) or self._renewal_due(record):
-            return replies
-        op: Op | None = None
-        if skipped or self._on_outcome is not None:
-            op = Op("session.start", known.key, began)
-            for node in skipped:
-                op.record(node, "-", NodeStatus.SKIPPED, at)
-            for reply in replies:
-                status = NodeStatus.MISS if reply.values[0] is None else NodeStatus.HIT
-                op.results.append((reply.node.address, "gets", status, reply.elapsed, ""))
-        served = holders[0]
-        if skipped:
-            read = Read()
-            for reply in replies:
-                value = reply.values[0]
-                if value is not None:
-                    read.add_copy(core.Copy(reply.node, record, value[0], value[1]))
-            read.failed = skipped
-            read.answered = len(replies)
-            read.answered_by.update([reply.node.address for reply in replies])
-            judgement = core.judge(
-                read,
-                home=known.home,
-                acked=acked,
-                replicas=self._replicas,
-                over=False,
-                grace=self._max_retry_after,
-                memory=self._settle_after,
-            )
-            if judgement.base is not OutcomeKind.OK or judgement.found is None:
-                return replies
-            if judgement.forget or judgement.bury:
-                return replies
-            served = judgement.found.node
+            return None
         addresses = frozenset([node.address for node in holders])
+        if skipped and not core.judge_agreed(
+            record.version,
+            holders,
+            addresses,
+            len(asked) - len(holders),
+            skipped,
+            home=known.home,
+            acked=acked,
+            replicas=self._replicas,
+            grace=self._max_retry_after,
+            memory=self._settle_after,
+        ):
+            return None
         # Copies outside home (a failover write left them): the next save writes over them.
         known.strays = addresses - known.homes
         known.ack(Acked(record.version, False, addresses, self._faults.now()))
         self._keep(sid, known)
-        if op is not None:
-            self._finish(op, OutcomeKind.OK, served, record.version)
+        if skipped or self._on_outcome is not None:
+            self._wide_report(known, began, record.version, asked, hits, times, skipped, at)
         return record
+
+    def _wide_report(
+        self,
+        known: Known,
+        began: float,
+        version: int,
+        asked: list[Node],
+        hits: int,
+        times: list[float],
+        skipped: list[Node],
+        at: float,
+    ) -> None:
+        """Count and report a wide read that :meth:`_wide_found` served: what ``_finish``
+        does for its :class:`Op` (the same outcome), without one."""
+        rows = [(node.address, "-", _SKIPPED, at, "") for node in skipped]
+        served = None
+        for i, node in enumerate(asked):
+            if hits >> i & 1:
+                rows.append((node.address, "gets", _HIT, times[i], ""))
+                if served is None:
+                    served = node.address
+            else:
+                rows.append((node.address, "gets", _MISS, times[i], ""))
+        kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
+        elapsed = time.perf_counter() - began
+        self._metrics.record(_START, kind, rows, elapsed, flags)
+        key = known.key[-12:]
+        self._emit(outcome_of(_START, kind, flags, served, rows, key, version, elapsed))
 
     # -- the whole read ----------------------------------------------------------------
 
