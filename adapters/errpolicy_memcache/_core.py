@@ -106,6 +106,7 @@ class Known:
     __slots__ = (
         "acked",
         "command",
+        "counted",
         "home",
         "homes",
         "key",
@@ -129,6 +130,9 @@ class Known:
         self.settled: int | None = None
         # Every node in ranking order, once a wide read needed it (derived from the key).
         self.ranked: list[Node] | None = None
+        # The last wide read's counter keys, by the nodes it asked, skipped and found
+        # holding the copy (see ``_machine_read._wide_report``).
+        self.counted: tuple[Any, ...] | None = None
 
     def ack(self, acked: Acked) -> None:
         """Remember ``acked`` unless a newer copy is known (racing threads keep the newest)."""
@@ -447,11 +451,18 @@ def _vouches(
         return False
     if acked.version != version or acked.holders.isdisjoint(holders):
         return False
-    unsure = [node for node in failed if not node.breaker.failed_throughout(acked.at)]
-    kept = [n for n in unsure if n.address not in refused and not n.breaker.refused]
+    unsure = 0  # failed nodes that may have taken a save since
+    kept = False  # one of them may still hold it
+    at = acked.at
+    for node in failed:  # a loop, not comprehensions: every outage read runs this
+        breaker = node.breaker
+        if not breaker.failed_throughout(at):
+            unsure += 1
+            if node.address not in refused and not breaker.refused:
+                kept = True
     if not kept:
         return True
-    return len(unsure) + missing < replicas
+    return unsure + missing < replicas
 
 
 def _possibly_stale(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from . import _core as core
@@ -22,7 +23,7 @@ from ._wire import gets
 
 __all__ = ["StoreCore", "WideRead"]
 
-#: What :meth:`Reading.wide_known` gives a driver: the session's :class:`Known`, the
+#: What :meth:`Reading.read_plan` gives a driver for a wide read: the session's :class:`Known`, the
 #: nodes to ask (breaker closed, in ranking order), their transports, the nodes skipped
 #: (breaker open), the fault mark before the round, and how many of the asked nodes
 #: must hold the copy (``need`` of ``_transport.wide_gets``).
@@ -37,6 +38,8 @@ _FAILOVER = OutcomeKind.FAILOVER
 _OK = OutcomeKind.OK
 _FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
 _NO_FLAGS: frozenset[OutcomeKind] = frozenset()
+_address = attrgetter("address")
+_new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
 
 
 def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None:
@@ -96,23 +99,28 @@ class Reading(Writing):
         record = self._home_record(sid, known, began, found, done)
         return None if record is None else self._loaded(sid, record)
 
-    def wide_known(self, sid: str | None) -> WideRead | None:
-        """The wide read's first half, no I/O and no generator (the usual read after a
-        fault, and during an outage: :meth:`_wide_read` in two plain calls). When
-        ``start`` would ask every node whose breaker is closed now (no locking, the
-        process not settled since a fault), what the driver needs for it
-        (:data:`WideRead`): it reads ``known.command`` from the transports with
+    def read_plan(self, sid: str | None) -> Known | WideRead | None:
+        """How the sync driver reads ``sid`` in plain calls, no generator (every request
+        pays it): its :class:`Known` when :meth:`home_known` would give it (the home
+        read), a :data:`WideRead` when ``start`` would ask every node whose breaker is
+        closed now (the process not settled since a fault, as during an outage): the
+        driver reads ``known.command`` from its transports with
         ``_transport.wide_gets`` and hands an agreed copy to :meth:`wide_session`, or
-        the replies to :meth:`start` (``wide=True``). None: :meth:`start`'s steps."""
+        the replies to :meth:`start` (``wide=True``); None: :meth:`start`'s steps.
+        The checks of :meth:`home_known`, which the async driver calls, repeated: one
+        call less on the usual read."""
         if self._locking or type(sid) is not str:
             return None
-        known = self._known.get(sid)
+        known = self._known.get(sid)  # an id read or written before: checked, hashed
         if known is None:
             if not is_valid_session_id(sid):
                 return None
             known = self._known_for(sid, storage_key(self._prefix, sid))
         if self._reads_home(known):
-            return None
+            for node in known.home:
+                if node.breaker.state is not _CLOSED:
+                    return None
+            return known
         mark = self._faults.marks  # before the round: a fault during it unsettles
         ranked = known.ranked
         if ranked is None:
@@ -165,7 +173,7 @@ class Reading(Writing):
         and the outcome to report. ``began``: the driver read the home nodes at that
         time (:meth:`home_known`), and ``home`` holds their replies (None: start over);
         with ``wide``, ``home`` holds the replies of the wide read's nodes instead
-        (:meth:`wide_known`). With locking, the lock once taken is appended to
+        (:meth:`read_plan`). With locking, the lock once taken is appended to
         ``held`` too, for a driver whose caller never gets the session to release it."""
         if type(sid) is not str:
             return self.new_session(), None
@@ -365,13 +373,22 @@ class Reading(Writing):
             record = checked
             self._remember(sid, known, blob, record)
         acked = known.acked
-        if acked is not None and (acked.tombstone or acked.version > record.version):
+        version = record.version
+        if acked is not None and (acked.tombstone or acked.version > version):
             return None
-        if record.tombstone or self._expired(record) or self._renewal_due(record):
+        # Not a tombstone, not past its absolute lifetime (_expired), due no renewal
+        # (_renewal_due): inline, one clock read.
+        now = self._clock()
+        absolute = self._absolute_ttl
+        if (
+            record.payload is None
+            or (absolute is not None and now >= record.created + absolute)
+            or now - record.written >= self._renew_after * (record.ttl or self._idle_ttl)
+        ):
             return None
-        addresses = frozenset([node.address for node in holders])
+        addresses = frozenset(map(_address, holders))
         if skipped and not core.judge_agreed(
-            record.version,
+            version,
             holders,
             addresses,
             len(asked) - len(holders),
@@ -385,10 +402,13 @@ class Reading(Writing):
             return None
         # Copies outside home (a failover write left them): the next save writes over them.
         known.strays = addresses - known.homes
-        known.ack(Acked(record.version, False, addresses, self._faults.now()))
+        # known.ack, inline: kept unless a racing thread saw a tombstone or a newer copy.
+        current = known.acked
+        if current is None or (not current.tombstone and version >= current.version):
+            known.acked = _new_acked(Acked, (version, False, addresses, self._faults.now()))
         self._keep(sid, known)
         if skipped or self._on_outcome is not None:
-            self._wide_report(known, began, record.version, asked, hits, times, skipped, at)
+            self._wide_report(known, began, version, asked, hits, times, skipped, at)
         return record
 
     def _wide_report(
@@ -403,8 +423,10 @@ class Reading(Writing):
         at: float,
     ) -> None:
         """Count and report a wide read that :meth:`_wide_found` served: what ``_finish``
-        does for its :class:`Op` (the same outcome), without one."""
-        rows = [(node.address, "-", _SKIPPED, at, "") for node in skipped]
+        does for its :class:`Op` (the same counts and outcome), without one."""
+        rows = []  # loops, not comprehensions: each costs a function call on 3.11
+        for node in skipped:
+            rows.append((node.address, "-", _SKIPPED, at, ""))
         served = None
         for i, node in enumerate(asked):
             if hits >> i & 1:
@@ -414,8 +436,18 @@ class Reading(Writing):
             else:
                 rows.append((node.address, "gets", _MISS, times[i], ""))
         kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
+        # The counters' keys, kept while the same nodes answer the same way.
+        counted = known.counted
+        if counted is None or counted[0] != hits or counted[1] != asked or counted[2] != skipped:
+            keys = (
+                (_START, kind),
+                [(_START, flag) for flag in flags],
+                [(row[0], row[2]) for row in rows],
+            )
+            counted = known.counted = (hits, asked, skipped, keys)
+        keys = counted[3]
         elapsed = time.perf_counter() - began
-        self._metrics.record(_START, kind, rows, elapsed, flags)
+        self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
         key = known.key[-12:]
         self._emit(outcome_of(_START, kind, flags, served, rows, key, version, elapsed))
 

@@ -294,14 +294,15 @@ class MemcacheSessionStore:
     # -- the driver ------------------------------------------------------------------
 
     def _start(self, sid: str | None, held: list[_Lock] | None) -> tuple[Session, Outcome | None]:
-        """The usual read in one C round (the core's ``home_known``/``home_session``),
-        else the core's start steps, going on from that round's replies."""
+        """The usual read in one C round (the core's ``read_plan``, then
+        ``home_session``; after a fault ``wide_session``), else the core's start steps,
+        going on from that round's replies."""
         core = self._core
-        known = core.home_known(sid)
+        known = core.read_plan(sid)
         if known is None:
-            wide = core.wide_known(sid)  # after a fault: every node not skipped, one C round
-            if wide is None:
-                return self._drive(core.start(sid, held))
+            return self._drive(core.start(sid, held))
+        if isinstance(known, tuple):  # after a fault: every node not skipped, one C round
+            wide = known
             assert sid is not None
             began = time.perf_counter()
             agreed = self._wide_gets(wide[2], wide[0].command, wide[5], began + self._timeout)

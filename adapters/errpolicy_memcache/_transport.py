@@ -417,18 +417,40 @@ def wide_gets(
     if _C_WIDE is None or _C_GETS is None:
         batch = [(transport, (command,)) for transport in transports]
         return wide_agreed(_fan_out(batch, deadline), need)
-    conns = [_checkout(transport, deadline) for transport in transports]
-    live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
-    fds = [c.fileno() for c in live]
+    # _checkout, _left and _keep inlined for the usual case (a pooled connection each,
+    # the copies agreeing), as in stored_round: the read's bookkeeping is Python calls.
+    conns = []
+    fds = []
+    conn: Any
+    now = _now()  # one clock read for the round's checkouts
+    for transport in transports:
+        if now >= deadline:
+            conn = _SKIPPED
+        else:
+            try:
+                conn = transport._idle.pop()
+            except IndexError:
+                conn = _checkout(transport, deadline)  # a new connection, or why none
+            else:
+                conn.reused = True
+        conns.append(conn)
+        if not isinstance(conn, NodeFailure):
+            fds.append(conn._sock.fileno())
+    left = None if deadline == math.inf else deadline - _now()
     limit = transports[0]._max_value
-    if len(live) == len(conns):
-        result = _C_WIDE(fds, command.request, need, _left(deadline), limit)
+    if len(fds) == len(conns):
+        result = _C_WIDE(fds, command.request, need, left, limit)
         if type(result) is tuple:
-            for transport, conn in zip(transports, conns, strict=True):
-                _keep(transport, conn)
+            for i, conn in enumerate(conns):
+                transport = transports[i]
+                idle = transport._idle
+                if len(idle) < transport._pool_size:
+                    idle.append(conn)
+                else:
+                    conn.close()
             return result
     else:
-        result = _C_GETS(fds, command.request, False, _left(deadline), limit)
+        result = _C_GETS(fds, command.request, False, left, limit)
     assert isinstance(result, list)
     # Compared again: a reused connection found closed was retried after the C round.
     batch = [(transport, (command,)) for transport in transports]

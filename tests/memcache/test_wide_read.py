@@ -27,8 +27,9 @@ from errpolicy_memcache._breaker import CircuitBreaker
 from errpolicy_memcache._core import Acked, Copy, Read
 from errpolicy_memcache._envelope import Record
 from errpolicy_memcache._ids import storage_key
+from errpolicy_memcache._metrics import StoreMetrics
 from errpolicy_memcache._node import Node
-from errpolicy_memcache._outcome import Outcome, OutcomeKind
+from errpolicy_memcache._outcome import NodeStatus, Outcome, OutcomeKind
 from errpolicy_memcache._transport import make_transport, wide_agreed, wide_gets
 from errpolicy_memcache._wire import NodeFailure, gets
 from errpolicy_memcache.testing import MemcachedCluster
@@ -282,8 +283,8 @@ def test_wide_round_with_a_killed_node_gives_every_result(
         for c in conns:
             c.close()
     assert isinstance(results, list)
-    assert "closed" == results[failing].kind  # type: ignore[union-attr]
-    assert [b"v", b"v"] == [r[0] for i, r in enumerate(results) if i != failing]  # type: ignore[index]
+    assert "closed" == results[failing].kind
+    assert [b"v", b"v"] == [r[0] for i, r in enumerate(results) if i != failing]
 
 
 @needs_c
@@ -379,7 +380,9 @@ def _shape(outcome: Outcome) -> tuple[object, ...]:
 
 
 @pytest.mark.memcached
-def test_the_outage_read_takes_one_round_and_no_steps(cluster: MemcachedCluster) -> None:
+def test_the_outage_read_takes_one_round_and_no_steps(
+    cluster: MemcachedCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With the primary skipped, start() asks the other nodes in one wide round and
     serves the session with the core's steps never driven."""
     outcomes: list[Outcome] = []
@@ -394,8 +397,8 @@ def test_the_outage_read_takes_one_round_and_no_steps(cluster: MemcachedCluster)
     def no_steps(*args: Any) -> Any:
         raise AssertionError("the general read ran")
 
-    store._wide_gets = counted  # type: ignore[method-assign]
-    store._drive = no_steps  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "_wide_gets", counted)
+    monkeypatch.setattr(store, "_drive", no_steps)
     session = store.start(sid)
     store.close()
     assert ("ada", [2]) == (session["user"], rounds)
@@ -414,8 +417,8 @@ def test_the_outage_read_reports_what_the_general_read_reports(cluster: Memcache
     store.start(sid)
     fast = outcomes[-1]
     middle = store.stats()
-    wide = core.wide_known(sid)
-    assert wide is not None
+    wide = core.read_plan(sid)
+    assert isinstance(wide, tuple)
     began = time.perf_counter()
     replies = store._execute([(node, (wide[0].command,)) for node in wide[1]], began + 1)
     session, general = store._drive(core.start(sid, None, began=began, home=replies, wide=True))
@@ -433,3 +436,33 @@ def test_the_outage_read_reports_what_the_general_read_reports(cluster: Memcache
     assert grown(before.node_results, middle.node_results) == grown(
         middle.node_results, after.node_results
     )
+
+
+@given(
+    st.sampled_from(list(OutcomeKind)),
+    st.frozensets(st.sampled_from(list(OutcomeKind))),
+    st.lists(
+        st.tuples(st.sampled_from(["a:1", "b:2", "c:3"]), st.sampled_from(list(NodeStatus))),
+        max_size=5,
+    ),
+    st.floats(min_value=0.0, max_value=10.0),
+)
+def test_counted_counts_as_record(
+    kind: OutcomeKind,
+    flags: frozenset[OutcomeKind],
+    results: list[tuple[str, NodeStatus]],
+    elapsed: float,
+) -> None:
+    """The metrics' counter path with its keys made beforehand counts what record counts."""
+    general, short = StoreMetrics(), StoreMetrics()
+    rows = [(node, "gets", status, 0.0, "") for node, status in results]
+    for _ in range(2):
+        general.record("session.start", kind, rows, elapsed, flags)
+        short.counted(
+            "session.start",
+            ("session.start", kind),
+            [("session.start", flag) for flag in flags],
+            results,
+            elapsed,
+        )
+    assert general.snapshot([]) == short.snapshot([])
