@@ -370,18 +370,16 @@ def agreed_gets(
     if _C_GETS is None:
         batch = [(transport, (command,)) for transport in transports]
         return _agreed(_fan_out(batch, deadline))
-    conns = [_checkout(transport, deadline) for transport in transports]
-    live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
-    fds = [c.fileno() for c in live]
+    conns, fds = _checkouts(transports, deadline)
+    left = None if deadline == math.inf else deadline - _now()
     limit = transports[0]._max_value
-    if len(live) == len(conns):
-        result = _C_GETS(fds, command.request, True, _left(deadline), limit)
+    if len(fds) == len(conns):
+        result = _C_GETS(fds, command.request, True, left, limit)
         if type(result) is bytes:
-            for transport, conn in zip(transports, conns, strict=True):
-                _keep(transport, conn)
+            _pool_again(transports, conns)
             return result
     else:
-        result = _C_GETS(fds, command.request, False, _left(deadline), limit)
+        result = _C_GETS(fds, command.request, False, left, limit)
     assert isinstance(result, list)
     # Compared again: a reused connection found closed (a restarted node) was retried
     # after the C round, and its value may agree with the others'.
@@ -417,37 +415,13 @@ def wide_gets(
     if _C_WIDE is None or _C_GETS is None:
         batch = [(transport, (command,)) for transport in transports]
         return wide_agreed(_fan_out(batch, deadline), need)
-    # _checkout, _left and _keep inlined for the usual case (a pooled connection each,
-    # the copies agreeing), as in stored_round: the read's bookkeeping is Python calls.
-    conns = []
-    fds = []
-    conn: Any
-    now = _now()  # one clock read for the round's checkouts
-    for transport in transports:
-        if now >= deadline:
-            conn = _SKIPPED
-        else:
-            try:
-                conn = transport._idle.pop()
-            except IndexError:
-                conn = _checkout(transport, deadline)  # a new connection, or why none
-            else:
-                conn.reused = True
-        conns.append(conn)
-        if not isinstance(conn, NodeFailure):
-            fds.append(conn._sock.fileno())
+    conns, fds = _checkouts(transports, deadline)
     left = None if deadline == math.inf else deadline - _now()
     limit = transports[0]._max_value
     if len(fds) == len(conns):
         result = _C_WIDE(fds, command.request, need, left, limit)
         if type(result) is tuple:
-            for i, conn in enumerate(conns):
-                transport = transports[i]
-                idle = transport._idle
-                if len(idle) < transport._pool_size:
-                    idle.append(conn)
-                else:
-                    conn.close()
+            _pool_again(transports, conns)
             return result
     else:
         result = _C_GETS(fds, command.request, False, left, limit)
@@ -478,6 +452,41 @@ def wide_agreed(answers: list[Answer], need: int) -> tuple[bytes, int] | list[An
             return answers
         hits |= 1 << index
     return answers if blob is None else (blob, hits)
+
+
+def _checkouts(transports: Sequence[_Pool[Any]], deadline: float) -> tuple[list[Any], list[int]]:
+    """A connection (or why none) per transport, and the live ones' file descriptors:
+    :func:`_checkout` for each, inlined for the usual case (a pooled connection each;
+    a read's bookkeeping is mostly Python calls)."""
+    conns: list[Any] = []
+    fds: list[int] = []
+    conn: Any
+    now = _now()  # one clock read for the round's checkouts
+    for transport in transports:
+        if now >= deadline:
+            conn = _SKIPPED
+        else:
+            try:
+                conn = transport._idle.pop()
+            except IndexError:
+                conn = _checkout(transport, deadline)  # a new connection, or why none
+            else:
+                conn.reused = True
+        conns.append(conn)
+        if not isinstance(conn, NodeFailure):
+            fds.append(conn._sock.fileno())
+    return conns, fds
+
+
+def _pool_again(transports: Sequence[_Pool[Any]], conns: list[Any]) -> None:
+    """:func:`_keep` each of ``conns`` (a round that read every reply to its last byte)."""
+    for i, conn in enumerate(conns):  # not zip(strict=True): it parses its keyword
+        transport = transports[i]
+        idle = transport._idle
+        if len(idle) < transport._pool_size:
+            idle.append(conn)
+        else:
+            conn.close()
 
 
 def _checkout(transport: _Pool[Any], deadline: float) -> Any:
