@@ -29,7 +29,7 @@ from errpolicy_memcache._envelope import Record
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._metrics import StoreMetrics
 from errpolicy_memcache._node import Node
-from errpolicy_memcache._outcome import NodeStatus, Outcome, OutcomeKind
+from errpolicy_memcache._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, outcome_of
 from errpolicy_memcache._transport import make_transport, wide_agreed, wide_gets
 from errpolicy_memcache._wire import NodeFailure, gets
 from errpolicy_memcache.testing import MemcachedCluster
@@ -466,3 +466,36 @@ def test_counted_counts_as_record(
             elapsed,
         )
     assert general.snapshot([]) == short.snapshot([])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a:1", "b:2"]),
+            st.sampled_from(["gets", "-"]),
+            st.sampled_from(list(NodeStatus)),
+            st.floats(min_value=0.0, max_value=1.0),
+            st.sampled_from(["", "v3"]),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from([None, "a:1"]),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=2**63)),
+)
+def test_outcome_of_makes_the_outcome_its_python_twin_makes(
+    rows: list[tuple[str, str, NodeStatus, float, str]], served: str | None, version: int | None
+) -> None:
+    """outcome_of (C where built) == the Outcome made by its __init__ from the same values."""
+    flags = frozenset([OutcomeKind.FAILOVER])
+    made = outcome_of("session.start", OutcomeKind.FAILOVER, flags, served, rows, "k", version, 0.5)
+    expected = Outcome(
+        "session.start",
+        OutcomeKind.FAILOVER,
+        flags,
+        served,
+        tuple(NodeResult(*row) for row in rows),
+        "k",
+        version,
+        0.5,
+    )
+    assert (expected, type(expected)) == (made, type(made))
