@@ -131,7 +131,7 @@ class Known:
         # Every node in ranking order, once a wide read needed it (derived from the key).
         self.ranked: list[Node] | None = None
         # The last wide read's counter keys, by the nodes it asked, skipped and found
-        # holding the copy (see ``_machine_read._wide_report``).
+        # holding the copy (see ``_machine_wide.WideReading._wide_report``).
         self.counted: tuple[Any, ...] | None = None
 
     def ack(self, acked: Acked) -> None:
