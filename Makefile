@@ -27,7 +27,7 @@ docs:
 PURE_PYTHON_TESTS := tests/core $(addprefix tests/memcache/,test_placement.py \
 	test_transport.py test_reads.py test_failover.py test_store.py test_speedups.py \
 	test_threads_stress.py test_hostile.py test_reply_grammar.py test_consistency.py \
-	test_notice_path.py test_seal_save.py)
+	test_notice_path.py test_seal_save.py test_wide_read.py)
 
 # The whole suite, then those tests again on the Python twins (ERRPOLICY_PURE_PYTHON=1)
 # as a pytest run of their own, so that each test keeps its own timeout.

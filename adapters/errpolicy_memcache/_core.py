@@ -32,6 +32,7 @@ __all__ = [
     "expired",
     "gather",
     "judge",
+    "judge_agreed",
     "note_read",
     "note_writes",
     "repair_plan",
@@ -105,9 +106,11 @@ class Known:
     __slots__ = (
         "acked",
         "command",
+        "counted",
         "home",
         "homes",
         "key",
+        "ranked",
         "settled",
         "strays",
         "transports",
@@ -125,6 +128,11 @@ class Known:
         self.acked: Acked | None = None
         self.strays: frozenset[str] = frozenset()
         self.settled: int | None = None
+        # Every node in ranking order, once a wide read needed it (derived from the key).
+        self.ranked: list[Node] | None = None
+        # The last wide read's counter keys, by the nodes it asked, skipped and found
+        # holding the copy (see ``_machine_wide.WideReading._wide_report``).
+        self.counted: tuple[Any, ...] | None = None
 
     def ack(self, acked: Acked) -> None:
         """Remember ``acked`` unless a newer copy is known (racing threads keep the newest)."""
@@ -404,7 +412,30 @@ def judge(
 
 def _vouched(read: Read, acked: Acked | None, replicas: int) -> bool:
     """True if the winner is the copy this process saw acknowledged and no newer save
-    can hide on the nodes that cannot answer: a placement argument.
+    can hide on the nodes that cannot answer (:func:`_vouches`)."""
+    winner = read.winner
+    if winner is None:
+        return False
+    missing = read.answered_by - {copy.node.address for copy in read.copies}
+    refused = {node.address for node in read.refused}
+    return _vouches(
+        acked, winner.record.version, read.holders(), read.failed, refused, len(missing), replicas
+    )
+
+
+def _vouches(
+    acked: Acked | None,
+    version: int,
+    holders: frozenset[str],
+    failed: Sequence[Node],
+    refused: set[str] | frozenset[str],
+    missing: int,
+    replicas: int,
+) -> bool:
+    """True if the copy of ``version`` held by ``holders`` (addresses) is the one this
+    process saw acknowledged and no newer save can hide on the ``failed`` nodes (those
+    that cannot answer; ``refused``: the addresses among them that refused the
+    connection), with ``missing`` nodes answering no copy at all: a placement argument.
 
     It must be that very version (a newer one this process never saw proves nothing),
     served by a node that acknowledged it to this process. A newer save is stored on
@@ -416,37 +447,82 @@ def _vouched(read: Read, acked: Acked | None, replicas: int) -> bool:
     connection. If there are not that many such nodes, nothing newer can hide.
     (A save acknowledged by fewer nodes, ``degraded``, is not covered: the contract's
     limits.)"""
-    winner = read.winner
-    if winner is None or acked is None or acked.tombstone:
+    if acked is None or acked.tombstone:
         return False
-    if acked.version != winner.record.version or acked.holders.isdisjoint(read.holders()):
+    if acked.version != version or acked.holders.isdisjoint(holders):
         return False
-    refused = {node.address for node in read.refused}
-    unsure = [node for node in read.failed if not node.breaker.failed_throughout(acked.at)]
-    kept = [n for n in unsure if n.address not in refused and not n.breaker.refused]
+    unsure = 0  # failed nodes that may have taken a save since
+    kept = False  # one of them may still hold it
+    at = acked.at
+    for node in failed:  # a loop, not comprehensions: every outage read runs this
+        breaker = node.breaker
+        if not breaker.failed_throughout(at):
+            unsure += 1
+            if node.address not in refused and not breaker.refused:
+                kept = True
     if not kept:
         return True
-    missing = read.answered_by - {copy.node.address for copy in read.copies}
-    return len(unsure) + len(missing) < replicas
+    return unsure + missing < replicas
 
 
 def _possibly_stale(
     read: Read, home: Sequence[Node], grace: float, acked: Acked | None = None
 ) -> bool:
-    """A node that cannot answer may hold a newer copy than the winner: no home node holds
-    the winner while a home node failed (a failover copy left below, while the newer
-    copy went home), or every node holding it came back from an outage since this
-    process last saw the session acknowledged (``acked``), or within ``grace`` if it
-    never saw it: it may have missed a newer save, which went to nodes that fail now."""
+    """A node that cannot answer may hold a newer copy than the winner
+    (:func:`_stale_holders`, for the nodes holding the winner)."""
     winner = read.winner
     assert winner is not None
     holders = [c.node for c in read.copies if c.order == winner.order]
-    failed = set(read.failed)
+    return _stale_holders(holders, read.failed, home, grace, acked)
+
+
+def _stale_holders(
+    holders: Sequence[Node],
+    failed: Sequence[Node],
+    home: Sequence[Node],
+    grace: float,
+    acked: Acked | None,
+) -> bool:
+    """A node of ``failed`` may hold a newer copy than the one ``holders`` hold: no home
+    node holds it while a home node failed (a failover copy left below, while the newer
+    copy went home), or every node holding it came back from an outage since this
+    process last saw the session acknowledged (``acked``), or within ``grace`` if it
+    never saw it: it may have missed a newer save, which went to nodes that fail now."""
     if any(node in failed for node in home) and not any(node in home for node in holders):
         return True
     if acked is None:  # not seen: suspect for as long as a missed save can matter
         return all(node.breaker.rejoined_within(grace) for node in holders)
     return all(node.breaker.rejoined_after(acked.at) for node in holders)
+
+
+def judge_agreed(
+    version: int,
+    holders: Sequence[Node],
+    addresses: frozenset[str],
+    missed: int,
+    skipped: Sequence[Node],
+    *,
+    home: Sequence[Node],
+    acked: Acked | None,
+    replicas: int,
+    grace: float,
+    memory: float | None = None,
+) -> bool:
+    """:func:`judge` for the usual wide read (after a fault, and during an outage), in
+    short: every node asked answered, each with the same valid, live, unexpired copy
+    of ``version`` (``holders``, their ``addresses``) or a miss (``missed`` nodes),
+    and the ``skipped`` nodes' breakers were open. True when :func:`judge` serves that
+    copy as ``ok`` from ``holders[0]``, with nothing to forget or bury; False when it
+    decides anything else (the caller then runs the general read, which judges it).
+    ``tests/memcache/test_judge_agreed.py`` holds the two to the same decision."""
+    if acked is not None and (acked.tombstone or acked.version > version):
+        return False  # a tombstone to bury again, or a newer copy unavailable or lost
+    if not skipped:
+        return True
+    if _vouches(acked, version, addresses, skipped, frozenset(), missed, replicas):
+        return True
+    suspect = grace if memory is None else max(grace, memory)
+    return not _stale_holders(holders, skipped, home, suspect, acked)
 
 
 def repair_plan(key: str, read: Read, ttl: int, *, renew: bool) -> tuple[Plan, bool]:

@@ -4,14 +4,13 @@ judging and repairs; and :class:`StoreCore`, the whole sans-IO core both drivers
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from . import _core as core
 from ._breaker import BreakerState
 from ._core import Acked, Known, Op, Read
 from ._envelope import EnvelopeError, Record
 from ._ids import is_valid_session_id, storage_key
-from ._machine_write import Writing
+from ._machine_wide import WideReading
 from ._node import Node, Reply
 from ._outcome import NodeStatus, Outcome, OutcomeKind
 from ._placement import rank
@@ -21,29 +20,10 @@ from ._wire import gets
 
 __all__ = ["StoreCore"]
 
-
-def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, list[Node]] | None:
-    """The copy of a read that every node answered, when the first ``replicas`` replies
-    hold the same bytes and the others the same or none, with the nodes holding it."""
-    blob: bytes | None = None
-    holders: list[Node] = []
-    for index, reply in enumerate(replies):
-        if reply.failure is not None:
-            return None
-        value = reply.values[0]
-        if value is None:
-            if index < replicas:
-                return None
-            continue
-        if blob is None:
-            blob = value[0]
-        elif value[0] != blob:
-            return None
-        holders.append(reply.node)
-    return None if blob is None else (blob, holders)
+_CLOSED = BreakerState.CLOSED  # one Enum lookup, not one per node per read (3.11)
 
 
-class Reading(Writing):
+class Reading(WideReading):
     """Read steps over the store's state."""
 
     def home_known(self, sid: str | None) -> Known | None:
@@ -63,7 +43,7 @@ class Reading(Writing):
         if not self._reads_home(known):
             return None
         for node in known.home:
-            if node.breaker.state is not BreakerState.CLOSED:
+            if node.breaker.state is not _CLOSED:
                 return None
         return known
 
@@ -84,12 +64,14 @@ class Reading(Writing):
         *,
         began: float | None = None,
         home: list[Reply] | None = None,
+        wide: bool = False,
     ) -> Steps[tuple[Session, Outcome | None]]:
         """Load the session ``sid`` (see ``MemcacheSessionStore.start``): the session
         and the outcome to report. ``began``: the driver read the home nodes at that
-        time (:meth:`home_known`), and ``home`` holds their replies (None: start over).
-        With locking, the lock once taken is appended to ``held`` too, for a driver
-        whose caller never gets the session to release it."""
+        time (:meth:`home_known`), and ``home`` holds their replies (None: start over);
+        with ``wide``, ``home`` holds the replies of the wide read's nodes instead
+        (:meth:`read_plan`). With locking, the lock once taken is appended to
+        ``held`` too, for a driver whose caller never gets the session to release it."""
         if type(sid) is not str:
             return self.new_session(), None
         known = self._known.get(sid)
@@ -99,7 +81,6 @@ class Reading(Writing):
             key = storage_key(self._prefix, sid)
         else:
             return self.new_session(), None
-        wide = False
         if began is None:
             began = time.perf_counter()
             if not self._locking and not self._reads_home(known or self._known_for(sid, key)):
@@ -182,126 +163,6 @@ class Reading(Writing):
             self._finish(op, OutcomeKind.OK, home[0], record.version)
         else:
             self._metrics.hit(home, done - began)
-        return record
-
-    def _wide_read(
-        self, sid: str, known: Known, began: float
-    ) -> Steps[Record | list[Reply] | None]:
-        """The read of a process that is not settled (a recent fault, or
-        ``read_all_nodes``), kept short as the home read is: every node whose breaker
-        is closed, asked in one round. When the first ``replicas`` of them hold the
-        same valid live copy and the others the same or none, it is what :meth:`_read`
-        would conclude (judged by :func:`core.judge` when a node was skipped, and
-        reported as a failover); else the replies, for :meth:`_read`.
-        """
-        mark = self._faults.marks  # before the round: a fault during it unsettles
-        asked, skipped = self._wide_targets(known)
-        if not asked:
-            return None
-        at = time.perf_counter() - began
-        command = (known.command,)
-        plan = [(node, command) for node in asked]
-        replies = yield (ROUND, plan, began + self._operation_timeout)
-        found = self._wide_record(sid, known, began, at, replies, skipped)
-        self._settle(known, mark, found, skipped)
-        return found
-
-    def _settled(self) -> bool:
-        """True if reads may start with the home nodes alone (see :meth:`_read`): the
-        process has seen no fault for ``_settle_after`` seconds, and the store is not
-        told to read every node."""
-        return not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
-
-    def _reads_home(self, known: Known) -> bool:
-        """True if a read of ``known`` may start with its home nodes alone: the process
-        is settled, or this session was read whole since the last fault."""
-        return known.settled == self._faults.marks or self._settled()
-
-    def _settle(
-        self, known: Known, mark: int, found: Record | list[Reply], skipped: list[Node]
-    ) -> None:
-        """After a wide read that began at fault mark ``mark``: when every node answered
-        and none holds a copy newer than home's (``found`` is the record), this
-        session's reads may ask its home alone until the next fault (docs/design.md,
-        "Careful after a fault, per session")."""
-        if not skipped and not self._read_all_nodes and type(found) is Record:
-            known.settled = mark
-
-    def _wide_targets(self, known: Known) -> tuple[list[Node], list[Node]]:
-        """The nodes a wide read asks (breaker closed) and skips, in ranking order."""
-        asked: list[Node] = []
-        skipped: list[Node] = []
-        for node in rank(self._nodes, self._seeds, known.key):
-            (asked if node.breaker.state is BreakerState.CLOSED else skipped).append(node)
-        return asked, skipped
-
-    def _wide_record(
-        self,
-        sid: str,
-        known: Known,
-        began: float,
-        at: float,
-        replies: list[Reply],
-        skipped: list[Node],
-    ) -> Record | list[Reply]:
-        """What :meth:`_wide_read` concludes from the ``replies`` of the nodes it asked."""
-        found = _agreed(replies, self._replicas)
-        if found is None:
-            return replies
-        blob, holders = found
-        verified = known.verified
-        if verified is not None and blob == verified[0]:  # these bytes passed the MAC
-            record = verified[1]
-        else:
-            checked = self._verify(blob, known.key)
-            if type(checked) is not Record:
-                return replies
-            record = checked
-            self._remember(sid, known, blob, record)
-        acked = known.acked
-        if acked is not None and (acked.tombstone or acked.version > record.version):
-            return replies
-        if record.tombstone or self._expired(record) or self._renewal_due(record):
-            return replies
-        op: Op | None = None
-        if skipped or self._on_outcome is not None:
-            op = Op("session.start", known.key, began)
-            for node in skipped:
-                op.record(node, "-", NodeStatus.SKIPPED, at)
-            for reply in replies:
-                status = NodeStatus.MISS if reply.values[0] is None else NodeStatus.HIT
-                op.results.append((reply.node.address, "gets", status, reply.elapsed, ""))
-        served = holders[0]
-        if skipped:
-            read = Read()
-            for reply in replies:
-                value = reply.values[0]
-                if value is not None:
-                    read.add_copy(core.Copy(reply.node, record, value[0], value[1]))
-            read.failed = skipped
-            read.answered = len(replies)
-            read.answered_by.update([reply.node.address for reply in replies])
-            judgement = core.judge(
-                read,
-                home=known.home,
-                acked=acked,
-                replicas=self._replicas,
-                over=False,
-                grace=self._max_retry_after,
-                memory=self._settle_after,
-            )
-            if judgement.base is not OutcomeKind.OK or judgement.found is None:
-                return replies
-            if judgement.forget or judgement.bury:
-                return replies
-            served = judgement.found.node
-        addresses = frozenset([node.address for node in holders])
-        # Copies outside home (a failover write left them): the next save writes over them.
-        known.strays = addresses - known.homes
-        known.ack(Acked(record.version, False, addresses, self._faults.now()))
-        self._keep(sid, known)
-        if op is not None:
-            self._finish(op, OutcomeKind.OK, served, record.version)
         return record
 
     # -- the whole read ----------------------------------------------------------------

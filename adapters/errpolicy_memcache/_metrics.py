@@ -257,3 +257,32 @@ class StoreMetrics:
             MappingProxyType({node.address: node.breaker.state for node in nodes}),
             MappingProxyType(histograms),
         )
+
+    def counted(
+        self,
+        operation: str,
+        outcome: tuple[str, OutcomeKind],
+        flags: Sequence[tuple[str, OutcomeKind]],
+        results: Sequence[tuple[str, NodeStatus]],
+        elapsed: float,
+    ) -> None:
+        """:meth:`record` with the counters' keys made beforehand: ``outcome`` is
+        ``(operation, kind)``, ``flags`` one ``(operation, flag)`` per flag, ``results``
+        one ``(node, status)`` per result (the wide read's short path keeps them while
+        its nodes' answers do not change: a failover read per request)."""
+        bucket = bisect_left(LATENCY_BUCKETS, elapsed)
+        with self._lock:
+            outcomes = self._outcomes
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            counted = self._flags
+            for flag_key in flags:
+                counted[flag_key] = counted.get(flag_key, 0) + 1
+            nodes = self._nodes
+            for node_key in results:
+                nodes[node_key] = nodes.get(node_key, 0) + 1
+            counts = self._latency.get(operation)
+            if counts is None:
+                self._add_latency(operation, bucket, elapsed)
+            else:
+                counts[bucket] += 1
+                self._totals[operation] += elapsed

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from ._native import speedups
 
-__all__ = ["NodeResult", "NodeStatus", "Outcome", "OutcomeKind", "severity_of"]
+__all__ = ["NodeResult", "NodeStatus", "Outcome", "OutcomeKind", "outcome_of", "severity_of"]
 
 _NOTICE = 25  # errpolicy.NOTICE; a literal so this module imports without the core
 
@@ -226,3 +226,32 @@ def py_node_results(
         detail(result, r[4])
         made.append(result)
     return tuple(made)
+
+
+_OUTCOME_MEMBERS = tuple(
+    Outcome.__dict__[f]
+    for f in ("operation", "kind", "flags", "served_by", "nodes", "key", "version", "elapsed")
+)
+_made: Callable[..., tuple[Outcome, ...]] | None = None if speedups is None else speedups.slotted
+
+
+def outcome_of(
+    operation: str,
+    kind: OutcomeKind,
+    flags: frozenset[OutcomeKind],
+    served_by: str | None,
+    results: list[tuple[str, str, NodeStatus, float, str]],
+    key: str,
+    version: int | None,
+    elapsed: float,
+) -> Outcome:
+    """``Outcome(operation, kind, flags, served_by, node_results(results), key, version,
+    elapsed)``, its values made in C where the speedups are built (a failover read
+    reports one per request)."""
+    if _made is not None:
+        nodes = _made(NodeResult, _RESULT_MEMBERS, results)
+        row = (operation, kind, flags, served_by, nodes, key, version, elapsed)
+        return _made(Outcome, _OUTCOME_MEMBERS, (row,))[0]
+    return Outcome(
+        operation, kind, flags, served_by, py_node_results(results), key, version, elapsed
+    )

@@ -1564,6 +1564,8 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *wide_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
 static PyMethodDef module_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "setup(*, failure)\n--\n\nThe NodeFailure class that gets_round() reports failures with."},
@@ -1614,6 +1616,12 @@ static PyMethodDef module_methods[] = {
      "(record, command): the Record of the fields and the Command (name 'set' or 'add',\n"
      "reply reader read) storing it sealed for expiry seconds; None where seal_store()\n"
      "gives None."},
+    {"wide_round", (PyCFunction)(void (*)(void))wide_round, METH_FASTCALL,
+     "wide_round(fds, request, need, timeout=None, max_value=None)\n--\n\n"
+     "gets_round() without agree, answered short when the copies agree: (value, hits)\n"
+     "when every socket answered, the first need of them a hit, and every hit the same\n"
+     "bytes (hits: a bit per socket that held it, the first socket the lowest bit);\n"
+     "else the list gets_round() gives."},
     {NULL},
 };
 
@@ -1684,4 +1692,83 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     return PyModuleDef_Init(&speedups_module);
+}
+
+/* ---- the wide read's round (after a fault) ----------------------------------------- */
+
+/* wide_round() <-> errpolicy_memcache._transport.wide_gets's _wide_agreed (which is
+   _machine_read's agreement of a wide read): the round of gets_round(), then the
+   agreement read off its list. A wide read asks every node whose breaker is closed:
+   the first `need` (the session's home as far as it answers, and the substitutes a
+   failover write reaches) must hold the copy, the others the same copy or none. */
+static PyObject *
+agreed_of(PyObject *list, Py_ssize_t need)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (n == 0 || n > 62) { /* the hits fit in one small int; a larger read decides in Python */
+        return list;
+    }
+    PyObject *blob = NULL;
+    unsigned long long hits = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (item == Py_None) {
+            if (i < need) {
+                return list;
+            }
+            continue;
+        }
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+            return list; /* a NodeFailure */
+        }
+        PyObject *value = PyTuple_GET_ITEM(item, 0);
+        if (!PyBytes_CheckExact(value)) {
+            return list;
+        }
+        if (blob == NULL) {
+            blob = value;
+        }
+        else if (PyBytes_GET_SIZE(value) != PyBytes_GET_SIZE(blob)
+                 || memcmp(PyBytes_AS_STRING(value), PyBytes_AS_STRING(blob),
+                           (size_t)PyBytes_GET_SIZE(blob)) != 0) {
+            return list;
+        }
+        hits |= 1ULL << i;
+    }
+    if (blob == NULL) {
+        return list;
+    }
+    PyObject *mask = PyLong_FromUnsignedLongLong(hits);
+    if (mask == NULL) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, blob, mask);
+    Py_DECREF(mask);
+    Py_DECREF(list);
+    return pair;
+}
+
+static PyObject *
+wide_round(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "wide_round(fds, request, need, timeout=None, max_value=None) "
+                        "takes 3 to 5 arguments");
+        return NULL;
+    }
+    Py_ssize_t need = PyLong_AsSsize_t(args[2]);
+    if (need == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Round round;
+    if (round_of(&round, nargs >= 4 ? args[3] : NULL, nargs >= 5 ? args[4] : NULL) < 0) {
+        return NULL;
+    }
+    PyObject *list = run_round(module, args[0], args[1], 0, 0, &round);
+    if (list == NULL) {
+        return NULL;
+    }
+    return agreed_of(list, need);
 }

@@ -73,3 +73,10 @@ def seal_save(
     payload: bytes | None,
 ) -> tuple[Any, Any] | None: ...
 def gets_reply(data: bytes, max_value: int) -> tuple[bytes, int] | NodeFailure | int | None: ...
+def wide_round(
+    fds: Sequence[int],
+    request: bytes,
+    need: int,
+    timeout: float | None = ...,
+    max_value: int | None = ...,
+) -> tuple[bytes, int] | list[tuple[bytes, int] | NodeFailure | None]: ...

@@ -29,7 +29,7 @@ from ._options import check_options, check_ttl
 from ._outcome import Outcome, OutcomeKind
 from ._session import Session, _Lock
 from ._steps import HOME_STORE, ROUND, WAIT, Steps
-from ._transport import TRANSPORTS, agreed_gets, stored_round
+from ._transport import TRANSPORTS, agreed_gets, stored_round, wide_gets
 from ._wire import Command
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore", "build_core"]
@@ -143,6 +143,7 @@ class MemcacheSessionStore:
         self._execute: Callable[..., list[Reply]] = execute
         self._agreed_gets = agreed_gets
         self._stored_round = stored_round
+        self._wide_gets = wide_gets
         self._prober = Prober(core.nodes, core.probe, self._hand_over, self._run_plan)
 
     def _run_plan(self, plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
@@ -293,12 +294,26 @@ class MemcacheSessionStore:
     # -- the driver ------------------------------------------------------------------
 
     def _start(self, sid: str | None, held: list[_Lock] | None) -> tuple[Session, Outcome | None]:
-        """The usual read in one C round (the core's ``home_known``/``home_session``),
-        else the core's start steps, going on from that round's replies."""
+        """The usual read in one C round (the core's ``read_plan``, then
+        ``home_session``; after a fault ``wide_session``), else the core's start steps,
+        going on from that round's replies."""
         core = self._core
-        known = core.home_known(sid)
+        known = core.read_plan(sid)
         if known is None:
             return self._drive(core.start(sid, held))
+        if isinstance(known, tuple):  # after a fault: every node not skipped, one C round
+            wide = known
+            assert sid is not None
+            began = time.perf_counter()
+            agreed = self._wide_gets(wide[2], wide[0].command, wide[5], began + self._timeout)
+            if type(agreed) is tuple:
+                session = core.wide_session(sid, wide, began, agreed)
+                if session is not None:
+                    return session, None
+                return self._drive(core.start(sid, held, began=began))
+            assert isinstance(agreed, list)
+            replies = settle([(node, (wide[0].command,)) for node in wide[1]], agreed, began)
+            return self._drive(core.start(sid, held, began=began, home=replies, wide=True))
         assert sid is not None
         began = time.perf_counter()
         found = self._agreed_gets(known.transports, known.command, began + self._timeout)

@@ -59,6 +59,8 @@ __all__ = [
     "as_failure",
     "make_transport",
     "stored_round",
+    "wide_agreed",
+    "wide_gets",
 ]
 
 #: The transport names, the default first.
@@ -368,18 +370,16 @@ def agreed_gets(
     if _C_GETS is None:
         batch = [(transport, (command,)) for transport in transports]
         return _agreed(_fan_out(batch, deadline))
-    conns = [_checkout(transport, deadline) for transport in transports]
-    live = [conn for conn in conns if not isinstance(conn, NodeFailure)]
-    fds = [c.fileno() for c in live]
+    conns, fds = _checkouts(transports, deadline)
+    left = None if deadline == math.inf else deadline - _now()
     limit = transports[0]._max_value
-    if len(live) == len(conns):
-        result = _C_GETS(fds, command.request, True, _left(deadline), limit)
+    if len(fds) == len(conns):
+        result = _C_GETS(fds, command.request, True, left, limit)
         if type(result) is bytes:
-            for transport, conn in zip(transports, conns, strict=True):
-                _keep(transport, conn)
+            _pool_again(transports, conns)
             return result
     else:
-        result = _C_GETS(fds, command.request, False, _left(deadline), limit)
+        result = _C_GETS(fds, command.request, False, left, limit)
     assert isinstance(result, list)
     # Compared again: a reused connection found closed (a restarted node) was retried
     # after the C round, and its value may agree with the others'.
@@ -396,6 +396,97 @@ def _agreed(answers: list[Answer]) -> bytes | list[Answer]:
         blobs.add(None if found is None else found[0])
     blob = blobs.pop() if len(blobs) == 1 else None
     return answers if blob is None else blob
+
+
+_C_WIDE = speedups.wide_round if _C_GETS is not None and speedups is not None else None
+
+
+def wide_gets(
+    transports: Sequence[_Pool[Any]], command: Command, need: int, deadline: float = math.inf
+) -> tuple[bytes, int] | list[Answer]:
+    """One ``gets`` to every transport's node at once, for a wide read (after a fault:
+    every node whose breaker is closed, in ranking order): ``(value, hits)`` when every
+    node answered, the first ``need`` of them with the copy, and the others the same
+    copy or none (``hits``: a bit per node that holds it, the first node the lowest
+    bit), else each node's answer as ``exchange`` gives it. The round and the
+    comparison run in C where they can (``_speedups.wide_round``)."""
+    if not transports:
+        return []
+    if _C_WIDE is None or _C_GETS is None:
+        batch = [(transport, (command,)) for transport in transports]
+        return wide_agreed(_fan_out(batch, deadline), need)
+    conns, fds = _checkouts(transports, deadline)
+    left = None if deadline == math.inf else deadline - _now()
+    limit = transports[0]._max_value
+    if len(fds) == len(conns):
+        result = _C_WIDE(fds, command.request, need, left, limit)
+        if type(result) is tuple:
+            _pool_again(transports, conns)
+            return result
+    else:
+        result = _C_GETS(fds, command.request, False, left, limit)
+    assert isinstance(result, list)
+    # Compared again: a reused connection found closed was retried after the C round.
+    batch = [(transport, (command,)) for transport in transports]
+    return wide_agreed(_round_answers(batch, conns, result, deadline), need)
+
+
+def wide_agreed(answers: list[Answer], need: int) -> tuple[bytes, int] | list[Answer]:
+    """What :func:`wide_gets` gives for ``answers`` (the reference of the C
+    ``wide_round``'s agreement)."""
+    blob: bytes | None = None
+    hits = 0
+    if len(answers) > 62:  # as the C twin: the hits fit one small int
+        return answers
+    for index, (values, failure, _) in enumerate(answers):
+        if failure is not None:
+            return answers
+        found = values[0]
+        if found is None:
+            if index < need:
+                return answers
+            continue
+        if blob is None:
+            blob = found[0]
+        elif found[0] != blob:
+            return answers
+        hits |= 1 << index
+    return answers if blob is None else (blob, hits)
+
+
+def _checkouts(transports: Sequence[_Pool[Any]], deadline: float) -> tuple[list[Any], list[int]]:
+    """A connection (or why none) per transport, and the live ones' file descriptors:
+    :func:`_checkout` for each, inlined for the usual case (a pooled connection each;
+    a read's bookkeeping is mostly Python calls)."""
+    conns: list[Any] = []
+    fds: list[int] = []
+    conn: Any
+    now = _now()  # one clock read for the round's checkouts
+    for transport in transports:
+        if now >= deadline:
+            conn = _SKIPPED
+        else:
+            try:
+                conn = transport._idle.pop()
+            except IndexError:
+                conn = _checkout(transport, deadline)  # a new connection, or why none
+            else:
+                conn.reused = True
+        conns.append(conn)
+        if not isinstance(conn, NodeFailure):
+            fds.append(conn._sock.fileno())
+    return conns, fds
+
+
+def _pool_again(transports: Sequence[_Pool[Any]], conns: list[Any]) -> None:
+    """:func:`_keep` each of ``conns`` (a round that read every reply to its last byte)."""
+    for i, conn in enumerate(conns):  # not zip(strict=True): it parses its keyword
+        transport = transports[i]
+        idle = transport._idle
+        if len(idle) < transport._pool_size:
+            idle.append(conn)
+        else:
+            conn.close()
 
 
 def _checkout(transport: _Pool[Any], deadline: float) -> Any:

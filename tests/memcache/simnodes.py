@@ -14,7 +14,7 @@ from errpolicy_memcache._envelope import EnvelopeError, Keyring, decode
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._machine_read import StoreCore
 from errpolicy_memcache._node import Reply, settle
-from errpolicy_memcache._transport import Answer
+from errpolicy_memcache._transport import Answer, wide_agreed
 from errpolicy_memcache._wire import Command, NodeFailure
 
 from .helpers import PREFIX
@@ -135,9 +135,15 @@ class Cluster:
             stored = all(a[1] is None and a[0][0] == "STORED" for a in answers)
             return True if stored else answers
 
+        def wide_gets(
+            transports: Any, command: Command, need: int, deadline: float = 0.0
+        ) -> tuple[bytes, int] | list[Answer]:
+            return wide_agreed([by_transport[id(t)].answer((command,)) for t in transports], need)
+
         store._execute = execute
         store._agreed_gets = agreed_gets
         store._stored_round = stored_round
+        store._wide_gets = wide_gets
         store._prober.wake = lambda: None  # type: ignore[method-assign]  # probes are rules
         self.attach_core(store._core)
         return store

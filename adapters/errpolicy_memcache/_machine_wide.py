@@ -1,0 +1,314 @@
+"""The core's wide read, in plain calls and as steps (``_steps``): after a fault, and
+during an outage, ``start()`` asks every node whose breaker is closed; when their
+copies agree it is judged in short (:func:`core.judge_agreed`) and reported without
+an :class:`Op`, and anything else goes to the general read (``_machine_read``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
+
+from . import _core as core
+from ._breaker import BreakerState
+from ._core import Acked, Known
+from ._envelope import Record
+from ._ids import is_valid_session_id, storage_key
+from ._machine_write import Writing
+from ._node import Node, Reply
+from ._outcome import NodeStatus, OutcomeKind, outcome_of
+from ._placement import rank
+from ._session import Session
+from ._steps import ROUND, Steps
+
+__all__ = ["WideRead", "WideReading"]
+
+#: What :meth:`WideReading.read_plan` gives a driver for a wide read: the session's
+#: :class:`Known`, the nodes to ask (breaker closed, in ranking order), their
+#: transports, the nodes skipped (breaker open), the fault mark before the round, and
+#: how many of the asked nodes must hold the copy (``need`` of ``_transport.wide_gets``).
+WideRead = tuple[Known, list[Node], list[Any], list[Node], int, int]
+
+_CLOSED = BreakerState.CLOSED  # one Enum lookup, not one per node per read (3.11)
+_START = "session.start"
+_HIT = NodeStatus.HIT
+_MISS = NodeStatus.MISS
+_SKIPPED = NodeStatus.SKIPPED
+_FAILOVER = OutcomeKind.FAILOVER
+_OK = OutcomeKind.OK
+_FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
+_NO_FLAGS: frozenset[OutcomeKind] = frozenset()
+_address = attrgetter("address")
+_new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
+
+
+def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None:
+    """The copy of a read that every node answered, when the first ``replicas`` replies
+    hold the same bytes and the others the same or none, with a bit per reply that
+    holds it (the first reply the lowest bit): ``_transport.wide_agreed`` over
+    replies."""
+    blob: bytes | None = None
+    hits = 0
+    for index, reply in enumerate(replies):
+        if reply.failure is not None:
+            return None
+        value = reply.values[0]
+        if value is None:
+            if index < replicas:
+                return None
+            continue
+        if blob is None:
+            blob = value[0]
+        elif value[0] != blob:
+            return None
+        hits |= 1 << index
+    return None if blob is None else (blob, hits)
+
+
+class WideReading(Writing):
+    """The wide read over the store's state."""
+
+    def read_plan(self, sid: str | None) -> Known | WideRead | None:
+        """How the sync driver reads ``sid`` in plain calls, no generator (every request
+        pays it): its :class:`Known` when :meth:`home_known` would give it (the home
+        read), a :data:`WideRead` when ``start`` would ask every node whose breaker is
+        closed now (the process not settled since a fault, as during an outage): the
+        driver reads ``known.command`` from its transports with
+        ``_transport.wide_gets`` and hands an agreed copy to :meth:`wide_session`, or
+        the replies to :meth:`start` (``wide=True``); None: :meth:`start`'s steps.
+        The checks of :meth:`home_known`, which the async driver calls, repeated: one
+        call less on the usual read."""
+        if self._locking or type(sid) is not str:
+            return None
+        known = self._known.get(sid)  # an id read or written before: checked, hashed
+        if known is None:
+            if not is_valid_session_id(sid):
+                return None
+            known = self._known_for(sid, storage_key(self._prefix, sid))
+        if self._reads_home(known):
+            for node in known.home:
+                if node.breaker.state is not _CLOSED:
+                    return None
+            return known
+        mark = self._faults.marks  # before the round: a fault during it unsettles
+        ranked = known.ranked
+        if ranked is None:
+            ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
+        asked: list[Node] = []
+        transports: list[Any] = []
+        skipped: list[Node] = []
+        for node in ranked:
+            if node.breaker.state is _CLOSED:
+                asked.append(node)
+                transports.append(node.transport)
+            else:
+                skipped.append(node)
+        if not asked:
+            return None
+        return known, asked, transports, skipped, mark, self._replicas
+
+    def wide_session(
+        self, sid: str, wide: WideRead, began: float, found: tuple[bytes, int]
+    ) -> Session | None:
+        """The wide read's second half: every node asked answered, those of ``found``'s
+        bits with its bytes (``_transport.wide_gets``), the others a miss. The session
+        when that copy settles the read as :meth:`_wide_read` would (reported as it
+        reports it), else None: the driver runs :meth:`start` (with no replies: it asks
+        again)."""
+        done = time.perf_counter()
+        known, asked, _, skipped, mark, _ = wide
+        for node in asked:
+            node.breaker.success()
+        blob, hits = found
+        record = self._wide_found(
+            sid, known, began, blob, asked, hits, [done - began] * len(asked), skipped, 0.0
+        )
+        if record is None:
+            return None
+        if not skipped and not self._read_all_nodes:
+            known.settled = mark  # as _settle: every node answered, home holds the newest
+        return self._loaded(sid, record)
+
+    def _wide_read(
+        self, sid: str, known: Known, began: float
+    ) -> Steps[Record | list[Reply] | None]:
+        """The read of a process that is not settled (a recent fault, or
+        ``read_all_nodes``), kept short as the home read is: every node whose breaker
+        is closed, asked in one round. When the first ``replicas`` of them hold the
+        same valid live copy and the others the same or none, it is what :meth:`_read`
+        would conclude (judged by :func:`core.judge` when a node was skipped, and
+        reported as a failover); else the replies, for :meth:`_read`.
+        """
+        mark = self._faults.marks  # before the round: a fault during it unsettles
+        asked, skipped = self._wide_targets(known)
+        if not asked:
+            return None
+        at = time.perf_counter() - began
+        command = (known.command,)
+        plan = [(node, command) for node in asked]
+        replies = yield (ROUND, plan, began + self._operation_timeout)
+        found = self._wide_record(sid, known, began, at, replies, skipped)
+        self._settle(known, mark, found, skipped)
+        return found
+
+    def _settled(self) -> bool:
+        """True if reads may start with the home nodes alone (see :meth:`_read`): the
+        process has seen no fault for ``_settle_after`` seconds, and the store is not
+        told to read every node."""
+        return not self._read_all_nodes and self._faults.quiet_for(self._settle_after)
+
+    def _reads_home(self, known: Known) -> bool:
+        """True if a read of ``known`` may start with its home nodes alone: the process
+        is settled, or this session was read whole since the last fault."""
+        return known.settled == self._faults.marks or self._settled()
+
+    def _settle(
+        self, known: Known, mark: int, found: Record | list[Reply], skipped: list[Node]
+    ) -> None:
+        """After a wide read that began at fault mark ``mark``: when every node answered
+        and none holds a copy newer than home's (``found`` is the record), this
+        session's reads may ask its home alone until the next fault (docs/design.md,
+        "Careful after a fault, per session")."""
+        if not skipped and not self._read_all_nodes and type(found) is Record:
+            known.settled = mark
+
+    def _wide_targets(self, known: Known) -> tuple[list[Node], list[Node]]:
+        """The nodes a wide read asks (breaker closed) and skips, in ranking order."""
+        asked: list[Node] = []
+        skipped: list[Node] = []
+        ranked = known.ranked
+        if ranked is None:
+            ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
+        for node in ranked:
+            (asked if node.breaker.state is _CLOSED else skipped).append(node)
+        return asked, skipped
+
+    def _wide_record(
+        self,
+        sid: str,
+        known: Known,
+        began: float,
+        at: float,
+        replies: list[Reply],
+        skipped: list[Node],
+    ) -> Record | list[Reply]:
+        """What :meth:`_wide_read` concludes from the ``replies`` of the nodes it asked."""
+        found = _agreed(replies, self._replicas)
+        if found is None:
+            return replies
+        asked = [reply.node for reply in replies]
+        times = [reply.elapsed for reply in replies]
+        record = self._wide_found(sid, known, began, found[0], asked, found[1], times, skipped, at)
+        return replies if record is None else record
+
+    def _wide_found(
+        self,
+        sid: str,
+        known: Known,
+        began: float,
+        blob: bytes,
+        asked: list[Node],
+        hits: int,
+        times: list[float],
+        skipped: list[Node],
+        at: float,
+    ) -> Record | None:
+        """What a wide read concludes when every node of ``asked`` answered, those of
+        ``hits``' bits with ``blob`` and the others a miss (``times``: each one's
+        seconds since ``began``), and the ``skipped`` were skipped ``at`` seconds in:
+        the record when it is a valid live copy, due no renewal, not older than a copy
+        this process saw acknowledged, and judged ``ok`` (:func:`core.judge_agreed`,
+        :func:`core.judge`'s decision in short), reported as a failover when a node was
+        skipped; else None (the general read decides)."""
+        if hits == (1 << len(asked)) - 1:
+            holders = asked
+        else:
+            holders = [node for i, node in enumerate(asked) if hits >> i & 1]
+        verified = known.verified
+        if verified is not None and blob == verified[0]:  # these bytes passed the MAC
+            record = verified[1]
+        else:
+            checked = self._verify(blob, known.key)
+            if type(checked) is not Record:
+                return None
+            record = checked
+            self._remember(sid, known, blob, record)
+        acked = known.acked
+        version = record.version
+        if acked is not None and (acked.tombstone or acked.version > version):
+            return None
+        # Not a tombstone, not past its absolute lifetime (_expired), due no renewal
+        # (_renewal_due): inline, one clock read.
+        now = self._clock()
+        absolute = self._absolute_ttl
+        if (
+            record.payload is None
+            or (absolute is not None and now >= record.created + absolute)
+            or now - record.written >= self._renew_after * (record.ttl or self._idle_ttl)
+        ):
+            return None
+        addresses = frozenset(map(_address, holders))
+        if skipped and not core.judge_agreed(
+            version,
+            holders,
+            addresses,
+            len(asked) - len(holders),
+            skipped,
+            home=known.home,
+            acked=acked,
+            replicas=self._replicas,
+            grace=self._max_retry_after,
+            memory=self._settle_after,
+        ):
+            return None
+        # Copies outside home (a failover write left them): the next save writes over them.
+        known.strays = addresses - known.homes
+        # known.ack, inline: kept unless a racing thread saw a tombstone or a newer copy.
+        current = known.acked
+        if current is None or (not current.tombstone and version >= current.version):
+            known.acked = _new_acked(Acked, (version, False, addresses, self._faults.now()))
+        self._keep(sid, known)
+        if skipped or self._on_outcome is not None:
+            self._wide_report(known, began, version, asked, hits, times, skipped, at)
+        return record
+
+    def _wide_report(
+        self,
+        known: Known,
+        began: float,
+        version: int,
+        asked: list[Node],
+        hits: int,
+        times: list[float],
+        skipped: list[Node],
+        at: float,
+    ) -> None:
+        """Count and report a wide read that :meth:`_wide_found` served: what ``_finish``
+        does for its :class:`Op` (the same counts and outcome), without one."""
+        rows = []  # loops, not comprehensions: each costs a function call on 3.11
+        for node in skipped:
+            rows.append((node.address, "-", _SKIPPED, at, ""))
+        served = None
+        for i, node in enumerate(asked):
+            if hits >> i & 1:
+                rows.append((node.address, "gets", _HIT, times[i], ""))
+                if served is None:
+                    served = node.address
+            else:
+                rows.append((node.address, "gets", _MISS, times[i], ""))
+        kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
+        # The counters' keys, kept while the same nodes answer the same way.
+        counted = known.counted
+        if counted is None or counted[0] != hits or counted[1] != asked or counted[2] != skipped:
+            keys = (
+                (_START, kind),
+                [(_START, flag) for flag in flags],
+                [(row[0], row[2]) for row in rows],
+            )
+            counted = known.counted = (hits, asked, skipped, keys)
+        keys = counted[3]
+        elapsed = time.perf_counter() - began
+        self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
+        key = known.key[-12:]
+        self._emit(outcome_of(_START, kind, flags, served, rows, key, version, elapsed))
