@@ -3,7 +3,6 @@ judging and repairs; and :class:`StoreCore`, the whole sans-IO core both drivers
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from . import _core as core
@@ -71,7 +70,7 @@ class Reading(Writing):
         """The usual read's second half: every home node answered ``found``. The session
         when that copy settles the read (see :meth:`_home_record`), else None: the
         driver runs :meth:`start` (with no replies: it asks again)."""
-        done = time.perf_counter()
+        done = self._ticks()
         for node in known.home:
             node.breaker.success()
         record = self._home_record(sid, known, began, found, done)
@@ -101,7 +100,7 @@ class Reading(Writing):
             return self.new_session(), None
         wide = False
         if began is None:
-            began = time.perf_counter()
+            began = self._ticks()
             if not self._locking and not self._reads_home(known or self._known_for(sid, key)):
                 # After a fault: every node whose breaker is closed, in one round.
                 wide = True
@@ -134,7 +133,7 @@ class Reading(Writing):
         """Read ``sid`` whole without renewing it: the live copy found (or None) and the
         outcome to report (``exists``, ``expires_in``)."""
         key = storage_key(self._prefix, sid)
-        op = Op("session.exists", key)
+        op = Op("session.exists", key, self._ticks())
         read = yield from self._read(op, key)
         return (yield from self._conclude(op, sid, key, read, renew=False))
 
@@ -198,7 +197,7 @@ class Reading(Writing):
         asked, skipped = self._wide_targets(known)
         if not asked:
             return None
-        at = time.perf_counter() - began
+        at = self._ticks() - began
         command = (known.command,)
         plan = [(node, command) for node in asked]
         replies = yield (ROUND, plan, began + self._operation_timeout)
@@ -327,7 +326,7 @@ class Reading(Writing):
         read = Read()
         decoded: dict[bytes, Record | EnvelopeError] = {}
         seen: set[Node] = set()
-        at = time.perf_counter() - op.start
+        at = self._ticks() - op.start
         replies: list[Reply] = []
         command = (gets(key),)
         deadline = self.deadline(op)

@@ -3,7 +3,6 @@ regenerate, and the rounds that store a write on enough nodes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -58,7 +57,7 @@ class Writing(Locking):
     def _write(self, op: Op, writes: Sequence[Write]) -> Steps[None]:
         """Store every write on ``need`` answering nodes, falling back down the ranking."""
         while True:
-            plan = core.write_round(op, writes, time.perf_counter() - op.start)
+            plan = core.write_round(op, writes, self._ticks() - op.start)
             if not plan:
                 return
             sent = [(node, [w.command for w in items]) for node, items in plan.items()]
@@ -92,7 +91,7 @@ class Writing(Locking):
         assert blob is not None
         if len(blob) > self._max_size:
             raise SessionTooLarge(len(blob), self._max_size)
-        op = Op("session.save", key)
+        op = Op("session.save", key, self._ticks())
         home: Known | None = None
         if not must_create and session._lock is None:
             if known is None:
@@ -112,14 +111,14 @@ class Writing(Locking):
         known, command, op, _, record, blob, created = saving
         assert known is not None
         home = known.home
-        elapsed = time.perf_counter() - began
+        elapsed = self._ticks() - began
         for node in home:
             node.breaker.success()
             op.results.append((node.address, command.name, STORED, elapsed, ""))
         if ttl is not None:
             session.ttl = ttl
         if self._on_outcome is None:  # an OK save is silent: count it
-            elapsed = time.perf_counter() - op.start
+            elapsed = self._ticks() - op.start
             self._metrics.record(op.name, OK, op.results, elapsed)
             outcome = None
         else:
@@ -143,7 +142,7 @@ class Writing(Locking):
         if saving is None:
             saving = self.prepare_save(session, must_create, ttl)
             if saving[0] is not None:  # the usual save's round, as a driver sends it
-                began = time.perf_counter()
+                began = self._ticks()
                 stored = yield (HOME_STORE, saving[0], saving[1])
                 if stored is True:
                     return self.home_saved(session, ttl, saving, began)
@@ -235,7 +234,7 @@ class Writing(Locking):
         """Destroy the stored session ``sid``: a tombstone on every node (hinted to
         those it missed), then the session's lock released."""
         key = storage_key(self._prefix, sid)
-        op = Op("session.destroy", key)
+        op = Op("session.destroy", key, self._ticks())
         write, version = self._tombstone_write(key, floor, ttl)
         yield from self._write(op, [write])
         self._handoff.hint(write)
@@ -256,7 +255,7 @@ class Writing(Locking):
         ttl = session.ttl or self._idle_ttl
         record = Record(version, self._writer, now, now, ttl, session._encoded())
         writes = [self._record_write(new_key, record, set_)]
-        op = Op("session.regenerate", new_key)
+        op = Op("session.regenerate", new_key, self._ticks())
         yield from self._write(op, writes)
         if not session.new and writes[0].acks:
             tomb, tomb_version = self._tombstone_write(old_key, session.version, session.ttl)
