@@ -248,8 +248,11 @@ class State:
             with self._version_lock:  # rare (once per ordered home): numbered once
                 route = self._route_numbers.get(ordered)
                 if route is None:
-                    route = self._route_numbers[ordered] = len(self._routes)
+                    # Its nodes first, then its number: a thread that finds the number
+                    # finds the nodes.
+                    route = len(self._routes)
                     self._routes.append(ordered)
+                    self._route_numbers[ordered] = route
         return route
 
     def route(self, number: int) -> tuple[Node, ...]:

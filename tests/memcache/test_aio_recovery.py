@@ -29,7 +29,7 @@ Raw = Callable[[MemcachedServer], Any]
 @pytest.fixture
 async def make_async() -> AsyncIterator[MakeAsync]:
     """Async stores whose breakers open at the first failure and probe within 0.1 s
-    (their nodes have no blocking transport: ``test_clocks`` checks no part of the
+    (their nodes have no blocking transport: ``test_core_clocks`` checks no part of the
     store holds one)."""
     made: list[AsyncMemcacheSessionStore] = []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from errpolicy_memcache._clocks import PROCESS_CLOCKS, Clocks
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._machine_read import StoreCore
 from errpolicy_memcache._node import settle
+from errpolicy_memcache._placement import rank
 from errpolicy_memcache._steps import HOME_STORE, ROUND, WAIT, Steps
 from errpolicy_memcache._store import build_core
 from errpolicy_memcache._transport import Answer, PipelinedTransport, PymemcacheTransport
@@ -378,3 +380,54 @@ def test_the_async_store_holds_no_blocking_connection(cluster: MemcachedCluster)
             await store.aclose()
 
     assert ([], ["AsyncPool"]) == asyncio.run(run())
+
+
+class _HeldAppend(list[Any]):
+    """A list whose ``append`` waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.go = threading.Event()
+
+    def append(self, value: Any) -> None:
+        self.inside.set()
+        self.go.wait(30.0)  # bounds a broken test: nothing timed
+        super().append(value)
+
+
+def test_a_route_number_is_found_only_with_its_nodes() -> None:
+    """A thread that finds a session's route number while another is numbering that
+    route finds its nodes too: the nodes are kept before the number is given out."""
+    core = build_core(ADDRESSES, SECRET, 2, on_open=lambda: None)
+    held = core._routes = _HeldAppend()
+    ranked = [(key, tuple(rank(core._nodes, core._seeds, key)[:2])) for key in map(str, range(99))]
+    (first, home), (second, _) = [pair for pair in ranked if pair[1] == ranked[0][1]][:2]
+    found: list[object] = []
+
+    def find() -> None:
+        known = core._derive(second)
+        try:
+            found.append(core.route(known.route))
+        except IndexError as exc:  # the number before its nodes
+            found.append(exc)
+
+    numbering = threading.Thread(target=core._derive, args=(first,))
+    numbering.start()
+    held.inside.wait(30.0)
+    finder = threading.Thread(target=find)
+    finder.start()
+    finder.join(0.2)  # it waits for the numbering (or, broken, finds no nodes now)
+    held.go.set()
+    numbering.join()
+    finder.join()
+    assert [home] == found
+
+
+def test_a_route_is_its_home_nodes_transports_in_order(cluster: MemcachedCluster) -> None:
+    """The sync driver's transports for a session's route are its home nodes', in order."""
+    with MemcacheSessionStore(cluster.addresses, SECRET) as store:
+        sessions = [store.new_session() for _ in range(40)]
+        knowns = [store._core.home_known(s.id) for s in sessions]
+        expected = [[store._transports.of(n) for n in k.home] for k in knowns if k]
+        assert (40, expected) == (len(expected), [store._routes[k.route] for k in knowns if k])
