@@ -343,8 +343,9 @@ class State:
                 self._settle_after = max(self._settle_after, float(record.ttl))
 
     def _next_version(self, floor: int) -> int:
+        ns = self._ns  # a call of an attribute: LOAD_METHOD would not specialize
         with self._version_lock:
-            version = self._ns()  # max() of three, without max()'s argument parsing
+            version = ns()  # max() of three, without max()'s argument parsing
             if version <= self._last_version:
                 version = self._last_version + 1
             if version <= floor:

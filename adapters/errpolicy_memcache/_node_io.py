@@ -6,6 +6,7 @@ the nodes; this, kept by the sync store alone, holds what talks to them."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -20,22 +21,6 @@ _KINDS: dict[str, type[Transport]] = {
     PipelinedTransport.name: PipelinedTransport,
     PymemcacheTransport.name: PymemcacheTransport,
 }
-
-
-class _Routes(dict[int, list[Transport]]):
-    """Each route's transports, in the route's order, made the first time it is used
-    (a read costs one subscript, not a lookup per node)."""
-
-    __slots__ = ("_of", "_route")
-
-    def __init__(self, of: dict[Node, Transport], route: Callable[[int], Sequence[Node]]) -> None:
-        super().__init__()
-        self._of = of
-        self._route = route
-
-    def __missing__(self, number: int) -> list[Transport]:
-        made = self[number] = [self._of[node] for node in self._route(number)]
-        return made
 
 
 class Transports:
@@ -61,8 +46,22 @@ class Transports:
         }
         # Every node's transport is of one kind: one exchange for a whole plan.
         self._exchange: Callable[..., list[Answer]] = _KINDS[kind].exchange
-        #: ``routes[known.route]``: the transports of a ``Known``'s home nodes, in order.
-        self.routes = _Routes(self._of, route)
+        self._route = route
+        self._numbering = threading.Lock()
+        #: ``routes[known.route]``: the transports of a ``Known``'s home nodes, in
+        #: order, for the routes used so far (a list: one subscript a read; see
+        #: :meth:`route` for the others).
+        self.routes: list[list[Transport]] = []
+
+    def route(self, number: int) -> list[Transport]:
+        """The transports of route ``number`` (``Known.route``), in order: ``routes``
+        grows to hold it (routes are numbered from 0, each once)."""
+        routes = self.routes
+        if number >= len(routes):
+            with self._numbering:  # racing threads append each route once, in order
+                while len(routes) <= number:
+                    routes.append([self._of[node] for node in self._route(len(routes))])
+        return routes[number]
 
     def of(self, node: Node) -> Transport:
         """The transport that talks to ``node``."""

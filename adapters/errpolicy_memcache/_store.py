@@ -241,9 +241,13 @@ class MemcacheSessionStore:
             if known is None:
                 outcome = self._drive(core.save(session, must_create, ttl, saving))
             else:
-                began = self._ticks()
+                ticks = self._ticks  # a call of an attribute: LOAD_METHOD would not specialize
+                began = ticks()
                 command = saving[1]
-                transports = self._routes[known.route]
+                try:
+                    transports = self._routes[known.route]
+                except IndexError:  # a route this store had not used yet
+                    transports = self._transports.route(known.route)
                 stored = self._stored_round(transports, command, began + self._timeout)
                 if stored is True:
                     outcome = core.home_saved(session, ttl, saving, began)
@@ -317,8 +321,12 @@ class MemcacheSessionStore:
         if known is None:
             return self._drive(core.start(sid, held))
         assert sid is not None
-        began = self._ticks()
-        transports = self._routes[known.route]
+        ticks = self._ticks  # a call of an attribute: LOAD_METHOD would not specialize
+        began = ticks()
+        try:
+            transports = self._routes[known.route]
+        except IndexError:  # a route this store had not used yet
+            transports = self._transports.route(known.route)
         found = self._agreed_gets(transports, known.command, began + self._timeout)
         if type(found) is bytes:
             session = core.home_session(sid, known, began, found)
@@ -340,7 +348,7 @@ class MemcacheSessionStore:
                 elif tag is HOME_STORE:  # the usual save: a C round
                     known, write = command[1], command[2]
                     began = self._ticks()
-                    transports = self._routes[known.route]
+                    transports = self._transports.route(known.route)
                     stored = self._stored_round(transports, write, began + self._timeout)
                     if stored is True:
                         command = steps.send(True)

@@ -21,7 +21,7 @@ from errpolicy_memcache._aio_transport import AsyncPool
 from errpolicy_memcache._clocks import PROCESS_CLOCKS, Clocks
 from errpolicy_memcache._ids import storage_key
 from errpolicy_memcache._machine_read import StoreCore
-from errpolicy_memcache._node import settle
+from errpolicy_memcache._node import Node, settle
 from errpolicy_memcache._placement import rank
 from errpolicy_memcache._steps import HOME_STORE, ROUND, WAIT, Steps
 from errpolicy_memcache._store import build_core
@@ -430,4 +430,40 @@ def test_a_route_is_its_home_nodes_transports_in_order(cluster: MemcachedCluster
         sessions = [store.new_session() for _ in range(40)]
         knowns = [store._core.home_known(s.id) for s in sessions]
         expected = [[store._transports.of(n) for n in k.home] for k in knowns if k]
-        assert (40, expected) == (len(expected), [store._routes[k.route] for k in knowns if k])
+        assert (40, expected) == (
+            len(expected),
+            [store._transports.route(k.route) for k in knowns if k],
+        )
+
+
+def test_racing_threads_find_each_route_of_the_sync_driver_whole() -> None:
+    """Threads asking the sync driver for routes at once, each slow to make, each get the
+    transports of that route's nodes, in order, and every route is kept once."""
+    addresses = [f"10.0.1.{i}:11211" for i in range(1, 7)]  # 30 ordered pairs
+    store = MemcacheSessionStore(addresses, SECRET)
+    core, transports = store._core, store._transports
+    numbers = sorted({core._derive(f"k{i}").route for i in range(3000)})
+    wrong: list[int] = []
+
+    def slowly(number: int) -> tuple[Node, ...]:  # widens the window of a race
+        time.sleep(0.001)
+        return core.route(number)
+
+    transports._route = slowly
+
+    def ask(thread: int) -> None:
+        for number in numbers[thread:] + numbers[:thread]:
+            if transports.route(number) != [transports.of(n) for n in core.route(number)]:
+                wrong.append(number)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert ([], 30, 30) == (wrong, len(numbers), len(transports.routes))
