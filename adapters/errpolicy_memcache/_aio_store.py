@@ -252,7 +252,8 @@ class AsyncMemcacheSessionStore:
         if known is None:
             return await self._drive(core.start(sid, held))
         assert sid is not None
-        began = self._ticks()
+        ticks = self._ticks  # a call of an attribute: LOAD_METHOD would not specialize
+        began = ticks()
         found = await self._agreed_gets(known.home, known.command, began + self._operation_timeout)
         if type(found) is bytes:
             session = core.home_session(sid, known, began, found)
