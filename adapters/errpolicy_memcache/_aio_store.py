@@ -22,7 +22,7 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ._aio_recovery import AsyncRecovery
@@ -76,9 +76,7 @@ class AsyncMemcacheSessionStore:
             )
         _positive("max_connections", max_connections, integer=True)
         # Probing and handoff on the loop: the breakers wake it, not a prober thread.
-        self._core = core = build_core(
-            servers, secret_key, replicas, on_open=self._wake, transport="pipelined", **options
-        )
+        self._core = core = build_core(servers, secret_key, replicas, on_open=self._wake, **options)
         self._handoff = core.handoff
         self._locking = core.locking
         self._nodes = core.nodes
@@ -87,6 +85,11 @@ class AsyncMemcacheSessionStore:
         self._connect_timeout = core.connect_timeout
         self._timeout = core.timeout
         self._max_value: int = max(core.max_size, MAX_VALUE)
+        self._ticks = core.clocks.ticks  # the core's: the rounds' times and its own agree
+        # Each round's transport clock is perf_counter (the pools' deadlines); a
+        # simulation that replaces _execute and _agreed_gets gives the core other clocks
+        # and replaces this sleep with one of simulated time.
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._recovery = AsyncRecovery(
             core, lambda plan, deadline: self._execute(plan, deadline), self._drive
         )
@@ -249,7 +252,8 @@ class AsyncMemcacheSessionStore:
         if known is None:
             return await self._drive(core.start(sid, held))
         assert sid is not None
-        began = time.perf_counter()
+        ticks = self._ticks  # a call of an attribute: LOAD_METHOD would not specialize
+        began = ticks()
         found = await self._agreed_gets(known.home, known.command, began + self._operation_timeout)
         if type(found) is bytes:
             session = core.home_session(sid, known, began, found)
@@ -272,7 +276,7 @@ class AsyncMemcacheSessionStore:
                     command = steps.send(await self._execute(command[1], command[2]))
                 elif tag is HOME_STORE:  # the usual save: the home nodes in one round
                     known, write = command[1], command[2]
-                    deadline = time.perf_counter() + self._operation_timeout
+                    deadline = self._ticks() + self._operation_timeout
                     replies = await self._execute(
                         [(node, (write,)) for node in known.home], deadline
                     )
@@ -280,7 +284,7 @@ class AsyncMemcacheSessionStore:
                     command = steps.send(True if stored else replies)
                 else:
                     assert tag is WAIT
-                    await asyncio.sleep(command[1])
+                    await self._sleep(command[1])
                     command = steps.send(None)
         except StopIteration as done:
             result: T = done.value
@@ -330,8 +334,8 @@ class AsyncMemcacheSessionStore:
 
     async def _execute(self, plan: Plan, deadline: float = math.inf) -> list[Reply]:
         """Run each node's commands; one :class:`Reply` per node, recorded on its breaker
-        (as ``_node.execute``). Never raises for a node."""
-        start = time.perf_counter()
+        (as the sync store's ``Transports.execute``). Never raises for a node."""
+        start = time.perf_counter()  # the pools' clock: their answers end on it
         pools = self._loop_pools()
         answers = await exchange(
             [(pools.get(node) or self._pool_of(node, pools), cmds) for node, cmds in plan],

@@ -11,7 +11,6 @@ back. ``tests/memcache/test_simulation.py`` drives them against simulated nodes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -53,10 +52,10 @@ class Op:
 
     __slots__ = ("flags", "key", "name", "results", "start")
 
-    def __init__(self, name: str, key: str, start: float | None = None) -> None:
+    def __init__(self, name: str, key: str, start: float) -> None:
         self.name = name
         self.key = key
-        self.start = time.perf_counter() if start is None else start
+        self.start = start
         self.results: list[_Result] = []
         self.flags: set[OutcomeKind] = set()
 
@@ -70,7 +69,9 @@ class Op:
     def kind(self, base: OutcomeKind) -> OutcomeKind:
         return worst(frozenset(self.flags), base) if self.flags else base
 
-    def outcome(self, kind: OutcomeKind, served_by: Node | None, version: int | None) -> Outcome:
+    def outcome(
+        self, kind: OutcomeKind, served_by: Node | None, version: int | None, elapsed: float
+    ) -> Outcome:
         return Outcome(
             operation=self.name,
             kind=kind,
@@ -79,7 +80,7 @@ class Op:
             nodes=node_results(self.results),
             key=self.key[-12:],
             version=version,
-            elapsed=time.perf_counter() - self.start,
+            elapsed=elapsed,
         )
 
 
@@ -96,8 +97,8 @@ class Acked(NamedTuple):
 
 class Known:
     """What a store keeps about a session id it read or wrote: the memcached key, the
-    home nodes, their transports and the ``gets`` command (all derived from the id,
-    never stale), the last copy that passed verification (bytes and record; small
+    home nodes, their route (a driver's key) and the ``gets`` command (all derived from
+    the id, never stale), the last copy that passed verification (bytes and record; small
     copies only), the newest copy acknowledged (:class:`Acked`), the nodes below
     home where the last read found a copy (``strays``: the next save writes over them),
     and ``settled``: how many faults the process had marked when a read after the last
@@ -111,17 +112,17 @@ class Known:
         "homes",
         "key",
         "ranked",
+        "route",
         "settled",
         "strays",
-        "transports",
         "verified",
     )
 
-    def __init__(self, key: str, home: list[Node], transports: list[Any], command: Command) -> None:
+    def __init__(self, key: str, home: list[Node], route: int, command: Command) -> None:
         self.key = key
         self.home = home
         self.homes = frozenset(node.address for node in home)  # the home nodes' addresses
-        self.transports = transports
+        self.route = route
         self.command = command
         # One attribute each: threads read and replace a value at once.
         self.verified: tuple[bytes, Record] | None = None

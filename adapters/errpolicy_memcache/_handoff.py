@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._breaker import BreakerState
@@ -31,10 +31,21 @@ class Handoff:
     a newer one (:mod:`._hinted`), a lock is removed if it still holds that request's
     token. No I/O: a handover is steps (``_steps``) that a driver carries out.
     ``verify`` decodes a stored blob of a key (the store's keys), ``timeout`` is each
-    handover round's deadline from its start (the store's ``operation_timeout``)."""
+    handover round's deadline from its start (the store's ``operation_timeout``);
+    ``monotonic`` and ``ticks`` are the core's clocks (:mod:`._clocks`): expiries on
+    the first, round deadlines on the second."""
 
-    def __init__(self, nodes: Sequence[Node], verify: Verify, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        verify: Verify,
+        timeout: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        ticks: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._nodes = nodes
+        self._monotonic = monotonic
+        self._ticks = ticks
         self._by_address = {node.address: node for node in nodes}
         self._timeout = timeout
         self.verify = verify
@@ -70,7 +81,7 @@ class Handoff:
         them back, and its copy below home on nodes that failed since, must not take
         their misses for "no session"."""
         command = write.command if command is None else command
-        until = time.monotonic() + command.ttl
+        until = self._monotonic() + command.ttl
         for node in self._nodes if nodes is None else nodes:
             if node in write.acks:
                 continue
@@ -83,7 +94,7 @@ class Handoff:
         """Remember a lock ``add`` whose fate is unknown, until its TTL would end it."""
         with self._kept:
             _bounded(self._abandoned, _ABANDONED_MAX)
-            self._abandoned[node.address, lock_key] = (token, time.monotonic() + ttl)
+            self._abandoned[node.address, lock_key] = (token, self._monotonic() + ttl)
             self._waiting.add(node)
 
     def forget(self, node: Node, lock_key: str) -> None:
@@ -100,7 +111,7 @@ class Handoff:
         """Remove the lock ``lock_key`` on ``node`` if it still holds ``token`` (a ``cas``
         that expires it at once, so another request's lock is never removed). True if it
         is gone; the token is forgotten unless the node failed. Steps (``_steps``)."""
-        deadline = time.perf_counter() + self._timeout
+        deadline = self._ticks() + self._timeout
         (reply,) = yield (ROUND, [(node, (gets(lock_key),))], deadline)
         if reply.failure is not None:
             return False
@@ -121,14 +132,14 @@ class Handoff:
         if not self._lock.acquire(blocking=False):
             return
         try:
-            due = take(self, time.monotonic())
+            due = take(self, self._monotonic())
             if due is None:  # the usual case while a node is away
                 return
             for node, lock_key, token in due.clears:
                 yield from self.clear_lock(node, lock_key, token)
             handing = Handing(due.writes, self.verify)
             while step := handing.plan():
-                handing.receive((yield (ROUND, step, time.perf_counter() + self._timeout)))
+                handing.receive((yield (ROUND, step, self._ticks() + self._timeout)))
             self.settle([*due.expired, *handing.done])
         finally:
             self._lock.release()

@@ -16,13 +16,13 @@ import itertools
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import errpolicy
 
 from . import _core as core
 from ._breaker import CircuitBreaker, FaultClock
+from ._clocks import Clocks
 from ._core import Acked, Known, Op, Write
 from ._envelope import EnvelopeError, Keyring, Record, decode, encode, normalize_keys
 from ._errors import SessionTooLarge
@@ -34,7 +34,7 @@ from ._options import Options
 from ._outcome import Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
 from ._session import Session
-from ._wire import MAX_VALUE, Command, gets, set_
+from ._wire import Command, gets, set_
 
 __all__ = ["LOGGER_NAME", "State"]
 
@@ -63,8 +63,8 @@ class _Faults(FaultClock):
 
     __slots__ = ("_numbering", "_numbers", "marks")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
         self._numbers = itertools.count(1)
         # Faults are rare: a lock keeps two racing marks apart on a free-threaded build.
         self._numbering = threading.Lock()
@@ -79,10 +79,10 @@ class _Faults(FaultClock):
 class State:
     """What one store keeps between operations, and the helpers over it (no I/O).
 
-    Built from checked :class:`Options` and the caller's values; ``transport`` names
-    the sync transport each :class:`Node` carries (the async driver keeps its own
-    pools and never uses it); ``on_open`` is called when a breaker opens (the driver
-    wakes its prober)."""
+    Built from checked :class:`Options` and the caller's values. It holds the nodes'
+    identities and breakers, never their connections (each driver opens its own),
+    and reads only the ``clocks`` its driver gives it (:mod:`._clocks`); ``on_open``
+    is called when a breaker opens (the driver wakes its prober)."""
 
     def __init__(
         self,
@@ -103,11 +103,9 @@ class State:
         lock_timeout: float,
         lock_ttl: int,
         lock_poll: float,
-        pool_size: int,
-        transport: str,
         read_all_nodes: bool,
         on_outcome: Callable[[Outcome], None] | None,
-        clock: Callable[[], float],
+        clocks: Clocks,
         on_open: Callable[[], None],
     ) -> None:
         self._keys = Keyring(normalize_keys(secret_key))
@@ -129,7 +127,12 @@ class State:
         self._lock_poll = lock_poll
         self._on_outcome = on_outcome
         self._metrics = StoreMetrics()
-        self._clock = clock
+        # Each clock bound once: a read costs one attribute lookup (see _clocks).
+        self.clocks = clocks
+        self._clock = clocks.wall
+        self._monotonic = clocks.monotonic
+        self._ticks = clocks.ticks
+        self._ns = clocks.ns
         self._read_all_nodes = read_all_nodes
         self._operation_timeout = options.operation_timeout
         #: Seconds an operation may take in all (a driver's home rounds use it).
@@ -140,7 +143,7 @@ class State:
         self._large: dict[str, tuple[Known, int]] = {}
         self._large_bytes = 0
         self._large_lock = threading.Lock()
-        self._faults = _Faults()
+        self._faults = _Faults(clocks.monotonic)
         # How long after a fault reads keep asking every node: at least the longest
         # lifetime of a copy this process knows of (a copy that a failover wrote below
         # its home outlives any older copy at home by at most that), and more than a
@@ -157,21 +160,22 @@ class State:
                     failure_threshold,
                     retry_after,
                     max_retry_after,
+                    clocks.monotonic,
                     faults=self._faults,
                     on_open=on_open,
                 ),
-                connect_timeout,
-                timeout,
-                pool_size,
-                transport,
-                max(max_size, MAX_VALUE),  # another process may store up to its max_size
             )
             for host, port in options.addresses
         ]
         self._seeds = [node_seed(node.address) for node in self._nodes]
+        # Each ordered home a read used, numbered (see _route_of).
+        self._route_numbers: dict[tuple[Node, ...], int] = {}
+        self._routes: list[tuple[Node, ...]] = []
         self._by_address = {node.address: node for node in self._nodes}
         # Tombstones a node missed, locks whose add timed out: handed over when it is back.
-        self._handoff = Handoff(self._nodes, self._verify, self._operation_timeout)
+        self._handoff = Handoff(
+            self._nodes, self._verify, self._operation_timeout, clocks.monotonic, clocks.ticks
+        )
         #: The harmless command a prober sends to a node whose breaker is open.
         self.probe = gets(prefix + "probe")
 
@@ -223,17 +227,37 @@ class State:
         return self._clock()
 
     def deadline(self, op: Op | None) -> float:
-        """The operation's deadline (``time.perf_counter()`` time): ``operation_timeout``
+        """The operation's deadline (on the ``ticks`` clock): ``operation_timeout``
         after it began (None: from now)."""
-        return (time.perf_counter() if op is None else op.start) + self._operation_timeout
+        return (self._ticks() if op is None else op.start) + self._operation_timeout
 
     # -- what the process knows of each id -------------------------------------------
 
     def _derive(self, key: str) -> Known:
         """What a read of ``key`` needs: its home nodes (the top ``replicas`` of its
-        ranking), their transports and the ``gets`` command."""
+        ranking), their route (see :meth:`route`) and the ``gets`` command."""
         home = rank(self._nodes, self._seeds, key)[: self._replicas]
-        return Known(key, home, [node.transport for node in home], gets(key))
+        return Known(key, home, self._route_of(home), gets(key))
+
+    def _route_of(self, home: list[Node]) -> int:
+        """The number of the ordered ``home``: a driver keeps each route's connections
+        under it (one list index per read, not a lookup per node)."""
+        ordered = tuple(home)
+        route = self._route_numbers.get(ordered)
+        if route is None:
+            with self._version_lock:  # rare (once per ordered home): numbered once
+                route = self._route_numbers.get(ordered)
+                if route is None:
+                    # Its nodes first, then its number: a thread that finds the number
+                    # finds the nodes.
+                    route = len(self._routes)
+                    self._routes.append(ordered)
+                    self._route_numbers[ordered] = route
+        return route
+
+    def route(self, number: int) -> tuple[Node, ...]:
+        """The home nodes, in order, that route ``number`` (``Known.route``) stands for."""
+        return self._routes[number]
 
     def _known_for(self, sid: str, key: str) -> Known:
         """A new :class:`Known` for an id the store does not keep now, with the version
@@ -319,8 +343,9 @@ class State:
                 self._settle_after = max(self._settle_after, float(record.ttl))
 
     def _next_version(self, floor: int) -> int:
+        ns = self._ns  # a call of an attribute: LOAD_METHOD would not specialize
         with self._version_lock:
-            version = time.time_ns()  # max() of three, without max()'s argument parsing
+            version = ns()  # max() of three, without max()'s argument parsing
             if version <= self._last_version:
                 version = self._last_version + 1
             if version <= floor:
@@ -395,10 +420,11 @@ class State:
     ) -> Outcome | None:
         """Decide the outcome and report it; None when there is nothing to report."""
         kind = op.kind(base)
-        self._metrics.record(op.name, kind, op.results, time.perf_counter() - op.start, op.flags)
+        elapsed = self._ticks() - op.start
+        self._metrics.record(op.name, kind, op.results, elapsed, op.flags)
         if not severity_of(kind) and self._on_outcome is None:
             return None
-        outcome = op.outcome(kind, served, version)
+        outcome = op.outcome(kind, served, version, elapsed)
         self._emit(outcome)
         return outcome
 

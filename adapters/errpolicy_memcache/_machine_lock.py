@@ -3,8 +3,6 @@ polling with ``WAIT``), release it, and hand over what waits for a node that is 
 
 from __future__ import annotations
 
-import time
-
 from ._core import Op
 from ._locks import LockAttempt, Step, unlock_plan
 from ._machine import State
@@ -30,30 +28,30 @@ class Locking(State):
             ttl=self._lock_ttl,
             timeout=self._lock_timeout,
             poll=self._lock_poll,
-            now=time.monotonic(),
+            now=self._monotonic(),
             abandoned=self._handoff.abandoned,
         )
-        step = attempt.next_step(time.perf_counter() - op.start)
+        step = attempt.next_step(self._ticks() - op.start)
         while True:
             if step.step is Step.SEND:
                 assert step.node is not None
                 assert step.command is not None
                 (reply,) = yield (ROUND, [(step.node, (step.command,))], self.deadline(op))
-                step = attempt.replied(reply, time.monotonic())
+                step = attempt.replied(reply, self._monotonic())
                 for node, token in attempt.abandon:  # may land when the node answers again
                     self._handoff.abandon(node, attempt.key, token, self._lock_ttl)
                 attempt.abandon.clear()
             elif step.step is Step.CLEAR:
                 assert step.node is not None
                 gone = yield from self._handoff.clear_lock(step.node, attempt.key, step.token)
-                at = time.perf_counter() - op.start
-                step = attempt.cleared(step.node, gone, at, time.monotonic())
+                at = self._ticks() - op.start
+                step = attempt.cleared(step.node, gone, at, self._monotonic())
             elif step.step is Step.WAIT:
                 yield (WAIT, step.delay)
-                step = attempt.next_step(time.perf_counter() - op.start)
+                step = attempt.next_step(self._ticks() - op.start)
             elif step.step is Step.LOCKED:
                 assert step.node is not None
-                return _Lock(step.node.address, attempt.key, time.monotonic())
+                return _Lock(step.node.address, attempt.key, self._monotonic())
             else:
                 return None
 
@@ -66,7 +64,7 @@ class Locking(State):
     def unlock_key(self, lock: _Lock, op: Op | None = None) -> Steps[None]:
         """Release ``lock`` unless it may have expired and been taken by another request."""
         node = self._by_address.get(lock.node)
-        plan = unlock_plan(node, lock.key, lock.acquired, time.monotonic(), self._lock_ttl)
+        plan = unlock_plan(node, lock.key, lock.acquired, self._monotonic(), self._lock_ttl)
         if not plan:
             return
         # From now, not from the operation's start: a late save still frees its lock.

@@ -3,8 +3,6 @@ judging and repairs; and :class:`StoreCore`, the whole sans-IO core both drivers
 
 from __future__ import annotations
 
-import time
-
 from . import _core as core
 from ._breaker import BreakerState
 from ._core import Acked, Known, Op, Read
@@ -51,7 +49,7 @@ class Reading(WideReading):
         """The usual read's second half: every home node answered ``found``. The session
         when that copy settles the read (see :meth:`_home_record`), else None: the
         driver runs :meth:`start` (with no replies: it asks again)."""
-        done = time.perf_counter()
+        done = self._ticks()
         for node in known.home:
             node.breaker.success()
         record = self._home_record(sid, known, began, found, done)
@@ -82,7 +80,7 @@ class Reading(WideReading):
         else:
             return self.new_session(), None
         if began is None:
-            began = time.perf_counter()
+            began = self._ticks()
             if not self._locking and not self._reads_home(known or self._known_for(sid, key)):
                 # After a fault: every node whose breaker is closed, in one round.
                 wide = True
@@ -115,7 +113,7 @@ class Reading(WideReading):
         """Read ``sid`` whole without renewing it: the live copy found (or None) and the
         outcome to report (``exists``, ``expires_in``)."""
         key = storage_key(self._prefix, sid)
-        op = Op("session.exists", key)
+        op = Op("session.exists", key, self._ticks())
         read = yield from self._read(op, key)
         return (yield from self._conclude(op, sid, key, read, renew=False))
 
@@ -188,7 +186,7 @@ class Reading(WideReading):
         read = Read()
         decoded: dict[bytes, Record | EnvelopeError] = {}
         seen: set[Node] = set()
-        at = time.perf_counter() - op.start
+        at = self._ticks() - op.start
         replies: list[Reply] = []
         command = (gets(key),)
         deadline = self.deadline(op)

@@ -5,10 +5,8 @@ an :class:`Op`, and anything else goes to the general read (``_machine_read``)."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Any
 
 from . import _core as core
 from ._breaker import BreakerState
@@ -25,10 +23,11 @@ from ._steps import ROUND, Steps
 __all__ = ["WideRead", "WideReading"]
 
 #: What :meth:`WideReading.read_plan` gives a driver for a wide read: the session's
-#: :class:`Known`, the nodes to ask (breaker closed, in ranking order), their
-#: transports, the nodes skipped (breaker open), the fault mark before the round, and
-#: how many of the asked nodes must hold the copy (``need`` of ``_transport.wide_gets``).
-WideRead = tuple[Known, list[Node], list[Any], list[Node], int, int]
+#: :class:`Known`, the nodes to ask (breaker closed, in ranking order; the driver
+#: talks to them through its own transports), the nodes skipped (breaker open), the
+#: fault mark before the round, and how many of the asked nodes must hold the copy
+#: (``need`` of ``_transport.wide_gets``).
+WideRead = tuple[Known, list[Node], list[Node], int, int]
 
 _CLOSED = BreakerState.CLOSED  # one Enum lookup, not one per node per read (3.11)
 _START = "session.start"
@@ -96,17 +95,15 @@ class WideReading(Writing):
         if ranked is None:
             ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
         asked: list[Node] = []
-        transports: list[Any] = []
         skipped: list[Node] = []
         for node in ranked:
             if node.breaker.state is _CLOSED:
                 asked.append(node)
-                transports.append(node.transport)
             else:
                 skipped.append(node)
         if not asked:
             return None
-        return known, asked, transports, skipped, mark, self._replicas
+        return known, asked, skipped, mark, self._replicas
 
     def wide_session(
         self, sid: str, wide: WideRead, began: float, found: tuple[bytes, int]
@@ -116,8 +113,8 @@ class WideReading(Writing):
         when that copy settles the read as :meth:`_wide_read` would (reported as it
         reports it), else None: the driver runs :meth:`start` (with no replies: it asks
         again)."""
-        done = time.perf_counter()
-        known, asked, _, skipped, mark, _ = wide
+        done = self._ticks()
+        known, asked, skipped, mark, _ = wide
         for node in asked:
             node.breaker.success()
         blob, hits = found
@@ -144,7 +141,7 @@ class WideReading(Writing):
         asked, skipped = self._wide_targets(known)
         if not asked:
             return None
-        at = time.perf_counter() - began
+        at = self._ticks() - began
         command = (known.command,)
         plan = [(node, command) for node in asked]
         replies = yield (ROUND, plan, began + self._operation_timeout)
@@ -308,7 +305,7 @@ class WideReading(Writing):
             )
             counted = known.counted = (hits, asked, skipped, keys)
         keys = counted[3]
-        elapsed = time.perf_counter() - began
+        elapsed = self._ticks() - began
         self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
         key = known.key[-12:]
         self._emit(outcome_of(_START, kind, flags, served, rows, key, version, elapsed))

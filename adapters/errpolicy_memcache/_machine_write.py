@@ -3,7 +3,6 @@ regenerate, and the rounds that store a write on enough nodes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -62,7 +61,7 @@ class Writing(Locking):
     def _write(self, op: Op, writes: Sequence[Write]) -> Steps[None]:
         """Store every write on ``need`` answering nodes, falling back down the ranking."""
         while True:
-            plan = core.write_round(op, writes, time.perf_counter() - op.start)
+            plan = core.write_round(op, writes, self._ticks() - op.start)
             if not plan:
                 return
             sent = [(node, [w.command for w in items]) for node, items in plan.items()]
@@ -74,7 +73,7 @@ class Writing(Locking):
         and the :class:`Known` whose home nodes the driver may store it on in one round
         now (``saving[0]``; None: :meth:`save`'s steps do it all). Every save pays
         this: no generator here (see docs/design.md)."""
-        start = time.perf_counter()
+        start = self._ticks()
         sid = session._id
         known = self._known.get(sid)
         key = known.key if known is not None else storage_key(self._prefix, sid)
@@ -130,11 +129,11 @@ class Writing(Locking):
             session.ttl = ttl
         version = record.version
         if self._on_outcome is None:  # an OK save is silent: count it
-            self._metrics.saved(known.homes, time.perf_counter() - start)
+            self._metrics.saved(known.homes, self._ticks() - start)
             outcome = None
         else:
             op = Op("session.save", known.key, start)
-            elapsed = time.perf_counter() - began
+            elapsed = self._ticks() - began
             for node in home:
                 op.results.append((node.address, command.name, STORED, elapsed, ""))
             outcome = self._finish(op, OK, home[0], version)
@@ -171,7 +170,7 @@ class Writing(Locking):
         if saving is None:
             saving = self.prepare_save(session, must_create, ttl)
             if saving[0] is not None:  # the usual save's round, as a driver sends it
-                began = time.perf_counter()
+                began = self._ticks()
                 stored = yield (HOME_STORE, saving[0], saving[1])
                 if stored is True:
                     return self.home_saved(session, ttl, saving, began)
@@ -265,7 +264,7 @@ class Writing(Locking):
         """Destroy the stored session ``sid``: a tombstone on every node (hinted to
         those it missed), then the session's lock released."""
         key = storage_key(self._prefix, sid)
-        op = Op("session.destroy", key)
+        op = Op("session.destroy", key, self._ticks())
         write, version = self._tombstone_write(key, floor, ttl)
         yield from self._write(op, [write])
         self._handoff.hint(write)
@@ -286,7 +285,7 @@ class Writing(Locking):
         ttl = session.ttl or self._idle_ttl
         record = Record(version, self._writer, now, now, ttl, session._encoded())
         writes = [self._record_write(new_key, record, set_)]
-        op = Op("session.regenerate", new_key)
+        op = Op("session.regenerate", new_key, self._ticks())
         yield from self._write(op, writes)
         if not session.new and writes[0].acks:
             tomb, tomb_version = self._tombstone_write(old_key, session.version, session.ttl)

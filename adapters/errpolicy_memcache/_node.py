@@ -1,19 +1,18 @@
-"""One memcached node (address, transport, breaker) and the fan-out of a plan to nodes."""
+"""One memcached node (address and breaker: no connection), a node's reply, the
+recording of replies on the breakers, and the prober's schedule."""
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._breaker import CircuitBreaker
-from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
-from ._wire import MAX_VALUE, Command, NodeFailure
+from ._transport import Answer
+from ._wire import Command, NodeFailure
 
-__all__ = ["Node", "Prober", "Reply", "execute", "settle"]
+__all__ = ["Node", "Prober", "Reply", "settle"]
 
 # Failures that say the node itself is unhealthy; an error reply does not, except
 # SERVER_ERROR: a proxy's answer when its backend is down (docs/memcache/proxies.md).
@@ -21,33 +20,20 @@ _BREAKER_KINDS = frozenset({"refused", "timeout", "closed", "server_error"})
 
 
 class Node:
-    """A memcached server: where it is, its transport (pooled connections) and its breaker."""
+    """A memcached server as the store's core knows it: where it is and its breaker.
+    Its connections are its driver's (the sync store's transports, the async store's
+    pools, keyed by the node)."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        breaker: CircuitBreaker,
-        connect_timeout: float,
-        read_timeout: float,
-        pool_size: int,
-        transport: str = "pymemcache",
-        max_value: int = MAX_VALUE,
-    ) -> None:
+    __slots__ = ("address", "breaker", "host", "port")
+
+    def __init__(self, host: str, port: int, breaker: CircuitBreaker) -> None:
         self.host = host
         self.port = port
         self.address = f"{host}:{port}"
         self.breaker = breaker
-        self.transport = make_transport(
-            transport, host, port, connect_timeout, read_timeout, pool_size, max_value
-        )
 
     def __repr__(self) -> str:
         return f"<Node {self.address} {self.breaker.state.value}>"
-
-    def close(self) -> None:
-        """Close the idle connections (the node reconnects when used again)."""
-        self.transport.close()
 
 
 @dataclass(slots=True)
@@ -61,49 +47,12 @@ class Reply:
     elapsed: float
 
 
-def _answers(plan: Sequence[tuple[Node, Sequence[Command]]], deadline: float) -> list[Answer]:
-    """Each node's answer, in plan order, from one exchange per transport kind; nothing
-    is recorded on the breakers (:func:`settle` does that)."""
-    pipelined: list[tuple[PipelinedTransport, Sequence[Command]]] = []
-    pooled: list[tuple[PymemcacheTransport, Sequence[Command]]] = []
-    for node, commands in plan:
-        transport = node.transport
-        if isinstance(transport, PipelinedTransport):
-            pipelined.append((transport, commands))
-        else:
-            pooled.append((transport, commands))
-    if not pooled:  # a store's nodes share one transport: this or the next line
-        return PipelinedTransport.exchange(pipelined, deadline)
-    if not pipelined:
-        return PymemcacheTransport.exchange(pooled, deadline)
-    firsts = iter(PipelinedTransport.exchange(pipelined, deadline))
-    others = iter(PymemcacheTransport.exchange(pooled, deadline))
-    return [
-        next(firsts) if isinstance(node.transport, PipelinedTransport) else next(others)
-        for node, _ in plan
-    ]
-
-
-def execute(
-    plan: Sequence[tuple[Node, Sequence[Command]]], deadline: float = math.inf
-) -> list[Reply]:
-    """Run each node's commands through its transport; never raises for a node.
-
-    Returns one :class:`Reply` per node, in plan order, and records each node's success,
-    unhealthy failure (refused, timeout, closed) or error reply on its breaker.
-    ``deadline`` is the operation's (``time.perf_counter()`` time; see ``_transport``):
-    a node skipped because it passed is not counted against it.
-    """
-    start = time.perf_counter()
-    return settle(plan, _answers(plan, deadline), start)
-
-
 def settle(
     plan: Sequence[tuple[Node, Sequence[Command]]], answered: Sequence[Answer], start: float
 ) -> list[Reply]:
     """The :class:`Reply` of each node of ``plan`` from its transport's answer (as
-    ``exchange`` gives it), recorded on its breaker; ``start`` is ``perf_counter()``
-    when the plan was sent."""
+    ``exchange`` gives it), recorded on its breaker; ``start`` is when the plan was
+    sent, on the clock of the answers' ends (the driver's ``ticks``)."""
     replies: list[Reply] = []
     for (node, commands), (values, failure, done) in zip(plan, answered, strict=True):
         if failure is None:
@@ -135,7 +84,7 @@ class Prober:
         nodes: Sequence[Node],
         probe: Command,
         after_probe: Callable[[], None],
-        run: Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]] = execute,
+        run: Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]],
     ) -> None:
         self._nodes = nodes
         self._probe = probe

@@ -8,9 +8,11 @@ names it (a tuple: every request builds some, and a tuple costs a fraction of an
 object with attributes):
 
 - ``(ROUND, plan, deadline)``: send each node its commands in one round, by
-  ``deadline`` (``perf_counter`` time); answer: ``list[Reply]``, one a node.
+  ``deadline`` (on the core's ``ticks`` clock, ``_clocks``); answer: ``list[Reply]``,
+  one a node.
 - ``(HOME_STORE, known, command)``: the usual save, ``command`` to each of
-  ``known.home`` over ``known.transports`` (the sync driver's C round); answer:
+  ``known.home`` (the sync driver's C round over the connections of
+  ``known.route``); answer:
   ``True`` if every one stored it, else their replies.
 - ``(WAIT, seconds)``: sleep (a busy lock's poll); answer: ``None``.
 

@@ -12,25 +12,28 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import errpolicy
 from errpolicy import Policy, match
 
+from ._clocks import PROCESS_CLOCKS, Clocks
 from ._errors import SessionUnavailable
 from ._ids import is_valid_session_id, new_session_id
 from ._machine import LOGGER_NAME
 from ._machine_read import StoreCore
 from ._machine_write import check_id
 from ._metrics import StoreStats
-from ._node import Node, Prober, Reply, execute, settle
+from ._node import Node, Prober, Reply, settle
+from ._node_io import Transports
 from ._options import check_options, check_ttl
 from ._outcome import Outcome, OutcomeKind
 from ._session import Session, _Lock
 from ._steps import HOME_STORE, ROUND, WAIT, Steps
 from ._transport import TRANSPORTS, agreed_gets, stored_round, wide_gets
-from ._wire import Command
+from ._wire import MAX_VALUE, Command
 
 __all__ = ["DEFAULT_POLICIES", "LOGGER_NAME", "OPERATIONS", "MemcacheSessionStore", "build_core"]
 
@@ -106,7 +109,7 @@ class MemcacheSessionStore:
         read_all_nodes: bool = False,
         operation_timeout: float | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | Clocks = time.time,
     ) -> None:
         self._core = core = build_core(
             servers,
@@ -139,11 +142,25 @@ class MemcacheSessionStore:
         self._absolute_ttl = absolute_ttl  # the Flask glue compares it with Flask's lifetime
         self._timeout = core.operation_timeout  # the home rounds' deadline
         self._known_ids = core.known_ids  # save() skips the id check of a kept id
-        # The driver's I/O, in three callables: the simulation tests put simulated nodes here.
-        self._execute: Callable[..., list[Reply]] = execute
+        self._ticks = core.clocks.ticks  # the core's: the rounds' times and its own agree
+        # The connections are the driver's, not the core's.
+        self._transports = transports = Transports(
+            core.nodes,
+            transport,
+            connect_timeout,
+            timeout,
+            pool_size,
+            max(max_size, MAX_VALUE),  # another process may store up to its max_size
+            core.route,
+        )
+        self._routes = transports.routes  # routes[known.route]: a home's transports
+        # The driver's I/O, in four callables: the simulation tests put simulated nodes
+        # (and simulated time) here.
+        self._execute: Callable[..., list[Reply]] = transports.execute
         self._agreed_gets = agreed_gets
         self._stored_round = stored_round
         self._wide_gets = wide_gets
+        self._sleep: Callable[[float], None] = time.sleep
         self._prober = Prober(core.nodes, core.probe, self._hand_over, self._run_plan)
 
     def _run_plan(self, plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
@@ -225,9 +242,14 @@ class MemcacheSessionStore:
             if known is None:
                 outcome = self._drive(core.save(session, must_create, ttl, saving))
             else:
-                began = time.perf_counter()
+                ticks = self._ticks  # a call of an attribute: LOAD_METHOD would not specialize
+                began = ticks()
                 command = saving[1]
-                stored = self._stored_round(known.transports, command, began + self._timeout)
+                try:
+                    transports = self._routes[known.route]
+                except IndexError:  # a route this store had not used yet
+                    transports = self._transports.route(known.route)
+                stored = self._stored_round(transports, command, began + self._timeout)
                 if stored is True:
                     outcome = core.home_saved(session, ttl, saving, began)
                 else:
@@ -282,8 +304,7 @@ class MemcacheSessionStore:
         """Stop probing and close every pooled connection (the store can still be used;
         it reconnects)."""
         self._prober.close()
-        for node in self._core.nodes:
-            node.close()
+        self._transports.close()
 
     def __enter__(self) -> MemcacheSessionStore:
         return self
@@ -304,8 +325,9 @@ class MemcacheSessionStore:
         if isinstance(known, tuple):  # after a fault: every node not skipped, one C round
             wide = known
             assert sid is not None
-            began = time.perf_counter()
-            agreed = self._wide_gets(wide[2], wide[0].command, wide[5], began + self._timeout)
+            began = self._ticks()
+            transports = self._transports.of_nodes(wide[1])
+            agreed = self._wide_gets(transports, wide[0].command, wide[4], began + self._timeout)
             if type(agreed) is tuple:
                 session = core.wide_session(sid, wide, began, agreed)
                 if session is not None:
@@ -315,8 +337,13 @@ class MemcacheSessionStore:
             replies = settle([(node, (wide[0].command,)) for node in wide[1]], agreed, began)
             return self._drive(core.start(sid, held, began=began, home=replies, wide=True))
         assert sid is not None
-        began = time.perf_counter()
-        found = self._agreed_gets(known.transports, known.command, began + self._timeout)
+        ticks = self._ticks  # a call of an attribute: LOAD_METHOD would not specialize
+        began = ticks()
+        try:
+            transports = self._routes[known.route]
+        except IndexError:  # a route this store had not used yet
+            transports = self._transports.route(known.route)
+        found = self._agreed_gets(transports, known.command, began + self._timeout)
         if type(found) is bytes:
             session = core.home_session(sid, known, began, found)
             if session is not None:
@@ -336,8 +363,9 @@ class MemcacheSessionStore:
                     command = steps.send(self._execute(command[1], command[2]))
                 elif tag is HOME_STORE:  # the usual save: a C round
                     known, write = command[1], command[2]
-                    began = time.perf_counter()
-                    stored = self._stored_round(known.transports, write, began + self._timeout)
+                    began = self._ticks()
+                    transports = self._transports.route(known.route)
+                    stored = self._stored_round(transports, write, began + self._timeout)
                     if stored is True:
                         command = steps.send(True)
                     else:
@@ -346,7 +374,7 @@ class MemcacheSessionStore:
                         command = steps.send(settle(plan, stored, began))
                 else:
                     assert tag is WAIT
-                    time.sleep(command[1])
+                    self._sleep(command[1])
                     command = steps.send(None)
         except StopIteration as done:
             result: T = done.value
@@ -381,7 +409,9 @@ def build_core(
     **options: Any,
 ) -> StoreCore:
     """Check the options (``DEFAULTS`` for those not given) and build the core a driver
-    holds; ``on_open`` wakes the driver's prober when a breaker opens."""
+    holds; ``on_open`` wakes the driver's prober when a breaker opens. The ``clock``
+    option is the core's wall clock, with the process's other clocks, or a
+    :class:`~._clocks.Clocks` for all of them (a simulation's)."""
     unknown = options.keys() - DEFAULTS.keys()
     if unknown:
         raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
@@ -398,5 +428,8 @@ def build_core(
             "(if it stops, every session is unavailable; if it restarts, all are lost); "
             "list two or more servers in production"
         )
-    values.pop("operation_timeout")
-    return StoreCore(checked, secret_key, on_open=on_open, **values)
+    for driver_only in ("operation_timeout", "pool_size", "transport"):
+        values.pop(driver_only)
+    clock = values.pop("clock")
+    clocks = clock if isinstance(clock, Clocks) else replace(PROCESS_CLOCKS, wall=clock)
+    return StoreCore(checked, secret_key, on_open=on_open, clocks=clocks, **values)

@@ -5,6 +5,8 @@ with fault injection: :meth:`~MemcachedServer.kill` (SIGKILL), :meth:`~Memcached
 (SIGSTOP, a hung node whose socket still accepts connections),
 :meth:`~MemcachedServer.resume` and :meth:`~MemcachedServer.restart` (an empty cache on the
 same port). Every started process is also stopped at interpreter exit, so none is orphaned.
+:class:`Clocks` is every clock a store's core reads, for a store's ``clock`` option
+(a simulation's time).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
-__all__ = ["MemcachedCluster", "MemcachedError", "MemcachedServer", "find_memcached"]
+from ._clocks import Clocks
+
+__all__ = ["Clocks", "MemcachedCluster", "MemcachedError", "MemcachedServer", "find_memcached"]
 
 _HOST = "127.0.0.1"
 _READY_TIMEOUT = 10.0

@@ -1,5 +1,6 @@
 """Simulated memcached nodes for the deterministic simulation (``test_simulation.py``):
-dictionaries, a clock the schedule moves, and a store's I/O pointed at them.
+dictionaries, a clock the schedule moves (every clock a store's core reads: it is given
+them as a :class:`Clocks`), and a store's I/O pointed at them.
 
 A hung node keeps what it was sent and carries it out when it resumes: a write that
 timed out lands late, as with a stopped memcached.
@@ -10,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from errpolicy_memcache import MemcacheSessionStore
+from errpolicy_memcache._clocks import Clocks
 from errpolicy_memcache._envelope import EnvelopeError, Keyring, decode
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._machine_read import StoreCore
 from errpolicy_memcache._node import Reply, settle
 from errpolicy_memcache._transport import Answer, wide_agreed
 from errpolicy_memcache._wire import Command, NodeFailure
@@ -25,13 +26,29 @@ ADDRESSES = [f"10.0.0.{i}:11211" for i in range(1, 4)]
 
 
 class Clock:
-    """The simulation's time, moved only by the schedule."""
+    """The simulation's time, moved only by the schedule (and a lock's poll)."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
+        self._ns = 0
 
     def __call__(self) -> float:
         return self.now
+
+    def ns(self) -> int:
+        """Nanoseconds, never the same twice: one machine's ``time.time_ns``, which two
+        processes' saves read one after the other."""
+        self._ns = max(self._ns + 1, int(self.now * 1e9))
+        return self._ns
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``: the time moves on at once."""
+        self.now += seconds
+
+    @property
+    def clocks(self) -> Clocks:
+        """Every clock of a store's core on this time."""
+        return Clocks(wall=self, monotonic=self, ticks=self, ns=self.ns)
 
 
 class SimNode:
@@ -113,7 +130,10 @@ class Cluster:
         self.nodes = {address: SimNode(self.clock) for address in ADDRESSES}
 
     def attach(self, store: MemcacheSessionStore) -> MemcacheSessionStore:
-        by_transport = {id(node.transport): self.nodes[node.address] for node in store.nodes}
+        """Point ``store``'s I/O at the nodes (its core was built on ``clock.clocks``)."""
+        by_transport = {
+            id(store._transports.of(node)): self.nodes[node.address] for node in store.nodes
+        }
 
         # Simulated time has no deadline: the driver's deadline is ignored.
         def execute(plan: Any, deadline: float = 0.0) -> list[Reply]:
@@ -144,15 +164,9 @@ class Cluster:
         store._agreed_gets = agreed_gets
         store._stored_round = stored_round
         store._wide_gets = wide_gets
+        store._sleep = self.clock.sleep
         store._prober.wake = lambda: None  # type: ignore[method-assign]  # probes are rules
-        self.attach_core(store._core)
         return store
-
-    def attach_core(self, core: StoreCore) -> None:
-        """Put a store's core (either driver's) on the simulation's clock."""
-        core._faults._clock = self.clock
-        for node in core.nodes:
-            node.breaker._clock = self.clock
 
     def copies(self, sid: str, keys: Keyring) -> list[tuple[str, str, int | None]]:
         """(address, node state, value or None for a tombstone) of every readable copy."""

@@ -75,8 +75,8 @@ class _Driven:
 
 
 def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcacheSessionStore:
-    """Point the async driver's I/O, and its core's clocks, at the simulated nodes."""
-    cluster.attach_core(store._core)
+    """Point the async driver's I/O at the simulated nodes (its core was built on the
+    simulated clocks)."""
 
     async def execute(plan: Any, deadline: float = 0.0) -> list[Reply]:
         answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]
@@ -90,6 +90,11 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
 
     store._execute = execute  # type: ignore[method-assign]  # the simulated nodes
     store._agreed_gets = agreed_gets  # type: ignore[method-assign]  # likewise
+
+    async def sleep(seconds: float) -> None:
+        cluster.clock.sleep(seconds)
+
+    store._sleep = sleep
     # No task of its own: the rules probe and hand over, one schedule, one order.
     store._recovery._ensure = lambda *, asked: None  # type: ignore[method-assign]
     return store
@@ -112,9 +117,9 @@ class AsyncStoreSimulation(StoreSimulation):
                         failure_threshold=1,
                         retry_after=1.0,
                         max_retry_after=2.0,
-                        clock=self.cluster.clock,
+                        clock=self.cluster.clock.clocks,  # every clock the core reads
                         locking=self.locking,
-                        lock_timeout=0.05,  # real seconds: a busy lock polls (asyncio.sleep)
+                        lock_timeout=0.05,  # a busy lock's poll moves the simulated time
                         lock_poll=0.01,
                     ),
                 ),

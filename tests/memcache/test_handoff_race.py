@@ -30,7 +30,7 @@ def _hand_over(handoff: Handoff, run: Callable[[Plan], list[Reply]]) -> None:
 
 def test_hints_added_while_handing_over_raise_nothing() -> None:
     """Threads adding hints while another hands over never make it raise."""
-    nodes = [Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0), 0.1, 0.1, 1) for port in (1, 2)]
+    nodes = [Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0)) for port in (1, 2)]
 
     def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
         return []  # nothing answers: every hint stays
@@ -71,7 +71,7 @@ def test_hints_added_while_handing_over_raise_nothing() -> None:
 def test_a_hint_left_while_an_older_one_is_handed_over_is_kept() -> None:
     """A newer hint for the same node and key (a logout that missed the node while its
     older hint was on the way) is not forgotten with the older one: it waits."""
-    nodes = [Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0), 0.1, 0.1, 1) for port in (1, 2)]
+    nodes = [Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0)) for port in (1, 2)]
     older, newer = set_("k", b"older", 60), set_("k", b"newer", 60)
 
     def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:

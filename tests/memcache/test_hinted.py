@@ -89,7 +89,7 @@ def test_a_stored_write_ends_the_hint() -> None:
 
 
 def _node(port: int) -> Node:
-    return Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0), 0.1, 0.1, 1)
+    return Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0))
 
 
 def _replies(plan: list[tuple[Node, tuple[Command, ...]]], values: list[object]) -> list[Reply]:

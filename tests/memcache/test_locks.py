@@ -16,8 +16,8 @@ from errpolicy_memcache._wire import NodeFailure
 
 
 def node(port: int) -> Node:
-    """A node that is never connected to (the transport connects lazily)."""
-    return Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0), 0.1, 0.1, 1)
+    """A node as the core knows it: an address and a breaker, no connection."""
+    return Node("127.0.0.1", port, CircuitBreaker(3, 1.0, 5.0))
 
 
 def attempt(nodes: list[Node], abandoned: bytes | None = None) -> LockAttempt:

@@ -26,7 +26,7 @@ class Clock:
 
 def node(port: int, breaker: CircuitBreaker) -> Node:
     """A node that is never connected to: the tests run its plans themselves."""
-    return Node("127.0.0.1", port, breaker, 0.25, TIMEOUT, 1)
+    return Node("127.0.0.1", port, breaker)
 
 
 def test_a_hung_nodes_probe_does_not_hold_back_another_nodes() -> None:

@@ -4,8 +4,9 @@ hypothesis generates and shrinks; every read is checked against the history of
 acknowledged saves and logouts, as Jepsen's checkers do (docs/memcache/index.md).
 
 No sockets, no threads, no sleeping: the nodes (``simnodes.py``) are dictionaries, time
-is a number the schedule moves, and the store's I/O (``_execute``, ``_agreed_gets``,
-``_stored_round``) is pointed at them. A hung node keeps what it was sent and carries
+is a number the schedule moves (the stores' cores are given it as all their clocks), and
+the store's I/O (``_execute``, ``_agreed_gets``, ``_stored_round``, ``_sleep``) is
+pointed at them. A hung node keeps what it was sent and carries
 it out when it resumes: a write that timed out lands late, as with a stopped memcached.
 ``test_simulation_mutants.py`` proves the checker catches stores broken on purpose.
 """
@@ -82,9 +83,9 @@ class StoreSimulation(RuleBasedStateMachine):
                     failure_threshold=1,
                     retry_after=1.0,
                     max_retry_after=2.0,
-                    clock=self.cluster.clock,
+                    clock=self.cluster.clock.clocks,  # every clock the core reads
                     locking=self.locking,
-                    lock_timeout=0.05,  # real seconds: a busy lock polls with time.sleep
+                    lock_timeout=0.05,  # a busy lock's poll moves the simulated time
                     lock_poll=0.01,
                 )
             )

@@ -232,7 +232,8 @@ def test_bad_options_are_configuration_errors(
 def test_the_default_transport_is_pymemcache(cluster: MemcachedCluster) -> None:
     """Without the option, every node speaks through pymemcache clients."""
     with MemcacheSessionStore(cluster.addresses, "s" * 32) as store:
-        assert {"pymemcache"} == {node.transport.name for node in store.nodes}
+        kinds = {type(store._transports.of(node)).name for node in store.nodes}
+        assert {"pymemcache"} == kinds
 
 
 def test_one_record_per_operation(
