@@ -30,9 +30,10 @@ MakeClient = Callable[..., httpx.AsyncClient]
 
 @pytest.fixture
 async def async_store(cluster: MemcachedCluster) -> AsyncIterator[AsyncMemcacheSessionStore]:
-    """An async store with two replicas on the three nodes (test-sized timeouts)."""
+    """An async store with two replicas on the three nodes. The tests kill nodes (refused at
+    once), never hang them: generous timeouts keep a loaded machine from failing a node."""
     store = AsyncMemcacheSessionStore(
-        cluster.addresses, SECRET, connect_timeout=0.5, timeout=0.3, retry_after=60.0
+        cluster.addresses, SECRET, connect_timeout=3.0, timeout=3.0, retry_after=60.0
     )
     yield store
     await store.aclose()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.Req
 async def async_store(cluster: MemcachedCluster) -> AsyncIterator[AsyncMemcacheSessionStore]:
     """An async store with two replicas on the three nodes (test-sized timeouts)."""
     store = AsyncMemcacheSessionStore(
-        cluster.addresses, SECRET, connect_timeout=0.5, timeout=0.3, retry_after=60.0
+        cluster.addresses, SECRET, connect_timeout=3.0, timeout=3.0, retry_after=60.0
     )
     yield store
     await store.aclose()

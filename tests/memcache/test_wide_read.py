@@ -72,7 +72,7 @@ def _node(index: int, clock: _Clock, history: list[tuple[float, str]]) -> Node:
             breaker.probe()
         else:
             breaker.failure(event == "refused")
-    return Node("10.0.0.1", 11211 + index, breaker, 0.1, 0.1, 1, "pipelined")
+    return Node("10.0.0.1", 11211 + index, breaker)
 
 
 @st.composite
