@@ -168,10 +168,28 @@ class Outcome:
         return tuple(r for r in self.nodes if r.node == node)
 
     def __str__(self) -> str:
-        served = f" served_by={self.served_by}" if self.served_by else ""
-        # A StrEnum formats as its value: no ``.value`` lookup per node.
-        nodes = "; ".join([f"{r.node} {r.command}={r.status}" for r in self.nodes])
-        return f"{self.operation} {self.kind}{served} key={self.key} [{nodes}]"
+        # The message of every notice (a failover read logs one per request): in C.
+        return _text(self.operation, self.kind, self.served_by, self.nodes, self.key)
+
+
+def py_outcome_text(
+    operation: str,
+    kind: OutcomeKind,
+    served_by: str | None,
+    nodes: tuple[NodeResult, ...],
+    key: str,
+) -> str:
+    """``str()`` of the :class:`Outcome` of those fields (the reference of the C
+    ``outcome_text``)."""
+    served = f" served_by={served_by}" if served_by else ""
+    # A StrEnum formats as its value: no ``.value`` lookup per node.
+    text = "; ".join([f"{r.node} {r.command}={r.status}" for r in nodes])
+    return f"{operation} {kind}{served} key={key} [{text}]"
+
+
+_text: Callable[[str, OutcomeKind, str | None, tuple[NodeResult, ...], str], str] = (
+    py_outcome_text if speedups is None else speedups.outcome_text
+)
 
 
 # The fields' slot setters: a frozen dataclass's __init__ costs a Python frame and an

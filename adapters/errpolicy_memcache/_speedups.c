@@ -18,6 +18,7 @@
  *                    (likewise: True means json.loads and the walk would accept it)
  *   slotted()    <-> errpolicy_memcache._outcome.node_results (and the Outcome it
  *                    reports): frozen slotted values made without their __init__
+ *   outcome_text() <-> errpolicy_memcache._outcome.py_outcome_text (str(Outcome))
  *   seal()       <-> errpolicy_memcache._envelope.encode (the signed record's bytes)
  *   seal_store() <-> encode() then _wire.set_ / _wire.add (the record and its request)
  * tests/memcache/test_speedups.py and test_sealed.py hold the two to the same answers.
@@ -1083,6 +1084,96 @@ fail:
     return NULL;
 }
 
+/* outcome_text(operation, kind, served_by, nodes, key) <-> _outcome.py_outcome_text:
+   an Outcome's str(), the message of every notice (a failover read logs one per
+   request; in Python about 12,000 instructions). Each part as str() gives it (a
+   StrEnum: its value, the characters str.join copies), joined once. */
+static PyObject *text_parts[10]; /* interned, the names below */
+
+static int
+text_part(PyObject *pieces, PyObject *value)
+{
+    if (PyUnicode_Check(value)) {
+        return PyList_Append(pieces, value);
+    }
+    PyObject *shown = PyObject_Str(value);
+    if (shown == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(pieces, shown);
+    Py_DECREF(shown);
+    return failed;
+}
+
+static PyObject *
+outcome_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *names[10] = {"node", "command", "status", " ", "=", "; ", " key=",
+                                    " served_by=", " [", "]"};
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "outcome_text() takes 5 arguments");
+        return NULL;
+    }
+    if (text_parts[0] == NULL) {
+        for (int i = 0; i < 10; i++) {
+            text_parts[i] = PyUnicode_InternFromString(names[i]);
+            if (text_parts[i] == NULL) {
+                return NULL;
+            }
+        }
+    }
+    PyObject *operation = args[0], *kind = args[1], *served = args[2], *nodes = args[3],
+             *key = args[4];
+    PyObject *seq = PySequence_Fast(nodes, "outcome_text: nodes must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *result = NULL, *empty = NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    int shown = 0;
+    PyObject *pieces = PyList_New(0);
+    if (pieces == NULL) {
+        goto done;
+    }
+    shown = served == Py_None ? 0 : PyObject_IsTrue(served);
+    if (shown < 0 || text_part(pieces, operation) || PyList_Append(pieces, text_parts[3]) ||
+        text_part(pieces, kind)) {
+        goto done;
+    }
+    if (shown && (PyList_Append(pieces, text_parts[7]) || text_part(pieces, served))) {
+        goto done;
+    }
+    if (PyList_Append(pieces, text_parts[6]) || text_part(pieces, key) ||
+        PyList_Append(pieces, text_parts[8])) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *r = PySequence_Fast_GET_ITEM(seq, i);
+        if (i && PyList_Append(pieces, text_parts[5])) {
+            goto done;
+        }
+        for (int f = 0; f < 3; f++) {
+            PyObject *value = PyObject_GetAttr(r, text_parts[f]);
+            int failed = value == NULL || text_part(pieces, value) ||
+                         (f < 2 && PyList_Append(pieces, text_parts[f == 0 ? 3 : 4]));
+            Py_XDECREF(value);
+            if (failed) {
+                goto done;
+            }
+        }
+    }
+    empty = PyUnicode_New(0, 0);
+    if (PyList_Append(pieces, text_parts[9]) || empty == NULL) {
+        goto done;
+    }
+    result = PyUnicode_Join(empty, pieces);
+done:
+    Py_DECREF(seq);
+    Py_XDECREF(pieces);
+    Py_XDECREF(empty);
+    return result;
+}
+
 /* ---- the signed record (seal) ------------------------------------------------------ */
 
 /* seal() <-> errpolicy_memcache._envelope.encode: the same bytes, b"EP2", the MAC, the
@@ -1591,6 +1682,9 @@ static PyMethodDef module_methods[] = {
      "slotted(cls, slots, rows)\n--\n\n"
      "A tuple of one cls per row (a tuple of one value per slot), each made as\n"
      "object.__new__(cls) and slots[i].__set__(obj, row[i]) would make it."},
+    {"outcome_text", (PyCFunction)(void (*)(void))outcome_text, METH_FASTCALL,
+     "outcome_text(operation, kind, served_by, nodes, key)\n--\n\n"
+     "str() of the Outcome of those fields (nodes: its NodeResults)."},
     {"gets_reply", (PyCFunction)(void (*)(void))gets_reply, METH_FASTCALL,
      "gets_reply(data, max_value)\n--\n\n"
      "The reply to one gets in data (bytes received so far): None (a miss),\n"

@@ -22,7 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import BreakerState, MemcacheSessionStore, _core, _native, _transport
+from errpolicy_memcache import (
+    BreakerState,
+    MemcacheSessionStore,
+    _core,
+    _native,
+    _outcome,
+    _transport,
+)
 from errpolicy_memcache._breaker import CircuitBreaker
 from errpolicy_memcache._core import Acked, Copy, Read
 from errpolicy_memcache._envelope import Record
@@ -499,3 +506,64 @@ def test_outcome_of_makes_the_outcome_its_python_twin_makes(
         0.5,
     )
     assert (expected, type(expected)) == (made, type(made))
+
+
+@needs_c
+@given(
+    st.sampled_from(["session.start", "session.save", "séance"]),
+    st.sampled_from(list(OutcomeKind)),
+    st.sampled_from([None, "", "a:1", "[::1]:11211"]),
+    st.lists(
+        st.builds(
+            NodeResult,
+            st.sampled_from(["a:1", "b:2", ""]),
+            st.sampled_from(["gets", "-", "cas"]),
+            st.sampled_from(list(NodeStatus)),
+            st.floats(min_value=0.0, max_value=1.0),
+            st.sampled_from(["", "v3"]),
+        ),
+        max_size=4,
+    ),
+    st.text(max_size=12),
+)
+def test_outcome_text_writes_what_its_python_twin_writes(
+    operation: str,
+    kind: OutcomeKind,
+    served: str | None,
+    nodes: list[NodeResult],
+    key: str,
+) -> None:
+    """The C message of an Outcome (its str(), every notice's message) == the Python one."""
+    assert speedups is not None
+    expected = _outcome.py_outcome_text(operation, kind, served, tuple(nodes), key)
+    assert expected == speedups.outcome_text(operation, kind, served, tuple(nodes), key)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("op", OutcomeKind.OK, None, 3, "k"), ("op", OutcomeKind.OK, None, [object()], "k")],
+)
+def test_outcome_text_refuses_bad_arguments(args: tuple[object, ...]) -> None:
+    """The C message refuses a wrong argument count, nodes that are not a sequence, or
+    not NodeResults, with a TypeError or AttributeError (never a crash)."""
+    if speedups is None:
+        pytest.skip("the C speedups are not built here")
+    with pytest.raises((TypeError, AttributeError)):
+        speedups.outcome_text(*args)
+
+
+def test_outcome_str_is_its_message() -> None:
+    """An Outcome's str() names the operation, the kind, the served node, the key and
+    each node's command and status, in order (on either implementation)."""
+    outcome = outcome_of(
+        "session.start",
+        OutcomeKind.FAILOVER,
+        frozenset([OutcomeKind.FAILOVER]),
+        "b:2",
+        [("a:1", "-", NodeStatus.SKIPPED, 0.0, ""), ("b:2", "gets", NodeStatus.HIT, 0.1, "")],
+        "k1",
+        3,
+        0.2,
+    )
+    expected = "session.start failover served_by=b:2 key=k1 [a:1 -=skipped; b:2 gets=hit]"
+    assert expected == str(outcome)
