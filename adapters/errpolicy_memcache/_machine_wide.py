@@ -11,13 +11,14 @@ from operator import attrgetter
 from typing import Any
 
 from . import _core as core
+from . import _machine
 from ._breaker import BreakerState
 from ._core import Acked, Known
 from ._envelope import Record
 from ._ids import is_valid_session_id, storage_key
 from ._machine_write import Writing
 from ._node import Node, Reply
-from ._outcome import NodeStatus, OutcomeKind, outcome_of
+from ._outcome import _SEVERITY, NodeStatus, OutcomeKind, outcome_of
 from ._placement import rank
 from ._session import Session
 from ._steps import ROUND, Steps
@@ -41,6 +42,7 @@ _FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
 _NO_FLAGS: frozenset[OutcomeKind] = frozenset()
 _address = attrgetter("address")
 _new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
+_PATHNAME = _machine.__file__  # the notice's file, as _machine's _emit names it
 
 
 def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None:
@@ -86,12 +88,17 @@ class WideReading(Writing):
             if not is_valid_session_id(sid):
                 return None
             known = self._known_for(sid, storage_key(self._prefix, sid))
-        if self._reads_home(known):
+        # _reads_home, inline (one call, not three): ``mark`` read before the round, as
+        # _wide_read does: a fault during it unsettles.
+        faults = self._faults
+        mark = faults.marks
+        if known.settled == mark or (
+            not self._read_all_nodes and faults.quiet_for(self._settle_after)
+        ):
             for node in known.home:
                 if node.breaker.state is not _CLOSED:
                     return None
             return known
-        mark = self._faults.marks  # before the round: a fault during it unsettles
         ranked = known.ranked
         if ranked is None:
             ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
@@ -310,5 +317,19 @@ class WideReading(Writing):
         keys = counted[3]
         elapsed = time.perf_counter() - began
         self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
-        key = known.key[-12:]
-        self._emit(outcome_of(_START, kind, flags, served, rows, key, version, elapsed))
+        outcome = outcome_of(_START, kind, flags, served, rows, known.key[-12:], version, elapsed)
+        # _emit, inline (its call and the level property's: every outage read pays them).
+        on_outcome = self._on_outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
+        level = _SEVERITY[kind]
+        if level:
+            # _machine's names, looked up at the call (a test swaps the logging path).
+            _machine._log_direct(
+                _machine._logger,
+                level,
+                "%s",
+                (outcome,),
+                pathname=_PATHNAME,
+                extra={"outcome": outcome},
+            )
