@@ -296,7 +296,11 @@ class WideReading(Writing):
         current = known.acked
         if current is None or (not current.tombstone and version >= current.version):
             known.acked = _new_acked(Acked, (version, False, addresses, self._faults.now()))
-        self._keep(sid, known)
+        remembered = self._known  # _keep's usual case inline: an id kept, made the newest
+        if remembered.pop(sid, None) is known:
+            remembered[sid] = known
+        else:
+            self._keep(sid, known)
         if skipped or self._on_outcome is not None:
             self._wide_report(known, began, version, asked, hits, times, skipped, at, pattern[3])
         return record

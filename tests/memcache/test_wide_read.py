@@ -13,6 +13,7 @@ on the Python twins by ``make pytest-pure``).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from errpolicy_memcache._breaker import CircuitBreaker
 from errpolicy_memcache._core import Acked, Copy, Read
 from errpolicy_memcache._envelope import Record
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._metrics import StoreMetrics
+from errpolicy_memcache._metrics import LATENCY_BUCKETS, StoreMetrics
 from errpolicy_memcache._node import Node
 from errpolicy_memcache._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, outcome_of
 from errpolicy_memcache._transport import make_transport, wide_agreed, wide_gets
@@ -567,3 +568,19 @@ def test_outcome_str_is_its_message() -> None:
     )
     expected = "session.start failover served_by=b:2 key=k1 [a:1 -=skipped; b:2 gets=hit]"
     assert expected == str(outcome)
+
+
+@pytest.mark.parametrize(
+    "elapsed",
+    [0.0]
+    + list(LATENCY_BUCKETS)
+    + [math.nextafter(b, math.inf) for b in LATENCY_BUCKETS]
+    + [math.nextafter(b, 0.0) for b in LATENCY_BUCKETS]
+    + [LATENCY_BUCKETS[-1] * 2],
+)
+def test_counted_puts_a_latency_in_records_bucket(elapsed: float) -> None:
+    """counted's bucket by comparisons is bisect_left's, at each bucket's bound and beside it."""
+    general, short = StoreMetrics(), StoreMetrics()
+    general.record("session.start", OutcomeKind.OK, [], elapsed, frozenset())
+    short.counted("session.start", ("session.start", OutcomeKind.OK), [], [], elapsed)
+    assert general.snapshot([]) == short.snapshot([])
