@@ -169,7 +169,10 @@ class Outcome:
 
     def __str__(self) -> str:
         # The message of every notice (a failover read logs one per request): in C.
-        return _text(self.operation, self.kind, self.served_by, self.nodes, self.key)
+        if _c_text is not None:
+            nodes = self.nodes
+            return _c_text(_TEXT_FIELDS, self.operation, self.kind, self.served_by, nodes, self.key)
+        return py_outcome_text(self.operation, self.kind, self.served_by, self.nodes, self.key)
 
 
 def py_outcome_text(
@@ -187,9 +190,7 @@ def py_outcome_text(
     return f"{operation} {kind}{served} key={key} [{text}]"
 
 
-_text: Callable[[str, OutcomeKind, str | None, tuple[NodeResult, ...], str], str] = (
-    py_outcome_text if speedups is None else speedups.outcome_text
-)
+_c_text: Callable[..., str] | None = None if speedups is None else speedups.outcome_text
 
 
 # The fields' slot setters: a frozen dataclass's __init__ costs a Python frame and an
@@ -203,6 +204,7 @@ _RESULT_MEMBERS = tuple(
     NodeResult.__dict__[f] for f in ("node", "command", "status", "elapsed", "detail")
 )
 _RESULT_SLOTS = tuple(member.__set__ for member in _RESULT_MEMBERS)
+_TEXT_FIELDS = _RESULT_MEMBERS[:3]  # node, command, status: what the message shows
 
 
 (

@@ -1084,93 +1084,145 @@ fail:
     return NULL;
 }
 
-/* outcome_text(operation, kind, served_by, nodes, key) <-> _outcome.py_outcome_text:
-   an Outcome's str(), the message of every notice (a failover read logs one per
-   request; in Python about 12,000 instructions). Each part as str() gives it (a
-   StrEnum: its value, the characters str.join copies), joined once. */
-static PyObject *text_parts[10]; /* interned, the names below */
+/* outcome_text(fields, operation, kind, served_by, nodes, key) <->
+   _outcome.py_outcome_text: an Outcome's str(), the message of every notice (a
+   failover read logs one per request; in Python about 12,000 instructions). fields:
+   NodeResult's node, command and status member descriptors (read as slots). Each part
+   as str() gives it (a StrEnum: its value), the text made once from the parts. */
+#define TEXT_STACK 64
 
+static PyObject *text_parts[7]; /* interned: " " "=" "; " " key=" " served_by=" " [" "]" */
+
+/* Append str(value) (a new reference) to parts; -1 on error. */
 static int
-text_part(PyObject *pieces, PyObject *value)
+text_part(PyObject **parts, Py_ssize_t *n, PyObject *value)
 {
-    if (PyUnicode_Check(value)) {
-        return PyList_Append(pieces, value);
-    }
-    PyObject *shown = PyObject_Str(value);
+    PyObject *shown = PyUnicode_Check(value) ? Py_NewRef(value) : PyObject_Str(value);
     if (shown == NULL) {
         return -1;
     }
-    int failed = PyList_Append(pieces, shown);
-    Py_DECREF(shown);
-    return failed;
+    parts[(*n)++] = shown;
+    return 0;
 }
 
 static PyObject *
 outcome_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    static const char *names[10] = {"node", "command", "status", " ", "=", "; ", " key=",
-                                    " served_by=", " [", "]"};
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "outcome_text() takes 5 arguments");
+    static const char *names[7] = {" ", "=", "; ", " key=", " served_by=", " [", "]"};
+    if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "outcome_text(fields, operation, kind, served_by, nodes, key): "
+                        "fields a tuple of 3 member descriptors");
         return NULL;
     }
+    Py_ssize_t offsets[3];
+    PyTypeObject *owner = NULL;
+    for (int f = 0; f < 3; f++) {
+        PyObject *slot = PyTuple_GET_ITEM(args[0], f);
+        if (!Py_IS_TYPE(slot, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)slot)->d_member->type != T_OBJECT_EX ||
+            (owner != NULL && PyDescr_TYPE(slot) != owner)) {
+            PyErr_SetString(PyExc_TypeError, "outcome_text: fields must be slots of one class");
+            return NULL;
+        }
+        owner = PyDescr_TYPE(slot);
+        offsets[f] = ((PyMemberDescrObject *)slot)->d_member->offset;
+    }
     if (text_parts[0] == NULL) {
-        for (int i = 0; i < 10; i++) {
+        for (int i = 0; i < 7; i++) {
             text_parts[i] = PyUnicode_InternFromString(names[i]);
             if (text_parts[i] == NULL) {
                 return NULL;
             }
         }
     }
-    PyObject *operation = args[0], *kind = args[1], *served = args[2], *nodes = args[3],
-             *key = args[4];
-    PyObject *seq = PySequence_Fast(nodes, "outcome_text: nodes must be a sequence");
+    PyObject *operation = args[1], *kind = args[2], *served = args[3], *key = args[5];
+    PyObject *seq = PySequence_Fast(args[4], "outcome_text: nodes must be a sequence");
     if (seq == NULL) {
         return NULL;
     }
-    PyObject *result = NULL, *empty = NULL;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    int shown = 0;
-    PyObject *pieces = PyList_New(0);
-    if (pieces == NULL) {
+    Py_ssize_t room = 10 + 6 * count, n = 0;
+    PyObject *stack[TEXT_STACK];
+    PyObject **parts = room <= TEXT_STACK ? stack : PyMem_New(PyObject *, room);
+    PyObject *result = NULL;
+    if (parts == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    int shown = served == Py_None ? 0 : PyObject_IsTrue(served);
+    if (shown < 0 || text_part(parts, &n, operation)) {
         goto done;
     }
-    shown = served == Py_None ? 0 : PyObject_IsTrue(served);
-    if (shown < 0 || text_part(pieces, operation) || PyList_Append(pieces, text_parts[3]) ||
-        text_part(pieces, kind)) {
+    parts[n++] = Py_NewRef(text_parts[0]);
+    if (text_part(parts, &n, kind)) {
         goto done;
     }
-    if (shown && (PyList_Append(pieces, text_parts[7]) || text_part(pieces, served))) {
-        goto done;
-    }
-    if (PyList_Append(pieces, text_parts[6]) || text_part(pieces, key) ||
-        PyList_Append(pieces, text_parts[8])) {
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *r = PySequence_Fast_GET_ITEM(seq, i);
-        if (i && PyList_Append(pieces, text_parts[5])) {
+    if (shown) {
+        parts[n++] = Py_NewRef(text_parts[4]);
+        if (text_part(parts, &n, served)) {
             goto done;
         }
+    }
+    parts[n++] = Py_NewRef(text_parts[3]);
+    if (text_part(parts, &n, key)) {
+        goto done;
+    }
+    parts[n++] = Py_NewRef(text_parts[5]);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *r = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyObject_TypeCheck(r, owner)) {
+            PyErr_SetString(PyExc_TypeError, "outcome_text: nodes must be NodeResults");
+            goto done;
+        }
+        if (i) {
+            parts[n++] = Py_NewRef(text_parts[2]);
+        }
         for (int f = 0; f < 3; f++) {
-            PyObject *value = PyObject_GetAttr(r, text_parts[f]);
-            int failed = value == NULL || text_part(pieces, value) ||
-                         (f < 2 && PyList_Append(pieces, text_parts[f == 0 ? 3 : 4]));
-            Py_XDECREF(value);
-            if (failed) {
+            PyObject *value = *(PyObject **)((char *)r + offsets[f]);
+            if (value == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "outcome_text: a NodeResult field unset");
                 goto done;
+            }
+            if (text_part(parts, &n, value)) {
+                goto done;
+            }
+            if (f < 2) {
+                parts[n++] = Py_NewRef(text_parts[f == 0 ? 0 : 1]);
             }
         }
     }
-    empty = PyUnicode_New(0, 0);
-    if (PyList_Append(pieces, text_parts[9]) || empty == NULL) {
+    parts[n++] = Py_NewRef(text_parts[6]);
+    Py_ssize_t length = 0;
+    Py_UCS4 widest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        length += PyUnicode_GET_LENGTH(parts[i]);
+        Py_UCS4 most = PyUnicode_MAX_CHAR_VALUE(parts[i]);
+        if (most > widest) {
+            widest = most;
+        }
+    }
+    result = PyUnicode_New(length, widest);
+    if (result == NULL) {
         goto done;
     }
-    result = PyUnicode_Join(empty, pieces);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size = PyUnicode_GET_LENGTH(parts[i]);
+        if (PyUnicode_CopyCharacters(result, at, parts[i], 0, size) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        at += size;
+    }
 done:
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(parts[i]);
+    }
+    if (parts != stack) {
+        PyMem_Free(parts);
+    }
     Py_DECREF(seq);
-    Py_XDECREF(pieces);
-    Py_XDECREF(empty);
     return result;
 }
 
@@ -1683,8 +1735,9 @@ static PyMethodDef module_methods[] = {
      "A tuple of one cls per row (a tuple of one value per slot), each made as\n"
      "object.__new__(cls) and slots[i].__set__(obj, row[i]) would make it."},
     {"outcome_text", (PyCFunction)(void (*)(void))outcome_text, METH_FASTCALL,
-     "outcome_text(operation, kind, served_by, nodes, key)\n--\n\n"
-     "str() of the Outcome of those fields (nodes: its NodeResults)."},
+     "outcome_text(fields, operation, kind, served_by, nodes, key)\n--\n\n"
+     "str() of the Outcome of those fields (nodes: its NodeResults, fields: their\n"
+     "node, command and status member descriptors)."},
     {"gets_reply", (PyCFunction)(void (*)(void))gets_reply, METH_FASTCALL,
      "gets_reply(data, max_value)\n--\n\n"
      "The reply to one gets in data (bytes received so far): None (a miss),\n"
