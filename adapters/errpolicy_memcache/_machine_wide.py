@@ -115,7 +115,7 @@ class WideReading(Writing):
             not self._read_all_nodes and faults.quiet_for(self._settle_after)
         ):
             for node in known.home:
-                if node.breaker.state is not _CLOSED:
+                if node.breaker._state is not _CLOSED:  # .state without the property's call
                     return None
             return known
         ranked = known.ranked
@@ -125,7 +125,7 @@ class WideReading(Writing):
         transports: list[Any] = []
         skipped: list[Node] = []
         for node in ranked:
-            if node.breaker.state is _CLOSED:
+            if node.breaker._state is _CLOSED:  # .state without the property's call
                 asked.append(node)
                 transports.append(node.transport)
             else:
@@ -145,7 +145,9 @@ class WideReading(Writing):
         done = time.perf_counter()
         known, asked, _, skipped, mark, _ = wide
         for node in asked:
-            node.breaker.success()
+            breaker = node.breaker
+            if breaker._state is not _CLOSED or breaker._failures:  # success()'s own test
+                breaker.success()
         blob, hits = found
         record = self._wide_found(
             sid, known, began, blob, asked, hits, [done - began] * len(asked), skipped, 0.0
