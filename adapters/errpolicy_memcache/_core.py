@@ -496,6 +496,9 @@ def _stale_holders(
     return all(node.breaker.rejoined_after(acked.at) for node in holders)
 
 
+_NO_ADDRESSES: frozenset[str] = frozenset()  # none refused: no empty set made per read
+
+
 def judge_agreed(
     version: int,
     holders: Sequence[Node],
@@ -520,7 +523,7 @@ def judge_agreed(
         return False  # a tombstone to bury again, or a newer copy unavailable or lost
     if not skipped:
         return True
-    if _vouches(acked, version, addresses, skipped, frozenset(), missed, replicas):
+    if _vouches(acked, version, addresses, skipped, _NO_ADDRESSES, missed, replicas):
         return True
     suspect = grace if memory is None else max(grace, memory)
     return not _stale_holders(holders, skipped, home, suspect, acked)

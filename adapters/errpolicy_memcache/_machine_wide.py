@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import attrgetter
+from typing import Any
 
 from . import _core as core
+from . import _machine
 from ._breaker import BreakerState
 from ._core import Acked, Known
 from ._envelope import Record
 from ._ids import is_valid_session_id, storage_key
 from ._machine_write import Writing
 from ._node import Node, Reply
-from ._outcome import NodeStatus, OutcomeKind, outcome_of
+from ._outcome import _SEVERITY, NodeStatus, OutcomeKind, outcome_of
 from ._placement import rank
 from ._session import Session
 from ._steps import ROUND, Steps
@@ -40,6 +42,7 @@ _FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
 _NO_FLAGS: frozenset[OutcomeKind] = frozenset()
 _address = attrgetter("address")
 _new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
+_PATHNAME = _machine.__file__  # the notice's file, as _machine's _emit names it
 
 
 def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None:
@@ -65,6 +68,25 @@ def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None
     return None if blob is None else (blob, hits)
 
 
+def _pattern(known: Known, asked: list[Node], hits: int, skipped: list[Node]) -> tuple[Any, ...]:
+    """What a served wide read of ``known`` derives from which nodes it asked, which of
+    them held the copy (``hits``' bits) and which it skipped: ``(hits, asked, skipped,
+    keys, holders, addresses, strays)``, ``keys`` the counters' (outcome, flags, one
+    per node's result, as ``_wide_report`` reports them), ``holders`` and their
+    ``addresses``, ``strays`` those outside home."""
+    if hits == (1 << len(asked)) - 1:
+        holders = asked
+    else:
+        holders = [node for i, node in enumerate(asked) if hits >> i & 1]
+    addresses = frozenset(map(_address, holders))
+    kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
+    results = [(node.address, _SKIPPED) for node in skipped]
+    for i, node in enumerate(asked):
+        results.append((node.address, _HIT if hits >> i & 1 else _MISS))
+    keys = ((_START, kind), [(_START, flag) for flag in flags], results)
+    return hits, asked, skipped, keys, holders, addresses, addresses - known.homes
+
+
 class WideReading(Writing):
     """The wide read over the store's state."""
 
@@ -85,19 +107,24 @@ class WideReading(Writing):
             if not is_valid_session_id(sid):
                 return None
             known = self._known_for(sid, storage_key(self._prefix, sid))
-        if self._reads_home(known):
+        # _reads_home, inline (one call, not three): ``mark`` read before the round, as
+        # _wide_read does: a fault during it unsettles.
+        faults = self._faults
+        mark = faults.marks
+        if known.settled == mark or (
+            not self._read_all_nodes and faults.quiet_for(self._settle_after)
+        ):
             for node in known.home:
-                if node.breaker.state is not _CLOSED:
+                if node.breaker._state is not _CLOSED:  # .state without the property's call
                     return None
             return known
-        mark = self._faults.marks  # before the round: a fault during it unsettles
         ranked = known.ranked
         if ranked is None:
             ranked = known.ranked = rank(self._nodes, self._seeds, known.key)
         asked: list[Node] = []
         skipped: list[Node] = []
         for node in ranked:
-            if node.breaker.state is _CLOSED:
+            if node.breaker._state is _CLOSED:  # .state without the property's call
                 asked.append(node)
             else:
                 skipped.append(node)
@@ -116,7 +143,9 @@ class WideReading(Writing):
         done = self._ticks()
         known, asked, skipped, mark, _ = wide
         for node in asked:
-            node.breaker.success()
+            breaker = node.breaker
+            if breaker._state is not _CLOSED or breaker._failures:  # success()'s own test
+                breaker.success()
         blob, hits = found
         record = self._wide_found(
             sid, known, began, blob, asked, hits, [done - began] * len(asked), skipped, 0.0
@@ -218,10 +247,13 @@ class WideReading(Writing):
         this process saw acknowledged, and judged ``ok`` (:func:`core.judge_agreed`,
         :func:`core.judge`'s decision in short), reported as a failover when a node was
         skipped; else None (the general read decides)."""
-        if hits == (1 << len(asked)) - 1:
-            holders = asked
-        else:
-            holders = [node for i, node in enumerate(asked) if hits >> i & 1]
+        # The holders, their addresses, the strays and the counters' keys, kept on
+        # ``known`` while the same nodes answer the same way (every outage read).
+        pattern = known.counted
+        if pattern is None or pattern[0] != hits or pattern[1] != asked or pattern[2] != skipped:
+            pattern = known.counted = _pattern(known, asked, hits, skipped)
+        holders: list[Node] = pattern[4]
+        addresses: frozenset[str] = pattern[5]
         verified = known.verified
         if verified is not None and blob == verified[0]:  # these bytes passed the MAC
             record = verified[1]
@@ -245,7 +277,6 @@ class WideReading(Writing):
             or now - record.written >= self._renew_after * (record.ttl or self._idle_ttl)
         ):
             return None
-        addresses = frozenset(map(_address, holders))
         if skipped and not core.judge_agreed(
             version,
             holders,
@@ -260,14 +291,18 @@ class WideReading(Writing):
         ):
             return None
         # Copies outside home (a failover write left them): the next save writes over them.
-        known.strays = addresses - known.homes
+        known.strays = pattern[6]
         # known.ack, inline: kept unless a racing thread saw a tombstone or a newer copy.
         current = known.acked
         if current is None or (not current.tombstone and version >= current.version):
             known.acked = _new_acked(Acked, (version, False, addresses, self._faults.now()))
-        self._keep(sid, known)
+        remembered = self._known  # _keep's usual case inline: an id kept, made the newest
+        if remembered.pop(sid, None) is known:
+            remembered[sid] = known
+        else:
+            self._keep(sid, known)
         if skipped or self._on_outcome is not None:
-            self._wide_report(known, began, version, asked, hits, times, skipped, at)
+            self._wide_report(known, began, version, asked, hits, times, skipped, at, pattern[3])
         return record
 
     def _wide_report(
@@ -280,32 +315,40 @@ class WideReading(Writing):
         times: list[float],
         skipped: list[Node],
         at: float,
+        keys: tuple[Any, ...],
     ) -> None:
         """Count and report a wide read that :meth:`_wide_found` served: what ``_finish``
-        does for its :class:`Op` (the same counts and outcome), without one."""
+        does for its :class:`Op` (the same counts and outcome, ``keys`` the counters'
+        keys of :func:`_pattern`), without one."""
         rows = []  # loops, not comprehensions: each costs a function call on 3.11
         for node in skipped:
             rows.append((node.address, "-", _SKIPPED, at, ""))
         served = None
-        for i, node in enumerate(asked):
+        i = 0
+        for node in asked:  # no enumerate: an object and a tuple per node
             if hits >> i & 1:
                 rows.append((node.address, "gets", _HIT, times[i], ""))
                 if served is None:
                     served = node.address
             else:
                 rows.append((node.address, "gets", _MISS, times[i], ""))
+            i += 1  # noqa: SIM113 - enumerate makes an object per read
         kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
-        # The counters' keys, kept while the same nodes answer the same way.
-        counted = known.counted
-        if counted is None or counted[0] != hits or counted[1] != asked or counted[2] != skipped:
-            keys = (
-                (_START, kind),
-                [(_START, flag) for flag in flags],
-                [(row[0], row[2]) for row in rows],
-            )
-            counted = known.counted = (hits, asked, skipped, keys)
-        keys = counted[3]
         elapsed = self._ticks() - began
         self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
-        key = known.key[-12:]
-        self._emit(outcome_of(_START, kind, flags, served, rows, key, version, elapsed))
+        outcome = outcome_of(_START, kind, flags, served, rows, known.key[-12:], version, elapsed)
+        # _emit, inline (its call and the level property's: every outage read pays them).
+        on_outcome = self._on_outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
+        level = _SEVERITY[kind]
+        if level:
+            # _machine's names, looked up at the call (a test swaps the logging path).
+            _machine._log_direct(
+                _machine._logger,
+                level,
+                "%s",
+                (outcome,),
+                pathname=_PATHNAME,
+                extra={"outcome": outcome},
+            )

@@ -168,10 +168,29 @@ class Outcome:
         return tuple(r for r in self.nodes if r.node == node)
 
     def __str__(self) -> str:
-        served = f" served_by={self.served_by}" if self.served_by else ""
-        # A StrEnum formats as its value: no ``.value`` lookup per node.
-        nodes = "; ".join([f"{r.node} {r.command}={r.status}" for r in self.nodes])
-        return f"{self.operation} {self.kind}{served} key={self.key} [{nodes}]"
+        # The message of every notice (a failover read logs one per request): in C.
+        if _c_text is not None:
+            nodes = self.nodes
+            return _c_text(_TEXT_FIELDS, self.operation, self.kind, self.served_by, nodes, self.key)
+        return py_outcome_text(self.operation, self.kind, self.served_by, self.nodes, self.key)
+
+
+def py_outcome_text(
+    operation: str,
+    kind: OutcomeKind,
+    served_by: str | None,
+    nodes: tuple[NodeResult, ...],
+    key: str,
+) -> str:
+    """``str()`` of the :class:`Outcome` of those fields (the reference of the C
+    ``outcome_text``)."""
+    served = f" served_by={served_by}" if served_by else ""
+    # A StrEnum formats as its value: no ``.value`` lookup per node.
+    text = "; ".join([f"{r.node} {r.command}={r.status}" for r in nodes])
+    return f"{operation} {kind}{served} key={key} [{text}]"
+
+
+_c_text: Callable[..., str] | None = None if speedups is None else speedups.outcome_text
 
 
 # The fields' slot setters: a frozen dataclass's __init__ costs a Python frame and an
@@ -185,6 +204,7 @@ _RESULT_MEMBERS = tuple(
     NodeResult.__dict__[f] for f in ("node", "command", "status", "elapsed", "detail")
 )
 _RESULT_SLOTS = tuple(member.__set__ for member in _RESULT_MEMBERS)
+_TEXT_FIELDS = _RESULT_MEMBERS[:3]  # node, command, status: what the message shows
 
 
 (

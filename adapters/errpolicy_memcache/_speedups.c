@@ -18,6 +18,7 @@
  *                    (likewise: True means json.loads and the walk would accept it)
  *   slotted()    <-> errpolicy_memcache._outcome.node_results (and the Outcome it
  *                    reports): frozen slotted values made without their __init__
+ *   outcome_text() <-> errpolicy_memcache._outcome.py_outcome_text (str(Outcome))
  *   seal()       <-> errpolicy_memcache._envelope.encode (the signed record's bytes)
  *   seal_store() <-> encode() then _wire.set_ / _wire.add (the record and its request)
  * tests/memcache/test_speedups.py and test_sealed.py hold the two to the same answers.
@@ -1083,6 +1084,148 @@ fail:
     return NULL;
 }
 
+/* outcome_text(fields, operation, kind, served_by, nodes, key) <->
+   _outcome.py_outcome_text: an Outcome's str(), the message of every notice (a
+   failover read logs one per request; in Python about 12,000 instructions). fields:
+   NodeResult's node, command and status member descriptors (read as slots). Each part
+   as str() gives it (a StrEnum: its value), the text made once from the parts. */
+#define TEXT_STACK 64
+
+static PyObject *text_parts[7]; /* interned: " " "=" "; " " key=" " served_by=" " [" "]" */
+
+/* Append str(value) (a new reference) to parts; -1 on error. */
+static int
+text_part(PyObject **parts, Py_ssize_t *n, PyObject *value)
+{
+    PyObject *shown = PyUnicode_Check(value) ? Py_NewRef(value) : PyObject_Str(value);
+    if (shown == NULL) {
+        return -1;
+    }
+    parts[(*n)++] = shown;
+    return 0;
+}
+
+static PyObject *
+outcome_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *names[7] = {" ", "=", "; ", " key=", " served_by=", " [", "]"};
+    if (nargs != 6 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "outcome_text(fields, operation, kind, served_by, nodes, key): "
+                        "fields a tuple of 3 member descriptors");
+        return NULL;
+    }
+    Py_ssize_t offsets[3];
+    PyTypeObject *owner = NULL;
+    for (int f = 0; f < 3; f++) {
+        PyObject *slot = PyTuple_GET_ITEM(args[0], f);
+        if (!Py_IS_TYPE(slot, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)slot)->d_member->type != T_OBJECT_EX ||
+            (owner != NULL && PyDescr_TYPE(slot) != owner)) {
+            PyErr_SetString(PyExc_TypeError, "outcome_text: fields must be slots of one class");
+            return NULL;
+        }
+        owner = PyDescr_TYPE(slot);
+        offsets[f] = ((PyMemberDescrObject *)slot)->d_member->offset;
+    }
+    if (text_parts[0] == NULL) {
+        for (int i = 0; i < 7; i++) {
+            text_parts[i] = PyUnicode_InternFromString(names[i]);
+            if (text_parts[i] == NULL) {
+                return NULL;
+            }
+        }
+    }
+    PyObject *operation = args[1], *kind = args[2], *served = args[3], *key = args[5];
+    PyObject *seq = PySequence_Fast(args[4], "outcome_text: nodes must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t room = 10 + 6 * count, n = 0;
+    PyObject *stack[TEXT_STACK];
+    PyObject **parts = room <= TEXT_STACK ? stack : PyMem_New(PyObject *, room);
+    PyObject *result = NULL;
+    if (parts == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    int shown = served == Py_None ? 0 : PyObject_IsTrue(served);
+    if (shown < 0 || text_part(parts, &n, operation)) {
+        goto done;
+    }
+    parts[n++] = Py_NewRef(text_parts[0]);
+    if (text_part(parts, &n, kind)) {
+        goto done;
+    }
+    if (shown) {
+        parts[n++] = Py_NewRef(text_parts[4]);
+        if (text_part(parts, &n, served)) {
+            goto done;
+        }
+    }
+    parts[n++] = Py_NewRef(text_parts[3]);
+    if (text_part(parts, &n, key)) {
+        goto done;
+    }
+    parts[n++] = Py_NewRef(text_parts[5]);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *r = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyObject_TypeCheck(r, owner)) {
+            PyErr_SetString(PyExc_TypeError, "outcome_text: nodes must be NodeResults");
+            goto done;
+        }
+        if (i) {
+            parts[n++] = Py_NewRef(text_parts[2]);
+        }
+        for (int f = 0; f < 3; f++) {
+            PyObject *value = *(PyObject **)((char *)r + offsets[f]);
+            if (value == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "outcome_text: a NodeResult field unset");
+                goto done;
+            }
+            if (text_part(parts, &n, value)) {
+                goto done;
+            }
+            if (f < 2) {
+                parts[n++] = Py_NewRef(text_parts[f == 0 ? 0 : 1]);
+            }
+        }
+    }
+    parts[n++] = Py_NewRef(text_parts[6]);
+    Py_ssize_t length = 0;
+    Py_UCS4 widest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        length += PyUnicode_GET_LENGTH(parts[i]);
+        Py_UCS4 most = PyUnicode_MAX_CHAR_VALUE(parts[i]);
+        if (most > widest) {
+            widest = most;
+        }
+    }
+    result = PyUnicode_New(length, widest);
+    if (result == NULL) {
+        goto done;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size = PyUnicode_GET_LENGTH(parts[i]);
+        if (PyUnicode_CopyCharacters(result, at, parts[i], 0, size) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        at += size;
+    }
+done:
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(parts[i]);
+    }
+    if (parts != stack) {
+        PyMem_Free(parts);
+    }
+    Py_DECREF(seq);
+    return result;
+}
+
 /* ---- the signed record (seal) ------------------------------------------------------ */
 
 /* seal() <-> errpolicy_memcache._envelope.encode: the same bytes, b"EP2", the MAC, the
@@ -1591,6 +1734,10 @@ static PyMethodDef module_methods[] = {
      "slotted(cls, slots, rows)\n--\n\n"
      "A tuple of one cls per row (a tuple of one value per slot), each made as\n"
      "object.__new__(cls) and slots[i].__set__(obj, row[i]) would make it."},
+    {"outcome_text", (PyCFunction)(void (*)(void))outcome_text, METH_FASTCALL,
+     "outcome_text(fields, operation, kind, served_by, nodes, key)\n--\n\n"
+     "str() of the Outcome of those fields (nodes: its NodeResults, fields: their\n"
+     "node, command and status member descriptors)."},
     {"gets_reply", (PyCFunction)(void (*)(void))gets_reply, METH_FASTCALL,
      "gets_reply(data, max_value)\n--\n\n"
      "The reply to one gets in data (bytes received so far): None (a miss),\n"

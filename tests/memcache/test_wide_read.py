@@ -13,6 +13,7 @@ on the Python twins by ``make pytest-pure``).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,12 +23,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client
 
-from errpolicy_memcache import BreakerState, MemcacheSessionStore, _core, _native, _transport
+from errpolicy_memcache import (
+    BreakerState,
+    MemcacheSessionStore,
+    _core,
+    _native,
+    _outcome,
+    _transport,
+)
 from errpolicy_memcache._breaker import CircuitBreaker
 from errpolicy_memcache._core import Acked, Copy, Read
 from errpolicy_memcache._envelope import Record
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._metrics import StoreMetrics
+from errpolicy_memcache._metrics import LATENCY_BUCKETS, StoreMetrics
 from errpolicy_memcache._node import Node
 from errpolicy_memcache._outcome import NodeResult, NodeStatus, Outcome, OutcomeKind, outcome_of
 from errpolicy_memcache._transport import make_transport, wide_agreed, wide_gets
@@ -499,3 +507,103 @@ def test_outcome_of_makes_the_outcome_its_python_twin_makes(
         0.5,
     )
     assert (expected, type(expected)) == (made, type(made))
+
+
+@needs_c
+@given(
+    st.sampled_from(["session.start", "session.save", "séance"]),
+    st.sampled_from(list(OutcomeKind)),
+    st.sampled_from([None, "", "a:1", "[::1]:11211"]),
+    st.lists(
+        st.builds(
+            NodeResult,
+            st.sampled_from(["a:1", "b:2", ""]),
+            st.sampled_from(["gets", "-", "cas"]),
+            st.sampled_from(list(NodeStatus)),
+            st.floats(min_value=0.0, max_value=1.0),
+            st.sampled_from(["", "v3"]),
+        ),
+        max_size=4,
+    ),
+    st.text(max_size=12),
+)
+def test_outcome_text_writes_what_its_python_twin_writes(
+    operation: str,
+    kind: OutcomeKind,
+    served: str | None,
+    nodes: list[NodeResult],
+    key: str,
+) -> None:
+    """The C message of an Outcome (its str(), every notice's message) == the Python one."""
+    assert speedups is not None
+    expected = _outcome.py_outcome_text(operation, kind, served, tuple(nodes), key)
+    fields = _outcome._TEXT_FIELDS
+    assert expected == speedups.outcome_text(fields, operation, kind, served, tuple(nodes), key)
+
+
+_FIELDS = _outcome._TEXT_FIELDS
+_NODE_FIELD = NodeResult.__dict__["node"]
+_OUTCOME_FIELD = Outcome.__dict__["key"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        (_FIELDS, "op", OutcomeKind.OK, None, [], "k", "extra"),
+        (_FIELDS, "op", OutcomeKind.OK, None, 3, "k"),
+        (_FIELDS, "op", OutcomeKind.OK, None, [object()], "k"),
+        ((_NODE_FIELD, _NODE_FIELD), "op", OutcomeKind.OK, None, [], "k"),
+        ((_NODE_FIELD, _NODE_FIELD, _OUTCOME_FIELD), "op", OutcomeKind.OK, None, [], "k"),
+        (("node", "command", "status"), "op", OutcomeKind.OK, None, [], "k"),
+    ],
+)
+def test_outcome_text_refuses_bad_arguments(args: tuple[object, ...]) -> None:
+    """The C message refuses a wrong argument count, fields that are not three slots of
+    one class, nodes that are not a sequence of that class, with a TypeError."""
+    if speedups is None:
+        pytest.skip("the C speedups are not built here")
+    with pytest.raises(TypeError):
+        speedups.outcome_text(*args)
+
+
+@needs_c
+def test_outcome_text_of_many_nodes() -> None:
+    """The C message of more nodes than its stack holds (parts on the heap) == the Python one."""
+    assert speedups is not None
+    nodes = tuple(NodeResult(f"n{i}:1", "gets", NodeStatus.MISS, 0.0) for i in range(40))
+    expected = _outcome.py_outcome_text("op", OutcomeKind.OK, "n1:1", nodes, "k")
+    assert expected == speedups.outcome_text(_FIELDS, "op", OutcomeKind.OK, "n1:1", nodes, "k")
+
+
+def test_outcome_str_is_its_message() -> None:
+    """An Outcome's str() names the operation, the kind, the served node, the key and
+    each node's command and status, in order (on either implementation)."""
+    outcome = outcome_of(
+        "session.start",
+        OutcomeKind.FAILOVER,
+        frozenset([OutcomeKind.FAILOVER]),
+        "b:2",
+        [("a:1", "-", NodeStatus.SKIPPED, 0.0, ""), ("b:2", "gets", NodeStatus.HIT, 0.1, "")],
+        "k1",
+        3,
+        0.2,
+    )
+    expected = "session.start failover served_by=b:2 key=k1 [a:1 -=skipped; b:2 gets=hit]"
+    assert expected == str(outcome)
+
+
+@pytest.mark.parametrize(
+    "elapsed",
+    [0.0]
+    + list(LATENCY_BUCKETS)
+    + [math.nextafter(b, math.inf) for b in LATENCY_BUCKETS]
+    + [math.nextafter(b, 0.0) for b in LATENCY_BUCKETS]
+    + [LATENCY_BUCKETS[-1] * 2],
+)
+def test_counted_puts_a_latency_in_records_bucket(elapsed: float) -> None:
+    """counted's bucket by comparisons is bisect_left's, at each bucket's bound and beside it."""
+    general, short = StoreMetrics(), StoreMetrics()
+    general.record("session.start", OutcomeKind.OK, [], elapsed, frozenset())
+    short.counted("session.start", ("session.start", OutcomeKind.OK), [], [], elapsed)
+    assert general.snapshot([]) == short.snapshot([])
