@@ -47,6 +47,10 @@ _HIT = NodeStatus.HIT
 _START = "session.start"
 _STORED = NodeStatus.STORED
 _SAVE = "session.save"
+_TALLIES_MAX = 4096
+_TallyKey = tuple[
+    tuple[str, OutcomeKind], tuple[tuple[str, OutcomeKind], ...], tuple[tuple[str, NodeStatus], ...]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class StoreMetrics:
         "_save_buckets",
         "_save_homes",
         "_save_total",
+        "_tallies",
         "_totals",
     )
 
@@ -148,6 +153,10 @@ class StoreMetrics:
         self._save_total = 0.0
         self._save_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._save_homes: dict[frozenset[str], int] = {}
+        # Tallies of operations counted by their keys made beforehand (:meth:`tally`):
+        # ``[seconds, *buckets]`` per ``(outcome, flags, results)`` keys, merged by
+        # snapshot; bounded (a new pattern past the limit is counted by ``counted``).
+        self._tallies: dict[_TallyKey, list[float]] = {}
 
     def record(
         self,
@@ -211,6 +220,39 @@ class StoreMetrics:
         finally:
             lock.release()
 
+    def tally(
+        self,
+        outcome: tuple[str, OutcomeKind],
+        flags: Sequence[tuple[str, OutcomeKind]],
+        results: Sequence[tuple[str, NodeStatus]],
+    ) -> list[float] | None:
+        """The tally that :meth:`tallied` counts operations of these keys in (as
+        :meth:`counted` counts them: ``outcome`` is ``(operation, kind)``, ``flags`` one
+        ``(operation, flag)`` per flag, ``results`` one ``(node, status)`` per result),
+        shared by every caller with equal keys; None past :data:`_TALLIES_MAX` kinds."""
+        key = (outcome, tuple(flags), tuple(results))
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None and len(self._tallies) < _TALLIES_MAX:
+                tally = self._tallies[key] = [0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
+        return tally
+
+    def tallied(self, tally: list[float], elapsed: float) -> None:
+        """Count one operation of ``tally``'s keys (:meth:`tally`) that took ``elapsed``
+        seconds: one bucket and the seconds added, under the lock (a failover read pays
+        this per request, where :meth:`counted` pays a dict update per key)."""
+        if elapsed <= _B3:  # bisect_left's answer for the first four buckets
+            bucket = 1 if elapsed <= _B0 else 2 if elapsed <= _B1 else 3 if elapsed <= _B2 else 4
+        else:
+            bucket = bisect_left(LATENCY_BUCKETS, elapsed) + 1
+        lock = self._lock
+        lock.acquire()
+        try:
+            tally[0] += elapsed
+            tally[bucket] += 1
+        finally:
+            lock.release()
+
     def _add_latency(self, operation: str, bucket: int, elapsed: float) -> None:
         counts = self._latency.get(operation)
         if counts is None:
@@ -246,6 +288,20 @@ class StoreMetrics:
                 for i, n in enumerate(self._save_buckets):
                     save[i] += n
                 totals[_SAVE] = totals.get(_SAVE, 0.0) + self._save_total
+            for (outcome, flag_keys, result_keys), tally in self._tallies.items():
+                n = int(sum(tally[1:]))
+                if not n:
+                    continue
+                outcomes[outcome] = outcomes.get(outcome, 0) + n
+                for flag_key in flag_keys:
+                    flags[flag_key] = flags.get(flag_key, 0) + n
+                for node_key in result_keys:
+                    results[node_key] = results.get(node_key, 0) + n
+                op = outcome[0]
+                counts = latency.setdefault(op, [0] * (len(LATENCY_BUCKETS) + 1))
+                for i, c in enumerate(tally[1:]):
+                    counts[i] += int(c)
+                totals[op] = totals.get(op, 0.0) + tally[0]
         histograms = {
             op: Histogram(LATENCY_BUCKETS, tuple(counts), totals[op])
             for op, counts in latency.items()

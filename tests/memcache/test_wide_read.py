@@ -593,6 +593,73 @@ def test_outcome_str_is_its_message() -> None:
     assert expected == str(outcome)
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(OutcomeKind)),
+            st.frozensets(st.sampled_from(list(OutcomeKind))),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["a:1", "b:2", "c:3"]), st.sampled_from(list(NodeStatus))
+                ),
+                max_size=4,
+            ),
+            st.floats(min_value=0.0, max_value=10.0),
+        ),
+        max_size=6,
+    )
+)
+def test_tallied_counts_as_record(
+    reads: list[tuple[OutcomeKind, frozenset[OutcomeKind], list[tuple[str, NodeStatus]], float]],
+) -> None:
+    """Operations counted in tallies (the outage read's counters) are counted as record
+    counts them, equal keys sharing one tally, whatever else was counted beside."""
+    general, short = StoreMetrics(), StoreMetrics()
+    general.record("session.save", OutcomeKind.OK, [], 0.001, frozenset())
+    short.record("session.save", OutcomeKind.OK, [], 0.001, frozenset())
+    for kind, flags, results, elapsed in reads:
+        rows = [(node, "gets", status, 0.0, "") for node, status in results]
+        general.record("session.start", kind, rows, elapsed, flags)
+        flag_keys = [("session.start", flag) for flag in flags]
+        tally = short.tally(("session.start", kind), flag_keys, results)
+        assert tally is not None
+        assert tally is short.tally(("session.start", kind), list(flag_keys), list(results))
+        short.tallied(tally, elapsed)
+    assert general.snapshot([]) == short.snapshot([])
+
+
+def test_tallies_are_bounded() -> None:
+    """Past the bound a new set of keys gets no tally (its operations are counted by
+    ``counted``), and the keys already tallied keep theirs."""
+    from errpolicy_memcache import _metrics
+
+    metrics = StoreMetrics()
+    first = metrics.tally(("session.start", OutcomeKind.OK), [], [("n:0", NodeStatus.HIT)])
+    for i in range(1, _metrics._TALLIES_MAX):
+        assert metrics.tally(("session.start", OutcomeKind.OK), [], [(f"n:{i}", NodeStatus.HIT)])
+    past = metrics.tally(("session.start", OutcomeKind.OK), [], [("n:-1", NodeStatus.HIT)])
+    again = metrics.tally(("session.start", OutcomeKind.OK), [], [("n:0", NodeStatus.HIT)])
+    assert (None, True) == (past, again is first)
+
+
+@pytest.mark.parametrize(
+    "elapsed",
+    [0.0]
+    + list(LATENCY_BUCKETS)
+    + [math.nextafter(b, math.inf) for b in LATENCY_BUCKETS]
+    + [math.nextafter(b, 0.0) for b in LATENCY_BUCKETS]
+    + [LATENCY_BUCKETS[-1] * 2],
+)
+def test_tallied_puts_a_latency_in_records_bucket(elapsed: float) -> None:
+    """tallied's bucket by comparisons is bisect_left's, at each bucket's bound and beside it."""
+    general, short = StoreMetrics(), StoreMetrics()
+    general.record("session.start", OutcomeKind.FAILOVER, [], elapsed, frozenset())
+    tally = short.tally(("session.start", OutcomeKind.FAILOVER), [], [])
+    assert tally is not None
+    short.tallied(tally, elapsed)
+    assert general.snapshot([]) == short.snapshot([])
+
+
 @pytest.mark.parametrize(
     "elapsed",
     [0.0]
