@@ -436,5 +436,5 @@ class State:
             # Made and handled whatever the logger's level: the guard must see NOTICE
             # records even when the effective level (WARNING by default) drops them.
             _log_direct(
-                _logger, level, "%s", (outcome,), pathname=__file__, extra={"outcome": outcome}
+                _logger, level, "%s", (str(outcome),), pathname=__file__, extra={"outcome": outcome}
             )

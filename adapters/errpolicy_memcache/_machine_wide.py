@@ -17,7 +17,7 @@ from ._ids import is_valid_session_id, storage_key
 from ._machine_write import Writing
 from ._metrics import StoreMetrics
 from ._node import Node, Reply
-from ._outcome import _SEVERITY, NodeStatus, OutcomeKind, outcome_of
+from ._outcome import _SEVERITY, NodeStatus, OutcomeHead, OutcomeKind, TimedRow, timed_outcome
 from ._placement import rank
 from ._session import Session
 from ._steps import ROUND, Steps
@@ -82,11 +82,13 @@ class Pattern:
         "addresses",
         "asked",
         "flags",
+        "head",
         "hits",
         "holders",
         "keys",
         "kind",
         "level",
+        "rows",
         "served",
         "skipped",
         "strays",
@@ -113,16 +115,17 @@ class Pattern:
         self.level = _SEVERITY[kind]
         self.served = served = holders[0].address if holders else None
         results = [(node.address, _SKIPPED) for node in skipped]
-        rows = [(node.address, "-", _SKIPPED, 0.0, "") for node in skipped]
+        rows: list[TimedRow] = [(node.address, "-", _SKIPPED, -1) for node in skipped]
         for i, node in enumerate(asked):
             status = _HIT if hits >> i & 1 else _MISS
             results.append((node.address, status))
-            rows.append((node.address, "gets", status, 0.0, ""))
+            rows.append((node.address, "gets", status, i))
         flag_keys = [(_START, flag) for flag in flags]
         self.keys = ((_START, kind), flag_keys, results)
         self.tally = metrics.tally((_START, kind), flag_keys, results)
-        outcome = outcome_of(_START, kind, flags, served, rows, known.key[-12:], None, 0.0)
-        self.text = str(outcome)
+        self.head: OutcomeHead = (_START, kind, flags, served, known.key[-12:])
+        self.rows = tuple(rows)
+        self.text = str(timed_outcome(self.head, self.rows, 0.0, [0.0] * len(asked), None, 0.0))
 
 
 class WideReading(Writing):
@@ -347,13 +350,6 @@ class WideReading(Writing):
         # Counted and reported as ``_finish`` does for its :class:`Op` (the same counts
         # and outcome), inline: every outage read pays this.
         if skipped or self._on_outcome is not None:
-            rows = []  # loops, not comprehensions: each costs a function call on 3.11
-            for node in skipped:
-                rows.append((node.address, "-", _SKIPPED, at, ""))
-            i = 0
-            for node in asked:  # no enumerate: an object and a tuple per node
-                rows.append((node.address, "gets", _HIT if hits >> i & 1 else _MISS, times[i], ""))
-                i += 1  # noqa: SIM113 - enumerate makes an object per read
             elapsed = self._ticks() - began
             tally = pattern.tally
             if tally is not None:
@@ -361,16 +357,7 @@ class WideReading(Writing):
             else:
                 keys = pattern.keys
                 self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
-            outcome = outcome_of(
-                _START,
-                pattern.kind,
-                pattern.flags,
-                pattern.served,
-                rows,
-                known.key[-12:],
-                version,
-                elapsed,
-            )
+            outcome = timed_outcome(pattern.head, pattern.rows, at, times, version, elapsed)
             # _emit, inline (its call and the level property's: every outage read pays them).
             on_outcome = self._on_outcome
             if on_outcome is not None:

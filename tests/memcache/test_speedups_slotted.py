@@ -1,4 +1,5 @@
-"""The C ``slotted`` (``_speedups.c``) against its Python twin, ``py_node_results``."""
+"""The C ``slotted`` and ``timed_outcome`` (``_speedups.c``) against their Python
+twins, ``py_node_results`` and ``py_timed_outcome``."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from hypothesis import strategies as st
 
 from errpolicy_memcache import _native
 from errpolicy_memcache._outcome import (
+    _OUTCOME_MEMBERS,
     _RESULT_MEMBERS,
     NodeResult,
     NodeStatus,
     Outcome,
+    OutcomeKind,
     node_results,
     py_node_results,
+    py_timed_outcome,
+    timed_outcome,
 )
 
 speedups = _native.speedups
@@ -74,3 +79,86 @@ def test_slotted_refuses_bad_arguments(args: tuple[object, ...], error: type[Exc
     assert speedups is not None
     with pytest.raises(error):
         speedups.slotted(*args)
+
+
+_heads = st.tuples(
+    st.text(max_size=20),
+    st.sampled_from(list(OutcomeKind)),
+    st.frozensets(st.sampled_from(list(OutcomeKind))),
+    st.none() | st.text(max_size=20),
+    st.text(max_size=12),
+)
+
+
+@st.composite
+def _timed(draw: st.DrawFn) -> tuple[object, ...]:
+    times = draw(st.lists(st.floats(allow_nan=False), max_size=6))
+    index = st.integers(-3, -1) | (st.integers(0, len(times) - 1) if times else st.just(-1))
+    rows = draw(
+        st.lists(
+            st.tuples(
+                st.text(max_size=20),
+                st.sampled_from(["gets", "-"]),
+                st.sampled_from(list(NodeStatus)),
+                index,
+            ),
+            max_size=8,
+        )
+    )
+    version = draw(st.none() | st.integers(0, 2**64 - 1))
+    return draw(_heads), tuple(rows), draw(st.floats(allow_nan=False)), times, version, 0.5
+
+
+def _outcome_fields(outcome: Outcome) -> tuple[object, ...]:
+    values = dataclasses.astuple(outcome)
+    return (type(outcome), *values[:4], _fields(outcome.nodes), *values[5:])
+
+
+@needs_c
+@given(_timed())
+def test_timed_outcome_equals_the_python_twin(args: tuple[object, ...]) -> None:
+    """The Outcome made in C equals the Python twin's, field by field and by type, each
+    row timed ``at`` or by its index into ``times``."""
+    made = timed_outcome(*args)  # type: ignore[arg-type]
+    expected = py_timed_outcome(*args)  # type: ignore[arg-type]
+    assert _outcome_fields(expected) == _outcome_fields(made)
+    assert expected == made
+    assert gc.is_tracked(made)
+    assert all(gc.is_tracked(r) for r in made.nodes)
+
+
+_HEAD: tuple[object, ...] = ("session.start", OutcomeKind.FAILOVER, frozenset(), "a:1", "k")
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((_HEAD, (("a", "gets", NodeStatus.HIT, 1),), 0.0, [0.0], 1, 0.1), IndexError),
+        ((_HEAD, (("a", "gets", NodeStatus.HIT),), 0.0, [0.0], 1, 0.1), TypeError),
+        ((_HEAD, (("a", "gets", NodeStatus.HIT, "0"),), 0.0, [0.0], 1, 0.1), TypeError),
+        ((_HEAD[:4], (), 0.0, [], 1, 0.1), TypeError),
+        ((_HEAD, [], 0.0, [], 1, 0.1), TypeError),
+        ((_HEAD, (), 0.0, (), 1, 0.1), TypeError),
+        ((_HEAD, (), 0.0, []), TypeError),
+    ],
+)
+def test_timed_outcome_refuses_bad_arguments(
+    args: tuple[object, ...], error: type[Exception]
+) -> None:
+    """An index past ``times``, a short row, a non-integer index, a short head, a list
+    of rows, a tuple of times, missing arguments: a typed error, nothing made."""
+    assert speedups is not None
+    with pytest.raises(error):
+        speedups.timed_outcome(NodeResult, _RESULT_MEMBERS, Outcome, _OUTCOME_MEMBERS, *args)
+
+
+@needs_c
+def test_timed_outcome_checks_its_slots() -> None:
+    """Slots of another class, or not five and eight of them: a TypeError."""
+    assert speedups is not None
+    for slots in ((_OUTCOME_MEMBERS, _RESULT_MEMBERS), (_RESULT_MEMBERS[:4], _OUTCOME_MEMBERS)):
+        with pytest.raises(TypeError):
+            speedups.timed_outcome(
+                NodeResult, slots[0], Outcome, slots[1], _HEAD, (), 0.0, [], 1, 0.1
+            )
