@@ -505,7 +505,6 @@ def judge_agreed(
     addresses: frozenset[str],
     missed: int,
     skipped: Sequence[Node],
-    *,
     home: Sequence[Node],
     acked: Acked | None,
     replicas: int,

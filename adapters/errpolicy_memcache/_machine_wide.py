@@ -15,6 +15,7 @@ from ._core import Acked, Known
 from ._envelope import Record
 from ._ids import is_valid_session_id, storage_key
 from ._machine_write import Writing
+from ._metrics import FOLD_AT as _FOLD_AT
 from ._metrics import StoreMetrics
 from ._node import Node, Reply
 from ._outcome import _SEVERITY, NodeStatus, OutcomeHead, OutcomeKind, TimedRow, timed_outcome
@@ -40,6 +41,7 @@ _FAILOVER = OutcomeKind.FAILOVER
 _OK = OutcomeKind.OK
 _FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
 _NO_FLAGS: frozenset[OutcomeKind] = frozenset()
+_NO_ADDRESSES: frozenset[str] = frozenset()  # none refused: judge_agreed's
 _address = attrgetter("address")
 _new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
 _PATHNAME = _machine.__file__  # the notice's file, as _machine's _emit names it
@@ -323,17 +325,32 @@ class WideReading(Writing):
             or now - record.written >= self._renew_after * (record.ttl or self._idle_ttl)
         ):
             return None
-        if skipped and not core.judge_agreed(
-            version,
-            holders,
-            addresses,
-            len(asked) - len(holders),
-            skipped,
-            home=known.home,
-            acked=acked,
-            replicas=self._replicas,
-            grace=self._max_retry_after,
-            memory=self._settle_after,
+        # core.judge_agreed, its usual answer first: the checks it starts with passed
+        # above, and with a node skipped it serves what _vouches vouches for (one call
+        # less per outage read); anything else it decides itself.
+        if (
+            skipped
+            and not core._vouches(
+                acked,
+                version,
+                addresses,
+                skipped,
+                _NO_ADDRESSES,
+                len(asked) - len(holders),
+                self._replicas,
+            )
+            and not core.judge_agreed(
+                version,
+                holders,
+                addresses,
+                len(asked) - len(holders),
+                skipped,
+                known.home,
+                acked,
+                self._replicas,
+                self._max_retry_after,
+                self._settle_after,
+            )
         ):
             return None
         # Copies outside home (a failover write left them): the next save writes over them.
@@ -353,7 +370,9 @@ class WideReading(Writing):
             elapsed = self._ticks() - began
             tally = pattern.tally
             if tally is not None:
-                self._metrics.tallied(tally, elapsed)
+                tally.append(elapsed)  # atomic: the metrics fold it under their lock
+                if len(tally) >= _FOLD_AT:
+                    self._metrics.fold(tally)
             else:
                 keys = pattern.keys
                 self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)

@@ -70,7 +70,10 @@ class Transports:
     def of_nodes(self, nodes: Sequence[Node]) -> list[Transport]:
         """The transports that talk to ``nodes``, in order (a wide read's)."""
         of = self._of
-        return [of[node] for node in nodes]
+        transports = []  # a loop: a comprehension is a call of its own on 3.11
+        for node in nodes:
+            transports.append(of[node])
+        return transports
 
     def close(self) -> None:
         """Close every idle connection (a transport reconnects when used again)."""
