@@ -162,3 +162,46 @@ def test_timed_outcome_checks_its_slots() -> None:
             speedups.timed_outcome(
                 NodeResult, slots[0], Outcome, slots[1], _HEAD, (), 0.0, [], 1, 0.1
             )
+
+
+def _slots(session: object) -> dict[str, object]:
+    from errpolicy_memcache._session import Session
+
+    return {name: getattr(session, name) for name in Session.__slots__}
+
+
+def test_stored_slots_are_every_slot_of_a_session() -> None:
+    """A stored session made in C sets every slot a Session has (a new slot must be added)."""
+    from errpolicy_memcache._session import STORED_SLOTS, Session
+
+    assert sorted(Session.__slots__) == sorted(member.__name__ for member in STORED_SLOTS)
+
+
+@given(
+    st.integers(0, 2**63),
+    st.floats(allow_nan=False),
+    st.integers(1, 2**31) | st.just(1800),
+    st.binary(max_size=40) | st.none(),
+)
+def test_a_loaded_session_is_the_one_its_init_makes(
+    version: int, created: float, ttl: int, payload: bytes | None
+) -> None:
+    """The store's loaded session (made in C where built) has every slot that
+    ``Session(sid, new=False, ...)`` gives it, and its data reads the same."""
+    from errpolicy_memcache import MemcacheSessionStore
+    from errpolicy_memcache._envelope import Record
+    from errpolicy_memcache._session import Session
+
+    store = MemcacheSessionStore(["127.0.0.1:9"], "x" * 32, idle_ttl=1800)
+    sid = "a" * 43
+    loaded = store._core._loaded(sid, Record(version, "w", created, 0.0, ttl, payload))
+    made = Session(
+        sid,
+        new=False,
+        version=version,
+        created=created,
+        ttl=None if ttl == 1800 else ttl,
+        payload=payload,
+    )
+    assert (Session, _slots(made)) == (type(loaded), _slots(loaded))
+    assert gc.is_tracked(loaded)
