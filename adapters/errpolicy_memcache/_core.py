@@ -133,7 +133,7 @@ class Known:
         self.ranked: list[Node] | None = None
         # The last wide read's counter keys, by the nodes it asked, skipped and found
         # holding the copy (see ``_machine_wide.WideReading._wide_report``).
-        self.counted: tuple[Any, ...] | None = None
+        self.counted: Any = None  # a _machine_wide.Pattern
 
     def ack(self, acked: Acked) -> None:
         """Remember ``acked`` unless a newer copy is known (racing threads keep the newest)."""
@@ -505,7 +505,6 @@ def judge_agreed(
     addresses: frozenset[str],
     missed: int,
     skipped: Sequence[Node],
-    *,
     home: Sequence[Node],
     acked: Acked | None,
     replicas: int,

@@ -56,16 +56,14 @@ class Handoff:
         self._abandoned: dict[tuple[str, str], tuple[bytes, float]] = {}
         # The nodes something waits for: a request checks only these.
         self._waiting: set[Node] = set()
+        #: True while something waits for a node (``_waiting`` is not empty): an
+        #: attribute, not a property, as every request reads it (set under ``_kept``).
+        self.waiting = False
         self._lock = threading.Lock()  # one handoff at a time (held during its I/O)
         # Guards the two dicts and the waiting set: held for a few dict operations only,
         # never during I/O, so a save's hint does not wait for a handoff's round trips,
         # and no thread ever iterates a dict that another one changes.
         self._kept = threading.Lock()
-
-    @property
-    def waiting(self) -> bool:
-        """True while something waits for a node."""
-        return bool(self._waiting)
 
     def ready(self) -> bool:
         """True when a node that something waits for answers again (breaker closed)."""
@@ -89,6 +87,7 @@ class Handoff:
                 _bounded(self._hints, _HINTS_MAX)
                 self._hints[node.address, write.key] = (command, until)
                 self._waiting.add(node)
+                self.waiting = True
 
     def abandon(self, node: Node, lock_key: str, token: bytes, ttl: float) -> None:
         """Remember a lock ``add`` whose fate is unknown, until its TTL would end it."""
@@ -96,6 +95,7 @@ class Handoff:
             _bounded(self._abandoned, _ABANDONED_MAX)
             self._abandoned[node.address, lock_key] = (token, self._monotonic() + ttl)
             self._waiting.add(node)
+            self.waiting = True
 
     def forget(self, node: Node, lock_key: str) -> None:
         """Forget the abandoned ``add`` of ``lock_key`` on ``node`` (its lock is cleared)."""
@@ -161,6 +161,7 @@ class Handoff:
             left = {a for a, _ in self._abandoned}
             left.update(a for a, _ in self._hints)
             self._waiting = {node for node in self._nodes if node.address in left}
+            self.waiting = bool(self._waiting)
 
 
 def _bounded(kept: dict[tuple[str, str], Any], limit: int) -> None:

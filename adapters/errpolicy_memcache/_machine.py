@@ -29,11 +29,12 @@ from ._errors import SessionTooLarge
 from ._handoff import Handoff
 from ._ids import new_session_id
 from ._metrics import StoreMetrics, StoreStats
+from ._native import speedups
 from ._node import Node
 from ._options import Options
 from ._outcome import Outcome, OutcomeKind, severity_of
 from ._placement import node_seed, rank
-from ._session import Session
+from ._session import STORED_SLOTS, Session
 from ._wire import Command, gets, set_
 
 __all__ = ["LOGGER_NAME", "State"]
@@ -41,6 +42,8 @@ __all__ = ["LOGGER_NAME", "State"]
 LOGGER_NAME = "errpolicy_memcache"
 _logger = logging.getLogger(LOGGER_NAME)
 _log_direct = errpolicy.log_direct
+# Stored sessions made without their __init__ (speedups.slotted), where built.
+_slotted: Callable[..., tuple[Session, ...]] | None = None if speedups is None else speedups.slotted
 
 # The session ids each store remembers with their verified copy (see _remember): at
 # most this many, with copies of at most this many bytes each, so at most 4 MiB.
@@ -373,13 +376,13 @@ class State:
         return core.effective_ttl(record, self._idle_ttl, self._absolute_ttl, self._clock())
 
     def _loaded(self, sid: str, record: Record) -> Session:
+        ttl = None if record.ttl == self._idle_ttl else record.ttl
+        payload = record.payload
+        if _slotted is not None and payload is not None:  # no __init__ frame: every read
+            row = (sid, None, payload, False, False, record.version, record.created, ttl, None)
+            return _slotted(Session, STORED_SLOTS, (row,))[0]
         return Session(
-            sid,
-            new=False,
-            version=record.version,
-            created=record.created,
-            ttl=None if record.ttl == self._idle_ttl else record.ttl,
-            payload=record.payload,
+            sid, new=False, version=record.version, created=record.created, ttl=ttl, payload=payload
         )
 
     def _record_write(
@@ -436,5 +439,5 @@ class State:
             # Made and handled whatever the logger's level: the guard must see NOTICE
             # records even when the effective level (WARNING by default) drops them.
             _log_direct(
-                _logger, level, "%s", (outcome,), pathname=__file__, extra={"outcome": outcome}
+                _logger, level, "%s", (str(outcome),), pathname=__file__, extra={"outcome": outcome}
             )

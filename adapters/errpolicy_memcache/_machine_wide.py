@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Any
 
 from . import _core as core
 from . import _machine
@@ -16,8 +15,10 @@ from ._core import Acked, Known
 from ._envelope import Record
 from ._ids import is_valid_session_id, storage_key
 from ._machine_write import Writing
+from ._metrics import FOLD_AT as _FOLD_AT
+from ._metrics import StoreMetrics
 from ._node import Node, Reply
-from ._outcome import _SEVERITY, NodeStatus, OutcomeKind, outcome_of
+from ._outcome import _SEVERITY, NodeStatus, OutcomeHead, OutcomeKind, TimedRow, timed_outcome
 from ._placement import rank
 from ._session import Session
 from ._steps import ROUND, Steps
@@ -40,6 +41,7 @@ _FAILOVER = OutcomeKind.FAILOVER
 _OK = OutcomeKind.OK
 _FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
 _NO_FLAGS: frozenset[OutcomeKind] = frozenset()
+_NO_ADDRESSES: frozenset[str] = frozenset()  # none refused: judge_agreed's
 _address = attrgetter("address")
 _new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
 _PATHNAME = _machine.__file__  # the notice's file, as _machine's _emit names it
@@ -68,23 +70,64 @@ def _agreed(replies: Sequence[Reply], replicas: int) -> tuple[bytes, int] | None
     return None if blob is None else (blob, hits)
 
 
-def _pattern(known: Known, asked: list[Node], hits: int, skipped: list[Node]) -> tuple[Any, ...]:
-    """What a served wide read of ``known`` derives from which nodes it asked, which of
-    them held the copy (``hits``' bits) and which it skipped: ``(hits, asked, skipped,
-    keys, holders, addresses, strays)``, ``keys`` the counters' (outcome, flags, one
-    per node's result, as ``_wide_report`` reports them), ``holders`` and their
-    ``addresses``, ``strays`` those outside home."""
-    if hits == (1 << len(asked)) - 1:
-        holders = asked
-    else:
-        holders = [node for i, node in enumerate(asked) if hits >> i & 1]
-    addresses = frozenset(map(_address, holders))
-    kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
-    results = [(node.address, _SKIPPED) for node in skipped]
-    for i, node in enumerate(asked):
-        results.append((node.address, _HIT if hits >> i & 1 else _MISS))
-    keys = ((_START, kind), [(_START, flag) for flag in flags], results)
-    return hits, asked, skipped, keys, holders, addresses, addresses - known.homes
+class Pattern:
+    """What a served wide read of a session derives from which nodes it asked, which of
+    them held the copy (``hits``' bits) and which it skipped, kept on its
+    :class:`Known` (``counted``) while the same nodes answer the same way (every read
+    of an outage): the ``holders``, their ``addresses``, the ``strays`` (holders
+    outside home), the outcome's ``kind``, ``flags``, ``served`` node and ``level``,
+    the counters' ``keys`` (outcome, flags, one per node's result), the metrics'
+    ``tally`` of those keys (None: counted by ``keys``) and the notice's ``text`` (the
+    outcome's ``str()``: it shows no times)."""
+
+    __slots__ = (
+        "addresses",
+        "asked",
+        "flags",
+        "head",
+        "hits",
+        "holders",
+        "keys",
+        "kind",
+        "level",
+        "rows",
+        "served",
+        "skipped",
+        "strays",
+        "tally",
+        "text",
+    )
+
+    def __init__(
+        self, known: Known, asked: list[Node], hits: int, skipped: list[Node], metrics: StoreMetrics
+    ) -> None:
+        self.hits = hits
+        self.asked = asked
+        self.skipped = skipped
+        if hits == (1 << len(asked)) - 1:
+            holders = asked
+        else:
+            holders = [node for i, node in enumerate(asked) if hits >> i & 1]
+        self.holders = holders
+        self.addresses = addresses = frozenset(map(_address, holders))
+        self.strays = addresses - known.homes
+        self.kind, self.flags = kind, flags = (
+            (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
+        )
+        self.level = _SEVERITY[kind]
+        self.served = served = holders[0].address if holders else None
+        results = [(node.address, _SKIPPED) for node in skipped]
+        rows: list[TimedRow] = [(node.address, "-", _SKIPPED, -1) for node in skipped]
+        for i, node in enumerate(asked):
+            status = _HIT if hits >> i & 1 else _MISS
+            results.append((node.address, status))
+            rows.append((node.address, "gets", status, i))
+        flag_keys = [(_START, flag) for flag in flags]
+        self.keys = ((_START, kind), flag_keys, results)
+        self.tally = metrics.tally((_START, kind), flag_keys, results)
+        self.head: OutcomeHead = (_START, kind, flags, served, known.key[-12:])
+        self.rows = tuple(rows)
+        self.text = str(timed_outcome(self.head, self.rows, 0.0, [0.0] * len(asked), None, 0.0))
 
 
 class WideReading(Writing):
@@ -111,8 +154,8 @@ class WideReading(Writing):
         # _wide_read does: a fault during it unsettles.
         faults = self._faults
         mark = faults.marks
-        if known.settled == mark or (
-            not self._read_all_nodes and faults.quiet_for(self._settle_after)
+        if known.settled == mark or (  # faults.quiet_for(), inline
+            not self._read_all_nodes and self._monotonic() - faults.at >= self._settle_after
         ):
             for node in known.home:
                 if node.breaker._state is not _CLOSED:  # .state without the property's call
@@ -250,10 +293,15 @@ class WideReading(Writing):
         # The holders, their addresses, the strays and the counters' keys, kept on
         # ``known`` while the same nodes answer the same way (every outage read).
         pattern = known.counted
-        if pattern is None or pattern[0] != hits or pattern[1] != asked or pattern[2] != skipped:
-            pattern = known.counted = _pattern(known, asked, hits, skipped)
-        holders: list[Node] = pattern[4]
-        addresses: frozenset[str] = pattern[5]
+        if (
+            pattern is None
+            or pattern.hits != hits
+            or pattern.asked != asked
+            or pattern.skipped != skipped
+        ):
+            pattern = known.counted = Pattern(known, asked, hits, skipped, self._metrics)
+        holders = pattern.holders
+        addresses = pattern.addresses
         verified = known.verified
         if verified is not None and blob == verified[0]:  # these bytes passed the MAC
             record = verified[1]
@@ -277,78 +325,71 @@ class WideReading(Writing):
             or now - record.written >= self._renew_after * (record.ttl or self._idle_ttl)
         ):
             return None
-        if skipped and not core.judge_agreed(
-            version,
-            holders,
-            addresses,
-            len(asked) - len(holders),
-            skipped,
-            home=known.home,
-            acked=acked,
-            replicas=self._replicas,
-            grace=self._max_retry_after,
-            memory=self._settle_after,
+        # core.judge_agreed, its usual answer first: the checks it starts with passed
+        # above, and with a node skipped it serves what _vouches vouches for (one call
+        # less per outage read); anything else it decides itself.
+        if (
+            skipped
+            and not core._vouches(
+                acked,
+                version,
+                addresses,
+                skipped,
+                _NO_ADDRESSES,
+                len(asked) - len(holders),
+                self._replicas,
+            )
+            and not core.judge_agreed(
+                version,
+                holders,
+                addresses,
+                len(asked) - len(holders),
+                skipped,
+                known.home,
+                acked,
+                self._replicas,
+                self._max_retry_after,
+                self._settle_after,
+            )
         ):
             return None
         # Copies outside home (a failover write left them): the next save writes over them.
-        known.strays = pattern[6]
+        known.strays = pattern.strays
         # known.ack, inline: kept unless a racing thread saw a tombstone or a newer copy.
         current = known.acked
         if current is None or (not current.tombstone and version >= current.version):
-            known.acked = _new_acked(Acked, (version, False, addresses, self._faults.now()))
+            known.acked = _new_acked(Acked, (version, False, addresses, self._monotonic()))
         remembered = self._known  # _keep's usual case inline: an id kept, made the newest
         if remembered.pop(sid, None) is known:
             remembered[sid] = known
         else:
             self._keep(sid, known)
+        # Counted and reported as ``_finish`` does for its :class:`Op` (the same counts
+        # and outcome), inline: every outage read pays this.
         if skipped or self._on_outcome is not None:
-            self._wide_report(known, began, version, asked, hits, times, skipped, at, pattern[3])
-        return record
-
-    def _wide_report(
-        self,
-        known: Known,
-        began: float,
-        version: int,
-        asked: list[Node],
-        hits: int,
-        times: list[float],
-        skipped: list[Node],
-        at: float,
-        keys: tuple[Any, ...],
-    ) -> None:
-        """Count and report a wide read that :meth:`_wide_found` served: what ``_finish``
-        does for its :class:`Op` (the same counts and outcome, ``keys`` the counters'
-        keys of :func:`_pattern`), without one."""
-        rows = []  # loops, not comprehensions: each costs a function call on 3.11
-        for node in skipped:
-            rows.append((node.address, "-", _SKIPPED, at, ""))
-        served = None
-        i = 0
-        for node in asked:  # no enumerate: an object and a tuple per node
-            if hits >> i & 1:
-                rows.append((node.address, "gets", _HIT, times[i], ""))
-                if served is None:
-                    served = node.address
+            elapsed = self._ticks() - began
+            tally = pattern.tally
+            if tally is not None:
+                tally.append(elapsed)  # atomic: the metrics fold it under their lock
+                if len(tally) >= _FOLD_AT:
+                    self._metrics.fold(tally)
             else:
-                rows.append((node.address, "gets", _MISS, times[i], ""))
-            i += 1  # noqa: SIM113 - enumerate makes an object per read
-        kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
-        elapsed = self._ticks() - began
-        self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
-        outcome = outcome_of(_START, kind, flags, served, rows, known.key[-12:], version, elapsed)
-        # _emit, inline (its call and the level property's: every outage read pays them).
-        on_outcome = self._on_outcome
-        if on_outcome is not None:
-            on_outcome(outcome)
-        level = _SEVERITY[kind]
-        if level:
-            # _machine's names, looked up at the call (a test swaps the logging path).
-            _machine._log_direct(
-                _machine._logger,
-                level,
-                "%s",
-                (outcome,),
-                pathname=_PATHNAME,
-                extra={"outcome": outcome},
-            )
+                keys = pattern.keys
+                self._metrics.counted(_START, keys[0], keys[1], keys[2], elapsed)
+            outcome = timed_outcome(pattern.head, pattern.rows, at, times, version, elapsed)
+            # _emit, inline (its call and the level property's: every outage read pays them).
+            on_outcome = self._on_outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
+            level = pattern.level
+            if level:
+                # _machine's names, looked up at the call (a test swaps the logging path).
+                _machine._log_direct(
+                    _machine._logger,
+                    level,
+                    "%s",
+                    (pattern.text,),  # str(outcome), made once per pattern: it shows no times
+                    pathname=_PATHNAME,
+                    extra={"outcome": outcome},
+                )
+        return record

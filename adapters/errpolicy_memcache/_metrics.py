@@ -8,9 +8,11 @@ Every operation pays a lock and a few dict increments here (well under a microse
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,12 @@ _HIT = NodeStatus.HIT
 _START = "session.start"
 _STORED = NodeStatus.STORED
 _SAVE = "session.save"
+_TALLIES_MAX = 4096
+#: How many seconds a :class:`Tally` holds before its counter folds them.
+FOLD_AT = 256
+_TallyKey = tuple[
+    tuple[str, OutcomeKind], tuple[tuple[str, OutcomeKind], ...], tuple[tuple[str, NodeStatus], ...]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,40 @@ class StoreStats:
         )
 
 
+class Tally(deque[float]):
+    """The operations of one set of counter keys (:meth:`StoreMetrics.tally`): each
+    appends its seconds (``deque.append``: one C call, atomic, no lock), and the
+    metrics fold them into ``counts`` (one per latency bucket) and ``total`` under
+    their lock, when ``FOLD_AT`` wait and at each snapshot. A failover read counts
+    here on every request."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+
+def _fold(tally: Tally) -> None:
+    """Move ``tally``'s seconds into its counts (the caller holds the metrics' lock:
+    every second popped is counted once, whatever thread appends meanwhile). The
+    seconds are popped and sorted in C, and each bucket counted by one bisection: a
+    Python step per bucket, not per operation."""
+    n = len(tally)
+    if not n:
+        return
+    seconds = sorted(starmap(tally.popleft, repeat((), n)))
+    counts = tally.counts
+    below = 0
+    for i, bound in enumerate(LATENCY_BUCKETS):  # bucket i: above bound i-1, up to bound i
+        upto = bisect_right(seconds, bound, below)
+        counts[i] += upto - below
+        below = upto
+    counts[-1] += n - below
+    tally.total += sum(seconds)
+
+
 class StoreMetrics:
     """The live counters of one store; every thread of the process adds to them."""
 
@@ -128,6 +170,7 @@ class StoreMetrics:
         "_save_buckets",
         "_save_homes",
         "_save_total",
+        "_tallies",
         "_totals",
     )
 
@@ -148,6 +191,10 @@ class StoreMetrics:
         self._save_total = 0.0
         self._save_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._save_homes: dict[frozenset[str], int] = {}
+        # Tallies of operations counted by their keys made beforehand (:meth:`tally`):
+        # ``[seconds, *buckets]`` per ``(outcome, flags, results)`` keys, merged by
+        # snapshot; bounded (a new pattern past the limit is counted by ``counted``).
+        self._tallies: dict[_TallyKey, Tally] = {}
 
     def record(
         self,
@@ -211,6 +258,29 @@ class StoreMetrics:
         finally:
             lock.release()
 
+    def tally(
+        self,
+        outcome: tuple[str, OutcomeKind],
+        flags: Sequence[tuple[str, OutcomeKind]],
+        results: Sequence[tuple[str, NodeStatus]],
+    ) -> Tally | None:
+        """The :class:`Tally` that operations of these keys are counted in (as
+        :meth:`counted` counts them: ``outcome`` is ``(operation, kind)``, ``flags`` one
+        ``(operation, flag)`` per flag, ``results`` one ``(node, status)`` per result),
+        shared by every caller with equal keys; None past :data:`_TALLIES_MAX` kinds."""
+        key = (outcome, tuple(flags), tuple(results))
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None and len(self._tallies) < _TALLIES_MAX:
+                tally = self._tallies[key] = Tally()
+        return tally
+
+    def fold(self, tally: Tally) -> None:
+        """Move the seconds appended to ``tally`` into its counts (a caller does it when
+        the tally holds :data:`FOLD_AT` of them; :meth:`snapshot` folds every tally)."""
+        with self._lock:
+            _fold(tally)
+
     def _add_latency(self, operation: str, bucket: int, elapsed: float) -> None:
         counts = self._latency.get(operation)
         if counts is None:
@@ -246,6 +316,22 @@ class StoreMetrics:
                 for i, n in enumerate(self._save_buckets):
                     save[i] += n
                 totals[_SAVE] = totals.get(_SAVE, 0.0) + self._save_total
+            for (outcome, flag_keys, result_keys), tally in self._tallies.items():
+                _fold(tally)
+                counted = tally.counts
+                n = sum(counted)
+                if not n:
+                    continue
+                outcomes[outcome] = outcomes.get(outcome, 0) + n
+                for flag_key in flag_keys:
+                    flags[flag_key] = flags.get(flag_key, 0) + n
+                for node_key in result_keys:
+                    results[node_key] = results.get(node_key, 0) + n
+                op = outcome[0]
+                counts = latency.setdefault(op, [0] * (len(LATENCY_BUCKETS) + 1))
+                for i, c in enumerate(counted):
+                    counts[i] += c
+                totals[op] = totals.get(op, 0.0) + tally.total
         histograms = {
             op: Histogram(LATENCY_BUCKETS, tuple(counts), totals[op])
             for op, counts in latency.items()

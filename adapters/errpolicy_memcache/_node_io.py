@@ -38,7 +38,8 @@ class Transports:
         route: Callable[[int], Sequence[Node]],
     ) -> None:
         self.kind = kind
-        self._of: dict[Node, Transport] = {
+        #: The transport of each node (``by_node[node]``: a wide read's, per node).
+        self.by_node: dict[Node, Transport] = {
             node: make_transport(
                 kind, node.host, node.port, connect_timeout, read_timeout, pool_size, max_value
             )
@@ -60,21 +61,16 @@ class Transports:
         if number >= len(routes):
             with self._numbering:  # racing threads append each route once, in order
                 while len(routes) <= number:
-                    routes.append([self._of[node] for node in self._route(len(routes))])
+                    routes.append([self.by_node[node] for node in self._route(len(routes))])
         return routes[number]
 
     def of(self, node: Node) -> Transport:
         """The transport that talks to ``node``."""
-        return self._of[node]
-
-    def of_nodes(self, nodes: Sequence[Node]) -> list[Transport]:
-        """The transports that talk to ``nodes``, in order (a wide read's)."""
-        of = self._of
-        return [of[node] for node in nodes]
+        return self.by_node[node]
 
     def close(self) -> None:
         """Close every idle connection (a transport reconnects when used again)."""
-        for transport in self._of.values():
+        for transport in self.by_node.values():
             transport.close()
 
     def execute(
@@ -88,6 +84,6 @@ class Transports:
         transports' clock): a node skipped because it passed is not counted against it.
         """
         start = time.perf_counter()
-        of = self._of
+        of = self.by_node
         answers = self._exchange([(of[node], commands) for node, commands in plan], deadline)
         return settle(plan, answers, start)

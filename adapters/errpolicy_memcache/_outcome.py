@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,3 +276,44 @@ def outcome_of(
     return Outcome(
         operation, kind, flags, served_by, py_node_results(results), key, version, elapsed
     )
+
+
+#: ``(operation, kind, flags, served_by, key)`` of :func:`timed_outcome`.
+OutcomeHead = tuple[str, OutcomeKind, frozenset[OutcomeKind], str | None, str]
+#: ``(node, command, status, index)``: a row of :func:`timed_outcome`.
+TimedRow = tuple[str, str, NodeStatus, int]
+
+
+def py_timed_outcome(
+    head: OutcomeHead,
+    rows: tuple[TimedRow, ...],
+    at: float,
+    times: list[float],
+    version: int | None,
+    elapsed: float,
+) -> Outcome:
+    """The :class:`Outcome` of a read whose rows are known beforehand (a wide read's
+    answer pattern): ``head``'s fields, a :class:`NodeResult` per row, timed ``at``
+    where its index is negative, else ``times[index]`` (the reference of the C
+    ``timed_outcome``)."""
+    operation, kind, flags, served_by, key = head
+    results = [
+        (node, command, status, at if index < 0 else times[index], "")
+        for node, command, status, index in rows
+    ]
+    return Outcome(
+        operation, kind, flags, served_by, py_node_results(results), key, version, elapsed
+    )
+
+
+#: :func:`py_timed_outcome`, made in C where the speedups are built (one call: the
+#: outage read reports one outcome per request).
+timed_outcome: Callable[
+    [OutcomeHead, tuple[TimedRow, ...], float, list[float], int | None, float], Outcome
+] = (
+    py_timed_outcome
+    if speedups is None
+    else functools.partial(
+        speedups.timed_outcome, NodeResult, _RESULT_MEMBERS, Outcome, _OUTCOME_MEMBERS
+    )
+)

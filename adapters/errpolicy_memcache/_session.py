@@ -10,7 +10,7 @@ from ._data import dumps_data
 from ._envelope import EnvelopeError, load_data
 from ._errors import SessionDataError
 
-__all__ = ["Session"]
+__all__ = ["STORED_SLOTS", "Session"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +149,23 @@ class Session(MutableMapping[str, Any]):
         self._version = 0
         self._created = created
         self._lock = None
+
+
+#: Session's slots in the order of a stored session's values (``sid``, no data cache,
+#: ``payload``, not new, not modified, ``version``, ``created``, ``ttl``, no lock):
+#: what ``Session(sid, new=False, version=..., created=..., ttl=..., payload=...)``
+#: sets, for the C ``slotted`` (every read makes one).
+STORED_SLOTS = tuple(
+    Session.__dict__[name]
+    for name in (
+        "_id",
+        "_data_cache",
+        "_payload",
+        "new",
+        "modified",
+        "_version",
+        "_created",
+        "ttl",
+        "_lock",
+    )
+)

@@ -18,6 +18,8 @@
  *                    (likewise: True means json.loads and the walk would accept it)
  *   slotted()    <-> errpolicy_memcache._outcome.node_results (and the Outcome it
  *                    reports): frozen slotted values made without their __init__
+ *   timed_outcome() <-> errpolicy_memcache._outcome.py_timed_outcome (a wide read's
+ *                    Outcome from its answer pattern's rows and this read's times)
  *   outcome_text() <-> errpolicy_memcache._outcome.py_outcome_text (str(Outcome))
  *   seal()       <-> errpolicy_memcache._envelope.encode (the signed record's bytes)
  *   seal_store() <-> encode() then _wire.set_ / _wire.add (the record and its request)
@@ -1013,6 +1015,53 @@ done:
 
 /* ---- frozen slotted values --------------------------------------------------------- */
 
+/* The offsets of `slots` (cls's own writable T_OBJECT_EX member descriptors, at most
+   16) in offsets; their number, or -1 with an exception set. */
+static Py_ssize_t
+slot_offsets(PyObject *cls_arg, PyObject *slots, Py_ssize_t *offsets, const char *who)
+{
+    if (!PyType_Check(cls_arg) || !PyTuple_Check(slots)) {
+        PyErr_Format(PyExc_TypeError, "%s: cls must be a type and slots a tuple", who);
+        return -1;
+    }
+    PyTypeObject *cls = (PyTypeObject *)cls_arg;
+    Py_ssize_t width = PyTuple_GET_SIZE(slots);
+    if (width > 16) {
+        PyErr_Format(PyExc_ValueError, "%s: at most 16 slots", who);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject *slot = PyTuple_GET_ITEM(slots, i);
+        if (!Py_IS_TYPE(slot, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "%s: slots must be member descriptors", who);
+            return -1;
+        }
+        PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
+        if (member->d_member->type != T_OBJECT_EX || (member->d_member->flags & READONLY) ||
+            !PyType_IsSubtype(cls, PyDescr_TYPE(member))) {
+            PyErr_Format(PyExc_TypeError, "%s: a slot that is not a writable slot of cls", who);
+            return -1;
+        }
+        offsets[i] = member->d_member->offset;
+    }
+    return width;
+}
+
+/* A new cls (tp_alloc) with values[i] in the slot at offsets[i], for each i < width. */
+static PyObject *
+made_slotted(PyTypeObject *cls, const Py_ssize_t *offsets, PyObject *const *values, Py_ssize_t width)
+{
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject **addr = (PyObject **)((char *)obj + offsets[i]);
+        Py_XSETREF(*addr, Py_NewRef(values[i]));
+    }
+    return obj;
+}
+
 /* slotted(cls, slots, rows): one cls per row, made as object.__new__(cls) then
    slots[i].__set__(obj, row[i]) for each i would make it: the values of a failover
    notice (a NodeResult per node, one Outcome) without a Python call per field.
@@ -1024,32 +1073,13 @@ slotted(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "slotted(cls, slots, rows) takes 3 arguments");
         return NULL;
     }
-    PyObject *cls_arg = args[0], *slots = args[1], *rows = args[2];
-    if (!PyType_Check(cls_arg) || !PyTuple_Check(slots)) {
-        PyErr_SetString(PyExc_TypeError, "slotted: cls must be a type and slots a tuple");
-        return NULL;
-    }
-    PyTypeObject *cls = (PyTypeObject *)cls_arg;
-    Py_ssize_t width = PyTuple_GET_SIZE(slots);
+    PyObject *rows = args[2];
     Py_ssize_t offsets[16];
-    if (width > 16) {
-        PyErr_SetString(PyExc_ValueError, "slotted: at most 16 slots");
+    Py_ssize_t width = slot_offsets(args[0], args[1], offsets, "slotted");
+    if (width < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < width; i++) {
-        PyObject *slot = PyTuple_GET_ITEM(slots, i);
-        if (!Py_IS_TYPE(slot, &PyMemberDescr_Type)) {
-            PyErr_SetString(PyExc_TypeError, "slotted: slots must be member descriptors");
-            return NULL;
-        }
-        PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
-        if (member->d_member->type != T_OBJECT_EX || (member->d_member->flags & READONLY) ||
-            !PyType_IsSubtype(cls, PyDescr_TYPE(member))) {
-            PyErr_SetString(PyExc_TypeError, "slotted: a slot that is not a writable slot of cls");
-            return NULL;
-        }
-        offsets[i] = member->d_member->offset;
-    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
     PyObject *seq = PySequence_Fast(rows, "slotted: rows must be a sequence");
     if (seq == NULL) {
         return NULL;
@@ -1066,13 +1096,9 @@ slotted(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_TypeError, "slotted: each row must be a tuple of one value per slot");
             goto fail;
         }
-        PyObject *obj = cls->tp_alloc(cls, 0);
+        PyObject *obj = made_slotted(cls, offsets, &PyTuple_GET_ITEM(row, 0), width);
         if (obj == NULL) {
             goto fail;
-        }
-        for (Py_ssize_t i = 0; i < width; i++) {
-            PyObject **addr = (PyObject **)((char *)obj + offsets[i]);
-            Py_XSETREF(*addr, Py_NewRef(PyTuple_GET_ITEM(row, i)));
         }
         PyTuple_SET_ITEM(made, r, obj);
     }
@@ -1081,6 +1107,84 @@ slotted(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 fail:
     Py_DECREF(seq);
     Py_DECREF(made);
+    return NULL;
+}
+
+/* timed_outcome(result_cls, result_slots, outcome_cls, outcome_slots, head, rows, at,
+   times, version, elapsed) <-> _outcome.py_timed_outcome: the Outcome of a read whose
+   rows are known beforehand (a wide read's answer pattern), with this read's times.
+   head: (operation, kind, flags, served_by, key); rows: one (node, command, status,
+   index) per node, its NodeResult's elapsed `at` where index < 0, else times[index],
+   and its detail "". The outage read reports one per request: one call, not a row
+   tuple per node and two slotted() calls. */
+static PyObject *
+timed_outcome(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError,
+                        "timed_outcome(result_cls, result_slots, outcome_cls, outcome_slots, "
+                        "head, rows, at, times, version, elapsed) takes 10 arguments");
+        return NULL;
+    }
+    Py_ssize_t result_offsets[16], outcome_offsets[16];
+    if (slot_offsets(args[0], args[1], result_offsets, "timed_outcome") != 5
+        || slot_offsets(args[2], args[3], outcome_offsets, "timed_outcome") != 8) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError,
+                            "timed_outcome: 5 result slots and 8 outcome slots");
+        }
+        return NULL;
+    }
+    PyObject *head = args[4], *rows = args[5], *at = args[6], *times = args[7];
+    if (!PyTuple_Check(head) || PyTuple_GET_SIZE(head) != 5 || !PyTuple_Check(rows)
+        || !PyList_Check(times)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "timed_outcome: head must be a 5-tuple, rows a tuple and times a list");
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(rows);
+    PyObject *results = PyTuple_New(count);
+    PyObject *empty = PyUnicode_New(0, 0);
+    if (results == NULL || empty == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *row = PyTuple_GET_ITEM(rows, r);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4) {
+            PyErr_SetString(PyExc_TypeError,
+                            "timed_outcome: each row must be (node, command, status, index)");
+            goto fail;
+        }
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(row, 3));
+        if (index == -1 && PyErr_Occurred()) {
+            goto fail;
+        }
+        PyObject *elapsed = at;
+        if (index >= 0) {
+            if (index >= PyList_GET_SIZE(times)) {
+                PyErr_SetString(PyExc_IndexError, "timed_outcome: a row's index past times");
+                goto fail;
+            }
+            elapsed = PyList_GET_ITEM(times, index);
+        }
+        PyObject *values[5] = {PyTuple_GET_ITEM(row, 0), PyTuple_GET_ITEM(row, 1),
+                               PyTuple_GET_ITEM(row, 2), elapsed, empty};
+        PyObject *obj = made_slotted((PyTypeObject *)args[0], result_offsets, values, 5);
+        if (obj == NULL) {
+            goto fail;
+        }
+        PyTuple_SET_ITEM(results, r, obj);
+    }
+    PyObject *fields[8] = {PyTuple_GET_ITEM(head, 0), PyTuple_GET_ITEM(head, 1),
+                           PyTuple_GET_ITEM(head, 2), PyTuple_GET_ITEM(head, 3),
+                           results, PyTuple_GET_ITEM(head, 4), args[8], args[9]};
+    PyObject *outcome = made_slotted((PyTypeObject *)args[2], outcome_offsets, fields, 8);
+    Py_DECREF(results);
+    Py_DECREF(empty);
+    return outcome;
+fail:
+    Py_XDECREF(results);
+    Py_XDECREF(empty);
     return NULL;
 }
 
@@ -1734,6 +1838,11 @@ static PyMethodDef module_methods[] = {
      "slotted(cls, slots, rows)\n--\n\n"
      "A tuple of one cls per row (a tuple of one value per slot), each made as\n"
      "object.__new__(cls) and slots[i].__set__(obj, row[i]) would make it."},
+    {"timed_outcome", (PyCFunction)(void (*)(void))timed_outcome, METH_FASTCALL,
+     "timed_outcome(result_cls, result_slots, outcome_cls, outcome_slots, head, rows, at,\n"
+     "              times, version, elapsed)\n--\n\n"
+     "The Outcome of a read whose rows are known beforehand, with this read's times\n"
+     "(errpolicy_memcache._outcome.py_timed_outcome is the reference)."},
     {"outcome_text", (PyCFunction)(void (*)(void))outcome_text, METH_FASTCALL,
      "outcome_text(fields, operation, kind, served_by, nodes, key)\n--\n\n"
      "str() of the Outcome of those fields (nodes: its NodeResults, fields: their\n"

@@ -29,6 +29,19 @@ def gets_round(
 def line_round(
     fds: Sequence[int], request: bytes, timeout: float | None = ...
 ) -> list[bytes | NodeFailure]: ...
+def timed_outcome(
+    result_cls: type[Any],
+    result_slots: tuple[Any, ...],
+    outcome_cls: type[T],
+    outcome_slots: tuple[Any, ...],
+    head: tuple[Any, ...],
+    rows: tuple[tuple[Any, ...], ...],
+    at: float,
+    times: list[float],
+    version: int | None,
+    elapsed: float,
+    /,
+) -> T: ...
 def slotted(
     cls: type[T], slots: tuple[object, ...], rows: Sequence[tuple[object, ...]]
 ) -> tuple[T, ...]: ...

@@ -154,6 +154,7 @@ class MemcacheSessionStore:
             core.route,
         )
         self._routes = transports.routes  # routes[known.route]: a home's transports
+        self._by_node = transports.by_node
         # The driver's I/O, in four callables: the simulation tests put simulated nodes
         # (and simulated time) here.
         self._execute: Callable[..., list[Reply]] = transports.execute
@@ -326,7 +327,10 @@ class MemcacheSessionStore:
             wide = known
             assert sid is not None
             began = self._ticks()
-            transports = self._transports.of_nodes(wide[1])
+            of = self._by_node  # the asked nodes' transports (a loop: every outage read)
+            transports = []
+            for node in wide[1]:
+                transports.append(of[node])
             agreed = self._wide_gets(transports, wide[0].command, wide[4], began + self._timeout)
             if type(agreed) is tuple:
                 session = core.wide_session(sid, wide, began, agreed)

@@ -164,3 +164,19 @@ def test_a_record_factory_makes_the_failover_record(
         logging.setLogRecordFactory(previous)
     assert before == now
     assert "r-1" == now[0][2]["request_id"]
+
+
+def test_each_failover_notice_says_its_own_outcome(
+    failing_over: Callable[[], None], recorded: list[errpolicy.Event]
+) -> None:
+    """The message the outage read makes once per answer pattern is, read after read,
+    ``str()`` of that read's own outcome (which shows no times)."""
+    for _ in range(3):
+        del recorded[:]
+        failing_over()
+        (event,) = [e for e in recorded if e.logger == "errpolicy_memcache"]
+        record = event.original
+        assert (str(record.outcome), "session.start failover") == (
+            record.getMessage(),
+            event.message[: len("session.start failover")],
+        )

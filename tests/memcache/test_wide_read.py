@@ -593,6 +593,86 @@ def test_outcome_str_is_its_message() -> None:
     assert expected == str(outcome)
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(OutcomeKind)),
+            st.frozensets(st.sampled_from(list(OutcomeKind))),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["a:1", "b:2", "c:3"]), st.sampled_from(list(NodeStatus))
+                ),
+                max_size=4,
+            ),
+            st.floats(min_value=0.0, max_value=10.0),
+        ),
+        max_size=6,
+    )
+)
+def test_tallies_count_as_record(
+    reads: list[tuple[OutcomeKind, frozenset[OutcomeKind], list[tuple[str, NodeStatus]], float]],
+) -> None:
+    """Operations counted in tallies (the outage read's counters) are counted as record
+    counts them, equal keys sharing one tally, whatever else was counted beside."""
+    general, short = StoreMetrics(), StoreMetrics()
+    general.record("session.save", OutcomeKind.OK, [], 0.001, frozenset())
+    short.record("session.save", OutcomeKind.OK, [], 0.001, frozenset())
+    for kind, flags, results, elapsed in reads:
+        rows = [(node, "gets", status, 0.0, "") for node, status in results]
+        general.record("session.start", kind, rows, elapsed, flags)
+        flag_keys = [("session.start", flag) for flag in flags]
+        tally = short.tally(("session.start", kind), flag_keys, results)
+        assert tally is not None
+        assert tally is short.tally(("session.start", kind), list(flag_keys), list(results))
+        tally.append(elapsed)
+    expected, actual = general.snapshot([]), short.snapshot([])
+    # Each tally sums its own seconds: the totals may differ in the last bits.
+    assert (expected.outcomes, expected.flags, expected.node_results) == (
+        actual.outcomes,
+        actual.flags,
+        actual.node_results,
+    )
+    assert {op: h.counts for op, h in expected.latency.items()} == {
+        op: h.counts for op, h in actual.latency.items()
+    }
+    assert {op: pytest.approx(h.total) for op, h in expected.latency.items()} == {
+        op: h.total for op, h in actual.latency.items()
+    }
+
+
+def test_tallies_are_bounded() -> None:
+    """Past the bound a new set of keys gets no tally (its operations are counted by
+    ``counted``), and the keys already tallied keep theirs."""
+    from errpolicy_memcache import _metrics
+
+    metrics = StoreMetrics()
+    first = metrics.tally(("session.start", OutcomeKind.OK), [], [("n:0", NodeStatus.HIT)])
+    for i in range(1, _metrics._TALLIES_MAX):
+        tally = metrics.tally(("session.start", OutcomeKind.OK), [], [(f"n:{i}", NodeStatus.HIT)])
+        assert tally is not None
+    past = metrics.tally(("session.start", OutcomeKind.OK), [], [("n:-1", NodeStatus.HIT)])
+    again = metrics.tally(("session.start", OutcomeKind.OK), [], [("n:0", NodeStatus.HIT)])
+    assert (None, True) == (past, again is first)
+
+
+@pytest.mark.parametrize(
+    "elapsed",
+    [0.0]
+    + list(LATENCY_BUCKETS)
+    + [math.nextafter(b, math.inf) for b in LATENCY_BUCKETS]
+    + [math.nextafter(b, 0.0) for b in LATENCY_BUCKETS]
+    + [LATENCY_BUCKETS[-1] * 2],
+)
+def test_a_tally_puts_a_latency_in_records_bucket(elapsed: float) -> None:
+    """A tally's bucket is record's, at each bucket's bound and beside it."""
+    general, short = StoreMetrics(), StoreMetrics()
+    general.record("session.start", OutcomeKind.FAILOVER, [], elapsed, frozenset())
+    tally = short.tally(("session.start", OutcomeKind.FAILOVER), [], [])
+    assert tally is not None
+    tally.append(elapsed)
+    assert general.snapshot([]) == short.snapshot([])
+
+
 @pytest.mark.parametrize(
     "elapsed",
     [0.0]
@@ -607,3 +687,49 @@ def test_counted_puts_a_latency_in_records_bucket(elapsed: float) -> None:
     general.record("session.start", OutcomeKind.OK, [], elapsed, frozenset())
     short.counted("session.start", ("session.start", OutcomeKind.OK), [], [], elapsed)
     assert general.snapshot([]) == short.snapshot([])
+
+
+def test_tallies_fold_exactly_under_threads() -> None:
+    """Eight threads appending to one tally and folding it as the store does (every
+    ``FOLD_AT`` seconds), switching every microsecond, while snapshots fold it too:
+    every operation counted once, in its bucket."""
+    import sys
+    import threading
+
+    from errpolicy_memcache._metrics import FOLD_AT
+
+    metrics = StoreMetrics()
+    tally = metrics.tally(("session.start", OutcomeKind.FAILOVER), [], [("a:1", NodeStatus.HIT)])
+    assert tally is not None
+    seconds = [0.00005, 0.0003, 0.002, 0.07, 3.0, 9.0]
+
+    def work() -> None:
+        for i in range(2000):
+            tally.append(seconds[i % len(seconds)])
+            if len(tally) >= FOLD_AT:
+                metrics.fold(tally)
+            if i % 500 == 0:
+                metrics.snapshot([])
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    general = StoreMetrics()
+    for i in range(16000):
+        general.record("session.start", OutcomeKind.FAILOVER, [], seconds[i % 2000 % 6], ())
+    expected, actual = general.snapshot([]), metrics.snapshot([])
+    assert (16000, 16000) == (
+        actual.count("session.start", OutcomeKind.FAILOVER),
+        actual.node_results[("a:1", NodeStatus.HIT)],
+    )
+    assert expected.latency["session.start"].counts == actual.latency["session.start"].counts
+    assert pytest.approx(expected.latency["session.start"].total) == (
+        actual.latency["session.start"].total
+    )
