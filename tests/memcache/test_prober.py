@@ -254,3 +254,48 @@ def test_a_late_answer_after_the_second_probe_failed_closes_the_breaker() -> Non
     between = target.breaker.state
     prober.probe(first)
     assert (BreakerState.OPEN, BreakerState.CLOSED) == (between, target.breaker.state)
+
+
+def test_the_prober_thread_keeps_at_most_two_probes_of_a_node_in_flight() -> None:
+    """Stress, with real threads: four nodes whose probes take up to 10 ms and fail for
+    the first 400, on backoffs of 1-2 ms. No node ever has more than two probes in
+    flight, each had two at some point, and once the probes are answered every breaker
+    closes with nothing counted and the prober thread ends. Bounded by counts."""
+    breakers = [CircuitBreaker(1, 0.001, 0.002) for _ in range(4)]
+    nodes = [node(port, breaker) for port, breaker in enumerate(breakers, 1)]
+    lock = threading.Lock()
+    flying = dict.fromkeys(nodes, 0)
+    most = dict.fromkeys(nodes, 0)
+    sent = [0]
+    pause = iter([0.001 * (i % 11) for i in range(1_000_000)])
+
+    def run(plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
+        ((target, commands),) = plan
+        with lock:
+            flying[target] += 1
+            most[target] = max(most[target], flying[target])
+            sent[0] += 1
+            fail = sent[0] <= 400
+            wait = next(pause)
+        time.sleep(wait)
+        with lock:
+            flying[target] -= 1
+        if fail:
+            return [Reply(target, commands, [], NodeFailure("timeout"), wait)]
+        return [Reply(target, commands, [None], None, wait)]
+
+    prober = Prober(nodes, PROBE, lambda: None, run)
+    for breaker in breakers:
+        breaker._on_open = prober.wake
+        breaker.failure()
+    try:
+        _poll(lambda: prober._stop is None and not prober._probing)
+        seen = (
+            sorted(most.values()),
+            [b.state for b in breakers],
+            [b.failures for b in breakers],
+            sent[0] > 400,
+        )
+    finally:
+        prober.close()
+    assert ([2, 2, 2, 2], [BreakerState.CLOSED] * 4, [0] * 4, True) == seen
