@@ -2,12 +2,13 @@
 probe beside it, on another connection, and the first answer closes the breaker long
 before the slow probe's read timeout (docs/memcache/index.md, circuit breaker).
 
-The node is a small TCP server on loopback: a real memcached cannot be made to answer
-one connection slowly and the next at once. Its first connection gets no answer until
-the test ends (a connection a stopping process accepted, a starved memcached); every
-later one is answered at once. A real memcached, stopped and resumed, then answers
-both probes in flight at once. Time is asserted only as "closed well before the read
-timeout", polled with a generous deadline."""
+The node is a small TCP server on loopback (test_hostile's ``FakeNode``): a real
+memcached cannot be made to answer one connection slowly and the next at once. Its
+first probe gets no answer until the test lets it go (a connection a stopping process
+accepted, a starved memcached); every later connection is answered at once. A real
+memcached, stopped and resumed, then answers both probes in flight at once. Time is
+asserted only as "closed well before the read timeout", polled with a generous
+deadline."""
 
 from __future__ import annotations
 
@@ -18,85 +19,80 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from errpolicy_memcache import BreakerState, MemcacheSessionStore
-from errpolicy_memcache._node import MAX_IN_FLIGHT
+from errpolicy_memcache import BreakerState, CircuitBreaker, MemcacheSessionStore
 from errpolicy_memcache._transport import TRANSPORTS
 from errpolicy_memcache.testing import MemcachedCluster
 
 from .helpers import SECRET, hung
+from .test_hostile import FakeNode
 
 READ_TIMEOUT = 10.0  # the slow probe's: only a second probe closes the breaker sooner
 WELL_BEFORE = READ_TIMEOUT / 2
 
 
-class SlowFirstNode:
-    """A memcached stand-in on loopback that answers nothing on its first connection
-    (until :meth:`close`) and ``END`` to every request line on the others."""
+class SlowFirst:
+    """A ``FakeNode`` behaviour: the first request (the first probe's) gets no answer
+    until :attr:`release` is set, and then its connection closes; every other
+    connection is answered ``END`` to each request line at once."""
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-        self.host, self.port = self._listener.getsockname()[:2]
+        self.release = threading.Event()
+        self.connections = 0
+        self._lock = threading.Lock()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._conns.append(conn)
-            if len(self._conns) == 1:
-                continue  # the slow one: read nothing, answer nothing
-            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _answer(self, conn: socket.socket) -> None:
+    def __call__(self, conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        with self._lock:
+            self.connections += 1
+            first = self.connections == 1
+        if first:
+            while not (stop.is_set() or self.release.wait(0.05)):
+                pass
+            return  # the fake node closes the connection: the slow probe fails
         conn.settimeout(0.05)
-        pending = b""
-        while not self._stop.is_set():
+        pending = request
+        while not stop.is_set():
+            while b"\r\n" in pending:
+                _, pending = pending.split(b"\r\n", 1)
+                conn.sendall(b"END\r\n")
             try:
                 chunk = conn.recv(4096)
             except TimeoutError:
                 continue
-            except OSError:
-                return
             if not chunk:
                 return
             pending += chunk
-            while b"\r\n" in pending:
-                _, pending = pending.split(b"\r\n", 1)
-                conn.sendall(b"END\r\n")
-
-    @property
-    def connections(self) -> int:
-        """How many connections it accepted."""
-        return len(self._conns)
-
-    def drop_slow(self) -> None:
-        """Close the first connection without answering (its probe then fails)."""
-        self._conns[0].close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for conn in self._conns:
-            conn.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
 
 
 @pytest.fixture
-def node() -> Iterator[SlowFirstNode]:
-    made = SlowFirstNode()
-    yield made
-    made.close()
+def slow() -> Iterator[tuple[FakeNode, SlowFirst]]:
+    behaviour = SlowFirst()
+    node = FakeNode(behaviour)
+    yield node, behaviour
+    behaviour.release.set()
+    node.close()
+
+
+def _store(node: FakeNode, kind: str) -> MemcacheSessionStore:
+    """A store on ``node`` alone whose breaker opens at the first failure, with a long
+    read timeout: only a second probe closes it sooner."""
+    return MemcacheSessionStore(
+        [node.address], SECRET, 1, timeout=READ_TIMEOUT, failure_threshold=1, transport=kind
+    )
+
+
+def _opens(breaker: CircuitBreaker) -> list[BreakerState]:
+    """The breaker's state each time it opens from now on (its ``on_open`` hook, which
+    still wakes the prober)."""
+    opened: list[BreakerState] = []
+    wake = breaker._on_open
+    assert wake is not None
+
+    def on_open() -> None:
+        opened.append(breaker.state)
+        wake()
+
+    breaker._on_open = on_open
+    return opened
 
 
 def _poll(done: Callable[[], bool], seconds: float) -> bool:
@@ -109,23 +105,19 @@ def _poll(done: Callable[[], bool], seconds: float) -> bool:
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
-def test_a_slow_probe_does_not_hold_a_returned_node_skipped(node: SlowFirstNode, kind: str) -> None:
+def test_a_slow_probe_does_not_hold_a_returned_node_skipped(
+    slow: tuple[FakeNode, SlowFirst], kind: str
+) -> None:
     """The breaker opens; the first probe waits on the slow connection; the second,
     a backoff later on a new connection, is answered: closed well before the slow
     probe's read timeout, with that probe still waiting."""
-    store = MemcacheSessionStore(
-        [f"{node.host}:{node.port}"],
-        SECRET,
-        1,
-        timeout=READ_TIMEOUT,
-        failure_threshold=1,
-        transport=kind,
-    )
+    node, behaviour = slow
+    store = _store(node, kind)
     breaker = store.nodes[0].breaker
     try:
         breaker.failure()  # as a timed-out request records it: the breaker opens
         closed = _poll(lambda: breaker.state is BreakerState.CLOSED, WELL_BEFORE)
-        seen = (closed, node.connections >= 2, store.nodes[0] in store._prober._probing)
+        seen = (closed, behaviour.connections >= 2, store.nodes[0] in store._prober._probing)
     finally:
         store.close()
     assert (True, True, True) == seen
@@ -133,33 +125,19 @@ def test_a_slow_probe_does_not_hold_a_returned_node_skipped(node: SlowFirstNode,
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
 def test_the_slow_probes_late_failure_leaves_the_breaker_closed(
-    node: SlowFirstNode, kind: str
+    slow: tuple[FakeNode, SlowFirst], kind: str
 ) -> None:
     """Once the second probe closed the breaker, the first fails (its connection
-    closed): nothing is counted, the breaker stays closed and the prober ends."""
-    store = MemcacheSessionStore(
-        [f"{node.host}:{node.port}"],
-        SECRET,
-        1,
-        timeout=READ_TIMEOUT,
-        failure_threshold=1,
-        transport=kind,
-    )
+    closed): nothing is counted, the breaker never opens again and the prober ends."""
+    node, behaviour = slow
+    store = _store(node, kind)
     target = store.nodes[0]
     prober = store._prober
-    opened: list[BreakerState] = []
-    wake = target.breaker._on_open
-    assert wake is not None
-
-    def on_open() -> None:  # the breaker's hook: counts each time it opens
-        opened.append(target.breaker.state)
-        wake()
-
-    target.breaker._on_open = on_open
+    opened = _opens(target.breaker)
     try:
         target.breaker.failure()
         closed = _poll(lambda: target.breaker.state is BreakerState.CLOSED, WELL_BEFORE)
-        node.drop_slow()
+        behaviour.release.set()
         ended = _poll(lambda: target not in prober._probing and prober._stop is None, WELL_BEFORE)
         seen = (closed, ended, opened, target.breaker.state, target.breaker.failures)
     finally:
@@ -179,18 +157,10 @@ def test_a_hung_memcached_gets_two_probes_and_both_answers_close_it_once(
     )
     target = next(node for node in store.nodes if node.address == server.address)
     prober = store._prober
-    opened: list[BreakerState] = []
-    wake = target.breaker._on_open
-    assert wake is not None
-
-    def on_open() -> None:
-        opened.append(target.breaker.state)
-        wake()
-
-    target.breaker._on_open = on_open
+    opened = _opens(target.breaker)
     with hung(server):
         target.breaker.failure()  # as a timed-out request records it
-        both = _poll(lambda: prober._probing.get(target) == MAX_IN_FLIGHT, WELL_BEFORE)
+        both = _poll(lambda: prober._probing.get(target) == 2, WELL_BEFORE)
     closed = _poll(lambda: target.breaker.state is BreakerState.CLOSED, WELL_BEFORE)
     idle = _poll(lambda: target not in prober._probing and prober._stop is None, WELL_BEFORE)
     seen = (both, closed, idle, opened, target.breaker.state, target.breaker.failures)
