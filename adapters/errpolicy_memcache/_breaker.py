@@ -64,8 +64,13 @@ class CircuitBreaker:
     seen back with its first answer. While open, :meth:`allow` returns False at once, so
     a dead or hung node costs a request no time. When a probe is due exactly one caller
     of :meth:`probe` gets True (the store's prober, off the request path); the probe's
-    success closes the breaker, its failure reopens it. ``on_open`` is called (outside
-    the lock) each time the breaker opens: the store wakes its prober.
+    success closes the breaker, its failure reopens it. A probe is due a backoff after
+    the last one began, whether or not that one ended: the prober may then have a
+    second probe in flight beside a slow one, and the first answer closes the breaker.
+    A failure of a probe claimed before the breaker last closed (:meth:`claim_probe`'s
+    number, given to :meth:`failure`) is not counted: it says nothing of the node now.
+    ``on_open`` is called (outside the lock) each time the breaker opens: the store
+    wakes its prober.
 
     It also keeps what :meth:`failed_throughout` needs to vouch for a copy: when the
     current streak of failures began, and whether the evidence since has a gap in which
@@ -92,6 +97,7 @@ class CircuitBreaker:
         self._retry_at = 0.0
         self._probed_at = 0.0  # when the last probe began
         self._rejoined_at: float | None = None
+        self._closings = 0  # how many times it closed (a probe's claim keeps the count)
         # The first failure of the streak heard without a gap since (failed_throughout),
         # the last time the node was heard failing or a probe of it began, and how late
         # past that (or past a probe's due time) the next may come without a gap: the
@@ -126,18 +132,25 @@ class CircuitBreaker:
 
     def probe(self) -> bool:
         """True if the caller may probe the node now: the breaker is not closed and its
-        backoff has elapsed. Claims the probe: the next one is due a backoff later."""
+        backoff has elapsed since the last probe began. Claims the probe: the next one
+        is due a backoff later."""
+        return self.claim_probe() is not None
+
+    def claim_probe(self) -> int | None:
+        """Claim a probe as :meth:`probe` does; None if none is due, else how many times
+        the breaker had closed: pass it to :meth:`failure` with the probe's failure, so
+        that a probe overtaken by another one's answer counts for nothing."""
         if self._state is _CLOSED:
-            return False
+            return None
         with self._lock:
             now = self._clock()
             if self._failures == 0 or now < self._retry_at:  # closed meanwhile, or not due
-                return False
-            self._heard(now)
+                return None
+            self._heard(now)  # every probe's start is heard (failed_throughout)
             self._state = BreakerState.HALF_OPEN
             self._probed_at = now
             self._retry_at = now + self._current_backoff
-            return True
+            return self._closings
 
     def probe_in(self) -> float | None:
         """Seconds until the next probe is due (0 if due now), None while closed."""
@@ -187,6 +200,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not BreakerState.CLOSED:
                 self._rejoined_at = self._clock()
+                self._closings += 1
                 self._mark()
             self._state = BreakerState.CLOSED
             self._failures = 0
@@ -197,6 +211,7 @@ class CircuitBreaker:
         """Close the breaker now (an operator knows the node is back); the next call uses it."""
         with self._lock:
             self._state = BreakerState.CLOSED
+            self._closings += 1
             self._failures = 0
             self._failing_since = None
             self._current_backoff = self.backoff
@@ -217,11 +232,19 @@ class CircuitBreaker:
         memcached keeps nothing on disk, so the node holds nothing it held before."""
         return self._refused
 
-    def failure(self, refused: bool = False) -> None:
-        """Record a refused (``refused``), timed-out or closed connection."""
-        self._mark()
-        self._refused = refused
+    def failure(self, refused: bool = False, claimed: int | None = None) -> None:
+        """Record a refused (``refused``), timed-out or closed connection.
+
+        ``claimed``: the failure is a probe's, claimed when :meth:`claim_probe` gave
+        that number. If the breaker closed since (another probe was answered), the
+        failure is dropped: it is older news than that answer, and counting it could
+        reopen the breaker. Dropping failure evidence never makes
+        :meth:`failed_throughout` vouch for more."""
         with self._lock:
+            if claimed is not None and claimed != self._closings:
+                return
+            self._mark()
+            self._refused = refused
             now = self._clock()
             self._heard(now)
             if self._failures == 0:

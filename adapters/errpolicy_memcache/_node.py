@@ -12,7 +12,7 @@ from ._breaker import CircuitBreaker
 from ._transport import Answer
 from ._wire import Command, NodeFailure
 
-__all__ = ["Node", "Prober", "Reply", "settle"]
+__all__ = ["MAX_IN_FLIGHT", "Claim", "Node", "Prober", "Reply", "exchanged", "settle"]
 
 # Failures that say the node itself is unhealthy; an error reply does not, except
 # SERVER_ERROR: a proxy's answer when its backend is down (docs/memcache/proxies.md).
@@ -65,6 +65,30 @@ def settle(
     return replies
 
 
+def exchanged(
+    plan: Sequence[tuple[Node, Sequence[Command]]], answered: Sequence[Answer], start: float
+) -> list[Reply]:
+    """As :func:`settle`, without recording anything on the breakers (the prober's
+    round: it records its probes' answers itself)."""
+    return [
+        Reply(node, commands, values, failure, done - start)
+        for (node, commands), (values, failure, done) in zip(plan, answered, strict=True)
+    ]
+
+
+#: Probes of one node in flight at once at most: a slow one, and a fresh one beside it.
+MAX_IN_FLIGHT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A probe the prober claimed: its node, and how many times the node's breaker had
+    closed then (:meth:`CircuitBreaker.claim_probe`)."""
+
+    node: Node
+    closings: int
+
+
 class Prober:
     """Probes the nodes whose breaker is open, off the request path.
 
@@ -72,11 +96,23 @@ class Prober:
     asks the node a harmless ``gets`` as soon as its breaker's backoff ends. A daemon
     thread keeps the schedule: it starts when a breaker opens (:meth:`wake`) and ends
     when every breaker is closed, or at :meth:`close`. Each probe runs in a thread of its
-    own, one at a time per node, so a hung node's probe (which waits out its timeout)
-    never delays finding another node back: after an outage of every node, each is seen
-    back within its own backoff. ``after_probe`` runs after each probe that reached a
-    node (the store hands over there what waits for it, and clears the locks whose
-    ``add`` timed out).
+    own, so a hung node's probe (which waits out its timeout) never delays finding
+    another node back: after an outage of every node, each is seen back within its own
+    backoff.
+
+    A node's next probe is due a backoff after its last one began, answered or not, and
+    at most two are in flight (a third waits until one ends). A probe answered slowly
+    (sent while the node was down or hung, or to a memcached starved of CPU) thus holds
+    the breaker open at most a backoff more, not its read timeout: the second probe, on
+    another connection, is answered at once if the node is back. The first answer closes
+    the breaker; a failure of a probe claimed before that is not counted (see
+    :meth:`CircuitBreaker.failure`), and a late success changes nothing. Only when both
+    probes in flight wait on answers that come late does the next wait for one of them.
+
+    ``run`` sends a plan and gives its replies without recording them on the breakers:
+    the prober records each probe's answer itself. ``after_probe`` runs after each probe
+    that reached a node (the store hands over there what waits for it, and clears the
+    locks whose ``add`` timed out; a second run finds nothing more to do).
     """
 
     def __init__(
@@ -93,7 +129,7 @@ class Prober:
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._stop: threading.Event | None = None  # the running thread's
-        self._probing: set[Node] = set()  # a probe is in flight (guarded by _lock)
+        self._probing: dict[Node, int] = {}  # probes in flight per node (guarded by _lock)
 
     def wake(self) -> None:
         """A breaker opened: start the thread unless it runs."""
@@ -128,46 +164,64 @@ class Prober:
                             self._stop = None
                         return
                 continue
-            for node in self.claim():
+            for claim in self.claim():
                 threading.Thread(
                     target=self.probe,
-                    args=(node,),
+                    args=(claim,),
                     name="errpolicy_memcache-probe",
                     daemon=True,
                 ).start()
             waits = self.waits()
-            # Nothing to wait for: every open node's probe is in flight, and its end
-            # wakes this thread.
+            # Nothing to wait for: every open node has its probes in flight, and the
+            # end of one wakes this thread.
             self._wakeup.wait(min(waits) if waits else None)
 
-    def claim(self) -> list[Node]:
-        """The nodes whose probe is due, claimed (their breaker's :meth:`probe`) and
-        marked in flight: the caller runs :meth:`probe` on each. A node whose probe is
-        still in flight is not due again until it ends."""
+    def claim(self) -> list[Claim]:
+        """The probes due now, claimed (their breaker's :meth:`claim_probe`) and marked
+        in flight: the caller runs :meth:`probe` on each. A node with ``MAX_IN_FLIGHT``
+        probes in flight is not due again until one ends."""
+        due: list[Claim] = []
         with self._lock:
-            due = [n for n in self._nodes if n not in self._probing and n.breaker.probe()]
-            self._probing.update(due)
+            probing = self._probing
+            for node in self._nodes:
+                flying = probing.get(node, 0)
+                if flying < MAX_IN_FLIGHT and (closings := node.breaker.claim_probe()) is not None:
+                    probing[node] = flying + 1
+                    due.append(Claim(node, closings))
         return due
 
     def waits(self) -> list[float]:
-        """Seconds until each open node with no probe in flight is due (0: now)."""
+        """Seconds until each open node that may have another probe in flight is due (0:
+        now)."""
         with self._lock:
-            probing = set(self._probing)
+            full = {node for node, flying in self._probing.items() if flying >= MAX_IN_FLIGHT}
         return [
             wait
             for node in self._nodes
-            if node not in probing and (wait := node.breaker.probe_in()) is not None
+            if node not in full and (wait := node.breaker.probe_in()) is not None
         ]
 
-    def probe(self, node: Node) -> bool:
-        """Probe ``node`` (claimed by :meth:`claim`); True if it answered."""
+    def probe(self, claim: Claim) -> bool:
+        """Run the probe ``claim`` (from :meth:`claim`) and record its answer on the
+        node's breaker; True if the node answered."""
+        node = claim.node
         try:
             (reply,) = self._execute([(node, (self._probe,))])
+            failure = reply.failure
+            breaker = node.breaker
+            if failure is None:
+                breaker.success()
+            elif failure.kind in _BREAKER_KINDS:
+                breaker.failure(failure.kind == "refused", claim.closings)
+            else:
+                breaker.errored()
         finally:
             with self._lock:
-                self._probing.discard(node)
+                flying = self._probing.pop(node) - 1
+                if flying:
+                    self._probing[node] = flying
             self._wakeup.set()
-        if reply.failure is not None:
+        if failure is not None:
             return False
         self._after_probe()
         return True
@@ -176,6 +230,6 @@ class Prober:
         """Probe every node whose probe is due, one after another, and return when all
         answered or failed; False if none was due (the tests' deterministic driver)."""
         due = self.claim()
-        for node in due:
-            self.probe(node)
+        for claim in due:
+            self.probe(claim)
         return bool(due)

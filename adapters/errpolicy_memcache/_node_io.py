@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from ._node import Node, Reply, settle
+from ._node import Node, Reply, exchanged, settle
 from ._transport import Answer, PipelinedTransport, PymemcacheTransport, make_transport
 from ._wire import Command
 
@@ -87,3 +87,13 @@ class Transports:
         of = self.by_node
         answers = self._exchange([(of[node], commands) for node, commands in plan], deadline)
         return settle(plan, answers, start)
+
+    def exchange(
+        self, plan: Sequence[tuple[Node, Sequence[Command]]], deadline: float = math.inf
+    ) -> list[Reply]:
+        """As :meth:`execute`, without recording the replies on the breakers (the
+        prober's probes: it records each answer itself, see ``Prober``)."""
+        start = time.perf_counter()
+        of = self.by_node
+        answers = self._exchange([(of[node], commands) for node, commands in plan], deadline)
+        return exchanged(plan, answers, start)

@@ -155,17 +155,18 @@ class MemcacheSessionStore:
         )
         self._routes = transports.routes  # routes[known.route]: a home's transports
         self._by_node = transports.by_node
-        # The driver's I/O, in four callables: the simulation tests put simulated nodes
+        # The driver's I/O, in these callables: the simulation tests put simulated nodes
         # (and simulated time) here.
         self._execute: Callable[..., list[Reply]] = transports.execute
+        self._exchange: Callable[..., list[Reply]] = transports.exchange  # unrecorded
         self._agreed_gets = agreed_gets
         self._stored_round = stored_round
         self._wide_gets = wide_gets
         self._sleep: Callable[[float], None] = time.sleep
-        self._prober = Prober(core.nodes, core.probe, self._hand_over, self._run_plan)
+        self._prober = Prober(core.nodes, core.probe, self._hand_over, self._probe_round)
 
-    def _run_plan(self, plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
-        return self._execute(plan, self._core.deadline(None))
+    def _probe_round(self, plan: Sequence[tuple[Node, Sequence[Command]]]) -> list[Reply]:
+        return self._exchange(plan, self._core.deadline(None))
 
     def _wake_prober(self) -> None:
         self._prober.wake()

@@ -14,7 +14,7 @@ from errpolicy_memcache import MemcacheSessionStore
 from errpolicy_memcache._clocks import Clocks
 from errpolicy_memcache._envelope import EnvelopeError, Keyring, decode
 from errpolicy_memcache._ids import storage_key
-from errpolicy_memcache._node import Reply, settle
+from errpolicy_memcache._node import Reply, exchanged, settle
 from errpolicy_memcache._transport import Answer, wide_agreed
 from errpolicy_memcache._wire import Command, NodeFailure
 
@@ -140,6 +140,10 @@ class Cluster:
             answers = [self.nodes[node.address].answer(commands) for node, commands in plan]
             return settle(plan, answers, self.clock.now)
 
+        def exchange(plan: Any, deadline: float = 0.0) -> list[Reply]:  # the probes'
+            answers = [self.nodes[node.address].answer(commands) for node, commands in plan]
+            return exchanged(plan, answers, self.clock.now)
+
         def agreed_gets(
             transports: Any, command: Command, deadline: float = 0.0
         ) -> bytes | list[Answer]:
@@ -161,6 +165,7 @@ class Cluster:
             return wide_agreed([by_transport[id(t)].answer((command,)) for t in transports], need)
 
         store._execute = execute
+        store._exchange = exchange
         store._agreed_gets = agreed_gets
         store._stored_round = stored_round
         store._wide_gets = wide_gets

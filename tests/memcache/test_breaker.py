@@ -352,3 +352,81 @@ def test_an_open_breaker_whose_next_probe_is_not_due_is_heard_on_schedule() -> N
     on_schedule = breaker.failed_throughout(100.0)
     clock.now += 3600.0
     assert (True, False) == (on_schedule, breaker.failed_throughout(100.0))
+
+
+def test_a_probe_is_due_a_backoff_after_the_last_began_even_while_it_waits() -> None:
+    """A probe claimed and not answered: the next claim comes a backoff after it began
+    (the prober's second probe), not when it ends."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    first = breaker.claim_probe()
+    clock.now += 1.9
+    early = breaker.claim_probe()
+    clock.now += 0.1
+    assert (0, None, 0) == (first, early, breaker.claim_probe())
+
+
+def test_claim_probe_numbers_the_closings() -> None:
+    """The number a claim gives grows each time the breaker closes (a probe's answer,
+    or a reset)."""
+    clock = Clock()
+    breaker = opened(clock, threshold=1)
+    numbers = []
+    for close in (breaker.success, breaker.reset):
+        clock.now += 2.0
+        numbers.append(breaker.claim_probe())
+        close()
+        breaker.failure()
+    clock.now += 2.0
+    numbers.append(breaker.claim_probe())
+    assert [0, 1, 2] == numbers
+
+
+def test_a_probes_failure_after_another_probe_closed_the_breaker_is_dropped() -> None:
+    """Two probes in flight; the second is answered, then the first times out: the
+    breaker stays closed, counts nothing, notes no fault and does not open again (a
+    threshold of one would)."""
+    clock = Clock()
+    faults = FaultClock(clock)
+    opens: list[bool] = []
+    breaker = CircuitBreaker(1, 2.0, 5.0, clock, faults, on_open=lambda: opens.append(True))
+    breaker.failure()
+    clock.now += 2.0
+    slow = breaker.claim_probe()
+    clock.now += 2.0
+    breaker.claim_probe()
+    breaker.success()
+    closed_at = faults.at
+    clock.now += 1.0
+    breaker.failure(claimed=slow)
+    seen = (breaker.state, breaker.failures, faults.at, len(opens))
+    assert (BreakerState.CLOSED, 0, closed_at, 1) == seen
+
+
+def test_a_probes_failure_before_any_answer_counts() -> None:
+    """A probe's failure with the breaker not closed since its claim counts as any
+    failure: the breaker reopens with its backoff doubled."""
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 2.0
+    claimed = breaker.claim_probe()
+    clock.now += 1.0
+    breaker.failure(claimed=claimed)
+    assert (BreakerState.OPEN, 4, 3.0) == (breaker.state, breaker.failures, breaker.probe_in())
+
+
+def test_a_dropped_failure_never_lets_failed_throughout_vouch() -> None:
+    """The breaker closed (a probe answered) and opened again on requests' failures;
+    the old probe's failure, dropped, does not reach back before the close."""
+    clock = Clock()
+    breaker = opened(clock, threshold=1)
+    clock.now += 2.0
+    old = breaker.claim_probe()
+    clock.now += 2.0
+    breaker.claim_probe()
+    breaker.success()
+    clock.now += 1.0
+    breaker.failure()
+    breaker.failure(claimed=old)
+    assert (False, True) == (breaker.failed_throughout(104.5), breaker.failed_throughout(105.0))

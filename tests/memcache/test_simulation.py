@@ -5,7 +5,7 @@ acknowledged saves and logouts, as Jepsen's checkers do (docs/memcache/index.md)
 
 No sockets, no threads, no sleeping: the nodes (``simnodes.py``) are dictionaries, time
 is a number the schedule moves (the stores' cores are given it as all their clocks), and
-the store's I/O (``_execute``, ``_agreed_gets``, ``_stored_round``, ``_sleep``) is
+the store's I/O (``_execute``, ``_exchange``, ``_agreed_gets``, ``_stored_round``, ``_sleep``) is
 pointed at them. A hung node keeps what it was sent and carries
 it out when it resumes: a write that timed out lands late, as with a stopped memcached.
 ``test_simulation_mutants.py`` proves the checker catches stores broken on purpose.

@@ -29,25 +29,28 @@ def watch(store: MemcacheSessionStore, process: str, recorder: Recorder) -> None
     prober = store._prober  # the soak observes the store's own prober
     claim: Callable[[], list[Any]] = prober.claim
     run: Run = prober._execute  # the round the prober sends its probe with
-    claimed: dict[str, float] = {}
+    # Each node's claims not yet sent, oldest first: a node may have two probes in
+    # flight, and each is sent by its own thread just after its claim.
+    claimed: dict[str, list[float]] = {}
     lock = threading.Lock()
 
     def claiming() -> list[Any]:
         due = claim()
         now = time.monotonic()
         with lock:
-            for node in due:
-                claimed[node.address] = now
+            for probe in due:
+                claimed.setdefault(probe.node.address, []).append(now)
         return due
 
     def probing(plan: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
         start = time.monotonic()
+        with lock:
+            waiting = claimed.get(plan[0][0].address)
+            at = waiting.pop(0) if waiting else start
         replies = run(plan)
         end = time.monotonic()
         for reply in replies:
             address = reply.node.address
-            with lock:
-                at = claimed.pop(address, start)
             status = "ok" if reply.failure is None else reply.failure.kind
             recorder.probe(Probe(process, address, at, start, end, status))
         return replies
@@ -111,8 +114,9 @@ def unanswered(events: Iterable[NodeEvent], probes: Iterable[Probe]) -> list[Pro
     """The probes that timed out although their node was back (started or resumed)
     before they ended: sent while the node was down or hung, they were not answered in
     the time left once it ran again (a node starved of CPU on a busy machine, say). The
-    prober probes again only once such a probe ends, so each can hold a node's breaker
-    open for up to the read timeout after the node is back."""
+    prober sends a second probe beside such a probe a backoff after it began, so one
+    holds a node's breaker open past the node's return only while the second is late
+    too."""
     backs: dict[str, list[float]] = {}
     for event in events:
         if event.fault in (Fault.START, Fault.RESUME):
@@ -137,7 +141,7 @@ def held_open(
     running kept its breaker open: a probe that ended while its node was up (back
     before it ended, or up all along) waited on that node from its start until it was
     answered, or, if it timed out, until the same process's next probe of the node was
-    answered (the prober sends it as the first one ends)."""
+    answered (sent beside it a backoff after it began, or as it ended)."""
     timeline = Timeline(tuple(events))
     by_node: dict[tuple[str, str], list[Probe]] = {}
     for probe in sorted(probes, key=lambda p: p.start):
