@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client
+from tests.threads import run_threads, switch_often
 
 from errpolicy_memcache import (
     BreakerState,
@@ -655,14 +656,17 @@ def test_tallies_are_bounded() -> None:
     assert (None, True) == (past, again is first)
 
 
-@pytest.mark.parametrize(
-    "elapsed",
+#: Latencies at each bucket's bound and beside it, past the last one, and zero.
+_AT_THE_BOUNDS = (
     [0.0]
     + list(LATENCY_BUCKETS)
     + [math.nextafter(b, math.inf) for b in LATENCY_BUCKETS]
     + [math.nextafter(b, 0.0) for b in LATENCY_BUCKETS]
-    + [LATENCY_BUCKETS[-1] * 2],
+    + [LATENCY_BUCKETS[-1] * 2]
 )
+
+
+@pytest.mark.parametrize("elapsed", _AT_THE_BOUNDS)
 def test_a_tally_puts_a_latency_in_records_bucket(elapsed: float) -> None:
     """A tally's bucket is record's, at each bucket's bound and beside it."""
     general, short = StoreMetrics(), StoreMetrics()
@@ -673,14 +677,7 @@ def test_a_tally_puts_a_latency_in_records_bucket(elapsed: float) -> None:
     assert general.snapshot([]) == short.snapshot([])
 
 
-@pytest.mark.parametrize(
-    "elapsed",
-    [0.0]
-    + list(LATENCY_BUCKETS)
-    + [math.nextafter(b, math.inf) for b in LATENCY_BUCKETS]
-    + [math.nextafter(b, 0.0) for b in LATENCY_BUCKETS]
-    + [LATENCY_BUCKETS[-1] * 2],
-)
+@pytest.mark.parametrize("elapsed", _AT_THE_BOUNDS)
 def test_counted_puts_a_latency_in_records_bucket(elapsed: float) -> None:
     """counted's bucket by comparisons is bisect_left's, at each bucket's bound and beside it."""
     general, short = StoreMetrics(), StoreMetrics()
@@ -693,9 +690,6 @@ def test_tallies_fold_exactly_under_threads() -> None:
     """Eight threads appending to one tally and folding it as the store does (every
     ``FOLD_AT`` seconds), switching every microsecond, while snapshots fold it too:
     every operation counted once, in its bucket."""
-    import sys
-    import threading
-
     from errpolicy_memcache._metrics import FOLD_AT
 
     metrics = StoreMetrics()
@@ -703,7 +697,7 @@ def test_tallies_fold_exactly_under_threads() -> None:
     assert tally is not None
     seconds = [0.00005, 0.0003, 0.002, 0.07, 3.0, 9.0]
 
-    def work() -> None:
+    def work(_: int) -> None:
         for i in range(2000):
             tally.append(seconds[i % len(seconds)])
             if len(tally) >= FOLD_AT:
@@ -711,16 +705,8 @@ def test_tallies_fold_exactly_under_threads() -> None:
             if i % 500 == 0:
                 metrics.snapshot([])
 
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(previous)
+    with switch_often():
+        run_threads(work, 8)
     general = StoreMetrics()
     for i in range(16000):
         general.record("session.start", OutcomeKind.FAILOVER, [], seconds[i % 2000 % 6], ())
