@@ -345,6 +345,7 @@ def test_an_error_reply_is_an_error_failure(
     assert "error" == kind(result)
 
 
+@pytest.mark.hangs
 @needs_c
 @pytest.mark.memcached
 def test_a_paused_node_times_out_while_the_others_answer(
@@ -388,6 +389,7 @@ def test_a_killed_node_is_closed_and_a_refused_one_refused(
     )
 
 
+@pytest.mark.hangs
 @needs_c
 @pytest.mark.memcached
 def test_a_signal_handler_that_raises_ends_the_round_at_once(

@@ -144,6 +144,7 @@ def test_both_transports_and_the_pymemcache_api_give_the_same_replies(
     } == replies
 
 
+@pytest.mark.hangs
 def test_every_node_is_sent_its_request_before_any_reply_is_read(
     cluster: MemcachedCluster, make: Make
 ) -> None:
@@ -186,6 +187,7 @@ def test_a_killed_node_fails_alone(cluster: MemcachedCluster, make: Make) -> Non
     )
 
 
+@pytest.mark.hangs
 @pytest.mark.parametrize("kernel", [True, False], ids=["kernel-timeouts", "python-timeouts"])
 def test_a_paused_node_times_out_alone(
     cluster: MemcachedCluster, make: Make, monkeypatch: pytest.MonkeyPatch, kernel: bool
@@ -571,6 +573,7 @@ def test_agreed_gets_with_a_killed_node_gives_its_failure_and_the_others_values(
     ) == (kinds_of(answers), values_of(answers), [len(t._idle) for t in transports])
 
 
+@pytest.mark.hangs
 def test_agreed_gets_with_a_paused_node_times_out_after_the_read_timeout(
     cluster: MemcachedCluster, make: Make, path: Path
 ) -> None:
