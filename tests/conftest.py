@@ -2,12 +2,14 @@
 real memcached nodes and the store transports for the memcache and framework tests.
 
 Store timeouts, the rule: no test may depend on the machine being idle. On a busy machine
-(2 cores loaded past 12, the tests niced below the load) a HEALTHY memcached has been
-measured answering a round trip in up to ~0.4 s, so a short timeout turns a healthy node
-into a failed one and the test into a timeout test it was not written to be.
+(2 cores, 12 CPU-bound processes, the tests niced below them) a HEALTHY memcached was
+measured answering a round trip in up to 1.4 s, one in 600 past 0.3 s: a short timeout
+turns a healthy node into a failed one, and the test into a timeout test it was not
+written to be.
 
 * A test that never pauses a node, or only kills one (a refused connection costs no
-  wait), gets :data:`STEADY_TIMEOUTS` (3 s): free, as a healthy node then never times out.
+  wait), gets :data:`STEADY_TIMEOUTS` (3 s, twice the worst measured): free, as only a
+  hung node would wait them out.
 * A test that hangs a node (SIGSTOP, :meth:`MemcachedServer.pause`) waits out a timeout
   on purpose: it is marked ``@pytest.mark.hangs`` and its stores get
   :data:`HANG_TIMEOUTS`, a read timeout short enough for the suite's time. Such a test
