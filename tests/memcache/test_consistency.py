@@ -31,9 +31,10 @@ pytestmark = pytest.mark.memcached  # every test here runs real memcached proces
 Raw = Callable[[MemcachedServer], Client]
 MakeStore = Callable[..., MemcacheSessionStore]
 
-# For a store whose saves set a test up: on a busy machine the tests' 0.3 s timeout can
-# make a save fail over to a third node, and that copy then (rightly) serves a read the
-# test expects to refuse, or every breaker opens. Nodes hung later cost it 3 s.
+# For a store whose saves set up a test that hangs nodes (marked hangs: its stores' read
+# timeout is 0.3 s): on a busy machine 0.3 s can make a save fail over to a third node,
+# and that copy then (rightly) serves a read the test expects to refuse, or every breaker
+# opens. Nodes hung later cost it 3 s. (tests/conftest.py's STEADY_TIMEOUTS.)
 STEADY = {"connect_timeout": 3.0, "timeout": 3.0}
 
 

@@ -53,11 +53,14 @@ def connect(server: MemcachedServer | tuple[str, int], timeout: float = 0.3) -> 
 
 
 @pytest.fixture
-def sockets() -> Iterator[Callable[..., socket.socket]]:
+def sockets(store_timeouts: dict[str, float]) -> Iterator[Callable[..., socket.socket]]:
+    """Sockets as the pipelined transport's, read timeout from ``store_timeouts`` unless given."""
     made: list[socket.socket] = []
 
-    def make(server: MemcachedServer | tuple[str, int], timeout: float = 0.3) -> socket.socket:
-        sock = connect(server, timeout)
+    def make(
+        server: MemcachedServer | tuple[str, int], timeout: float | None = None
+    ) -> socket.socket:
+        sock = connect(server, store_timeouts["timeout"] if timeout is None else timeout)
         made.append(sock)
         return sock
 

@@ -43,14 +43,18 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make(kind: str) -> Iterator[Make]:
-    """Transports of ``kind`` to a server or an address (0.3 s read timeout unless
-    given), all closed after the test."""
+def make(kind: str, store_timeouts: dict[str, float]) -> Iterator[Make]:
+    """Transports of ``kind`` to a server or an address (timeouts from ``store_timeouts``
+    unless given), all closed after the test."""
     made: list[Transport] = []
+    connect_timeout = store_timeouts["connect_timeout"]
 
-    def make_one(node: MemcachedServer | tuple[str, int], read_timeout: float = 0.3) -> Transport:
+    def make_one(
+        node: MemcachedServer | tuple[str, int], read_timeout: float | None = None
+    ) -> Transport:
         host, port = (node.host, node.port) if isinstance(node, MemcachedServer) else node
-        transport = make_transport(kind, host, port, 0.5, read_timeout, 4)
+        timeout = store_timeouts["timeout"] if read_timeout is None else read_timeout
+        transport = make_transport(kind, host, port, connect_timeout, timeout, 4)
         made.append(transport)
         return transport
 
