@@ -12,10 +12,13 @@ written to be.
   hung node would wait them out.
 * A test that hangs a node (SIGSTOP, :meth:`MemcachedServer.pause`) waits out a timeout
   on purpose: it is marked ``@pytest.mark.hangs`` and its stores get
-  :data:`HANG_TIMEOUTS`, a read timeout short enough for the suite's time. Such a test
-  saves its set-up data before the hang with a store of steady timeouts where it can
-  (the set-up must not fail a healthy node either), and asserts nothing that needs the
-  healthy nodes to answer within the short timeout beyond what the hang itself needs.
+  :data:`HANG_TIMEOUTS`, a read timeout short enough for the suite's time (each hung
+  read waits it out; the suite runs serially in CI, several times). Such a test should
+  save its set-up data with a store of steady timeouts where the test allows (as
+  test_consistency's ``STEADY`` stores do) and assert nothing that needs the healthy
+  nodes to answer within the short timeout beyond what the hang itself needs. While a
+  node hangs, a healthy one stalled past 0.3 s still changes what these tests see: the
+  exposure left, kept to the few seconds a node is hung.
   A test that pauses a node without the mark fails (:func:`_hangs_are_marked`).
 * Every fixture or helper that builds a store takes its timeouts from
   :func:`store_timeouts` (``build_store``, the async ``make_async`` fixtures, the
