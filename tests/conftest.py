@@ -1,5 +1,29 @@
 """Fixtures shared by every test: errpolicy's configuration is restored after each test;
-real memcached nodes and the store transports for the memcache and framework tests."""
+real memcached nodes and the store transports for the memcache and framework tests.
+
+Store timeouts, the rule: no test may depend on the machine being idle. On a busy machine
+(2 cores, 12 CPU-bound processes, the tests niced below them) a HEALTHY memcached was
+measured answering a round trip in up to 1.4 s, one in 600 past 0.3 s: a short timeout
+turns a healthy node into a failed one, and the test into a timeout test it was not
+written to be.
+
+* A test that never pauses a node, or only kills one (a refused connection costs no
+  wait), gets :data:`STEADY_TIMEOUTS` (3 s, twice the worst measured): free, as only a
+  hung node would wait them out.
+* A test that hangs a node (SIGSTOP, :meth:`MemcachedServer.pause`) waits out a timeout
+  on purpose: it is marked ``@pytest.mark.hangs`` and its stores get
+  :data:`HANG_TIMEOUTS`, a read timeout short enough for the suite's time (each hung
+  read waits it out; the suite runs serially in CI, several times). Such a test should
+  save its set-up data with a store of steady timeouts where the test allows (as
+  test_consistency's ``STEADY`` stores do) and assert nothing that needs the healthy
+  nodes to answer within the short timeout beyond what the hang itself needs. While a
+  node hangs, a healthy one stalled past 0.3 s still changes what these tests see: the
+  exposure left, kept to the few seconds a node is hung.
+  A test that pauses a node without the mark fails (:func:`_hangs_are_marked`).
+* Every fixture or helper that builds a store takes its timeouts from
+  :func:`store_timeouts` (``build_store``, the async ``make_async`` fixtures, the
+  framework fixtures), so the rule lives here only.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +37,44 @@ from errpolicy.testing import configured
 from hypothesis import HealthCheck, settings
 
 from errpolicy_memcache import MemcacheSessionStore
-from errpolicy_memcache.testing import MemcachedCluster, find_memcached
+from errpolicy_memcache.testing import MemcachedCluster, MemcachedServer, find_memcached
+
+# The connect timeout stays long in both: a paused memcached's kernel still completes the
+# TCP handshake, so only reads wait on a hung node.
+STEADY_TIMEOUTS: dict[str, float] = {"connect_timeout": 3.0, "timeout": 3.0}
+HANG_TIMEOUTS: dict[str, float] = {"connect_timeout": 3.0, "timeout": 0.3}
 
 # Hypothesis' per-example deadline and "too slow" check are timing assertions: on a busy
 # CI machine they fail tests whose logic is right. Every property keeps its own example
 # count; only the clock is taken out.
 settings.register_profile("errpolicy", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("errpolicy")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "hangs: the test pauses (SIGSTOP) a memcached node; short store timeouts"
+    )
+
+
+@pytest.fixture
+def store_timeouts(request: pytest.FixtureRequest) -> dict[str, float]:
+    """The store timeouts for this test: short only if it is marked ``hangs``."""
+    hangs = request.node.get_closest_marker("hangs") is not None
+    return dict(HANG_TIMEOUTS if hangs else STEADY_TIMEOUTS)
+
+
+@pytest.fixture(autouse=True)
+def _hangs_are_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that pauses a node must be marked ``hangs`` (see the module's docstring):
+    else its stores' long timeouts would make each hung read cost seconds."""
+    if request.node.get_closest_marker("hangs") is not None:
+        return
+
+    def unmarked_pause(self: MemcachedServer) -> None:
+        pytest.fail(f"{request.node.nodeid} pauses {self.address}: mark it @pytest.mark.hangs")
+
+    monkeypatch.setattr(MemcachedServer, "pause", unmarked_pause)
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +134,10 @@ def recorded() -> Iterator[list[errpolicy.Event]]:
 
 
 @pytest.fixture
-def build_store(transport: str) -> Iterator[Callable[..., MemcacheSessionStore]]:
-    """Build stores on a cluster or a list of addresses, with test-sized timeouts and
+def build_store(
+    transport: str, store_timeouts: dict[str, float]
+) -> Iterator[Callable[..., MemcacheSessionStore]]:
+    """Build stores on a cluster or a list of addresses, with :func:`store_timeouts` and
     the :func:`transport` fixture's transport unless given; all closed after the test.
     Each test directory's ``make_store`` adds its own settings (secret, hooks)."""
     made: list[MemcacheSessionStore] = []
@@ -88,8 +145,7 @@ def build_store(transport: str) -> Iterator[Callable[..., MemcacheSessionStore]]
     def build(nodes: MemcachedCluster | list[str], **options: Any) -> MemcacheSessionStore:
         servers = nodes.addresses if isinstance(nodes, MemcachedCluster) else nodes
         settings: dict[str, Any] = {
-            "connect_timeout": 0.5,
-            "timeout": 0.3,
+            **store_timeouts,
             "retry_after": 60.0,
             "transport": transport,
             **options,

@@ -29,12 +29,13 @@ MakeClient = Callable[..., httpx.AsyncClient]
 
 
 @pytest.fixture
-async def async_store(cluster: MemcachedCluster) -> AsyncIterator[AsyncMemcacheSessionStore]:
+async def async_store(
+    cluster: MemcachedCluster, store_timeouts: dict[str, float]
+) -> AsyncIterator[AsyncMemcacheSessionStore]:
     """An async store with two replicas on the three nodes. The tests kill nodes (refused at
-    once), never hang them: generous timeouts keep a loaded machine from failing a node."""
-    store = AsyncMemcacheSessionStore(
-        cluster.addresses, SECRET, connect_timeout=3.0, timeout=3.0, retry_after=60.0
-    )
+    once), never hang them: long timeouts (``store_timeouts``) keep a loaded machine from
+    failing a node."""
+    store = AsyncMemcacheSessionStore(cluster.addresses, SECRET, **store_timeouts, retry_after=60.0)
     yield store
     await store.aclose()
 

@@ -71,7 +71,9 @@ _urls.urlpatterns = [  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
-def django_store(cluster: MemcachedCluster, recorded: list[Any]) -> Iterator[None]:
+def django_store(
+    cluster: MemcachedCluster, recorded: list[Any], store_timeouts: dict[str, float]
+) -> Iterator[None]:
     """Point the engine at the test cluster (a changed setting rebuilds the store)."""
     _state["cluster"] = cluster
     with override_settings(
@@ -83,7 +85,7 @@ def django_store(cluster: MemcachedCluster, recorded: list[Any]) -> Iterator[Non
         ],
         ROOT_URLCONF=_urls,
         ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses,
-        ERRPOLICY_MEMCACHE_OPTIONS={"timeout": 0.3, "retry_after": 60.0},
+        ERRPOLICY_MEMCACHE_OPTIONS={**store_timeouts, "retry_after": 60.0},
     ):
         yield
     _state.clear()

@@ -25,12 +25,14 @@ from errpolicy_memcache.testing import MemcachedCluster
 
 
 @pytest.fixture(autouse=True)
-def django_store(cluster: MemcachedCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def django_store(
+    cluster: MemcachedCluster, monkeypatch: pytest.MonkeyPatch, store_timeouts: dict[str, float]
+) -> Iterator[None]:
     """Point the engine at the test cluster; the sync methods fail if called."""
     with override_settings(
         SESSION_ENGINE="errpolicy_memcache.django",
         ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses,
-        ERRPOLICY_MEMCACHE_OPTIONS={"timeout": 0.3, "retry_after": 60.0},
+        ERRPOLICY_MEMCACHE_OPTIONS={**store_timeouts, "retry_after": 60.0},
     ):
         for name in ("load", "save", "exists", "delete", "create"):
             monkeypatch.setattr(SessionStore, name, _no_sync(name))

@@ -129,11 +129,13 @@ class ErrpolicySessionTests(SessionTestsMixin, SimpleTestCase):  # type: ignore[
     backend = SessionStore
 
     @pytest.fixture(autouse=True)
-    def _engine(self, cluster: MemcachedCluster) -> Iterator[None]:
+    def _engine(
+        self, cluster: MemcachedCluster, store_timeouts: dict[str, float]
+    ) -> Iterator[None]:
         with override_settings(
             SESSION_ENGINE="errpolicy_memcache.django",
             ERRPOLICY_MEMCACHE_SERVERS=cluster.addresses,
-            ERRPOLICY_MEMCACHE_OPTIONS={"timeout": 0.3},
+            ERRPOLICY_MEMCACHE_OPTIONS=store_timeouts,
         ):
             yield
 

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.Req
 
 
 @pytest.fixture
-async def async_store(cluster: MemcachedCluster) -> AsyncIterator[AsyncMemcacheSessionStore]:
-    """An async store with two replicas on the three nodes (test-sized timeouts)."""
-    store = AsyncMemcacheSessionStore(
-        cluster.addresses, SECRET, connect_timeout=3.0, timeout=3.0, retry_after=60.0
-    )
+async def async_store(
+    cluster: MemcachedCluster, store_timeouts: dict[str, float]
+) -> AsyncIterator[AsyncMemcacheSessionStore]:
+    """An async store with two replicas on the three nodes (``store_timeouts``)."""
+    store = AsyncMemcacheSessionStore(cluster.addresses, SECRET, **store_timeouts, retry_after=60.0)
     yield store
     await store.aclose()
 

@@ -121,10 +121,15 @@ def test_a_later_line_counts_what_was_held_back(
     cluster: MemcachedCluster,
     caplog: pytest.LogCaptureFixture,
     frozen_throttle: FrozenClock,
+    store_timeouts: dict[str, float],
 ):
     """After the interval, the same refusal is logged again with the count it held back."""
     store_down = MemcacheSessionStore(
-        [cluster[0].address], "refusal-test-secret-0123456789", retry_after=60, replicas=1
+        [cluster[0].address],
+        "refusal-test-secret-0123456789",
+        retry_after=60,
+        replicas=1,
+        **store_timeouts,
     )
     cluster[0].kill()
     client = Client(SessionMiddleware(counting_app(), store_down))
@@ -166,6 +171,7 @@ def test_killed_nodes_page_says_the_session_may_be_lost(
     assert (False, True) == (b"safe" in body, b"your session is lost" in body)
 
 
+@pytest.mark.hangs
 def test_hung_nodes_page_says_nothing_changed(
     store: MemcacheSessionStore, cluster: MemcachedCluster, frozen_throttle: FrozenClock
 ):

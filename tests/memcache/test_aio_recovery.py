@@ -27,10 +27,10 @@ Raw = Callable[[MemcachedServer], Any]
 
 
 @pytest.fixture
-async def make_async() -> AsyncIterator[MakeAsync]:
+async def make_async(store_timeouts: dict[str, float]) -> AsyncIterator[MakeAsync]:
     """Async stores whose breakers open at the first failure and probe within 0.1 s
     (their nodes have no blocking transport: ``test_core_clocks`` checks no part of the
-    store holds one)."""
+    store holds one); ``store_timeouts`` from tests/conftest.py."""
     made: list[AsyncMemcacheSessionStore] = []
 
     def make(nodes: MemcachedCluster, **options: Any) -> AsyncMemcacheSessionStore:
@@ -38,8 +38,7 @@ async def make_async() -> AsyncIterator[MakeAsync]:
             "failure_threshold": 1,
             "retry_after": 0.05,
             "max_retry_after": 0.1,
-            "connect_timeout": 0.5,
-            "timeout": 0.5,
+            **store_timeouts,
             **options,
         }
         store = AsyncMemcacheSessionStore(nodes.addresses, SECRET, **settings)
@@ -111,6 +110,7 @@ async def test_a_killed_node_that_returns_gets_its_hinted_copy_from_the_loops_pr
     assert (session.version, []) == (copy.version, _store_threads())
 
 
+@pytest.mark.hangs
 @pytest.mark.memcached
 async def test_a_logout_a_returning_node_missed_is_handed_over_without_a_request(
     cluster: MemcachedCluster, make_async: MakeAsync, ranked: Ranked, raw: Raw

@@ -31,9 +31,10 @@ pytestmark = pytest.mark.memcached  # every test here runs real memcached proces
 Raw = Callable[[MemcachedServer], Client]
 MakeStore = Callable[..., MemcacheSessionStore]
 
-# For a store whose saves set a test up: on a busy machine the tests' 0.3 s timeout can
-# make a save fail over to a third node, and that copy then (rightly) serves a read the
-# test expects to refuse, or every breaker opens. Nodes hung later cost it 3 s.
+# For a store whose saves set up a test that hangs nodes (marked hangs: its stores' read
+# timeout is 0.3 s): on a busy machine 0.3 s can make a save fail over to a third node,
+# and that copy then (rightly) serves a read the test expects to refuse, or every breaker
+# opens. Nodes hung later cost it 3 s. (tests/conftest.py's STEADY_TIMEOUTS.)
 STEADY = {"connect_timeout": 3.0, "timeout": 3.0}
 
 
@@ -84,6 +85,7 @@ def test_a_logout_survives_a_rolling_flush_of_the_home_nodes(
     assert (True, {}) == (again.new, dict(again))
 
 
+@pytest.mark.hangs
 def test_hung_home_nodes_never_give_an_empty_session(
     make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, outcomes: list[Outcome]
 ) -> None:
@@ -103,6 +105,7 @@ def test_hung_home_nodes_never_give_an_empty_session(
     assert (OutcomeKind.PARTIAL_MISS, {"user": "ann"}) == (kind, dict(store.start(session.id)))
 
 
+@pytest.mark.hangs
 def test_an_older_copy_is_not_served_when_the_newer_ones_hang(
     store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
 ) -> None:
@@ -122,6 +125,7 @@ def test_an_older_copy_is_not_served_when_the_newer_ones_hang(
     assert {"n": 3} == dict(store.start(session.id))
 
 
+@pytest.mark.hangs
 def test_another_process_finds_a_stray_older_copy_possibly_stale(
     store: MemcacheSessionStore,
     make_store: MakeStore,
@@ -144,6 +148,7 @@ def test_another_process_finds_a_stray_older_copy_possibly_stale(
     assert OutcomeKind.POSSIBLY_STALE == outcomes[-1].kind
 
 
+@pytest.mark.hangs
 @pytest.mark.usefixtures("relaxed")
 def test_a_known_older_copy_is_unavailable_under_a_relaxed_policy(
     store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
@@ -179,6 +184,7 @@ def test_a_copy_written_after_the_nodes_rejoined_is_not_possibly_stale(
     assert {"user": "ann"} == dict(store.start(session.id))
 
 
+@pytest.mark.hangs
 def test_a_request_never_pays_a_probes_timeout(
     make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked, outcomes: list[Outcome]
 ) -> None:
@@ -215,6 +221,7 @@ def test_nodes_back_from_an_outage_are_used_again_without_a_request(
     assert wait_for(lambda: all(n.breaker.state is BreakerState.CLOSED for n in store.nodes))
 
 
+@pytest.mark.hangs
 def test_an_add_that_timed_out_leaves_no_lock_behind(
     make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
 ) -> None:
@@ -235,6 +242,7 @@ def test_an_add_that_timed_out_leaves_no_lock_behind(
     assert (True, {"n": 1}) == (again.locked, dict(again))
 
 
+@pytest.mark.hangs
 def test_another_process_is_not_locked_out_by_a_landed_add(
     make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked, raw: Raw
 ) -> None:
@@ -254,6 +262,7 @@ def test_another_process_is_not_locked_out_by_a_landed_add(
     assert other.start(sid).locked
 
 
+@pytest.mark.hangs
 @pytest.mark.usefixtures("relaxed")
 def test_a_failed_save_is_unknown_never_older(
     store: MemcacheSessionStore, cluster: MemcachedCluster
@@ -316,6 +325,7 @@ def test_close_stops_the_prober(
     assert (True, True) == (running, wait_for(lambda: not probers()))
 
 
+@pytest.mark.hangs
 def test_a_session_saved_before_many_others_is_still_guarded(
     make_store: MakeStore, five: MemcachedCluster, ranked: Ranked, raw: Raw
 ) -> None:
@@ -332,6 +342,7 @@ def test_a_session_saved_before_many_others_is_still_guarded(
         store.start(session.id)
 
 
+@pytest.mark.hangs
 def test_one_evicted_and_one_hung_home_node_never_give_an_empty_session(
     make_store: MakeStore,
     five: MemcachedCluster,
@@ -382,6 +393,7 @@ def _open(store: MemcacheSessionStore, server: MemcachedServer) -> None:
         breaker.failure()
 
 
+@pytest.mark.hangs
 def test_a_save_writes_over_the_stray_copies_its_read_found(
     store: MemcacheSessionStore, make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:
@@ -402,6 +414,7 @@ def test_a_save_writes_over_the_stray_copies_its_read_found(
     assert {"n": 2} == dict(make_store(cluster).start(session.id))
 
 
+@pytest.mark.hangs
 def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
     store: MemcacheSessionStore,
     make_store: MakeStore,
@@ -424,6 +437,7 @@ def test_a_copy_this_process_saved_is_not_vouched_for_on_another_node(
         store.start(session.id)
 
 
+@pytest.mark.hangs
 def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
     store: MemcacheSessionStore,
     make_store: MakeStore,
@@ -444,6 +458,7 @@ def test_a_copy_saved_below_home_is_handed_to_the_home_node_once_it_answers(
         assert {"n": 1} == dict(make_store(cluster).start(session.id))
 
 
+@pytest.mark.hangs
 def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
     store: MemcacheSessionStore,
     make_store: MakeStore,
@@ -470,6 +485,7 @@ def test_a_copy_whose_holder_lost_its_memory_is_not_vouched_for(
         store.start(session.id)  # n=1 on the third node, n=2 on the hung first
 
 
+@pytest.mark.hangs
 def test_no_new_session_while_a_hung_node_below_home_may_hold_the_only_copy(
     store: MemcacheSessionStore,
     make_store: MakeStore,
@@ -510,6 +526,7 @@ def test_a_skipped_node_that_refused_does_not_block_a_new_session(
     assert (BreakerState.OPEN, True) == (killed.breaker.state, fresh)
 
 
+@pytest.mark.hangs
 def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_fail(
     make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:
@@ -538,6 +555,7 @@ def test_a_copy_on_a_node_back_since_it_was_seen_is_possibly_stale_while_others_
         third.resume()
 
 
+@pytest.mark.hangs
 def test_a_node_back_from_a_hang_is_suspect_for_a_session_this_process_never_saw(
     store: MemcacheSessionStore, make_store: MakeStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:

@@ -352,10 +352,12 @@ def _connections(root: object) -> list[str]:
     return sorted({type(v).__name__ for v in _reachable(root) if isinstance(v, _CONNECTIONS)})
 
 
-def test_the_sync_core_holds_no_connection(cluster: MemcachedCluster) -> None:
+def test_the_sync_core_holds_no_connection(
+    cluster: MemcachedCluster, store_timeouts: dict[str, float]
+) -> None:
     """After a save and reads, the sync store's core reaches no transport or socket; the
     store does (its driver's transports: the walk finds them)."""
-    with MemcacheSessionStore(cluster.addresses, SECRET) as store:
+    with MemcacheSessionStore(cluster.addresses, SECRET, **store_timeouts) as store:
         session = store.new_session()
         session["user"] = "ada"
         store.save(session)
@@ -364,12 +366,14 @@ def test_the_sync_core_holds_no_connection(cluster: MemcachedCluster) -> None:
         assert ([], ["PymemcacheTransport"]) == (_connections(store._core), _connections(store))
 
 
-def test_the_async_store_holds_no_blocking_connection(cluster: MemcachedCluster) -> None:
+def test_the_async_store_holds_no_blocking_connection(
+    cluster: MemcachedCluster, store_timeouts: dict[str, float]
+) -> None:
     """The async store's core reaches no connection, and the store itself only its own
     asyncio pools: no blocking transport anywhere."""
 
     async def run() -> tuple[list[str], list[str]]:
-        store = AsyncMemcacheSessionStore(cluster.addresses, SECRET)
+        store = AsyncMemcacheSessionStore(cluster.addresses, SECRET, **store_timeouts)
         session = store.new_session()
         session["user"] = "ada"
         await store.save(session)

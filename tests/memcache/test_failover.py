@@ -187,6 +187,7 @@ def hung_primary(
     return session, primary
 
 
+@pytest.mark.hangs
 def test_a_hung_node_times_out_then_opens_its_breaker(
     store: MemcacheSessionStore, cluster: MemcachedCluster, ranked: Ranked
 ) -> None:
@@ -197,6 +198,7 @@ def test_a_hung_node_times_out_then_opens_its_breaker(
     assert BreakerState.OPEN == node_of(store, primary)
 
 
+@pytest.mark.hangs
 def test_the_timeouts_are_recorded_per_node(
     store: MemcacheSessionStore,
     cluster: MemcachedCluster,
@@ -209,6 +211,7 @@ def test_the_timeouts_are_recorded_per_node(
     assert [NodeStatus.TIMEOUT] == statuses(outcomes[-1], primary)
 
 
+@pytest.mark.hangs
 def test_an_open_breaker_skips_the_node(
     store: MemcacheSessionStore,
     cluster: MemcachedCluster,
@@ -223,6 +226,7 @@ def test_an_open_breaker_skips_the_node(
     assert ([NodeStatus.SKIPPED], {"a": 1}) == (statuses(outcomes[-1], primary), dict(loaded))
 
 
+@pytest.mark.hangs
 def test_a_skipped_node_is_replaced_by_the_next_one(
     store: MemcacheSessionStore,
     cluster: MemcachedCluster,
@@ -238,6 +242,7 @@ def test_a_skipped_node_is_replaced_by_the_next_one(
     assert [second.address, third.address] == asked, "\n".join(str(o) for o in outcomes)
 
 
+@pytest.mark.hangs
 def test_a_recovered_node_is_probed_and_closes_its_breaker(
     cluster: MemcachedCluster,
     make_store: Callable[..., MemcacheSessionStore],
@@ -323,6 +328,7 @@ def test_a_stale_read_reports_stale_and_repaired(
     )
 
 
+@pytest.mark.hangs
 def test_a_paused_node_rejoins_with_stale_data_and_loses(
     cluster: MemcachedCluster,
     make_store: Callable[..., MemcacheSessionStore],
@@ -433,6 +439,7 @@ def test_the_returning_node_gets_the_tombstone(
     assert decode(raw(primary).get(key), key, [SECRET.encode()]).tombstone
 
 
+@pytest.mark.hangs
 def test_a_logout_while_a_node_hung_survives_its_return(
     cluster: MemcachedCluster,
     make_store: Callable[..., MemcacheSessionStore],
@@ -549,6 +556,7 @@ def test_a_node_killed_under_concurrent_load_loses_nothing(
     assert ([], [60] * 4, True) == (errors, finals, worst <= errpolicy.NOTICE)
 
 
+@pytest.mark.hangs
 def test_a_copy_only_on_rejoined_nodes_is_not_served_while_another_node_is_away(
     cluster: MemcachedCluster,
     make_store: Callable[..., MemcacheSessionStore],

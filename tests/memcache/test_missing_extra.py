@@ -116,7 +116,7 @@ def test_importing_the_adapter_needs_no_pymemcache() -> None:
 
 
 def test_the_pipelined_transport_serves_sessions_without_pymemcache(
-    memcached_binary: str,
+    memcached_binary: str, store_timeouts: dict[str, float]
 ) -> None:
     """transport='pipelined' saves and reads a session on real memcached without pymemcache."""
     with MemcachedCluster(2, memory_mb=16) as cluster:
@@ -124,7 +124,8 @@ def test_the_pipelined_transport_serves_sessions_without_pymemcache(
             f"""
             from errpolicy_memcache import MemcacheSessionStore
             store = MemcacheSessionStore(
-                {cluster.addresses!r}, secret_key="s" * 32, transport="pipelined"
+                {cluster.addresses!r}, secret_key="s" * 32, transport="pipelined",
+                **{store_timeouts!r},
             )
             session = store.start(None)
             session["user_id"] = 42

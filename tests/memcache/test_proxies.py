@@ -110,6 +110,7 @@ def test_a_proxy_whose_backend_is_down_is_a_failed_node(
     )
 
 
+@pytest.mark.hangs
 def test_a_hung_backend_is_the_proxys_timeout(
     proxied: MemcacheSessionStore,
     proxies: list[Twemproxy],

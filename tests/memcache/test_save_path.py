@@ -154,7 +154,7 @@ def _run(
         pytest.param([_nothing], id="healthy"),
         pytest.param([_kill_first], id="a home node killed"),
         pytest.param([_kill_first, _nothing, _nothing], id="a home node killed, breaker opens"),
-        pytest.param([_pause_second], id="a home node hung"),
+        pytest.param([_pause_second], id="a home node hung", marks=pytest.mark.hangs),
     ],
 )
 def test_the_short_save_leaves_what_the_general_path_leaves(

@@ -53,11 +53,14 @@ def connect(server: MemcachedServer | tuple[str, int], timeout: float = 0.3) -> 
 
 
 @pytest.fixture
-def sockets() -> Iterator[Callable[..., socket.socket]]:
+def sockets(store_timeouts: dict[str, float]) -> Iterator[Callable[..., socket.socket]]:
+    """Sockets as the pipelined transport's, read timeout from ``store_timeouts`` unless given."""
     made: list[socket.socket] = []
 
-    def make(server: MemcachedServer | tuple[str, int], timeout: float = 0.3) -> socket.socket:
-        sock = connect(server, timeout)
+    def make(
+        server: MemcachedServer | tuple[str, int], timeout: float | None = None
+    ) -> socket.socket:
+        sock = connect(server, store_timeouts["timeout"] if timeout is None else timeout)
         made.append(sock)
         return sock
 
@@ -345,6 +348,7 @@ def test_an_error_reply_is_an_error_failure(
     assert "error" == kind(result)
 
 
+@pytest.mark.hangs
 @needs_c
 @pytest.mark.memcached
 def test_a_paused_node_times_out_while_the_others_answer(
@@ -388,6 +392,7 @@ def test_a_killed_node_is_closed_and_a_refused_one_refused(
     )
 
 
+@pytest.mark.hangs
 @needs_c
 @pytest.mark.memcached
 def test_a_signal_handler_that_raises_ends_the_round_at_once(

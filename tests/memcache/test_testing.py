@@ -26,6 +26,7 @@ def test_a_started_server_answers_on_loopback(memcached_binary: str) -> None:
         assert ("127.0.0.1", True) == (server.host, answers(server))
 
 
+@pytest.mark.hangs
 def test_a_paused_server_does_not_answer(memcached_binary: str) -> None:
     """pause() returns once the process is stopped: a request right after times out."""
     with MemcachedServer() as server:
@@ -33,6 +34,7 @@ def test_a_paused_server_does_not_answer(memcached_binary: str) -> None:
         assert (True, False) == (server.paused, answers(server))
 
 
+@pytest.mark.hangs
 def test_pause_and_resume_twice_are_harmless(memcached_binary: str) -> None:
     """A second pause() or resume() in a row does nothing (and does not hang)."""
     with MemcachedServer() as server:

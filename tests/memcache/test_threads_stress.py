@@ -93,7 +93,7 @@ def test_the_per_id_memory_under_concurrent_saves_and_reads(
     is read by all: each thread reads exactly what it saved last, and never an older
     save of the shared session than it read before."""
     monkeypatch.setattr(_machine, "_VERIFIED_MAX", 8)
-    store = make_store(cluster, timeout=2.0, connect_timeout=2.0)
+    store = make_store(cluster)
     shared = saved(store, n=0)
 
     def work(i: int) -> list[str]:

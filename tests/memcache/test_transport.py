@@ -43,14 +43,18 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make(kind: str) -> Iterator[Make]:
-    """Transports of ``kind`` to a server or an address (0.3 s read timeout unless
-    given), all closed after the test."""
+def make(kind: str, store_timeouts: dict[str, float]) -> Iterator[Make]:
+    """Transports of ``kind`` to a server or an address (timeouts from ``store_timeouts``
+    unless given), all closed after the test."""
     made: list[Transport] = []
+    connect_timeout = store_timeouts["connect_timeout"]
 
-    def make_one(node: MemcachedServer | tuple[str, int], read_timeout: float = 0.3) -> Transport:
+    def make_one(
+        node: MemcachedServer | tuple[str, int], read_timeout: float | None = None
+    ) -> Transport:
         host, port = (node.host, node.port) if isinstance(node, MemcachedServer) else node
-        transport = make_transport(kind, host, port, 0.5, read_timeout, 4)
+        timeout = store_timeouts["timeout"] if read_timeout is None else read_timeout
+        transport = make_transport(kind, host, port, connect_timeout, timeout, 4)
         made.append(transport)
         return transport
 
@@ -144,6 +148,7 @@ def test_both_transports_and_the_pymemcache_api_give_the_same_replies(
     } == replies
 
 
+@pytest.mark.hangs
 def test_every_node_is_sent_its_request_before_any_reply_is_read(
     cluster: MemcachedCluster, make: Make
 ) -> None:
@@ -186,6 +191,7 @@ def test_a_killed_node_fails_alone(cluster: MemcachedCluster, make: Make) -> Non
     )
 
 
+@pytest.mark.hangs
 @pytest.mark.parametrize("kernel", [True, False], ids=["kernel-timeouts", "python-timeouts"])
 def test_a_paused_node_times_out_alone(
     cluster: MemcachedCluster, make: Make, monkeypatch: pytest.MonkeyPatch, kernel: bool
@@ -571,6 +577,7 @@ def test_agreed_gets_with_a_killed_node_gives_its_failure_and_the_others_values(
     ) == (kinds_of(answers), values_of(answers), [len(t._idle) for t in transports])
 
 
+@pytest.mark.hangs
 def test_agreed_gets_with_a_paused_node_times_out_after_the_read_timeout(
     cluster: MemcachedCluster, make: Make, path: Path
 ) -> None:

@@ -350,7 +350,7 @@ def test_wide_gets_answers_as_the_python_round(
 
 
 def _outage_store(
-    cluster: MemcachedCluster, outcomes: list[Outcome]
+    cluster: MemcachedCluster, outcomes: list[Outcome], timeouts: dict[str, float]
 ) -> tuple[MemcacheSessionStore, str]:
     """A store whose session's primary is killed and its breaker open, read once since
     (the general read copied the session onto the next node), and the session id."""
@@ -359,7 +359,7 @@ def _outage_store(
         SECRET,
         replicas=2,
         prefix=PREFIX,
-        timeout=0.3,
+        **timeouts,
         retry_after=3600.0,
         on_outcome=outcomes.append,
     )
@@ -390,12 +390,12 @@ def _shape(outcome: Outcome) -> tuple[object, ...]:
 
 @pytest.mark.memcached
 def test_the_outage_read_takes_one_round_and_no_steps(
-    cluster: MemcachedCluster, monkeypatch: pytest.MonkeyPatch
+    cluster: MemcachedCluster, monkeypatch: pytest.MonkeyPatch, store_timeouts: dict[str, float]
 ) -> None:
     """With the primary skipped, start() asks the other nodes in one wide round and
     serves the session with the core's steps never driven."""
     outcomes: list[Outcome] = []
-    store, sid = _outage_store(cluster, outcomes)
+    store, sid = _outage_store(cluster, outcomes, store_timeouts)
     rounds: list[int] = []
     wide = store._wide_gets
 
@@ -415,12 +415,14 @@ def test_the_outage_read_takes_one_round_and_no_steps(
 
 
 @pytest.mark.memcached
-def test_the_outage_read_reports_what_the_general_read_reports(cluster: MemcachedCluster) -> None:
+def test_the_outage_read_reports_what_the_general_read_reports(
+    cluster: MemcachedCluster, store_timeouts: dict[str, float]
+) -> None:
     """The short path's outcome (the notice) has the general read's fields: kind,
     flags, served_by, each node's command and status in order, key and version; and
     the store's counts grow by the same."""
     outcomes: list[Outcome] = []
-    store, sid = _outage_store(cluster, outcomes)
+    store, sid = _outage_store(cluster, outcomes, store_timeouts)
     core = store._core
     before = store.stats()
     store.start(sid)

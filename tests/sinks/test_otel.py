@@ -300,15 +300,14 @@ def test_the_counter_alone_is_a_sink() -> None:
 
 
 def test_store_events_carry_outcome_node_results_and_version(
-    telemetry: Telemetry, pair: MemcachedCluster
+    telemetry: Telemetry, pair: MemcachedCluster, store_timeouts: dict[str, float]
 ) -> None:
     """A failover read: the record has the store's outcome, node results and version."""
     store = MemcacheSessionStore(
         pair.addresses,
         secret_key="test-secret-key-0123456789abcdef",
         transport="pipelined",
-        connect_timeout=0.5,
-        timeout=0.3,
+        **store_timeouts,
         retry_after=60.0,
     )
     try:
