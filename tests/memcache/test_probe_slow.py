@@ -145,6 +145,7 @@ def test_the_slow_probes_late_failure_leaves_the_breaker_closed(
     assert (True, True, [BreakerState.OPEN], BreakerState.CLOSED, 0) == seen
 
 
+@pytest.mark.hangs  # its store sets its own timeouts (a 10 s read: the probes wait)
 def test_a_hung_memcached_gets_two_probes_and_both_answers_close_it_once(
     pair: MemcachedCluster, make_store: Callable[..., MemcacheSessionStore]
 ) -> None:
