@@ -13,7 +13,7 @@ import pytest
 from hypothesis import settings
 
 from errpolicy_memcache import Session
-from errpolicy_memcache._node import Reply, settle
+from errpolicy_memcache._node import Reply, exchanged, settle
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 
 from .helpers import SECRET
@@ -82,6 +82,10 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]
         return settle(plan, answers, cluster.clock.now)
 
+    async def exchange(plan: Any, deadline: float = 0.0) -> list[Reply]:  # the probes'
+        answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]
+        return exchanged(plan, answers, cluster.clock.now)
+
     async def agreed_gets(nodes: Any, command: Any, deadline: float = 0.0) -> Any:
         answers = [cluster.nodes[node.address].answer((command,)) for node in nodes]
         blobs = {None if a[1] is not None or a[0][0] is None else a[0][0][0] for a in answers}
@@ -89,6 +93,7 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         return answers if blob is None else blob
 
     store._execute = execute  # type: ignore[method-assign]  # the simulated nodes
+    store._exchange = exchange  # type: ignore[method-assign]  # likewise
     store._agreed_gets = agreed_gets  # type: ignore[method-assign]  # likewise
 
     async def sleep(seconds: float) -> None:
