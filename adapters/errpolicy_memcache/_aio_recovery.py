@@ -103,8 +103,8 @@ class AsyncRecovery:
             await asyncio.wait(tasks)
 
     def stop(self) -> None:
-        """Cancel every loop's task without waiting (from outside the loops: a store
-        that is dropped, as Django's settings change)."""
+        """Cancel every loop's task and probes without waiting (from outside the loops:
+        a store that is dropped, as Django's settings change)."""
         workers = list(self._workers.items())
         self._workers.clear()
         try:
@@ -146,7 +146,8 @@ class AsyncRecovery:
             waits = probes.waits()
             if not worker.asked and not worker.probes and not probes.open():
                 return  # every breaker closed: a breaker that opens starts a new task
-            # No wait: every open node has two probes in flight; one's end wakes us.
+            # Nothing to wait for: each open node has two probes in flight (on this loop
+            # or another), and the end of one wakes this task.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(waits) if waits else None):
                     await worker.wakeup.wait()
