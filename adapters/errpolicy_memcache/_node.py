@@ -185,9 +185,9 @@ class Prober:
     The schedule and the recording of answers are :class:`Probes`' (the asyncio store's
     recovery keeps the same). ``run`` sends a plan and gives its replies without
     recording them on the breakers: the prober records each probe's answer itself.
-    ``after_probe`` runs after each probe
-    that reached a node (the store hands over there what waits for it, and clears the
-    locks whose ``add`` timed out; a second run finds nothing more to do).
+    ``after_probe`` runs after each probe that reached a node (the store hands over
+    there what waits for it, and clears the locks whose ``add`` timed out; a second run
+    finds nothing more to do).
     """
 
     def __init__(
@@ -197,7 +197,6 @@ class Prober:
         after_probe: Callable[[], None],
         run: Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]],
     ) -> None:
-        self._nodes = nodes
         self._probe = probe
         self._after_probe = after_probe
         self._execute = run
