@@ -167,3 +167,22 @@ async def test_stop_cancels_the_probes_in_flight_from_outside_the_loop(
         finally:
             await store.aclose()
     assert (True, 3, True, [True] * 3) == seen
+
+
+@pytest.mark.memcached
+async def test_a_killed_nodes_refused_probes_keep_its_breaker_open(
+    pair: MemcachedCluster,
+) -> None:
+    """Each probe of a killed node is refused and counted as a failure of the breaker
+    (the probe's task records its own answer): three probes later it is still open."""
+    server = pair.servers[0]
+    store = _store(server.address)
+    breaker = store.nodes[0].breaker
+    server.kill()
+    try:
+        breaker.failure()
+        counted = await _poll(lambda: breaker.failures >= 4, WELL_BEFORE)
+        seen = (counted, breaker.state is BreakerState.CLOSED, breaker.refused)
+    finally:
+        await store.aclose()
+    assert (True, False, True) == seen
