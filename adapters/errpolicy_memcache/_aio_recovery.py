@@ -2,20 +2,26 @@
 over what waits for a node that answers again (``_handover``'s decisions).
 
 One task per event loop that uses the store, started when a breaker opens there or a
-request finds something to hand over, ending when every breaker is closed and nothing
-is asked of it, and cancelled by ``aclose()``. No thread and no blocking socket: the
-probes and handovers go through the driver's own asyncio connections.
+request finds something to hand over, ending when every breaker is closed, its probes
+ended and nothing is asked of it, and cancelled by ``aclose()``. Each probe runs in a
+task of its own (the sync prober's thread per probe), on the schedule the sync prober
+keeps (``_node.Probes``: a node's next probe a backoff after its last one began, at
+most two in flight per node in the process, the first answer closes the breaker), so
+a slow or hung node's probe holds back neither its own node's next probe nor another
+node's. No thread and no blocking socket: the probes and handovers go through the
+driver's own asyncio connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ._node import Node, Reply
+from ._node import Claim, Node, Probes, Reply
 from ._steps import Steps
 from ._wire import Command
 
@@ -29,27 +35,32 @@ if TYPE_CHECKING:
 
 
 class _Worker:
-    """One loop's task, and what wakes it."""
+    """One loop's task, its probes' tasks, and what wakes it."""
 
-    __slots__ = ("asked", "task", "wakeup")
+    __slots__ = ("asked", "probes", "task", "wakeup")
 
     def __init__(self) -> None:
         self.wakeup = asyncio.Event()
-        self.asked = False  # a request found something to hand over
+        self.asked = False  # a request found something to hand over, or a probe an answer
         self.task: asyncio.Task[None] | None = None
+        self.probes: set[asyncio.Task[bool]] = set()
 
 
 class AsyncRecovery:
     """Probes the store's open breakers and hands over what waits for its nodes, in one
-    task per event loop. ``core`` holds the breakers and the handoff (shared by every
-    loop) and the probe command, ``run`` carries a plan out (the driver's
-    ``_execute``), ``drive`` carries out the core's steps (the driver's ``_drive``)."""
+    task per event loop and one per probe. ``core`` holds the breakers and the handoff
+    (shared by every loop) and the probe command, ``run`` carries a plan out without
+    recording it on the breakers (the driver's ``_exchange``: each probe's answer is
+    recorded by :class:`Probes`), ``drive`` carries out the core's steps (the driver's
+    ``_drive``). The schedule is shared by every loop, so a node has at most two probes
+    in flight in the process."""
 
     def __init__(self, core: StoreCore, run: Run, drive: Drive) -> None:
         self._core = core
         self._run = run
         self._drive = drive
         self._probe = core.probe
+        self._probes = Probes(core.nodes)
         self._workers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Worker] = (
             weakref.WeakKeyDictionary()
         )
@@ -80,32 +91,36 @@ class AsyncRecovery:
             worker.wakeup.set()
 
     async def aclose(self) -> None:
-        """Cancel this loop's task and wait until it ended (a later failure starts a
-        new one)."""
+        """Cancel this loop's task and its probes, and wait until they ended (a later
+        failure starts a new one)."""
         worker = self._workers.pop(asyncio.get_running_loop(), None)
-        if worker is None or worker.task is None:
+        if worker is None:
             return
-        worker.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.task
+        tasks = [*worker.probes, *([worker.task] if worker.task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def stop(self) -> None:
-        """Cancel every loop's task without waiting (from outside the loops: a store
-        that is dropped, as Django's settings change)."""
+        """Cancel every loop's task and probes without waiting (from outside the loops:
+        a store that is dropped, as Django's settings change)."""
         workers = list(self._workers.items())
         self._workers.clear()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for loop, worker in workers:
-            task = worker.task
-            if task is None or task.done() or loop.is_closed():
+            if loop.is_closed():
                 continue
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                task.cancel()
-            else:
-                loop.call_soon_threadsafe(task.cancel)
+            for task in [*worker.probes, *([worker.task] if worker.task is not None else [])]:
+                if task.done():
+                    continue
+                if running is loop:
+                    task.cancel()
+                else:
+                    loop.call_soon_threadsafe(task.cancel)
 
     async def _work(self, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
@@ -116,31 +131,70 @@ class AsyncRecovery:
                 del self._workers[loop]
 
     async def _loop_until_idle(self, worker: _Worker) -> None:
-        nodes = self._core.nodes
+        probes = self._probes
+        loop = asyncio.get_running_loop()
         while True:
             worker.wakeup.clear()
             if worker.asked:
                 worker.asked = False
                 await self.hand_over()
-            waits = [wait for node in nodes if (wait := node.breaker.probe_in()) is not None]
-            if not waits and not worker.asked:
+            for claim in probes.claim():
+                task = loop.create_task(self._answered(claim), name="errpolicy_memcache-probe")
+                worker.probes.add(task)
+                # Also when cancelled before it ran: the claim is no longer in flight.
+                task.add_done_callback(functools.partial(self._probe_ended, worker, claim))
+            waits = probes.waits()
+            if not worker.asked and not worker.probes and not probes.open():
                 return  # every breaker closed: a breaker that opens starts a new task
-            if waits and await self.probe_due():
-                continue
+            # Nothing to wait for: each open node has two probes in flight (on this loop
+            # or another), and the end of one wakes this task.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(waits) if waits else None):
                     await worker.wakeup.wait()
 
+    def _probe_ended(self, worker: _Worker, claim: Claim, task: asyncio.Task[bool]) -> None:
+        """A probe's task ended: it is no longer in flight; if the node answered, the
+        loop's task hands over what waits for it. Every loop's task may claim again."""
+        self._probes.ended(claim)
+        worker.probes.discard(task)
+        if not task.cancelled():
+            if task.exception() is None:
+                worker.asked = worker.asked or task.result()
+            else:  # a bug: reported as the loop reports a task's error
+                task.get_loop().call_exception_handler(
+                    {
+                        "message": "errpolicy_memcache probe failed",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+        for loop, other in list(self._workers.items()):
+            if other is worker:
+                other.wakeup.set()
+            elif not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    loop.call_soon_threadsafe(other.wakeup.set)
+
+    async def _answered(self, claim: Claim) -> bool:
+        """Send the probe ``claim`` and record its answer (:meth:`Probes.record`); True
+        if the node answered."""
+        (reply,) = await self._run([(claim.node, (self._probe,))], self._deadline())
+        return self._probes.record(claim, reply.failure)
+
     async def probe_due(self) -> bool:
-        """Probe, in one round, every node whose probe is due (its breaker claims it);
-        hand over what waits once one answered. False if no probe was due."""
-        due = [node for node in self._core.nodes if node.breaker.probe()]
-        if not due:
-            return False
-        replies = await self._run([(node, (self._probe,)) for node in due], self._deadline())
-        if any(reply.failure is None for reply in replies):
+        """Probe every node whose probe is due, one after another, recording each
+        answer; hand over what waits once one answered. False if no probe was due (the
+        simulation's deterministic driver)."""
+        due = self._probes.claim()
+        answered = False
+        for claim in due:
+            try:
+                answered = await self._answered(claim) or answered
+            finally:
+                self._probes.ended(claim)
+        if answered:
             await self.hand_over()
-        return True
+        return bool(due)
 
     async def hand_over(self) -> None:
         """Hand over what waits for the nodes that answer again (the core's

@@ -31,7 +31,7 @@ from ._errors import ConfigurationError, SessionUnavailable
 from ._ids import is_valid_session_id, new_session_id
 from ._machine_write import check_id
 from ._metrics import StoreStats
-from ._node import Node, Reply, settle
+from ._node import Node, Reply, exchanged, settle
 from ._options import _positive
 from ._outcome import Outcome, OutcomeKind
 from ._session import Session, _Lock
@@ -87,11 +87,12 @@ class AsyncMemcacheSessionStore:
         self._max_value: int = max(core.max_size, MAX_VALUE)
         self._ticks = core.clocks.ticks  # the core's: the rounds' times and its own agree
         # Each round's transport clock is perf_counter (the pools' deadlines); a
-        # simulation that replaces _execute and _agreed_gets gives the core other clocks
+        # simulation that replaces _execute, _exchange and _agreed_gets gives the core other clocks
         # and replaces this sleep with one of simulated time.
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # The probes' round records nothing: the recovery records each answer itself.
         self._recovery = AsyncRecovery(
-            core, lambda plan, deadline: self._execute(plan, deadline), self._drive
+            core, lambda plan, deadline: self._exchange(plan, deadline), self._drive
         )
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Node, AsyncPool]] = (
             weakref.WeakKeyDictionary()
@@ -342,6 +343,18 @@ class AsyncMemcacheSessionStore:
             deadline,
         )
         return settle(plan, answers, start)
+
+    async def _exchange(self, plan: Plan, deadline: float = math.inf) -> list[Reply]:
+        """As :meth:`_execute`, without recording the replies on the breakers (the
+        probes: the recovery records each answer itself, as the sync prober does)."""
+        # Not one helper with _execute: that would cost every save's round a coroutine.
+        start = time.perf_counter()
+        pools = self._loop_pools()
+        answers = await exchange(
+            [(pools.get(node) or self._pool_of(node, pools), cmds) for node, cmds in plan],
+            deadline,
+        )
+        return exchanged(plan, answers, start)
 
 
 def _raise_unavailable(outcome: Outcome | None) -> None:

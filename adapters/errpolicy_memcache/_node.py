@@ -12,7 +12,7 @@ from ._breaker import CircuitBreaker
 from ._transport import Answer
 from ._wire import Command, NodeFailure
 
-__all__ = ["MAX_IN_FLIGHT", "Claim", "Node", "Prober", "Reply", "exchanged", "settle"]
+__all__ = ["MAX_IN_FLIGHT", "Claim", "Node", "Prober", "Probes", "Reply", "exchanged", "settle"]
 
 # Failures that say the node itself is unhealthy; an error reply does not, except
 # SERVER_ERROR: a proxy's answer when its backend is down (docs/memcache/proxies.md).
@@ -89,6 +89,79 @@ class Claim:
     closings: int
 
 
+class Probes:
+    """The probe schedule both stores' probers keep, with no I/O and no clock of its own
+    (the breakers hold the times): which probes are due, when the next one is, and what
+    a probe's answer means for its node's breaker. The sync :class:`Prober` sends each
+    probe in a thread, the asyncio store's recovery in a task; both claim here, record
+    each answer here, and say here when a probe ended.
+
+    A node's next probe is due a backoff after its last one began (its breaker's
+    :meth:`~CircuitBreaker.claim_probe`), answered or not, with at most
+    ``MAX_IN_FLIGHT`` of a node in flight. Thread-safe: probes end in their own threads
+    (or on other event loops) while the schedule claims."""
+
+    __slots__ = ("_lock", "_nodes", "in_flight")
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self._nodes = nodes
+        self._lock = threading.Lock()
+        self.in_flight: dict[Node, int] = {}  # probes in flight per node (guarded by _lock)
+
+    def claim(self) -> list[Claim]:
+        """The probes due now, claimed and counted in flight: the caller sends each,
+        :meth:`record` its answer and calls :meth:`ended` (also if it never sent it). A
+        node with ``MAX_IN_FLIGHT`` probes in flight is not due again until one ends."""
+        due: list[Claim] = []
+        with self._lock:
+            in_flight = self.in_flight
+            for node in self._nodes:
+                flying = in_flight.get(node, 0)
+                if flying < MAX_IN_FLIGHT and (closings := node.breaker.claim_probe()) is not None:
+                    in_flight[node] = flying + 1
+                    due.append(Claim(node, closings))
+        return due
+
+    def waits(self) -> list[float]:
+        """Seconds until each open node that may have another probe in flight is due (0:
+        now)."""
+        with self._lock:
+            full = {node for node, flying in self.in_flight.items() if flying >= MAX_IN_FLIGHT}
+        return [
+            wait
+            for node in self._nodes
+            if node not in full and (wait := node.breaker.probe_in()) is not None
+        ]
+
+    def open(self) -> bool:
+        """True while a node's breaker is not closed (there is something to probe)."""
+        return any(node.breaker.probe_in() is not None for node in self._nodes)
+
+    @staticmethod
+    def record(claim: Claim, failure: NodeFailure | None) -> bool:
+        """Record the answer of the probe ``claim`` (``failure``, None if the node
+        answered) on its node's breaker; True if the node answered. The first answer
+        closes the breaker; a failure of a probe claimed before it last closed counts
+        for nothing (:meth:`CircuitBreaker.failure`)."""
+        breaker = claim.node.breaker
+        if failure is None:
+            breaker.success()
+            return True
+        if failure.kind in _BREAKER_KINDS:
+            breaker.failure(failure.kind == "refused", claim.closings)
+        else:
+            breaker.errored()
+        return False
+
+    def ended(self, claim: Claim) -> None:
+        """The probe ``claim`` is no longer in flight (answered, failed or cancelled)."""
+        node = claim.node
+        with self._lock:
+            flying = self.in_flight.pop(node) - 1
+            if flying:
+                self.in_flight[node] = flying
+
+
 class Prober:
     """Probes the nodes whose breaker is open, off the request path.
 
@@ -109,10 +182,12 @@ class Prober:
     :meth:`CircuitBreaker.failure`), and a late success changes nothing. Only when both
     probes in flight wait on answers that come late does the next wait for one of them.
 
-    ``run`` sends a plan and gives its replies without recording them on the breakers:
-    the prober records each probe's answer itself. ``after_probe`` runs after each probe
-    that reached a node (the store hands over there what waits for it, and clears the
-    locks whose ``add`` timed out; a second run finds nothing more to do).
+    The schedule and the recording of answers are :class:`Probes`' (the asyncio store's
+    recovery keeps the same). ``run`` sends a plan and gives its replies without
+    recording them on the breakers: the prober records each probe's answer itself.
+    ``after_probe`` runs after each probe that reached a node (the store hands over
+    there what waits for it, and clears the locks whose ``add`` timed out; a second run
+    finds nothing more to do).
     """
 
     def __init__(
@@ -122,14 +197,13 @@ class Prober:
         after_probe: Callable[[], None],
         run: Callable[[Sequence[tuple[Node, Sequence[Command]]]], list[Reply]],
     ) -> None:
-        self._nodes = nodes
         self._probe = probe
         self._after_probe = after_probe
         self._execute = run
+        self._probes = Probes(nodes)  # what is due and what answers mean: no I/O
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._stop: threading.Event | None = None  # the running thread's
-        self._probing: dict[Node, int] = {}  # probes in flight per node (guarded by _lock)
 
     def wake(self) -> None:
         """A breaker opened: start the thread unless it runs."""
@@ -157,9 +231,9 @@ class Prober:
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self._wakeup.clear()
-            if not any(node.breaker.probe_in() is not None for node in self._nodes):
+            if not self._probes.open():
                 with self._lock:  # a breaker opening now calls wake() after this
-                    if all(node.breaker.probe_in() is None for node in self._nodes):
+                    if not self._probes.open():
                         if self._stop is stop:
                             self._stop = None
                         return
@@ -177,54 +251,28 @@ class Prober:
             self._wakeup.wait(min(waits) if waits else None)
 
     def claim(self) -> list[Claim]:
-        """The probes due now, claimed (their breaker's :meth:`claim_probe`) and marked
-        in flight: the caller runs :meth:`probe` on each. A node with ``MAX_IN_FLIGHT``
-        probes in flight is not due again until one ends."""
-        due: list[Claim] = []
-        with self._lock:
-            probing = self._probing
-            for node in self._nodes:
-                flying = probing.get(node, 0)
-                if flying < MAX_IN_FLIGHT and (closings := node.breaker.claim_probe()) is not None:
-                    probing[node] = flying + 1
-                    due.append(Claim(node, closings))
-        return due
+        """The probes due now (:meth:`Probes.claim`): the caller runs :meth:`probe` on
+        each."""
+        return self._probes.claim()
 
     def waits(self) -> list[float]:
         """Seconds until each open node that may have another probe in flight is due (0:
         now)."""
-        with self._lock:
-            full = {node for node, flying in self._probing.items() if flying >= MAX_IN_FLIGHT}
-        return [
-            wait
-            for node in self._nodes
-            if node not in full and (wait := node.breaker.probe_in()) is not None
-        ]
+        return self._probes.waits()
 
     def probe(self, claim: Claim) -> bool:
         """Run the probe ``claim`` (from :meth:`claim`) and record its answer on the
         node's breaker; True if the node answered."""
-        node = claim.node
+        probes = self._probes
         try:
-            (reply,) = self._execute([(node, (self._probe,))])
-            failure = reply.failure
-            breaker = node.breaker
-            if failure is None:
-                breaker.success()
-            elif failure.kind in _BREAKER_KINDS:
-                breaker.failure(failure.kind == "refused", claim.closings)
-            else:
-                breaker.errored()
+            (reply,) = self._execute([(claim.node, (self._probe,))])
+            answered = probes.record(claim, reply.failure)
         finally:
-            with self._lock:
-                flying = self._probing.pop(node) - 1
-                if flying:
-                    self._probing[node] = flying
+            probes.ended(claim)
             self._wakeup.set()
-        if failure is not None:
-            return False
-        self._after_probe()
-        return True
+        if answered:
+            self._after_probe()
+        return answered
 
     def probe_due(self) -> bool:
         """Probe every node whose probe is due, one after another, and return when all

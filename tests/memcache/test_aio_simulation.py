@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import settings
 
 from errpolicy_memcache import Session
-from errpolicy_memcache._node import Reply, settle
+from errpolicy_memcache._node import Claim, Reply, exchanged, settle
 from errpolicy_memcache.aio import AsyncMemcacheSessionStore
 
 from .helpers import SECRET
@@ -25,6 +25,7 @@ from .test_simulation import (
     RollingSimulation,
     StoreSimulation,
 )
+from .test_simulation_probes import DoubleFaultProbes, SingleFaultProbes
 
 # CPU-bound searches (tens of seconds alone); the suite's 120 s limit is there to catch
 # hangs, and a machine busy with other work must not trip it.
@@ -49,12 +50,49 @@ class _Driven:
         # The rules probe (``_prober.probe_due()``) and hand over (``_hand_over()``):
         # the async store's own, on its loop.
         self._prober = self
+        self._asks: Callable[[Any], list[Reply]] | None = None
+        self._nodes_exchange = store._exchange
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
 
     def probe_due(self) -> bool:
         return self._run(self.store._recovery.probe_due())
+
+    # The probes-in-flight rules (test_simulation_probes) claim probes and answer them
+    # later through ``_prober``: here the async store's schedule and probe body, and
+    # what its probe task's end does (the claim released, a handover if answered).
+    def claim(self) -> list[Claim]:
+        return self.store._recovery._probes.claim()
+
+    def probe(self, claim: Claim) -> bool:
+        recovery = self.store._recovery
+        try:
+            answered = self._run(recovery._answered(claim))
+        finally:
+            recovery._probes.ended(claim)
+        if answered:
+            self._hand_over()
+        return answered
+
+    @property
+    def _execute(self) -> Callable[[Any], list[Reply]] | None:
+        """What answers the probes instead of the simulated nodes (None: they do)."""
+        return self._asks
+
+    @_execute.setter
+    def _execute(self, asks: Callable[[Any], list[Reply]] | None) -> None:
+        if self._asks is None:
+            self._nodes_exchange = self.store._exchange
+        self._asks = asks
+        if asks is None:
+            self.store._exchange = self._nodes_exchange  # type: ignore[method-assign]
+            return
+
+        async def exchange(plan: Any, deadline: float = 0.0) -> list[Reply]:
+            return asks(plan)
+
+        self.store._exchange = exchange  # type: ignore[method-assign]
 
     def _hand_over(self) -> None:
         self._run(self.store._recovery.hand_over())
@@ -82,6 +120,10 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]
         return settle(plan, answers, cluster.clock.now)
 
+    async def exchange(plan: Any, deadline: float = 0.0) -> list[Reply]:  # the probes'
+        answers = [cluster.nodes[node.address].answer(commands) for node, commands in plan]
+        return exchanged(plan, answers, cluster.clock.now)
+
     async def agreed_gets(nodes: Any, command: Any, deadline: float = 0.0) -> Any:
         answers = [cluster.nodes[node.address].answer((command,)) for node in nodes]
         blobs = {None if a[1] is not None or a[0][0] is None else a[0][0][0] for a in answers}
@@ -89,6 +131,7 @@ def _attach(cluster: Cluster, store: AsyncMemcacheSessionStore) -> AsyncMemcache
         return answers if blob is None else blob
 
     store._execute = execute  # type: ignore[method-assign]  # the simulated nodes
+    store._exchange = exchange  # type: ignore[method-assign]  # likewise
     store._agreed_gets = agreed_gets  # type: ignore[method-assign]  # likewise
 
     async def sleep(seconds: float) -> None:
@@ -163,3 +206,21 @@ TestAsyncLockFaults = AsyncLockSimulation.TestCase
 TestAsyncLockFaults.settings = settings(
     _ASYNC_SETTINGS, max_examples=max(1, _ASYNC_SETTINGS.max_examples // 4)
 )
+
+
+class AsyncSingleFaultProbes(AsyncStoreSimulation, SingleFaultProbes):
+    """The single faults with probes in flight, claimed and answered later in either
+    order (test_simulation_probes), through the asyncio store's probes."""
+
+
+class AsyncDoubleFaultProbes(AsyncStoreSimulation, DoubleFaultProbes):
+    """The double faults (where a process vouches for copies) with probes in flight,
+    through the asyncio store's probes."""
+
+
+# As the sync driver's probes machines: a third of the schedules.
+_FEWER = settings(_ASYNC_SETTINGS, max_examples=max(1, _ASYNC_SETTINGS.max_examples // 3))
+TestAsyncSingleFaultProbes = AsyncSingleFaultProbes.TestCase
+TestAsyncSingleFaultProbes.settings = _FEWER
+TestAsyncDoubleFaultProbes = AsyncDoubleFaultProbes.TestCase
+TestAsyncDoubleFaultProbes.settings = _FEWER

@@ -117,7 +117,11 @@ def test_a_slow_probe_does_not_hold_a_returned_node_skipped(
     try:
         breaker.failure()  # as a timed-out request records it: the breaker opens
         closed = _poll(lambda: breaker.state is BreakerState.CLOSED, WELL_BEFORE)
-        seen = (closed, behaviour.connections >= 2, store.nodes[0] in store._prober._probing)
+        seen = (
+            closed,
+            behaviour.connections >= 2,
+            store.nodes[0] in store._prober._probes.in_flight,
+        )
     finally:
         store.close()
     assert (True, True, True) == seen
@@ -138,7 +142,9 @@ def test_the_slow_probes_late_failure_leaves_the_breaker_closed(
         target.breaker.failure()
         closed = _poll(lambda: target.breaker.state is BreakerState.CLOSED, WELL_BEFORE)
         behaviour.release.set()
-        ended = _poll(lambda: target not in prober._probing and prober._stop is None, WELL_BEFORE)
+        ended = _poll(
+            lambda: target not in prober._probes.in_flight and prober._stop is None, WELL_BEFORE
+        )
         seen = (closed, ended, opened, target.breaker.state, target.breaker.failures)
     finally:
         store.close()
@@ -161,8 +167,10 @@ def test_a_hung_memcached_gets_two_probes_and_both_answers_close_it_once(
     opened = _opens(target.breaker)
     with hung(server):
         target.breaker.failure()  # as a timed-out request records it
-        both = _poll(lambda: prober._probing.get(target) == 2, WELL_BEFORE)
+        both = _poll(lambda: prober._probes.in_flight.get(target) == 2, WELL_BEFORE)
     closed = _poll(lambda: target.breaker.state is BreakerState.CLOSED, WELL_BEFORE)
-    idle = _poll(lambda: target not in prober._probing and prober._stop is None, WELL_BEFORE)
+    idle = _poll(
+        lambda: target not in prober._probes.in_flight and prober._stop is None, WELL_BEFORE
+    )
     seen = (both, closed, idle, opened, target.breaker.state, target.breaker.failures)
     assert (True, True, True, [BreakerState.OPEN], BreakerState.CLOSED, 0) == seen

@@ -289,7 +289,7 @@ def test_the_prober_thread_keeps_at_most_two_probes_of_a_node_in_flight() -> Non
         breaker._on_open = prober.wake
         breaker.failure()
     try:
-        _poll(lambda: prober._stop is None and not prober._probing)
+        _poll(lambda: prober._stop is None and not prober._probes.in_flight)
         seen = (
             sorted(most.values()),
             [b.state for b in breakers],

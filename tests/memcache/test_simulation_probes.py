@@ -21,8 +21,8 @@ from .test_simulation import _SETTINGS, DoubleFaultSimulation, StoreSimulation
 
 
 class _ProbesInFlight(StoreSimulation):
-    """Rules that send probes and answer them later (sync stores only: the asyncio
-    store probes in rounds)."""
+    """Rules that send probes and answer them later (the asyncio store's too:
+    test_aio_simulation.py)."""
 
     def __init__(self) -> None:
         super().__init__()
