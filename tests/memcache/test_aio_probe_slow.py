@@ -99,6 +99,7 @@ async def test_the_slow_probes_late_failure_leaves_the_breaker_closed(
 
 
 @pytest.mark.memcached
+@pytest.mark.hangs  # its store sets its own timeouts (a 10 s read: the probes wait)
 async def test_a_hung_nodes_probe_does_not_delay_another_nodes_recovery(
     pair: MemcachedCluster,
 ) -> None:
@@ -127,6 +128,7 @@ async def _two_probes_waiting(store: AsyncMemcacheSessionStore) -> bool:
 
 
 @pytest.mark.memcached
+@pytest.mark.hangs  # its store sets its own timeouts (a 10 s read: the probes wait)
 async def test_aclose_cancels_the_probes_in_flight(pair: MemcachedCluster) -> None:
     """A hung node has two probes waiting; aclose() cancels both and the loop's task,
     and waits for them: no task of the store is left, none is in flight, and the
@@ -150,6 +152,7 @@ async def test_aclose_cancels_the_probes_in_flight(pair: MemcachedCluster) -> No
 
 
 @pytest.mark.memcached
+@pytest.mark.hangs  # its store sets its own timeouts (a 10 s read: the probes wait)
 async def test_stop_cancels_the_probes_in_flight_from_outside_the_loop(
     pair: MemcachedCluster,
 ) -> None:
