@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests.threads import run_threads, switch_often
 
 from errpolicy_memcache import (
     MemcacheSessionStore,
@@ -64,20 +63,12 @@ def test_saves_are_counted_exactly_under_threads() -> None:
     """Eight threads counting saves at once, switching every microsecond, lose no count."""
     metrics = StoreMetrics()
 
-    def work() -> None:
+    def work(_: int) -> None:
         for _ in range(1000):
             metrics.saved(HOMES, 0.0001)
 
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(previous)
+    with switch_often():
+        run_threads(work, 8)
     stats = metrics.snapshot([])
     bucket = LATENCY_BUCKETS.index(0.0001)
     assert (8000, 8000, 8000, 8000) == (

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.threads import run_threads, switch_often
 
 from errpolicy_memcache import (
     BreakerState,
@@ -181,29 +182,19 @@ class _FakeNode:
 
 def test_counts_are_exact_under_threads() -> None:
     """Eight threads counting at once, switching every microsecond, lose no count."""
-    import threading
-
     from errpolicy_memcache._metrics import StoreMetrics
 
     metrics = StoreMetrics()
     home: list[Any] = [_FakeNode("a:1"), _FakeNode("b:1")]
     result = [("a:1", "gets", NodeStatus.HIT, 0.0, ""), ("b:1", "gets", NodeStatus.HIT, 0.0, "")]
 
-    def work() -> None:
+    def work(_: int) -> None:
         for _ in range(1000):
             metrics.hit(home, 0.0001)
             metrics.record("session.start", OutcomeKind.OK, result, 0.0001)
 
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(previous)
+    with switch_often():
+        run_threads(work, 8)
     stats = metrics.snapshot([])
     assert (16000, 16000, 16000, 16000) == (
         stats.count("session.start", OutcomeKind.OK),
