@@ -354,16 +354,10 @@ class StoreMetrics:
     ) -> None:
         """:meth:`record` with the counters' keys made beforehand: ``outcome`` is
         ``(operation, kind)``, ``flags`` one ``(operation, flag)`` per flag, ``results``
-        one ``(node, status)`` per result (the wide read's short path keeps them while
-        its nodes' answers do not change: a failover read per request). The bucket and
-        the lock as :meth:`saved` takes them."""
-        if elapsed <= _B3:  # bisect_left's answer for the first four buckets
-            bucket = 0 if elapsed <= _B0 else 1 if elapsed <= _B1 else 2 if elapsed <= _B2 else 3
-        else:
-            bucket = bisect_left(LATENCY_BUCKETS, elapsed)
-        lock = self._lock
-        lock.acquire()
-        try:
+        one ``(node, status)`` per result: a wide read's, past the bound of
+        :meth:`tally` (its usual reads count in their tally)."""
+        bucket = bisect_left(LATENCY_BUCKETS, elapsed)
+        with self._lock:
             outcomes = self._outcomes
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             counted = self._flags
@@ -372,11 +366,4 @@ class StoreMetrics:
             nodes = self._nodes
             for node_key in results:
                 nodes[node_key] = nodes.get(node_key, 0) + 1
-            counts = self._latency.get(operation)
-            if counts is None:
-                self._add_latency(operation, bucket, elapsed)
-            else:
-                counts[bucket] += 1
-                self._totals[operation] += elapsed
-        finally:
-            lock.release()
+            self._add_latency(operation, bucket, elapsed)

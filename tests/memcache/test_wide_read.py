@@ -415,12 +415,21 @@ def test_the_outage_read_takes_one_round_and_no_steps(
 
 
 @pytest.mark.memcached
+@pytest.mark.parametrize("tallied", [True, False], ids=["in a tally", "past the tallies' bound"])
 def test_the_outage_read_reports_what_the_general_read_reports(
-    cluster: MemcachedCluster, store_timeouts: dict[str, float]
+    cluster: MemcachedCluster,
+    store_timeouts: dict[str, float],
+    monkeypatch: pytest.MonkeyPatch,
+    tallied: bool,
 ) -> None:
     """The short path's outcome (the notice) has the general read's fields: kind,
     flags, served_by, each node's command and status in order, key and version; and
-    the store's counts grow by the same."""
+    the store's counts grow by the same, counted in a tally or, past the tallies'
+    bound, key by key."""
+    from errpolicy_memcache import _metrics
+
+    if not tallied:
+        monkeypatch.setattr(_metrics, "_TALLIES_MAX", 0)
     outcomes: list[Outcome] = []
     store, sid = _outage_store(cluster, outcomes, store_timeouts)
     core = store._core
@@ -447,6 +456,7 @@ def test_the_outage_read_reports_what_the_general_read_reports(
     assert grown(before.node_results, middle.node_results) == grown(
         middle.node_results, after.node_results
     )
+    assert tallied == bool(core._metrics._tallies)
 
 
 @given(
