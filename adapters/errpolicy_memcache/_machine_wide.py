@@ -41,7 +41,6 @@ _FAILOVER = OutcomeKind.FAILOVER
 _OK = OutcomeKind.OK
 _FAILED_OVER = frozenset([OutcomeKind.FAILOVER])
 _NO_FLAGS: frozenset[OutcomeKind] = frozenset()
-_NO_ADDRESSES: frozenset[str] = frozenset()  # none refused: judge_agreed's
 _address = attrgetter("address")
 _new_acked = tuple.__new__  # Acked without its Python __new__ (a frame per read)
 _PATHNAME = _machine.__file__  # the notice's file, as _machine's _emit names it
@@ -75,23 +74,21 @@ class Pattern:
     them held the copy (``hits``' bits) and which it skipped, kept on its
     :class:`Known` (``counted``) while the same nodes answer the same way (every read
     of an outage): the ``holders``, their ``addresses``, the ``strays`` (holders
-    outside home), the outcome's ``kind``, ``flags``, ``served`` node and ``level``,
-    the counters' ``keys`` (outcome, flags, one per node's result), the metrics'
-    ``tally`` of those keys (None: counted by ``keys``) and the notice's ``text`` (the
-    outcome's ``str()``: it shows no times)."""
+    outside home), the outcome's ``head`` (operation, kind, flags, served node, key),
+    its ``rows`` (node, command, status, index of its time) and its ``level``, the
+    counters' ``keys`` (outcome, flags, one per node's result), the metrics' ``tally``
+    of those keys (None: counted by ``keys``) and the notice's ``text`` (the outcome's
+    ``str()``: it shows no times)."""
 
     __slots__ = (
         "addresses",
         "asked",
-        "flags",
         "head",
         "hits",
         "holders",
         "keys",
-        "kind",
         "level",
         "rows",
-        "served",
         "skipped",
         "strays",
         "tally",
@@ -111,11 +108,9 @@ class Pattern:
         self.holders = holders
         self.addresses = addresses = frozenset(map(_address, holders))
         self.strays = addresses - known.homes
-        self.kind, self.flags = kind, flags = (
-            (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
-        )
+        kind, flags = (_FAILOVER, _FAILED_OVER) if skipped else (_OK, _NO_FLAGS)
         self.level = _SEVERITY[kind]
-        self.served = served = holders[0].address if holders else None
+        served = holders[0].address if holders else None
         results = [(node.address, _SKIPPED) for node in skipped]
         rows: list[TimedRow] = [(node.address, "-", _SKIPPED, -1) for node in skipped]
         for i, node in enumerate(asked):
@@ -335,7 +330,7 @@ class WideReading(Writing):
                 version,
                 addresses,
                 skipped,
-                _NO_ADDRESSES,
+                core._NO_ADDRESSES,  # none refused, as judge_agreed passes
                 len(asked) - len(holders),
                 self._replicas,
             )
