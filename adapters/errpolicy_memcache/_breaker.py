@@ -159,14 +159,14 @@ class CircuitBreaker:
         return max(0.0, self._retry_at - self._clock())
 
     def rejoined_within(self, seconds: float) -> bool:
-        """True if the node came back (its breaker closed after being open) less than
-        ``seconds`` ago: it may have missed writes while it was away."""
+        """True if the node came back (answered after failing, its breaker open or not)
+        less than ``seconds`` ago: it may have missed writes while it was away."""
         at = self._rejoined_at
         return at is not None and self._clock() - at < seconds
 
     def rejoined_after(self, since: float) -> bool:
-        """True if the node came back (its breaker closed after being open) after
-        ``since``: it may have missed writes made while it was away."""
+        """True if the node came back (answered after failing, its breaker open or not)
+        after ``since``: it may have missed writes made while it was away."""
         at = self._rejoined_at
         return at is not None and at > since
 
@@ -198,8 +198,11 @@ class CircuitBreaker:
         if self._state is _CLOSED and self._failures == 0:
             return
         with self._lock:
+            # Back after failing, whether or not the breaker opened: the node may have
+            # missed writes meanwhile (another process, whose breaker did open, wrote
+            # around it).
+            self._rejoined_at = self._clock()
             if self._state is not BreakerState.CLOSED:
-                self._rejoined_at = self._clock()
                 self._closings += 1
                 self._mark()
             self._state = BreakerState.CLOSED

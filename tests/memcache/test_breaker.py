@@ -179,12 +179,32 @@ def test_a_breaker_that_closes_after_being_open_marks_a_rejoin() -> None:
 
 
 def test_successes_of_a_closed_breaker_are_no_rejoin() -> None:
-    """A node that never went away has not rejoined, whatever its answers."""
+    """A node that never failed has not rejoined, whatever its answers."""
     clock = Clock()
     breaker = CircuitBreaker(3, backoff=2.0, max_backoff=5.0, clock=clock)
-    breaker.failure()
     breaker.success()
-    assert breaker.rejoined_within(60.0) is False
+    clock.now += 1.0
+    breaker.success()
+    assert (False, False) == (breaker.rejoined_within(60.0), breaker.rejoined_after(-1.0))
+
+
+def test_an_answer_after_a_failure_is_a_rejoin_though_the_breaker_stayed_closed() -> None:
+    """A node that failed (below the threshold) and answered again may have missed a
+    write meanwhile: another process, whose breaker opened, wrote around it (the soak's
+    stale read, scenario C: every node hung, the holder's breaker closed in the reader)."""
+    clock = Clock()
+    breaker = CircuitBreaker(3, backoff=2.0, max_backoff=5.0, clock=clock)
+    seen = clock.now  # the copy this process saw acknowledged
+    clock.now += 1.0
+    breaker.failure()
+    clock.now += 2.0
+    breaker.success()
+    assert BreakerState.CLOSED is breaker.state
+    assert (True, True, False) == (
+        breaker.rejoined_after(seen),
+        breaker.rejoined_within(1.0),
+        breaker.rejoined_after(clock.now),
+    )
 
 
 def watched(clock: Clock) -> tuple[CircuitBreaker, FaultClock]:
