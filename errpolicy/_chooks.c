@@ -35,12 +35,23 @@ typedef struct {
 
 /* -- who owns a frame ------------------------------------------------------------- */
 
-/* A frame is (report, parent, owning thread's ident, guard); it counts only in the
- * thread that opened it. */
-static int
-owned_here(PyObject *frame)
+/* The frame the garbage collector hides while it runs finalizers (errpolicy._state.
+ * hidden, a list of one item), borrowed; NULL when there is none. */
+static inline PyObject *
+hidden_frame(PyObject *hidden)
 {
-    if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) < 3) {
+    if (hidden == NULL || !PyList_CheckExact(hidden) || PyList_GET_SIZE(hidden) != 1) {
+        return NULL;
+    }
+    return PyList_GET_ITEM(hidden, 0);
+}
+
+/* A frame is (report, parent, owning thread's ident, guard); it counts only in the
+ * thread that opened it, and not while the collector hides it. */
+static int
+owned_here(PyObject *frame, PyObject *hidden)
+{
+    if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) < 3 || frame == hidden_frame(hidden)) {
         return 0;
     }
     PyObject *owner = PyTuple_GET_ITEM(frame, 2);
@@ -57,7 +68,7 @@ owned_here(PyObject *frame)
 
 /* The open frame of this thread (a new reference), or NULL without error. */
 static PyObject *
-frame_here(PyObject *active, int *failed)
+frame_here(PyObject *active, PyObject *hidden, int *failed)
 {
     PyObject *frame;
     *failed = 0;
@@ -68,7 +79,7 @@ frame_here(PyObject *active, int *failed)
     if (frame == NULL) {
         return NULL;
     }
-    if (frame == Py_None || !owned_here(frame)) {
+    if (frame == Py_None || !owned_here(frame, hidden)) {
         Py_DECREF(frame);
         return NULL;
     }
@@ -86,6 +97,7 @@ typedef struct {
     PyObject *original; /* what was installed before: everything not taken goes there */
     PyObject *slow;     /* callable(frame, *args, **kwargs) inside a guard; None: pass-through */
     PyObject *active;   /* the ContextVar of open guards */
+    PyObject *hidden;   /* errpolicy._state.hidden, or NULL */
     /* When original is a builtin taking (args, nargs, kwnames) (warnings.warn and
      * warn_explicit are), its C function and self: outside guards the hook calls it
      * directly, which saves the generic call path's dispatch and checks (the
@@ -194,7 +206,7 @@ hook_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw
         if (PyContextVar_Get(self->active, NULL, &frame) < 0) {
             return NULL;
         }
-        if (frame != NULL && frame != Py_None && owned_here(frame)) {
+        if (frame != NULL && frame != Py_None && owned_here(frame, self->hidden)) {
             PyObject *result = hook_inside(self, frame, args, nargsf, kwnames);
             Py_DECREF(frame);
             return result;
@@ -210,11 +222,11 @@ hook_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw
 static PyObject *
 hook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *keywords[] = {"original", "slow", "active", "bind", "direct", NULL};
-    PyObject *original, *slow, *active;
+    static char *keywords[] = {"original", "slow", "active", "bind", "direct", "hidden", NULL};
+    PyObject *original, *slow, *active, *hidden = NULL;
     int bind = 0, direct = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$pp:Hook", keywords, &original, &slow,
-                                     &active, &bind, &direct)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$ppO!:Hook", keywords, &original, &slow,
+                                     &active, &bind, &direct, &PyList_Type, &hidden)) {
         return NULL;
     }
     if (!PyCallable_Check(original) || (slow != Py_None && !PyCallable_Check(slow))) {
@@ -240,6 +252,7 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->slow = Py_NewRef(slow);
     self->active = Py_NewRef(active);
+    self->hidden = Py_XNewRef(hidden);
     self->bind = (char)bind;
     self->direct = (char)direct;
     return (PyObject *)self;
@@ -252,6 +265,7 @@ hook_traverse(Hook *self, visitproc visit, void *arg)
     Py_VISIT(self->original);
     Py_VISIT(self->slow);
     Py_VISIT(self->active);
+    Py_VISIT(self->hidden);
     return 0;
 }
 
@@ -261,6 +275,7 @@ hook_clear(Hook *self)
     Py_CLEAR(self->original);
     Py_CLEAR(self->slow);
     Py_CLEAR(self->active);
+    Py_CLEAR(self->hidden);
     return 0;
 }
 
@@ -520,14 +535,16 @@ static PyMethodDef chooks_methods[] = {
 typedef struct {
     PyObject_HEAD
     PyObject *active;
+    PyObject *hidden; /* errpolicy._state.hidden, or NULL */
 } Matcher;
 
 static PyObject *
 matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *keywords[] = {"active", NULL};
-    PyObject *active;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:GuardIsOpen", keywords, &active)) {
+    static char *keywords[] = {"active", "hidden", NULL};
+    PyObject *active, *hidden = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O!:GuardIsOpen", keywords, &active,
+                                     &PyList_Type, &hidden)) {
         return NULL;
     }
     if (!PyContextVar_CheckExact(active)) {
@@ -539,6 +556,7 @@ matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->active = Py_NewRef(active);
+    self->hidden = Py_XNewRef(hidden);
     return (PyObject *)self;
 }
 
@@ -547,6 +565,7 @@ matcher_traverse(Matcher *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->active);
+    Py_VISIT(self->hidden);
     return 0;
 }
 
@@ -554,6 +573,7 @@ static int
 matcher_clear(Matcher *self)
 {
     Py_CLEAR(self->active);
+    Py_CLEAR(self->hidden);
     return 0;
 }
 
@@ -573,7 +593,7 @@ static PyObject *
 matcher_match(Matcher *self, PyObject *text)
 {
     int failed;
-    PyObject *frame = frame_here(self->active, &failed);
+    PyObject *frame = frame_here(self->active, self->hidden, &failed);
     if (failed) {
         return NULL;
     }

@@ -43,6 +43,8 @@ class Hooks:
     ``errpolicy._guard`` (the field names are the C ``setup()``'s keywords)."""
 
     active: contextvars.ContextVar[Any]
+    #: ``errpolicy._state.hidden``: the frame the collector hides (not a guard's parent).
+    hidden: list[Any]
     warnings_module: ModuleType
     front_filter: object
     ensure_ready: Callable[[], None]
@@ -128,8 +130,9 @@ class PyGuardCore:
         ident = _get_ident()
         parent = hooks.active.get()
         # A frame counts only in the thread that opened it (asyncio.to_thread copies
-        # the context into another thread; errpolicy.carry moves a frame on purpose).
-        if parent is not None and parent[2] != ident:
+        # the context into another thread; errpolicy.carry moves a frame on purpose),
+        # and not while the collector hides it (a finalizer's own guard stands alone).
+        if parent is not None and (parent[2] != ident or parent is hooks.hidden[0]):
             parent = None
         report._token = hooks.active.set((report, parent, ident, self))
         return report

@@ -33,6 +33,7 @@ from ._severity import Severity
 __all__ = ["log_direct"]
 
 _active = _state.active
+_hidden = _state.hidden
 _get_ident = _state._get_ident
 _handle = logging.Logger.handle
 _call_handlers_inside = _capture.call_handlers_inside
@@ -179,6 +180,7 @@ def log_direct(
     if (
         frame is None
         or frame[2] != _get_ident()
+        or frame is _hidden[0]
         or layer is None
         or layer.slow is not _call_handlers_inside
         or kind.callHandlers is not _placed.get("callHandlers")

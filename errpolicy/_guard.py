@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from . import _config, _core, _hooks
+from . import _config, _core, _hooks, _state
 from ._core import GuardCore
 from ._errors import ConfigurationError
 from ._event import Action
@@ -177,6 +177,7 @@ def _finish(report: Report, exc: BaseException | None) -> None:
 _guard_lookup = _core.setup(
     _core.Hooks(
         active=active,
+        hidden=_state.hidden,
         warnings_module=warnings,
         front_filter=_hooks.FILTER,
         ensure_ready=_hooks.ensure_ready,

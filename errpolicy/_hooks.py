@@ -14,6 +14,8 @@ listed in docs/capture.md ("What installing changes"). In short:
 - The first guard puts one filter at the front of the warnings filters; its
   matcher is true only inside a guard of the current thread, with action
   ``always``, so C-level warnings inside a guard reach it every time.
+- The first guard also appends :func:`collecting` to ``gc.callbacks``: while the
+  collector runs finalizers, the guards of that thread step aside.
 
 Hooks chain: each wraps what it found at install, and uninstall removes only
 errpolicy's own layer. If another library wrapped on top of it, the layer
@@ -24,6 +26,8 @@ install switches it back on instead of adding a second one.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import gc
 import logging
 import os
 import sys
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
 
 _current_frame = _state.current_frame
 _active = _state.active
+_hidden = _state.hidden
+_copy_context = contextvars.copy_context
 _get_ident = threading.get_ident
 
 
@@ -73,7 +79,7 @@ class PyHook:
         slow = self.slow
         if slow is not None:
             frame = _active.get()
-            if frame is not None and frame[2] == _get_ident():
+            if frame is not None and frame[2] == _get_ident() and frame is not _hidden[0]:
                 try:
                     decision = slow(frame, *args, **kwargs)
                 except TypeError:  # the arguments did not bind: the original says why
@@ -175,7 +181,7 @@ def _make_hook(
     name: str, original: Callable[..., Any], slow: Callable[..., Any], bind: bool, direct: bool
 ) -> Any:
     if _chooks is not None:
-        return _chooks.Hook(original, slow, _active, bind=bind, direct=direct)
+        return _chooks.Hook(original, slow, _active, bind=bind, direct=direct, hidden=_hidden)
     hook_type = PyWarnHook if name == "warn" else PyHook
     return hook_type(original, slow, _active, bind=bind, direct=direct)
 
@@ -206,7 +212,7 @@ class _GuardIsOpen:
         return "errpolicy.guard_is_open"
 
 
-_MATCHER: Any = _GuardIsOpen() if _chooks is None else _chooks.GuardIsOpen(_active)
+_MATCHER: Any = _GuardIsOpen() if _chooks is None else _chooks.GuardIsOpen(_active, _hidden)
 #: The entry put in the warnings filters.
 ENTRY: tuple[Any, ...] = ("always", _MATCHER, Warning, None, 0)
 
@@ -242,16 +248,33 @@ def _effective_filters() -> list[Any]:
 
 
 def put_filter_first() -> None:
-    """Make errpolicy's filter the first one again if something displaced it.
+    """Make errpolicy's filter the first one again if something displaced it, and
+    have the collector's callback in place (both come with the first guard).
 
     Deliberately without ``warnings._filters_mutated()``: no registry is cleared.
     """
+    if collecting not in gc.callbacks:
+        gc.callbacks.append(collecting)
     filters = _effective_filters()
     if filters and filters[0] is ENTRY:
         return
     while ENTRY in filters:
         filters.remove(ENTRY)
     filters.insert(0, ENTRY)
+
+
+def collecting(phase: str, info: object) -> None:
+    """``gc.callbacks`` entry: while the collector runs finalizers, the guard that was
+    innermost in the thread that runs them captures nothing. What ``__del__`` of some
+    other call's garbage warns or logs (an unclosed transport, a task destroyed while
+    pending) is not the guarded call's: it goes on as without errpolicy
+    (docs/capture.md, "Finalizers"). A guard a finalizer opens is its own.
+
+    The frame is read from a copy of the context, not with ``ContextVar.get``: on
+    Python 3.11 a collection runs inside an allocation, possibly one that
+    ``ContextVar.reset`` makes, and a ``get`` there would cache a value that reset
+    is about to free."""
+    _hidden[0] = _copy_context().get(_active) if phase == "start" else None
 
 
 class Installed:
@@ -390,6 +413,9 @@ def uninstall() -> None:
         for filters in {id(f): f for f in (_filters(), _effective_filters())}.values():
             while ENTRY in filters:
                 filters.remove(ENTRY)
+        while collecting in gc.callbacks:
+            gc.callbacks.remove(collecting)
+        _hidden[0] = None
         Installed.on = False
 
 

@@ -49,6 +49,7 @@ typedef struct {
     PyObject *shared_guards;   /* dict: name -> the shared Guard of that name */
     PyObject *make_guard;      /* the Python errpolicy.guard, for every other call */
     PyTypeObject *policy_type; /* errpolicy.Policy: its guard caches are read here */
+    PyObject *hidden;          /* errpolicy._state.hidden: [the frame the collector hides] */
     /* What setup_event() hands over: Event and where its slots are. */
     PyTypeObject *event_type;
     Py_ssize_t event_offsets[EVENT_FIELDS];
@@ -160,6 +161,17 @@ static inline speedups_state *
 state_of_class(PyTypeObject *defining_class)
 {
     return (speedups_state *)PyType_GetModuleState(defining_class);
+}
+
+/* The frame the garbage collector hides while it runs finalizers, borrowed, or NULL. */
+static inline PyObject *
+hidden_frame(speedups_state *st)
+{
+    PyObject *hidden = st->hidden;
+    if (hidden == NULL || !PyList_CheckExact(hidden) || PyList_GET_SIZE(hidden) != 1) {
+        return NULL;
+    }
+    return PyList_GET_ITEM(hidden, 0);
 }
 
 static int
@@ -650,7 +662,8 @@ guard_enter(GuardCore *self, PyTypeObject *defining_class, PyObject *const *args
     }
     if (parent != Py_None) {
         int same_thread = 0;
-        if (PyTuple_Check(parent) && PyTuple_GET_SIZE(parent) == 4) {
+        if (PyTuple_Check(parent) && PyTuple_GET_SIZE(parent) == 4
+            && parent != hidden_frame(st)) {
             unsigned long owner = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(parent, 2));
             if (owner == (unsigned long)-1 && PyErr_Occurred()) {
                 Py_DECREF(parent);
@@ -2263,7 +2276,7 @@ log_direct(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwn
     if (PyContextVar_Get(st->active, Py_None, &frame) < 0) {
         return NULL;
     }
-    if (frame == Py_None) {
+    if (frame == Py_None || frame == hidden_frame(st)) {
         Py_DECREF(frame);
         goto python;
     }
@@ -2435,13 +2448,14 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
     static char *keywords[] = {"active",        "warnings_module", "front_filter",
                                "ensure_ready",  "config_module",   "report_type",
                                "resolve",       "finish",          "shared_guards",
-                               "make_guard",    "policy_type",     NULL};
+                               "make_guard",    "policy_type",     "hidden",
+                               NULL};
     PyObject *a_active, *a_warnings, *a_filter, *a_ready, *a_config, *a_report, *a_resolve,
-        *a_finish, *a_shared, *a_make, *a_policy;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOO!OO!:setup", keywords, &a_active,
-                                     &a_warnings, &a_filter, &a_ready, &a_config, &a_report,
-                                     &a_resolve, &a_finish, &PyDict_Type, &a_shared, &a_make,
-                                     &PyType_Type, &a_policy)) {
+        *a_finish, *a_shared, *a_make, *a_policy, *a_hidden;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOO!OO!O!:setup", keywords,
+                                     &a_active, &a_warnings, &a_filter, &a_ready, &a_config,
+                                     &a_report, &a_resolve, &a_finish, &PyDict_Type, &a_shared,
+                                     &a_make, &PyType_Type, &a_policy, &PyList_Type, &a_hidden)) {
         return NULL;
     }
     if (!PyContextVar_CheckExact(a_active)) {
@@ -2471,6 +2485,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_XSETREF(st->warnings_dict, w_dict);
     Py_XSETREF(st->config_dict, c_dict);
     Py_XSETREF(st->active, Py_NewRef(a_active));
+    Py_XSETREF(st->hidden, Py_NewRef(a_hidden));
     Py_XSETREF(st->front_filter, Py_NewRef(a_filter));
     Py_XSETREF(st->ensure_ready, Py_NewRef(a_ready));
     Py_XSETREF(st->report_type, (PyTypeObject *)Py_NewRef(a_report));
@@ -2528,6 +2543,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->pending_type);
     Py_VISIT(st->original_type);
     Py_VISIT(st->active);
+    Py_VISIT(st->hidden);
     Py_VISIT(st->warnings_dict);
     Py_VISIT(st->front_filter);
     Py_VISIT(st->ensure_ready);
@@ -2599,6 +2615,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->pending_type);
     Py_CLEAR(st->original_type);
     Py_CLEAR(st->active);
+    Py_CLEAR(st->hidden);
     Py_CLEAR(st->warnings_dict);
     Py_CLEAR(st->front_filter);
     Py_CLEAR(st->ensure_ready);

@@ -32,15 +32,25 @@ active: contextvars.ContextVar[Frame | None] = contextvars.ContextVar(
     "errpolicy_active", default=None
 )
 
+#: ``[frame]``: the frame that was innermost when the garbage collector started to
+#: run finalizers, else ``[None]``. While it is there it captures nothing: what the
+#: finalizers of other calls' garbage raise is not its call's (errpolicy._hooks.
+#: collecting keeps it; one collection runs at a time in an interpreter). A list,
+#: not the ContextVar: setting a ContextVar from a gc callback can free the mapping
+#: an interrupted ``ContextVar.set`` is still reading (Python 3.11 collects inside
+#: allocations).
+hidden: list[Frame | None] = [None]
+
 
 def current_frame() -> Frame | None:
     """The innermost frame that may capture here, or ``None``.
 
     A context copied into another thread without :func:`carry` (Python 3.14 can
-    do that) does not count: guards belong to the thread that opened them.
+    do that) does not count: guards belong to the thread that opened them; nor
+    does the frame the garbage collector hides while it runs finalizers.
     """
     frame = active.get()
-    if frame is None or frame[2] != _get_ident():
+    if frame is None or frame[2] != _get_ident() or frame is hidden[0]:
         return None
     return frame
 

@@ -120,6 +120,41 @@ def test_c_hook_refuses_what_is_not_callable() -> None:
         _chooks.Hook(1, None, _hooks._active)
     with pytest.raises(TypeError):
         _chooks.Hook(print, None, contextvars.copy_context())
+    with pytest.raises(TypeError):
+        _chooks.Hook(print, None, _hooks._active, hidden=(None,))
+    with pytest.raises(TypeError):
+        _chooks.GuardIsOpen(_hooks._active, (None,))
+
+
+def test_the_hooks_and_the_filter_step_aside_for_the_frame_the_collector_hides() -> None:
+    """While errpolicy._state.hidden holds this thread's frame, the hook forwards and the
+    filter's matcher is false; other frames of the thread still count (the C hooks and
+    the Python twin alike)."""
+    from errpolicy import _state
+
+    calls: list[str] = []
+    hook = _hooks._make_hook(
+        "t", lambda: calls.append("original") or "original", lambda frame: "slow", False, True
+    )
+    with errpolicy.guard("t") as report:
+        frame = _state.active.get()
+        assert frame is not None
+        assert frame[0] is report
+        assert "slow" == hook()
+        assert _hooks._MATCHER.match("")
+        _state.hidden[0] = frame
+        try:
+            assert "original" == hook()
+            assert not _hooks._MATCHER.match("")
+            assert _state.current_frame() is None
+            with errpolicy.guard("t.own") as own:  # opened while hidden: counts, alone
+                assert "slow" == hook()
+                assert _state.active.get()[1] is None  # type: ignore[index]
+        finally:
+            _state.hidden[0] = None
+        assert "slow" == hook()
+    assert own.events == ()
+    assert calls == ["original"]
 
 
 @needs_c

@@ -114,6 +114,7 @@ def test_setup_refuses_what_the_hot_path_cannot_use() -> None:
         "shared_guards": {"kept": "the guard"},
         "make_guard": lambda name: None,
         "policy_type": Policy,
+        "hidden": errpolicy._state.hidden,
     }
     bad: dict[str, object] = {
         "active": "not a ContextVar",
@@ -122,6 +123,7 @@ def test_setup_refuses_what_the_hot_path_cannot_use() -> None:
         "finish": 42,
         "shared_guards": [],
         "policy_type": "Policy",
+        "hidden": (None,),  # read as a list of one frame
     }
     for key, value in bad.items():
         with pytest.raises(TypeError):
