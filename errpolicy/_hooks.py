@@ -270,10 +270,11 @@ def collecting(phase: str, info: object) -> None:
     pending) is not the guarded call's: it goes on as without errpolicy
     (docs/capture.md, "Finalizers"). A guard a finalizer opens is its own.
 
-    The frame is read from a copy of the context, not with ``ContextVar.get``: on
-    Python 3.11 a collection runs inside an allocation, possibly one that
-    ``ContextVar.reset`` makes, and a ``get`` there would cache a value that reset
-    is about to free."""
+    The frame is read from a copy of the context, not with ``ContextVar.get``: a
+    ``get`` here crashed Python 3.11's collector in the tests (there a collection
+    runs inside an allocation, possibly one that ``ContextVar.set`` or ``reset`` is
+    making, and ``get`` writes the variable's cache); reading a copy writes
+    nothing."""
     _hidden[0] = _copy_context().get(_active) if phase == "start" else None
 
 

@@ -36,9 +36,8 @@ active: contextvars.ContextVar[Frame | None] = contextvars.ContextVar(
 #: run finalizers, else ``[None]``. While it is there it captures nothing: what the
 #: finalizers of other calls' garbage raise is not its call's (errpolicy._hooks.
 #: collecting keeps it; one collection runs at a time in an interpreter). A list,
-#: not the ContextVar: setting a ContextVar from a gc callback can free the mapping
-#: an interrupted ``ContextVar.set`` is still reading (Python 3.11 collects inside
-#: allocations).
+#: not the ContextVar: a gc callback must not touch the ContextVar (Python 3.11
+#: collects inside allocations, ``ContextVar.set``'s and ``reset``'s among them).
 hidden: list[Frame | None] = [None]
 
 
