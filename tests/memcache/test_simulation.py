@@ -74,29 +74,30 @@ class StoreSimulation(RuleBasedStateMachine):
         super().__init__()
         self.cluster = Cluster()
         self.keys = Keyring(normalize_keys(SECRET))
-        self.stores = [
-            self.cluster.attach(
-                MemcacheSessionStore(
-                    ADDRESSES,
-                    SECRET,
-                    replicas=2,
-                    failure_threshold=1,
-                    retry_after=1.0,
-                    max_retry_after=2.0,
-                    clock=self.cluster.clock.clocks,  # every clock the core reads
-                    locking=self.locking,
-                    lock_timeout=0.05,  # a busy lock's poll moves the simulated time
-                    lock_poll=0.01,
-                )
-            )
-            for _ in range(2)
-        ]
+        self.stores = [self.process(), self.process()]
         self.history = {sid: History() for sid in SIDS}
         self.next_value = 1
         self.faulty: set[str] = set()
         self.seen: dict[tuple[int, str], int] = {}  # (process, sid) -> newest value it saw
         self.found: dict[tuple[int, str], set[str]] = {}  # the nodes its last read found
         self.destroyed_by: set[tuple[int, str]] = set()  # acknowledged logouts, by process
+
+    def process(self, failure_threshold: int = 1) -> MemcacheSessionStore:
+        """A store over the simulated nodes: one process of the application."""
+        return self.cluster.attach(
+            MemcacheSessionStore(
+                ADDRESSES,
+                SECRET,
+                replicas=2,
+                failure_threshold=failure_threshold,
+                retry_after=1.0,
+                max_retry_after=2.0,
+                clock=self.cluster.clock.clocks,  # every clock the core reads
+                locking=self.locking,
+                lock_timeout=0.05,  # a busy lock's poll moves the simulated time
+                lock_poll=0.01,
+            )
+        )
 
     @initialize()
     def relaxed(self) -> None:
@@ -513,6 +514,50 @@ def test_an_older_copy_is_not_served_once_the_newest_is_lost() -> None:
         except DOWN:
             return  # a clean error is what the contract allows
         assert session.new or 2 == session["v"]
+    finally:
+        machine.teardown()
+
+
+def test_a_node_that_failed_below_the_threshold_does_not_serve_its_older_copy() -> None:
+    """The soak's stale read (CI, scenario C: every node hung) as a schedule. Process 0's
+    breaker of the first home node opens and its save goes around that node; process 1
+    saw the node fail too, but fewer times than its threshold, so its breaker stayed
+    closed, while its breakers of the two nodes that took the newer save opened. When
+    the first home node answers again, process 1 must not serve the older copy there as
+    an ordinary read: the node answered after failing, so it may have missed writes."""
+    machine = RollingSimulation()
+    machine.stores[1] = machine.process(failure_threshold=3)
+    machine.relaxed()
+    sid = SIDS[0]
+    first, second, third = ranked_addresses(sid)
+    nodes = machine.cluster.nodes
+    try:
+        machine.save(0, sid)  # v1 on both home nodes
+        machine.tick(0.5)
+        nodes[first].state = "hung"
+        machine.read(1, sid)  # process 1: one failure of the first home node, v1 read
+        machine.tick(0.5)
+        machine.save(0, sid)  # process 0's breaker opens; v2 goes around the hung node
+        machine.tick(0.5)
+        holders = {a for a, _, v in machine.cluster.copies(sid, machine.keys) if v == 2}
+        assert holders == {second, third}
+        later = machine.stores[1]
+        assert [n.breaker.state for n in later.nodes if n.address == first] == [BreakerState.CLOSED]
+        # Every node hangs; the newer copy's holders fail process 1's next requests
+        # (three each, its threshold), the first home node answers again.
+        nodes[second].state = nodes[third].state = "hung"
+        for node in later.nodes:
+            if node.address in holders:
+                for _ in range(3):
+                    node.breaker.failure()
+        machine.tick(0.5)
+        nodes[first].resume()
+        try:
+            session = later.start(sid)
+        except DOWN:
+            return  # a clean error: the newer copy cannot be read now
+        assert not session.new
+        assert 2 == session["v"], f"stale: v{session['v']} from {first}, v2 acknowledged"
     finally:
         machine.teardown()
 
