@@ -24,6 +24,7 @@ from .test_simulation import (
     LockSimulation,
     RollingSimulation,
     StoreSimulation,
+    node_failed_below_the_threshold,
 )
 from .test_simulation_probes import DoubleFaultProbes, SingleFaultProbes
 
@@ -147,30 +148,30 @@ class AsyncStoreSimulation(StoreSimulation):
     """:class:`StoreSimulation` with both processes on the asyncio driver."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()  # before the processes are made
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        drivers: list[Any] = [  # the rules call start/save/destroy/release on them
-            _Driven(
-                _attach(
-                    self.cluster,
-                    AsyncMemcacheSessionStore(
-                        ADDRESSES,
-                        SECRET,
-                        replicas=2,
-                        failure_threshold=1,
-                        retry_after=1.0,
-                        max_retry_after=2.0,
-                        clock=self.cluster.clock.clocks,  # every clock the core reads
-                        locking=self.locking,
-                        lock_timeout=0.05,  # a busy lock's poll moves the simulated time
-                        lock_poll=0.01,
-                    ),
+
+    def process(self, failure_threshold: int = 1) -> Any:
+        """An async store over the simulated nodes, driven call by call (the rules call
+        start/save/destroy/release on it)."""
+        return _Driven(
+            _attach(
+                self.cluster,
+                AsyncMemcacheSessionStore(
+                    ADDRESSES,
+                    SECRET,
+                    replicas=2,
+                    failure_threshold=failure_threshold,
+                    retry_after=1.0,
+                    max_retry_after=2.0,
+                    clock=self.cluster.clock.clocks,  # every clock the core reads
+                    locking=self.locking,
+                    lock_timeout=0.05,  # a busy lock's poll moves the simulated time
+                    lock_poll=0.01,
                 ),
-                self.loop,
-            )
-            for _ in range(2)
-        ]
-        self.stores = drivers
+            ),
+            self.loop,
+        )
 
     def teardown(self) -> None:
         self.loop.close()
@@ -187,6 +188,11 @@ class AsyncRollingSimulation(AsyncStoreSimulation, RollingSimulation):
 
 TestAsyncRollingFaults = AsyncRollingSimulation.TestCase
 TestAsyncRollingFaults.settings = _ASYNC_SETTINGS
+
+
+def test_a_node_that_failed_below_the_threshold_does_not_serve_its_older_copy() -> None:
+    """The soak's stale read as a schedule (test_simulation.py), through the asyncio driver."""
+    node_failed_below_the_threshold(AsyncRollingSimulation())
 
 
 class AsyncDoubleFaultSimulation(AsyncStoreSimulation, DoubleFaultSimulation):

@@ -519,13 +519,18 @@ def test_an_older_copy_is_not_served_once_the_newest_is_lost() -> None:
 
 
 def test_a_node_that_failed_below_the_threshold_does_not_serve_its_older_copy() -> None:
-    """The soak's stale read (CI, scenario C: every node hung) as a schedule. Process 0's
-    breaker of the first home node opens and its save goes around that node; process 1
-    saw the node fail too, but fewer times than its threshold, so its breaker stayed
-    closed, while its breakers of the two nodes that took the newer save opened. When
-    the first home node answers again, process 1 must not serve the older copy there as
-    an ordinary read: the node answered after failing, so it may have missed writes."""
-    machine = RollingSimulation()
+    """The soak's stale read (CI, scenario C: every node hung) as a schedule."""
+    node_failed_below_the_threshold(RollingSimulation())
+
+
+def node_failed_below_the_threshold(machine: StoreSimulation) -> None:
+    """Process 0's breaker of the first home node opens and its save goes around that
+    node; process 1 saw the node fail too, but fewer times than its threshold, so its
+    breaker stayed closed, while its breakers of the two nodes that took the newer save
+    opened. When the first home node answers again, process 1 must not serve the older
+    copy there as an ordinary read: the node answered after failing, so it may have
+    missed writes. (Time moves between the steps: the simulated clock stands still
+    otherwise, and a rejoin counts when it comes after the copy was seen.)"""
     machine.stores[1] = machine.process(failure_threshold=3)
     machine.relaxed()
     sid = SIDS[0]
