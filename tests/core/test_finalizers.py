@@ -77,7 +77,9 @@ def test_a_finalizer_the_collector_runs_in_a_guard_is_not_the_guards(
         with errpolicy.guard("t.gc", policy=RAISE_ALL) as report:
             assert gc.collect() > 0
     assert report.events == ()  # and no PolicyViolation at the exit
-    assert [str(w.message) for w in shown] == ["unclosed leaked resource"]
+    # The filters see it as without errpolicy (other threads' warnings may be there too:
+    # catch_warnings is process-wide without context-aware warnings).
+    assert [str(w.message) for w in shown].count("unclosed leaked resource") == 1
     assert [r.getMessage() for r in handler.records] == ["Task was destroyed but it is pending!"]
 
 
