@@ -154,24 +154,8 @@ class AsyncStoreSimulation(StoreSimulation):
     def process(self, failure_threshold: int = 1) -> Any:
         """An async store over the simulated nodes, driven call by call (the rules call
         start/save/destroy/release on it)."""
-        return _Driven(
-            _attach(
-                self.cluster,
-                AsyncMemcacheSessionStore(
-                    ADDRESSES,
-                    SECRET,
-                    replicas=2,
-                    failure_threshold=failure_threshold,
-                    retry_after=1.0,
-                    max_retry_after=2.0,
-                    clock=self.cluster.clock.clocks,  # every clock the core reads
-                    locking=self.locking,
-                    lock_timeout=0.05,  # a busy lock's poll moves the simulated time
-                    lock_poll=0.01,
-                ),
-            ),
-            self.loop,
-        )
+        store = AsyncMemcacheSessionStore(ADDRESSES, SECRET, **self.options(failure_threshold))
+        return _Driven(_attach(self.cluster, store), self.loop)
 
     def teardown(self) -> None:
         self.loop.close()

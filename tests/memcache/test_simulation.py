@@ -14,6 +14,7 @@ it out when it resumes: a write that timed out lands late, as with a stopped mem
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import errpolicy
 import pytest
@@ -82,21 +83,23 @@ class StoreSimulation(RuleBasedStateMachine):
         self.found: dict[tuple[int, str], set[str]] = {}  # the nodes its last read found
         self.destroyed_by: set[tuple[int, str]] = set()  # acknowledged logouts, by process
 
+    def options(self, failure_threshold: int = 1) -> dict[str, Any]:
+        """A process's store options (both drivers take them)."""
+        return {
+            "replicas": 2,
+            "failure_threshold": failure_threshold,
+            "retry_after": 1.0,
+            "max_retry_after": 2.0,
+            "clock": self.cluster.clock.clocks,  # every clock the core reads
+            "locking": self.locking,
+            "lock_timeout": 0.05,  # a busy lock's poll moves the simulated time
+            "lock_poll": 0.01,
+        }
+
     def process(self, failure_threshold: int = 1) -> MemcacheSessionStore:
         """A store over the simulated nodes: one process of the application."""
         return self.cluster.attach(
-            MemcacheSessionStore(
-                ADDRESSES,
-                SECRET,
-                replicas=2,
-                failure_threshold=failure_threshold,
-                retry_after=1.0,
-                max_retry_after=2.0,
-                clock=self.cluster.clock.clocks,  # every clock the core reads
-                locking=self.locking,
-                lock_timeout=0.05,  # a busy lock's poll moves the simulated time
-                lock_poll=0.01,
-            )
+            MemcacheSessionStore(ADDRESSES, SECRET, **self.options(failure_threshold))
         )
 
     @initialize()
